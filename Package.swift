@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows one way: ingest → store → score → serve/report. Each library target depends only on
+// the ones upstream of it; `leadlens` is a thin CLI over them.
+let package = Package(
+    name: "LeadLens",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "leadlens", targets: ["leadlens"]),
+        .library(name: "LeadStore", targets: ["LeadStore"]),
+        .library(name: "LeadIngest", targets: ["LeadIngest"]),
+        .library(name: "LeadScoring", targets: ["LeadScoring"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
+        // Debian alternatives, so the same binary runs on either.
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libblas-dev"])]),
+        .target(
+            name: "LeadStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "LeadIngest",
+            dependencies: [
+                "LeadStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "LeadScoring",
+            dependencies: ["CBLAS", "LeadStore"]
+        ),
+        .executableTarget(
+            name: "leadlens",
+            dependencies: [
+                "LeadStore", "LeadIngest", "LeadScoring",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "LeadStoreTests", dependencies: ["LeadStore"]),
+        .testTarget(
+            name: "LeadIngestTests",
+            dependencies: ["LeadIngest", "LeadStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(name: "LeadScoringTests", dependencies: ["LeadScoring", "LeadStore"]),
+        .testTarget(
+            name: "LeadLensCLITests",
+            dependencies: [
+                "leadlens", "LeadStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+    ]
+)

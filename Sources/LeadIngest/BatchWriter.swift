@@ -1,0 +1,387 @@
+import GRDB
+import LeadStore
+
+extension Ingest {
+    /// What an ingest did. Re-ingesting the same input leaves every count but `unchanged` and
+    /// `duplicateEvents` at zero.
+    public struct Counts: Sendable, Equatable {
+        public var leadsCreated = 0
+        public var leadsUpdated = 0
+        public var leadsUnchanged = 0
+        public var eventsAdded = 0
+        public var duplicateEvents = 0
+        public var rejected = 0
+
+        public init() {}
+
+        public static func += (lhs: inout Counts, rhs: Counts) {
+            lhs.leadsCreated += rhs.leadsCreated
+            lhs.leadsUpdated += rhs.leadsUpdated
+            lhs.leadsUnchanged += rhs.leadsUnchanged
+            lhs.eventsAdded += rhs.eventsAdded
+            lhs.duplicateEvents += rhs.duplicateEvents
+            lhs.rejected += rhs.rejected
+        }
+    }
+}
+
+/// Writes batches of records inside the caller's transaction: resolves each record to a lead
+/// (creating it when new), applies lead fields, inserts events with their dedupe key, and folds
+/// the new events into the per-lead activity aggregate before the batch commits.
+///
+/// Identity caches live for one ingest run and are dropped whenever a batch rolls back.
+final class BatchWriter {
+    private struct LeadRef {
+        var id: Int64
+        var externalID: String?
+    }
+
+    private var byExternalID: [String: Int64] = [:]
+    private var byEmail: [String: LeadRef] = [:]
+    private var byPhone: [String: LeadRef] = [:]
+    private var byAnonymousID: [String: LeadRef] = [:]
+    private var typeIDs: [String: Int] = [:]
+    private var customFieldIDs: [String: Int64] = [:]
+    /// Leads created or updated during this run, so each counts once however often it recurs.
+    private var createdLeads: Set<Int64> = []
+    private var updatedLeads: Set<Int64> = []
+
+    /// Bounds the identity caches: past this many entries they are dropped and refilled from the
+    /// indexes, which keeps memory flat on inputs with millions of distinct leads.
+    static let cacheLimit = 200_000
+
+    let now: Int64
+
+    init(now: Int64 = LeadStore.nowMillis()) {
+        self.now = now
+    }
+
+    /// Call after a rollback: cached ids may name leads that no longer exist.
+    func discardCaches() {
+        byExternalID.removeAll()
+        byEmail.removeAll()
+        byPhone.removeAll()
+        byAnonymousID.removeAll()
+        typeIDs.removeAll()
+        customFieldIDs.removeAll()
+    }
+
+    func write(_ records: [Ingest.Record], in db: Database) throws -> Ingest.Counts {
+        if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
+            byExternalID.removeAll(keepingCapacity: true)
+            byEmail.removeAll(keepingCapacity: true)
+            byPhone.removeAll(keepingCapacity: true)
+            byAnonymousID.removeAll(keepingCapacity: true)
+        }
+        var batch = try Batch(db: db, writer: self)
+        for record in records {
+            try batch.apply(record)
+        }
+        try batch.flushActivity()
+        return batch.counts
+    }
+
+    /// One batch's prepared statements and running state.
+    private struct Batch {
+        let db: Database
+        let writer: BatchWriter
+        var counts = Ingest.Counts()
+        var activity: [Int64: LeadActivity] = [:]
+
+        let insertEvent: RawStatement
+        let insertProperties: RawStatement
+
+        init(db: Database, writer: BatchWriter) throws {
+            self.db = db
+            self.writer = writer
+            insertEvent = try RawStatement(db, sql: """
+                INSERT OR IGNORE INTO events (dedupe_key, lead_id, occurred_at, type_id, value) VALUES (?, ?, ?, ?, ?)
+                """)
+            insertProperties = try RawStatement(db, sql: """
+                INSERT OR IGNORE INTO event_properties (dedupe_key, message_id, properties) VALUES (?, ?, ?)
+                """)
+        }
+
+        mutating func apply(_ record: Ingest.Record) throws {
+            let patch = record.lead
+            let leadID: Int64
+            if let existing = try writer.find(patch.identity, db: db) {
+                leadID = existing
+                if try writer.update(leadID, with: patch, db: db) {
+                    if !writer.createdLeads.contains(leadID), writer.updatedLeads.insert(leadID).inserted {
+                        counts.leadsUpdated += 1
+                    }
+                } else if record.event == nil {
+                    counts.leadsUnchanged += 1
+                }
+            } else {
+                leadID = try writer.create(patch, firstSeen: record.event?.occurredAt, db: db)
+                writer.createdLeads.insert(leadID)
+                counts.leadsCreated += 1
+            }
+            if let event = record.event {
+                try insert(event, leadID: leadID)
+            }
+        }
+
+        mutating func insert(_ event: Ingest.Event, leadID: Int64) throws {
+            let typeID = try writer.typeID(for: event.typeName, db: db)
+            insertEvent.bind(1, event.dedupeKey)
+            insertEvent.bind(2, leadID)
+            insertEvent.bind(3, event.occurredAt)
+            insertEvent.bind(4, Int64(typeID))
+            insertEvent.bind(5, event.value)
+            try insertEvent.run()
+            guard insertEvent.changes == 1 else {
+                counts.duplicateEvents += 1
+                return
+            }
+            counts.eventsAdded += 1
+            activity[leadID, default: LeadActivity()].add(typeID: typeID, at: event.occurredAt)
+            if event.properties != nil || event.messageID != nil {
+                insertProperties.bind(1, event.dedupeKey)
+                insertProperties.bind(2, event.messageID)
+                insertProperties.bind(3, event.properties ?? "{}")
+                try insertProperties.run()
+            }
+        }
+
+        /// Folds this batch's new events into each lead's stored aggregate.
+        func flushActivity() throws {
+            guard !activity.isEmpty else { return }
+            let select = try RawStatement(db, sql: """
+                SELECT event_count, first_at, last_at, type_counts, type_last_at FROM lead_activity WHERE lead_id = ?
+                """)
+            let upsert = try RawStatement(db, sql: """
+                INSERT OR REPLACE INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """)
+            let touchLead = try RawStatement(db, sql: """
+                UPDATE leads SET last_activity_at = max(coalesce(last_activity_at, 0), ?) WHERE id = ?
+                """)
+            for (leadID, delta) in activity {
+                var total = delta
+                select.bind(1, leadID)
+                if try select.step() {
+                    var stored = LeadActivity(
+                        eventCount: select.int64(0), firstAt: select.int64(1), lastAt: select.int64(2),
+                        counts: Float64Blob.decode(select.blob(3)), lastAtByType: Float64Blob.decode(select.blob(4)))
+                    stored.merge(delta)
+                    total = stored
+                }
+                select.reset()
+                upsert.bind(1, leadID)
+                upsert.bind(2, total.eventCount)
+                upsert.bind(3, total.firstAt)
+                upsert.bind(4, total.lastAt)
+                upsert.bind(5, blob: Float64Blob.bytes(total.counts))
+                upsert.bind(6, blob: Float64Blob.bytes(total.lastAtByType))
+                try upsert.run()
+                touchLead.bind(1, total.lastAt)
+                touchLead.bind(2, leadID)
+                try touchLead.run()
+            }
+        }
+    }
+
+    // MARK: - Identity
+
+    /// The existing lead a record belongs to: by external id, then email, then phone, then
+    /// anonymous id. An email, phone or anonymous-id match whose lead has a different external
+    /// id is another person, not a match.
+    func find(_ identity: Ingest.Identity, db: Database) throws -> Int64? {
+        if let externalID = identity.externalID {
+            if let id = byExternalID[externalID] { return id }
+            let statement = try RawStatement(db, sql: "SELECT id FROM leads WHERE external_id = ?")
+            statement.bind(1, externalID)
+            defer { statement.reset() }
+            if try statement.step() {
+                let id = statement.int64(0)
+                byExternalID[externalID] = id
+                return id
+            }
+        }
+        let secondary: [(String?, String, ReferenceWritableKeyPath<BatchWriter, [String: LeadRef]>)] = [
+            (identity.email, "email", \.byEmail),
+            (identity.phoneDigits, "phone_digits", \.byPhone),
+            (identity.anonymousID, "anonymous_id", \.byAnonymousID),
+        ]
+        for (key, column, cache) in secondary {
+            guard let key else { continue }
+            if let ref = self[keyPath: cache][key], compatible(ref.externalID, identity.externalID) { return ref.id }
+            let statement = try RawStatement(db, sql: """
+                SELECT id, external_id FROM leads
+                WHERE \(column) = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
+                ORDER BY id LIMIT 1
+                """)
+            statement.bind(1, key)
+            statement.bind(2, identity.externalID)
+            defer { statement.reset() }
+            if try statement.step() {
+                let ref = LeadRef(id: statement.int64(0), externalID: statement.text(1))
+                self[keyPath: cache][key] = ref
+                return ref.id
+            }
+        }
+        return nil
+    }
+
+    private func compatible(_ stored: String?, _ incoming: String?) -> Bool {
+        stored == nil || incoming == nil || stored == incoming
+    }
+
+    private func remember(_ id: Int64, _ identity: Ingest.Identity, externalID: String?) {
+        let ref = LeadRef(id: id, externalID: externalID)
+        if let key = externalID { byExternalID[key] = id }
+        if let key = identity.email { byEmail[key] = ref }
+        if let key = identity.phoneDigits { byPhone[key] = ref }
+        if let key = identity.anonymousID { byAnonymousID[key] = ref }
+    }
+
+    // MARK: - Leads
+
+    static let leadColumns: [(LeadField, String)] = [
+        (.email, "email"), (.phone, "phone"), (.firstName, "first_name"), (.lastName, "last_name"),
+        (.company, "company"), (.source, "source"), (.status, "status"), (.assignedTo, "assigned_to"),
+        (.notes, "notes"),
+    ]
+
+    func create(_ patch: Ingest.LeadPatch, firstSeen: Int64?, db: Database) throws -> Int64 {
+        let insert = try RawStatement(db, sql: """
+            INSERT INTO leads (external_id, email, phone, phone_digits, anonymous_id, first_name, last_name,
+                               company, source, status, assigned_to, notes, value, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        let fields = patch.fields
+        insert.bind(1, patch.identity.externalID)
+        insert.bind(2, patch.identity.email)
+        insert.bind(3, fields[.phone])
+        insert.bind(4, patch.identity.phoneDigits)
+        insert.bind(5, patch.identity.anonymousID)
+        insert.bind(6, fields[.firstName])
+        insert.bind(7, fields[.lastName])
+        insert.bind(8, fields[.company])
+        insert.bind(9, fields[.source] ?? patch.sourceFallback)
+        insert.bind(10, fields[.status] ?? LeadStatus.defaultStatus)
+        insert.bind(11, fields[.assignedTo])
+        insert.bind(12, fields[.notes])
+        insert.bind(13, patch.value)
+        insert.bind(14, patch.createdAt ?? firstSeen ?? now)
+        insert.bind(15, now)
+        try insert.run()
+        let id = db.lastInsertedRowID
+        remember(id, patch.identity, externalID: patch.identity.externalID)
+        try applyCustomValues(patch.custom, leadID: id, db: db)
+        try applyTags(patch.tags, leadID: id, db: db)
+        return id
+    }
+
+    /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins); blanks never
+    /// do; identities are only ever added. Returns whether anything changed.
+    func update(_ leadID: Int64, with patch: Ingest.LeadPatch, db: Database) throws -> Bool {
+        let identity = patch.identity
+        let touchesRow = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil
+            || patch.sourceFallback != nil || identity.email != nil || identity.phoneDigits != nil
+            || identity.anonymousID != nil || identity.externalID != nil
+        var rowChanged = false
+        if touchesRow {
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT external_id, email, phone, phone_digits, anonymous_id, first_name, last_name, company,
+                       source, status, assigned_to, notes, value, created_at
+                FROM leads WHERE id = ?
+                """, arguments: [leadID])
+            else { return false }
+            var assignments: [String] = []
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            func set(_ column: String, _ value: (any DatabaseValueConvertible)?) {
+                assignments.append("\(column) = ?")
+                arguments.append(value)
+            }
+            let storedExternalID: String? = row["external_id"]
+            if storedExternalID == nil, let externalID = identity.externalID { set("external_id", externalID) }
+            if row["anonymous_id"] as String? == nil, let anonymousID = identity.anonymousID { set("anonymous_id", anonymousID) }
+            for (field, column) in Self.leadColumns {
+                guard let value = patch.fields[field], row[column] as String? != value else { continue }
+                set(column, value)
+                if field == .phone { set("phone_digits", identity.phoneDigits) }
+            }
+            if patch.fields[.source] == nil, row["source"] as String? == nil, let fallback = patch.sourceFallback {
+                set("source", fallback)
+            }
+            if let value = patch.value, row["value"] as Double? != value { set("value", value) }
+            if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt { set("created_at", createdAt) }
+            if !assignments.isEmpty {
+                set("updated_at", now)
+                arguments.append(leadID)
+                try db.execute(
+                    sql: "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE id = ?",
+                    arguments: StatementArguments(arguments))
+                rowChanged = true
+            }
+            remember(leadID, identity, externalID: storedExternalID ?? identity.externalID)
+        }
+        let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
+        let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
+        if (customChanged || tagsChanged) && !rowChanged {
+            try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE id = ?", arguments: [now, leadID])
+        }
+        return rowChanged || customChanged || tagsChanged
+    }
+
+    @discardableResult
+    private func applyCustomValues(_ values: [Ingest.CustomValue], leadID: Int64, db: Database) throws -> Bool {
+        guard !values.isEmpty else { return false }
+        let upsert = try RawStatement(db, sql: """
+            INSERT INTO lead_custom_values (lead_id, field_id, value, number) VALUES (?, ?, ?, ?)
+            ON CONFLICT (lead_id, field_id) DO UPDATE SET value = excluded.value, number = excluded.number
+            WHERE value IS NOT excluded.value
+            """)
+        var changed = false
+        for custom in values {
+            upsert.bind(1, leadID)
+            upsert.bind(2, try customFieldID(label: custom.label, db: db))
+            upsert.bind(3, custom.value)
+            upsert.bind(4, Double(custom.value).flatMap { $0.isFinite ? $0 : nil })
+            try upsert.run()
+            if upsert.changes > 0 { changed = true }
+        }
+        return changed
+    }
+
+    @discardableResult
+    private func applyTags(_ tags: [String], leadID: Int64, db: Database) throws -> Bool {
+        guard !tags.isEmpty else { return false }
+        let insert = try RawStatement(db, sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) VALUES (?, ?)")
+        var changed = false
+        for tag in tags {
+            insert.bind(1, leadID)
+            insert.bind(2, tag)
+            try insert.run()
+            if insert.changes > 0 { changed = true }
+        }
+        return changed
+    }
+
+    // MARK: - Dictionaries
+
+    func typeID(for name: String, db: Database) throws -> Int {
+        if let id = typeIDs[name] { return id }
+        try db.execute(sql: "INSERT OR IGNORE INTO event_types (name) VALUES (?)", arguments: [name])
+        guard let id = try Int.fetchOne(db, sql: "SELECT id FROM event_types WHERE name = ?", arguments: [name]) else {
+            throw DatabaseError(message: "event type vanished during ingest")
+        }
+        typeIDs[name] = id
+        return id
+    }
+
+    private func customFieldID(label: String, db: Database) throws -> Int64 {
+        let key = FieldName.normalize(label)
+        if let id = customFieldIDs[key] { return id }
+        try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
+        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM custom_fields WHERE key = ?", arguments: [key]) else {
+            throw DatabaseError(message: "custom field vanished during ingest")
+        }
+        customFieldIDs[key] = id
+        return id
+    }
+}

@@ -1,0 +1,139 @@
+/// A streaming RFC 4180 reader: quoted fields, embedded delimiters and newlines, doubled quotes,
+/// CRLF or LF, a UTF-8 byte order mark.
+///
+/// Written here rather than taken from CSV.swift because ingest must reject one bad record (invalid
+/// UTF-8, an overlong field) with its line number and carry on with the next; CSV.swift decodes
+/// the whole stream as one sequence of scalars and stops at the first invalid byte.
+struct CSVParser {
+    struct Record {
+        /// The physical line the record starts on (1-based; the header is line 1).
+        var line: Int
+        var fields: [String]
+    }
+
+    enum Failure {
+        case invalidUTF8(field: Int)
+        case fieldTooLong(field: Int)
+        case unterminatedQuote
+    }
+
+    enum Outcome {
+        case record(Record)
+        case rejected(line: Int, Failure)
+    }
+
+    static let maxFieldBytes = 64 * 1024
+
+    private let reader: ByteReader
+    private var line = 1
+    private var field: [UInt8] = []
+
+    init(reader: ByteReader) {
+        self.reader = reader
+    }
+
+    /// The next record, or nil at end of input. Blank lines are skipped.
+    mutating func next() throws -> Outcome? {
+        while true {
+            switch try nextRecordOrBlank() {
+            case .blank: continue
+            case .end: return nil
+            case .outcome(let outcome): return outcome
+            }
+        }
+    }
+
+    private enum Step {
+        case blank
+        case end
+        case outcome(Outcome)
+    }
+
+    private mutating func nextRecordOrBlank() throws -> Step {
+        let startLine = line
+        var fields: [String] = []
+        var failure: Failure?
+        field.removeAll(keepingCapacity: true)
+        var inQuotes = false
+        var fieldWasQuoted = false
+        var sawAnything = false
+
+        func endField() {
+            defer {
+                field.removeAll(keepingCapacity: true)
+                fieldWasQuoted = false
+            }
+            if failure == nil {
+                if field.count > Self.maxFieldBytes {
+                    failure = .fieldTooLong(field: fields.count)
+                } else if let text = String(validating: field, as: UTF8.self) {
+                    fields.append(text)
+                    return
+                } else {
+                    failure = .invalidUTF8(field: fields.count)
+                }
+            }
+            fields.append("")
+        }
+
+        while let byte = try reader.nextByte() {
+            sawAnything = true
+            if inQuotes {
+                if byte == UInt8(ascii: "\"") {
+                    inQuotes = false
+                    continue
+                }
+                if byte == 0x0A { line += 1 }
+                field.append(byte)
+                if field.count > Self.maxFieldBytes {
+                    // Most likely a quote that never closes: give up on this record and resync at
+                    // the next line, so one broken quote cannot swallow the rest of the file.
+                    try skipToEndOfLine()
+                    return .outcome(.rejected(line: startLine, .fieldTooLong(field: fields.count)))
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""):
+                if fieldWasQuoted {
+                    // A doubled quote inside a quoted field: "" → ".
+                    field.append(byte)
+                    inQuotes = true
+                } else if field.isEmpty {
+                    inQuotes = true
+                    fieldWasQuoted = true
+                } else {
+                    // A stray quote inside an unquoted field is kept literally, as most readers do.
+                    field.append(byte)
+                }
+            case UInt8(ascii: ","):
+                endField()
+            case 0x0D:
+                continue  // the CR of a CRLF; a CR inside quotes is kept above
+            case 0x0A:
+                line += 1
+                if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .blank }
+                endField()
+                if let failure { return .outcome(.rejected(line: startLine, failure)) }
+                return .outcome(.record(Record(line: startLine, fields: fields)))
+            default:
+                if field.count <= Self.maxFieldBytes { field.append(byte) }
+            }
+        }
+        guard sawAnything else { return .end }
+        if inQuotes { return .outcome(.rejected(line: startLine, .unterminatedQuote)) }
+        if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .end }
+        endField()
+        if let failure { return .outcome(.rejected(line: startLine, failure)) }
+        return .outcome(.record(Record(line: startLine, fields: fields)))
+    }
+
+    private mutating func skipToEndOfLine() throws {
+        while let byte = try reader.nextByte() {
+            if byte == 0x0A {
+                line += 1
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import LeadStore
+
+/// Turns key/value pairs from any source (a CSV row, Segment traits, an intake form) into a
+/// ``Ingest/LeadPatch``, with the same key normalization everywhere.
+struct LeadPatchBuilder {
+    var patch = Ingest.LeadPatch()
+    private var fullName: String?
+    let line: Int
+
+    init(line: Int) {
+        self.line = line
+    }
+
+    /// Sets one field from text. Blank values are ignored: they never overwrite.
+    mutating func set(key: String, text raw: String) throws(IngestError) {
+        if raw.utf8.count > JSONParser.maxStringBytes {
+            throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
+        }
+        let text = raw.trimmingWhitespace()
+        guard !text.isEmpty else { return }
+        guard let field = FieldName.knownField(key) else {
+            patch.custom.append(Ingest.CustomValue(label: key, value: text))
+            return
+        }
+        try set(field, text: text, key: key)
+    }
+
+    mutating func set(_ field: LeadField, text: String, key: String) throws(IngestError) {
+        switch field {
+        case .externalID: patch.identity.externalID = text
+        case .anonymousID: patch.identity.anonymousID = text
+        case .email:
+            patch.identity.email = Ingest.Identity.normalizeEmail(text)
+            patch.fields[.email] = patch.identity.email
+        case .phone:
+            patch.identity.phoneDigits = Ingest.Identity.phoneDigits(text)
+            patch.fields[.phone] = text
+        case .status: patch.fields[.status] = text.lowercased()
+        case .value:
+            guard let number = Self.parseNumber(text) else {
+                throw IngestError(.wrongType, line: line, field: key, reason: "not a number")
+            }
+            patch.value = number
+        case .createdAt:
+            guard let millis = Timestamp.parse(text) else {
+                throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp")
+            }
+            patch.createdAt = millis
+        case .tags:
+            for tag in text.split(whereSeparator: { $0 == "," || $0 == ";" }) {
+                let trimmed = tag.trimmingWhitespace()
+                if !trimmed.isEmpty, !patch.tags.contains(trimmed) { patch.tags.append(trimmed) }
+            }
+        case .fullName: fullName = text
+        case .firstName, .lastName, .company, .source, .assignedTo, .notes:
+            patch.fields[field] = text
+        }
+    }
+
+    /// Sets one field from a JSON value (Segment traits, intake bodies).
+    mutating func set(key: String, json: JSONValue) throws(IngestError) {
+        switch json {
+        case .null: return
+        case .string(let s): try set(key: key, text: s)
+        case .number(let n): try set(key: key, text: Self.format(n))
+        case .bool(let b): try set(key: key, text: b ? "true" : "false")
+        case .array(let elements) where FieldName.knownField(key) == .tags:
+            for element in elements {
+                guard case .string(let tag) = element else {
+                    throw IngestError(.wrongType, line: line, field: key, reason: "tags must be strings")
+                }
+                try set(.tags, text: tag, key: key)
+            }
+        case .array, .object:
+            guard FieldName.knownField(key) == nil else {
+                throw IngestError(.wrongType, line: line, field: key, reason: "expected a string or number")
+            }
+            let text = json.compactText
+            if text.utf8.count > JSONParser.maxStringBytes {
+                throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
+            }
+            patch.custom.append(Ingest.CustomValue(label: key, value: text))
+        }
+    }
+
+    /// Splits a full name into first and last when those were not given on their own.
+    func build() -> Ingest.LeadPatch {
+        var result = patch
+        if let fullName {
+            let parts = fullName.split(separator: " ", maxSplits: 1)
+            if result.fields[.firstName] == nil, let first = parts.first { result.fields[.firstName] = String(first) }
+            if result.fields[.lastName] == nil, parts.count > 1 { result.fields[.lastName] = parts[1].trimmingWhitespace() }
+        }
+        return result
+    }
+
+    /// "1200", "1,200.50", "$1 200", "-3e2". Currency signs and grouping are dropped.
+    static func parseNumber(_ text: String) -> Double? {
+        if let direct = Double(text), direct.isFinite { return direct }
+        let cleaned = text.unicodeScalars.filter { !"$€£¥, \u{00A0}".unicodeScalars.contains($0) }
+        guard let value = Double(String(String.UnicodeScalarView(cleaned))), value.isFinite else { return nil }
+        return value
+    }
+
+    /// Integers print without a fraction so "42" round-trips as an id or a custom value.
+    static func format(_ number: Double) -> String {
+        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
+        return String(number)
+    }
+}
+
+extension JSONValue {
+    /// Compact JSON text, for nested custom values.
+    var compactText: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    private func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .number(let n): out += LeadPatchBuilder.format(n)
+        case .string(let s): JSONValue.writeQuoted(s, to: &out)
+        case .array(let elements):
+            out += "["
+            for (i, element) in elements.enumerated() {
+                if i > 0 { out += "," }
+                element.write(to: &out)
+            }
+            out += "]"
+        case .object(let object):
+            out += "{"
+            for (i, member) in object.members.enumerated() {
+                if i > 0 { out += "," }
+                JSONValue.writeQuoted(member.key, to: &out)
+                out += ":"
+                member.value.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func writeQuoted(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}

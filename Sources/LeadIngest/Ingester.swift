@@ -1,0 +1,179 @@
+import Foundation
+import GRDB
+import LeadStore
+import Logging
+
+extension Ingest {
+    public enum Format: String, CaseIterable, Sendable {
+        case auto, ndjson, csv, json
+    }
+
+    public struct Options: Sendable {
+        public var format: Format = .auto
+        /// Abort at the first bad row and commit nothing from that file.
+        public var strict = false
+        /// Records per transaction.
+        public var batchSize = 5_000
+        /// NDJSON lines longer than this are rejected unread; a Segment batch is at most 500 KB.
+        public var maxLineBytes = 16 << 20
+
+        public init(format: Format = .auto, strict: Bool = false) {
+            self.format = format
+            self.strict = strict
+        }
+    }
+
+    public struct Progress: Sendable {
+        public var bytesRead: Int64
+        public var totalBytes: Int64?
+        public var rows: Int
+    }
+
+    /// The outcome of ingesting one input.
+    public struct FileSummary: Sendable {
+        public var path: String
+        public var counts = Counts()
+        /// The first rejects, for display; the rejects sink receives every one.
+        public var sampleRejects: [IngestError] = []
+        /// `--strict` stopped at a bad row and rolled the file back.
+        public var abortedStrict = false
+        /// Stopped early by a signal; what was committed before stays committed.
+        public var interrupted = false
+        public var bytes: Int64 = 0
+        public var seconds: Double = 0
+    }
+
+    /// Receives every rejected row with the raw text it came from.
+    public protocol RejectSink: AnyObject {
+        func reject(_ error: IngestError, path: String, raw: String?)
+    }
+}
+
+/// Drives one or more inputs through parsing and the batch writer.
+public final class Ingester {
+    public let store: LeadStore
+    let logger: Logger
+    private let writer: BatchWriter
+
+    public init(store: LeadStore, logger: Logger = Logger(label: "leadlens.ingest")) {
+        self.store = store
+        self.logger = logger
+        self.writer = BatchWriter()
+    }
+
+    /// Ingests one file (or "-" for stdin).
+    ///
+    /// - Parameters:
+    ///   - shouldStop: polled between batches; when it turns true the current batch commits and
+    ///     ingest returns with `interrupted` set.
+    public func ingest(
+        path: String,
+        options: Ingest.Options = Ingest.Options(),
+        rejects: (any Ingest.RejectSink)? = nil,
+        progress: ((Ingest.Progress) -> Void)? = nil,
+        shouldStop: () -> Bool = { false }
+    ) throws -> Ingest.FileSummary {
+        let started = Date()
+        let reader = try ByteReader(path: path)
+        let format = try resolveFormat(options.format, path: path, reader: reader)
+        var summary = Ingest.FileSummary(path: path)
+        var source = try RecordSource(format: format, reader: reader, options: options)
+
+        let sink = RejectCollector(path: path, downstream: rejects)
+        func consume(batch: [Ingest.Record], db: Database) throws {
+            summary.counts += try writer.write(batch, in: db)
+        }
+
+        do {
+            if options.strict {
+                // One transaction for the whole file: the first bad row rolls everything back.
+                try store.writer.writeWithoutTransaction { db in
+                    try db.inTransaction {
+                        while let batch = try source.nextBatch(size: options.batchSize, rejects: sink) {
+                            if sink.count > 0 {
+                                summary.abortedStrict = true
+                                return .rollback
+                            }
+                            try consume(batch: batch, db: db)
+                            progress?(Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: source.rows))
+                            if shouldStop() {
+                                summary.interrupted = true
+                                return .rollback
+                            }
+                        }
+                        if sink.count > 0 {
+                            summary.abortedStrict = true
+                            return .rollback
+                        }
+                        return .commit
+                    }
+                }
+                if summary.abortedStrict || summary.interrupted {
+                    writer.discardCaches()
+                    summary.counts = Ingest.Counts()
+                }
+            } else {
+                while let batch = try source.nextBatch(size: options.batchSize, rejects: sink) {
+                    try store.writer.write { db in try consume(batch: batch, db: db) }
+                    progress?(Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: source.rows))
+                    if shouldStop() {
+                        summary.interrupted = true
+                        break
+                    }
+                }
+            }
+        } catch {
+            writer.discardCaches()
+            throw error
+        }
+        summary.counts.rejected = sink.count
+        summary.sampleRejects = sink.sample
+        summary.bytes = reader.bytesConsumed
+        summary.seconds = Date().timeIntervalSince(started)
+        logger.info("ingested", metadata: [
+            "ingest.leads_created": "\(summary.counts.leadsCreated)",
+            "ingest.leads_updated": "\(summary.counts.leadsUpdated)",
+            "ingest.events_added": "\(summary.counts.eventsAdded)",
+            "ingest.duplicates": "\(summary.counts.duplicateEvents)",
+            "ingest.rejected": "\(summary.counts.rejected)",
+        ])
+        return summary
+    }
+
+    private func resolveFormat(_ requested: Ingest.Format, path: String, reader: ByteReader) throws -> Ingest.Format {
+        if requested != .auto { return requested }
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "csv", "tsv": return .csv
+        case "ndjson", "jsonl": return .ndjson
+        case "json": return .json
+        default:
+            // stdin or an unknown extension: sniff. JSON objects one per line is the event
+            // pipeline case; a leading "[" is a JSON array; anything else is a CSV header.
+            switch try reader.peekFirstSignificantByte() {
+            case UInt8(ascii: "{"): return .ndjson
+            case UInt8(ascii: "["): return .json
+            default: return .csv
+            }
+        }
+    }
+}
+
+/// Keeps the count and the first rejects, and forwards each one to the caller's sink.
+final class RejectCollector {
+    static let sampleLimit = 20
+    let path: String
+    let downstream: (any Ingest.RejectSink)?
+    private(set) var count = 0
+    private(set) var sample: [IngestError] = []
+
+    init(path: String, downstream: (any Ingest.RejectSink)?) {
+        self.path = path
+        self.downstream = downstream
+    }
+
+    func add(_ error: IngestError, raw: @autoclosure () -> String?) {
+        count += 1
+        if sample.count < Self.sampleLimit { sample.append(error) }
+        downstream?.reject(error, path: path, raw: raw())
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import LeadStore
+
+/// Turns an input stream into batches of records, handing bad rows to the reject collector.
+struct RecordSource {
+    private enum Parser {
+        case ndjson
+        case jsonArray(JSONArrayScanner)
+        case csv(CSVParser, header: CSVHeader?)
+    }
+
+    private let reader: ByteReader
+    private let options: Ingest.Options
+    private var parser: Parser
+    private let receivedAt = LeadStore.nowMillis()
+    private(set) var rows = 0
+
+    init(format: Ingest.Format, reader: ByteReader, options: Ingest.Options) throws {
+        self.reader = reader
+        self.options = options
+        try reader.skipByteOrderMark()
+        switch format {
+        case .csv: parser = .csv(CSVParser(reader: reader), header: nil)
+        case .json:
+            if try reader.peekFirstSignificantByte() == UInt8(ascii: "[") {
+                parser = .jsonArray(JSONArrayScanner(reader: reader))
+            } else {
+                // A single JSON document (one message or a {"batch": [...]}) parses as one "line".
+                parser = .ndjson
+            }
+        case .ndjson, .auto: parser = .ndjson
+        }
+    }
+
+    /// Up to `size` records; nil at end of input. Rejected rows are reported, never returned.
+    mutating func nextBatch(size: Int, rejects: RejectCollector) throws -> [Ingest.Record]? {
+        var records: [Ingest.Record] = []
+        records.reserveCapacity(size)
+        var reachedEnd = false
+        while records.count < size {
+            guard try nextRecords(into: &records, rejects: rejects) else {
+                reachedEnd = true
+                break
+            }
+        }
+        if reachedEnd && records.isEmpty { return nil }
+        return records
+    }
+
+    /// Parses the next line, element or row. Returns false at end of input.
+    private mutating func nextRecords(into records: inout [Ingest.Record], rejects: RejectCollector) throws -> Bool {
+        switch parser {
+        case .ndjson:
+            guard let line = try reader.nextLine(maxLength: options.maxLineBytes) else { return false }
+            let number = reader.lineNumber
+            switch line {
+            case .tooLong:
+                rows += 1
+                rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
+            case .text(let bytes):
+                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
+                rows += 1
+                parseJSON(bytes, line: number, into: &records, rejects: rejects)
+            }
+            return true
+        case .jsonArray(var scanner):
+            defer { parser = .jsonArray(scanner) }
+            switch try scanner.nextElement() {
+            case nil: return false
+            case .failure(let error)?:
+                rows += 1
+                rejects.add(error, raw: nil)
+                return !scanner.isBroken
+            case .element(let bytes, let line)?:
+                rows += 1
+                bytes.withUnsafeBufferPointer { parseJSON($0, line: line, into: &records, rejects: rejects) }
+                return true
+            }
+        case .csv(var csv, var header):
+            defer { parser = .csv(csv, header: header) }
+            guard let outcome = try csv.next() else { return false }
+            switch outcome {
+            case .rejected(let line, let failure):
+                rows += 1
+                let column = { (index: Int) in header?.label(at: index) ?? "column \(index + 1)" }
+                let error: IngestError
+                switch failure {
+                case .invalidUTF8(let field): error = IngestError(.invalidUTF8, line: line, field: column(field), reason: "invalid UTF-8")
+                case .fieldTooLong(let field): error = IngestError(.valueTooLarge, line: line, field: column(field), reason: "value longer than 64 KiB")
+                case .unterminatedQuote: error = IngestError(.malformedCSV, line: line, reason: "quoted field never closes")
+                }
+                rejects.add(error, raw: nil)
+            case .record(let record):
+                guard let currentHeader = header else {
+                    header = CSVHeader(record.fields)
+                    return true
+                }
+                rows += 1
+                do {
+                    records.append(try currentHeader.record(from: record))
+                } catch {
+                    rejects.add(error, raw: CSVHeader.encode(record.fields))
+                }
+            }
+            return true
+        }
+    }
+
+    private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, into records: inout [Ingest.Record], rejects: RejectCollector) {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch {
+            let rejected = switch error.kind {
+            case .invalidUTF8: IngestError(.invalidUTF8, line: line, reason: "invalid UTF-8")
+            case .tooLong: IngestError(.valueTooLarge, line: line, reason: "value longer than 64 KiB")
+            case .syntax: IngestError(.malformedJSON, line: line, reason: "broken JSON: \(error.reason) at byte \(error.offset + 1)")
+            }
+            rejects.add(rejected, raw: String(decoding: bytes, as: UTF8.self))
+            return
+        }
+        var errors: [IngestError] = []
+        SegmentMapper(source: bytes, line: line, receivedAt: receivedAt).records(from: value, into: &records, rejects: &errors)
+        for error in errors { rejects.add(error, raw: String(decoding: bytes, as: UTF8.self)) }
+    }
+}
+
+/// Maps CSV columns to lead fields once, from the header row.
+struct CSVHeader {
+    let labels: [String]
+
+    init(_ labels: [String]) {
+        self.labels = labels.map { $0.trimmingWhitespace() }
+    }
+
+    func label(at index: Int) -> String? {
+        index < labels.count ? labels[index] : nil
+    }
+
+    /// Rows shorter than the header read their missing trailing fields as blank, as spreadsheet
+    /// exports trim them; a longer row would lose values, so it is rejected.
+    func record(from row: CSVParser.Record) throws(IngestError) -> Ingest.Record {
+        if row.fields.count > labels.count {
+            throw IngestError(.malformedCSV, line: row.line,
+                              reason: "row has \(row.fields.count) fields but the header has \(labels.count)")
+        }
+        var builder = LeadPatchBuilder(line: row.line)
+        for (index, value) in row.fields.enumerated() where !labels[index].isEmpty {
+            try builder.set(key: labels[index], text: value)
+        }
+        let patch = builder.build()
+        guard !patch.identity.isEmpty else {
+            throw IngestError(.noIdentity, line: row.line, reason: "no identity: needs an id, email or phone")
+        }
+        return Ingest.Record(line: row.line, lead: patch, event: nil)
+    }
+
+    /// RFC 4180 encoding of one row, for the rejects file.
+    static func encode(_ fields: [String]) -> String {
+        fields.map { field in
+            field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+                ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+        }.joined(separator: ",")
+    }
+}

@@ -1,0 +1,131 @@
+import LeadStore
+
+/// Namespace for ingestion: parsers, identity, the batch writer and the driver that ties them.
+public enum Ingest {}
+
+extension Ingest {
+    /// The keys a record can be matched to a lead by, in the order they are tried.
+    public struct Identity: Hashable, Sendable {
+        public var externalID: String?
+        public var email: String?
+        public var phoneDigits: String?
+        public var anonymousID: String?
+
+        public init(externalID: String? = nil, email: String? = nil, phoneDigits: String? = nil, anonymousID: String? = nil) {
+            self.externalID = externalID
+            self.email = email
+            self.phoneDigits = phoneDigits
+            self.anonymousID = anonymousID
+        }
+
+        public var isEmpty: Bool { externalID == nil && email == nil && phoneDigits == nil && anonymousID == nil }
+
+        /// Emails match trimmed and case-insensitively.
+        public static func normalizeEmail(_ raw: String) -> String? {
+            let trimmed = raw.trimmingWhitespace().lowercased()
+            return trimmed.isEmpty ? nil : trimmed
+        }
+
+        /// Phones match on their digits; fewer than five digits identify nobody.
+        public static func phoneDigits(_ raw: String) -> String? {
+            let digits = String(raw.unicodeScalars.filter { $0.properties.numericType == .decimal && $0.isASCII })
+            return digits.count >= 5 ? digits : nil
+        }
+    }
+
+    public struct CustomValue: Sendable, Equatable {
+        /// The key or header as received; kept as the field's label.
+        public var label: String
+        public var value: String
+    }
+
+    /// What a record says about a lead. Blank values are never set, so they never overwrite.
+    public struct LeadPatch: Sendable {
+        public var identity = Identity()
+        /// Known fields, trimmed and non-empty. `.email` and `.phone` are as given.
+        public var fields: [LeadField: String] = [:]
+        public var value: Double?
+        public var createdAt: Int64?
+        public var custom: [CustomValue] = []
+        public var tags: [String] = []
+        /// utm source from context.campaign: sets the lead's source only when it has none.
+        public var sourceFallback: String?
+
+        public init() {}
+    }
+
+    /// One activity event, already reduced to the hot columns.
+    public struct Event: Sendable {
+        public var typeName: String
+        public var occurredAt: Int64
+        public var value: Double?
+        public var dedupeKey: Int64
+        public var messageID: String?
+        /// Free-form properties as the raw JSON received, when non-empty.
+        public var properties: String?
+    }
+
+    /// One accepted input row or message.
+    public struct Record: Sendable {
+        public var line: Int
+        public var lead: LeadPatch
+        public var event: Event?
+    }
+}
+
+/// A rejected row: its line, the field at fault when there is one, and why. The description never
+/// carries the row's values, which are lead PII.
+public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String {
+            case malformedJSON = "malformed_json"
+            case invalidUTF8 = "invalid_utf8"
+            case noIdentity = "no_identity"
+            case wrongType = "wrong_type"
+            case badTimestamp = "bad_timestamp"
+            case valueTooLarge = "value_too_large"
+            case malformedCSV = "malformed_csv"
+            case unsupported = "unsupported"
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        public static let malformedJSON = Code(.malformedJSON)
+        public static let invalidUTF8 = Code(.invalidUTF8)
+        public static let noIdentity = Code(.noIdentity)
+        public static let wrongType = Code(.wrongType)
+        public static let badTimestamp = Code(.badTimestamp)
+        public static let valueTooLarge = Code(.valueTooLarge)
+        public static let malformedCSV = Code(.malformedCSV)
+        public static let unsupported = Code(.unsupported)
+
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    public var line: Int
+    public var field: String?
+    public var reason: String
+
+    public init(_ code: Code, line: Int, field: String? = nil, reason: String) {
+        self.code = code
+        self.line = line
+        self.field = field
+        self.reason = reason
+    }
+
+    public var description: String {
+        if let field { return "line \(line): \(field): \(reason)" }
+        return "line \(line): \(reason)"
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(String.UnicodeScalarView(scalars[first...last]))
+    }
+}

@@ -1,0 +1,225 @@
+import Crypto
+import LeadStore
+
+/// Maps Segment-spec messages (identify, track, page, screen, group, alias, and `{"batch": [...]}`)
+/// to ingest records. https://segment.com/docs/connections/spec/
+struct SegmentMapper {
+    /// The bytes the message was parsed from, so `properties` can be kept as received.
+    let source: UnsafeBufferPointer<UInt8>
+    let line: Int
+    /// Used for a message with no timestamp at all; kept out of the content hash.
+    let receivedAt: Int64
+
+    /// Every record a top-level JSON value holds: one message, or each message of a batch.
+    /// Messages in a batch fail one by one: a bad one does not cost its neighbours.
+    func records(from value: JSONValue, into records: inout [Ingest.Record], rejects: inout [IngestError]) {
+        if case .object(let object) = value, let batch = object["batch"] {
+            guard case .array(let messages) = batch else {
+                rejects.append(IngestError(.wrongType, line: line, field: "batch", reason: "expected an array"))
+                return
+            }
+            for message in messages {
+                do {
+                    records.append(try record(from: message))
+                } catch {
+                    rejects.append(error)
+                }
+            }
+            return
+        }
+        do {
+            records.append(try record(from: value))
+        } catch {
+            rejects.append(error)
+        }
+    }
+
+    func record(from value: JSONValue) throws(IngestError) -> Ingest.Record {
+        guard case .object(let message) = value else {
+            throw IngestError(.wrongType, line: line, reason: "expected a JSON object")
+        }
+        let type = try string(message, "type")?.lowercased() ?? (message["event"] != nil ? "track" : nil)
+        guard let type else { throw IngestError(.unsupported, line: line, field: "type", reason: "missing message type") }
+
+        var lead = LeadPatchBuilder(line: line)
+        if let userID = try identifier(message, "userId") { lead.patch.identity.externalID = userID }
+        if let anonymousID = try identifier(message, "anonymousId") { lead.patch.identity.anonymousID = anonymousID }
+        let context = try object(message, "context")
+        if let context, let campaign = try object(context, "campaign"),
+           let utmSource = try string(campaign, "source")?.trimmingWhitespace(), !utmSource.isEmpty {
+            lead.patch.sourceFallback = utmSource
+        }
+
+        switch type {
+        case "identify":
+            try applyTraits(try object(message, "traits"), to: &lead)
+            if let context { try applyTraits(try object(context, "traits"), to: &lead) }
+            return try finish(lead, event: nil)
+        case "group":
+            // A group's traits describe the account: its name is the lead's company.
+            if let traits = try object(message, "traits"), let name = try string(traits, "name") {
+                try lead.set(.company, text: name.trimmingWhitespace(), key: "traits.name")
+            }
+            return try finish(lead, event: nil)
+        case "alias":
+            // alias links a previous (usually anonymous) id to the user id.
+            if let previous = try identifier(message, "previousId") { lead.patch.identity.anonymousID = previous }
+            return try finish(lead, event: nil)
+        case "track", "page", "screen":
+            if let context { try applyTraits(try object(context, "traits"), to: &lead) }
+            let properties = try object(message, "properties")
+            if lead.patch.identity.email == nil, let properties, let email = try string(properties, "email") {
+                lead.patch.identity.email = Ingest.Identity.normalizeEmail(email)
+            }
+            let typeName = try eventName(type: type, message: message, properties: properties)
+            let event = try makeEvent(typeName: typeName, message: message, properties: properties, identity: lead.patch.identity)
+            return try finish(lead, event: event)
+        default:
+            throw IngestError(.unsupported, line: line, field: "type", reason: "unsupported message type")
+        }
+    }
+
+    private func finish(_ builder: LeadPatchBuilder, event: Ingest.Event?) throws(IngestError) -> Ingest.Record {
+        let patch = builder.build()
+        guard !patch.identity.isEmpty else {
+            throw IngestError(.noIdentity, line: line, reason: "no identity: needs userId, anonymousId, email or phone")
+        }
+        return Ingest.Record(line: line, lead: patch, event: event)
+    }
+
+    private func applyTraits(_ traits: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
+        guard let traits else { return }
+        for member in traits.members {
+            // The identity keys come from the message itself, never from traits.
+            if FieldName.knownField(member.key) == .externalID { continue }
+            try lead.set(key: member.key, json: member.value)
+        }
+    }
+
+    /// track: the event name. page and screen: "Viewed <name> Page" / "Viewed <name> Screen", as
+    /// Segment's destinations name them, or "Page Viewed" / "Screen Viewed" without a name.
+    private func eventName(type: String, message: JSONObject, properties: JSONObject?) throws(IngestError) -> String {
+        if type == "track" {
+            guard let name = try string(message, "event")?.trimmingWhitespace(), !name.isEmpty else {
+                throw IngestError(.wrongType, line: line, field: "event", reason: "track needs an event name")
+            }
+            return name
+        }
+        let noun = type == "page" ? "Page" : "Screen"
+        let name = try string(message, "name") ?? properties.flatMap { try? string($0, "name") }
+        if let name = name?.trimmingWhitespace(), !name.isEmpty { return "Viewed \(name) \(noun)" }
+        return "\(noun) Viewed"
+    }
+
+    private func makeEvent(typeName: String, message: JSONObject, properties: JSONObject?, identity: Ingest.Identity) throws(IngestError) -> Ingest.Event {
+        if typeName.utf8.count > 512 {
+            throw IngestError(.valueTooLarge, line: line, field: "event", reason: "event name longer than 512 bytes")
+        }
+        var occurredAt: Int64?
+        for key in ["timestamp", "originalTimestamp", "sentAt", "receivedAt"] {
+            guard let value = message[key], !value.isNull else { continue }
+            switch value {
+            case .string(let text): occurredAt = Timestamp.parse(text)
+            case .number(let number): occurredAt = Timestamp.fromEpoch(number)
+            default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
+            }
+            guard occurredAt != nil else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp") }
+            break
+        }
+
+        var value: Double?
+        if let properties {
+            for key in ["value", "revenue"] {
+                switch properties[key] {
+                case .number(let n)?: value = n
+                case .string(let s)?:
+                    guard let n = LeadPatchBuilder.parseNumber(s) else {
+                        throw IngestError(.wrongType, line: line, field: "properties.\(key)", reason: "not a number")
+                    }
+                    value = n
+                case nil, .null?: continue
+                default: throw IngestError(.wrongType, line: line, field: "properties.\(key)", reason: "not a number")
+                }
+                break
+            }
+        }
+
+        let rawProperties = properties.flatMap { $0.isEmpty ? nil : UnsafeBufferPointer(rebasing: source[$0.span]) }
+        let messageID = try identifier(message, "messageId")
+        let dedupeKey: Int64
+        if let messageID {
+            dedupeKey = DedupeKey.forMessageID(messageID)
+        } else {
+            dedupeKey = DedupeKey.forContent(
+                typeName: typeName, identity: identity, occurredAt: occurredAt, properties: rawProperties)
+        }
+        return Ingest.Event(
+            typeName: typeName,
+            occurredAt: occurredAt ?? receivedAt,
+            value: value,
+            dedupeKey: dedupeKey,
+            messageID: messageID,
+            properties: rawProperties.map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    // MARK: typed access, naming the field on a wrong type
+
+    private func string(_ object: JSONObject, _ key: String) throws(IngestError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let s)?: return s
+        default: throw IngestError(.wrongType, line: line, field: key, reason: "expected a string")
+        }
+    }
+
+    /// Ids may arrive as strings or integers; either way they are kept as text.
+    private func identifier(_ object: JSONObject, _ key: String) throws(IngestError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let s)?:
+            let trimmed = s.trimmingWhitespace()
+            if trimmed.utf8.count > 1024 { throw IngestError(.valueTooLarge, line: line, field: key, reason: "id longer than 1 KiB") }
+            return trimmed.isEmpty ? nil : trimmed
+        case .number(let n)? where n == n.rounded(): return LeadPatchBuilder.format(n)
+        default: throw IngestError(.wrongType, line: line, field: key, reason: "expected a string id")
+        }
+    }
+
+    private func object(_ object: JSONObject, _ key: String) throws(IngestError) -> JSONObject? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .object(let o)?: return o
+        default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an object")
+        }
+    }
+}
+
+/// 63-bit event dedupe keys: the first 8 bytes of a SHA-256, sign bit cleared so the key is a
+/// positive rowid. A collision needs ~3·10⁹ events to reach even odds; at 10⁸ events it is ~3·10⁻⁴.
+enum DedupeKey {
+    static func forMessageID(_ messageID: String) -> Int64 {
+        var hasher = SHA256()
+        hasher.update(data: [UInt8(ascii: "m")])
+        hasher.update(data: Array(messageID.utf8))
+        return truncate(hasher.finalize())
+    }
+
+    /// Without a messageId, an event is its content: type, identity, time and properties.
+    static func forContent(typeName: String, identity: Ingest.Identity, occurredAt: Int64?, properties: UnsafeBufferPointer<UInt8>?) -> Int64 {
+        var hasher = SHA256()
+        var fields: [UInt8] = [UInt8(ascii: "c")]
+        for part in [typeName, identity.externalID ?? "", identity.anonymousID ?? "", identity.email ?? "", occurredAt.map(String.init) ?? ""] {
+            fields.append(contentsOf: part.utf8)
+            fields.append(0)
+        }
+        hasher.update(data: fields)
+        if let properties { hasher.update(bufferPointer: UnsafeRawBufferPointer(properties)) }
+        return truncate(hasher.finalize())
+    }
+
+    private static func truncate(_ digest: SHA256.Digest) -> Int64 {
+        digest.withUnsafeBytes { raw in
+            Int64(bitPattern: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)) & 0x7FFF_FFFF_FFFF_FFFF)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// The lead fields LeadLens knows by name, and the one normalization rule that maps a CSV header,
+/// a Segment trait or a JSON key onto them. Ingestion, scoring specs and the API all match field
+/// names through ``FieldName``, so "First Name", "first_name" and "firstName" mean the same thing
+/// everywhere.
+public enum LeadField: String, CaseIterable, Sendable {
+    case externalID = "external_id"
+    case email
+    case phone
+    case firstName = "first_name"
+    case lastName = "last_name"
+    case company
+    case source
+    case status
+    case assignedTo = "assigned_to"
+    case notes
+    case value
+    case createdAt = "created_at"
+    case tags
+    /// Not a column: a full name that is split into first and last name when those are absent.
+    case fullName = "name"
+    case anonymousID = "anonymous_id"
+}
+
+public enum FieldName {
+    /// Case-insensitive, with spaces, underscores, dashes and dots ignored: "First Name",
+    /// "first_name", "firstName" and "FIRST-NAME" all normalize to "firstname".
+    public static func normalize(_ raw: some StringProtocol) -> String {
+        var out = ""
+        out.reserveCapacity(raw.utf8.count)
+        for scalar in raw.unicodeScalars {
+            switch scalar {
+            case " ", "_", "-", ".", "\t": continue
+            default: out.unicodeScalars.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+            }
+        }
+        return out
+    }
+
+    /// The known field a raw key names, or nil when it is a custom field.
+    public static func knownField(_ raw: some StringProtocol) -> LeadField? {
+        let key = normalize(raw)
+        if let field = aliases[key] { return field }
+        // CRM exports prefix their columns: lead_email, lead_firstname, lead_company_name.
+        if key.hasPrefix("lead"), key.count > 4, let field = aliases[String(key.dropFirst(4))] {
+            return field
+        }
+        return nil
+    }
+
+    /// Normalized key → field. Each field answers to its own name and the aliases CRM exports use.
+    static let aliases: [String: LeadField] = {
+        var table: [String: LeadField] = [:]
+        for field in LeadField.allCases { table[normalize(field.rawValue)] = field }
+        let extra: [(String, LeadField)] = [
+            ("id", .externalID), ("leadid", .externalID), ("userid", .externalID), ("externalid", .externalID),
+            ("anonymousid", .anonymousID),
+            ("e-mail", .email), ("emailaddress", .email), ("mail", .email),
+            ("mobile", .phone), ("phonenumber", .phone), ("mobilephone", .phone), ("mobilenumber", .phone),
+            ("telephone", .phone), ("tel", .phone),
+            ("firstname", .firstName), ("givenname", .firstName), ("fname", .firstName),
+            ("lastname", .lastName), ("surname", .lastName), ("familyname", .lastName), ("lname", .lastName),
+            ("fullname", .fullName), ("name", .fullName), ("contactname", .fullName),
+            ("companyname", .company), ("organization", .company), ("organisation", .company),
+            ("account", .company), ("accountname", .company),
+            ("leadsource", .source), ("utmsource", .source),
+            ("leadstatus", .status), ("stage", .status),
+            ("assignee", .assignedTo), ("owner", .assignedTo), ("assigned", .assignedTo),
+            ("note", .notes), ("comments", .notes), ("comment", .notes),
+            ("amount", .value), ("dealvalue", .value),
+            ("created", .createdAt), ("createddate", .createdAt), ("createdon", .createdAt),
+            ("tag", .tags), ("labels", .tags),
+        ]
+        for (alias, field) in extra { table[normalize(alias)] = field }
+        return table
+    }()
+}
+
+/// Lead statuses with a meaning of their own to the scoring engine and the API.
+public enum LeadStatus {
+    public static let defaultStatus = "new"
+    public static let known: [String] = [
+        "new", "contacted", "qualified", "unqualified", "proposal", "negotiation",
+        "converted", "lost", "closed", "disqualified",
+    ]
+}

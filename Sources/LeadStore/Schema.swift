@@ -1,0 +1,117 @@
+import GRDB
+
+/// The store's migrations. They only ever append: a shipped migration is never edited, so a
+/// database written by any earlier version upgrades in place at start-up.
+public enum Schema {
+    public static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-leads", migrate: createLeads)
+        migrator.registerMigration("v2-events", migrate: createEvents)
+        return migrator
+    }
+
+    /// Identifiers of every migration, oldest first.
+    public static var migrationIdentifiers: [String] { migrator.migrations }
+
+    // Timestamps are INTEGER unix milliseconds throughout: range filters and ordering compare
+    // integers, and nothing is parsed on read.
+    static func createLeads(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE leads (
+                id               INTEGER PRIMARY KEY,
+                external_id      TEXT,
+                email            TEXT,     -- trimmed, lowercased: the form identity matching uses
+                phone            TEXT,     -- as given
+                phone_digits     TEXT,     -- digits only, for matching
+                anonymous_id     TEXT,
+                first_name       TEXT,
+                last_name        TEXT,
+                company          TEXT,
+                source           TEXT,
+                status           TEXT NOT NULL DEFAULT 'new',
+                assigned_to      TEXT,
+                notes            TEXT,
+                value            REAL,
+                created_at       INTEGER NOT NULL,
+                updated_at       INTEGER NOT NULL,
+                last_activity_at INTEGER,
+                score            INTEGER CHECK (score BETWEEN 0 AND 100),
+                probability      REAL,
+                model_version    TEXT,
+                scored_at        INTEGER
+            );
+            CREATE UNIQUE INDEX leads_external_id ON leads(external_id) WHERE external_id IS NOT NULL;
+            CREATE INDEX leads_email ON leads(email) WHERE email IS NOT NULL;
+            CREATE INDEX leads_phone_digits ON leads(phone_digits) WHERE phone_digits IS NOT NULL;
+            CREATE INDEX leads_anonymous_id ON leads(anonymous_id) WHERE anonymous_id IS NOT NULL;
+            CREATE INDEX leads_status ON leads(status, created_at);
+            CREATE INDEX leads_source ON leads(source, created_at);
+            CREATE INDEX leads_created_at ON leads(created_at);
+            -- "Leads scoring 80–100, newest first" walks this index in order.
+            CREATE INDEX leads_score ON leads(score, created_at);
+
+            -- Custom fields: every key that is not a known field. The label keeps the header as
+            -- first seen; the key is its normalized form.
+            CREATE TABLE custom_fields (
+                id    INTEGER PRIMARY KEY,
+                key   TEXT NOT NULL UNIQUE,
+                label TEXT NOT NULL
+            );
+            -- number holds the value parsed once at ingest when it is numeric, so scoring reads a
+            -- REAL and never parses text; value keeps the text as given ("02134" stays a string).
+            CREATE TABLE lead_custom_values (
+                lead_id  INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                field_id INTEGER NOT NULL REFERENCES custom_fields(id),
+                value    TEXT NOT NULL,
+                number   REAL,
+                PRIMARY KEY (lead_id, field_id)
+            ) WITHOUT ROWID;
+            CREATE INDEX lead_custom_values_field ON lead_custom_values(field_id);
+
+            CREATE TABLE lead_tags (
+                lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                tag     TEXT NOT NULL COLLATE NOCASE,
+                PRIMARY KEY (lead_id, tag)
+            ) WITHOUT ROWID;
+            CREATE INDEX lead_tags_tag ON lead_tags(tag);
+            """)
+    }
+
+    static func createEvents(_ db: Database) throws {
+        try db.execute(sql: """
+            -- Event names are dictionary-encoded: the hot table stores a small integer.
+            CREATE TABLE event_types (
+                id   INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE
+            );
+            -- The hot table holds narrow typed columns only. The dedupe key (a 63-bit digest of the
+            -- messageId, or of the message content when there is none) is the rowid itself, so
+            -- deduplication costs no index of its own: INSERT OR IGNORE on the primary key.
+            CREATE TABLE events (
+                dedupe_key  INTEGER PRIMARY KEY,
+                lead_id     INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                occurred_at INTEGER NOT NULL,
+                type_id     INTEGER NOT NULL REFERENCES event_types(id),
+                value       REAL
+            );
+            CREATE INDEX events_lead_time ON events(lead_id, occurred_at);
+            -- Free-form properties stay out of the hot columns, as the raw JSON received.
+            CREATE TABLE event_properties (
+                dedupe_key INTEGER PRIMARY KEY REFERENCES events(dedupe_key) ON DELETE CASCADE,
+                message_id TEXT,
+                properties TEXT NOT NULL
+            );
+            -- Per-lead activity aggregate, maintained in the same transaction as the events it
+            -- counts. type_counts and type_last_at are little-endian Float64 arrays indexed by
+            -- event_types.id - 1, so a scoring pass copies them straight into a feature matrix.
+            CREATE TABLE lead_activity (
+                lead_id      INTEGER PRIMARY KEY REFERENCES leads(id) ON DELETE CASCADE,
+                event_count  INTEGER NOT NULL,
+                first_at     INTEGER NOT NULL,
+                last_at      INTEGER NOT NULL,
+                type_counts  BLOB NOT NULL,
+                type_last_at BLOB NOT NULL
+            );
+            """)
+    }
+}

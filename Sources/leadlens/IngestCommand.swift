@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import LeadIngest
+import LeadStore
+
+struct IngestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Ingest leads and events: Segment NDJSON/JSON or CSV files, stdin, or a watched folder.",
+        discussion: """
+            Re-ingesting the same data adds nothing: events dedupe on messageId (or a content hash), \
+            leads on external id, then email, then phone. A bad row is skipped, counted and written to \
+            the rejects file with its line number and reason; every good row commits.
+
+            Examples:
+              leadlens ingest leads.csv events.ndjson
+              cat events.ndjson | leadlens ingest - --rejects rejects.ndjson
+              leadlens ingest --watch drop/
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Argument(help: ArgumentHelp("Files to ingest; - reads standard input.", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(help: "Input format: auto, ndjson, csv or json. auto goes by extension, then by content.")
+    var format: Ingest.Format = .auto
+
+    @Option(help: ArgumentHelp("Write every rejected row here, as NDJSON with line, field and reason.", valueName: "file"))
+    var rejects: String?
+
+    @Flag(help: "Abort at the first bad row and commit nothing from that file.")
+    var strict = false
+
+    @Option(help: ArgumentHelp("Keep ingesting files dropped into this folder (done/ and failed/ beside them).", valueName: "dir"))
+    var watch: String?
+
+    @Option(help: "Records per transaction.")
+    var batchSize = 5_000
+
+    func validate() throws {
+        if paths.isEmpty && watch == nil { throw ValidationError("Give at least one path, - for stdin, or --watch DIR.") }
+        if !paths.isEmpty && watch != nil { throw ValidationError("--watch takes no paths: it ingests what is dropped into DIR.") }
+        if batchSize < 1 || batchSize > 1_000_000 { throw ValidationError("--batch-size must be between 1 and 1000000.") }
+        if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be read only once.") }
+    }
+
+    func run() throws {
+        let logger = store.makeLogger(label: "leadlens.ingest")
+        let leadStore: LeadStore
+        do {
+            leadStore = try LeadStore.open(path: store.db, logger: logger)
+        } catch {
+            Terminal.error("cannot open the store at \(store.db): \(error)")
+            throw ExitCode(2)
+        }
+        var options = Ingest.Options(format: format, strict: strict)
+        options.batchSize = batchSize
+        let stop = StopSignal()
+
+        if let watch {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: watch, isDirectory: &isDirectory), isDirectory.boolValue else {
+                Terminal.error("--watch \(watch): not a directory")
+                throw ExitCode(2)
+            }
+            let watcher = Ingest.Watcher(directory: URL(fileURLWithPath: watch), store: leadStore, options: options, logger: logger)
+            Terminal.status("watching \(watch) (Ctrl-C to stop)")
+            try watcher.run { stop.isStopped }
+            return
+        }
+
+        let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
+        let ingester = Ingester(store: leadStore, logger: logger)
+        var anyRejected = false
+        var unreadable = false
+        for path in paths {
+            if stop.isStopped { break }
+            let bar = Terminal.isInteractive ? ProgressBar(label: path == "-" ? "stdin" : (path as NSString).lastPathComponent) : nil
+            do {
+                let summary = try ingester.ingest(
+                    path: path, options: options, rejects: rejectsFile,
+                    progress: { bar?.update($0) }, shouldStop: { stop.isStopped })
+                bar?.finish()
+                print(Self.describe(summary))
+                if summary.counts.rejected > 0 {
+                    anyRejected = true
+                    for error in summary.sampleRejects { Terminal.status("  rejected \(error)") }
+                    if summary.counts.rejected > summary.sampleRejects.count {
+                        Terminal.status("  … \(summary.counts.rejected - summary.sampleRejects.count) more" + (rejects == nil ? " (use --rejects FILE to keep them all)" : ""))
+                    }
+                }
+            } catch {
+                bar?.finish()
+                Terminal.error("\(path): \(error)")
+                unreadable = true
+            }
+        }
+        try rejectsFile?.close()
+        if stop.isStopped { throw ExitCode(130) }
+        if unreadable { throw ExitCode(2) }
+        if anyRejected { throw ExitCode(1) }
+    }
+
+    static func describe(_ summary: Ingest.FileSummary) -> String {
+        let c = summary.counts
+        let name = summary.path == "-" ? "stdin" : summary.path
+        var line = "\(name): leads \(c.leadsCreated) created, \(c.leadsUpdated) updated, \(c.leadsUnchanged) unchanged; "
+            + "events \(c.eventsAdded) added, \(c.duplicateEvents) duplicates skipped; \(c.rejected) rejected"
+        let rows = c.leadsCreated + c.leadsUpdated + c.leadsUnchanged + c.eventsAdded + c.duplicateEvents + c.rejected
+        if summary.seconds > 0 {
+            line += String(format: " (%.2f s, %.0f rows/s)", summary.seconds, Double(rows) / summary.seconds)
+        }
+        if summary.abortedStrict { line += " — --strict: aborted at the first bad row, nothing from this file committed" }
+        if summary.interrupted { line += " — interrupted: committed batches stay, run again to finish" }
+        return line
+    }
+}
+
+extension Ingest.Format: ExpressibleByArgument {}

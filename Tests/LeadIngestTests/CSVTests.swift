@@ -1,0 +1,89 @@
+import Foundation
+@testable import LeadIngest
+import LeadStore
+import Testing
+
+@Suite("CSV parsing")
+struct CSVTests {
+    /// Parses CSV text straight through the parser, for the shape of each record.
+    private func parse(_ data: Data) throws -> [CSVParser.Outcome] {
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("input.csv", data)
+        let reader = try ByteReader(path: file.path)
+        try reader.skipByteOrderMark()
+        var parser = CSVParser(reader: reader)
+        var outcomes: [CSVParser.Outcome] = []
+        while let outcome = try parser.next() { outcomes.append(outcome) }
+        return outcomes
+    }
+
+    private func records(_ text: String) throws -> [CSVParser.Record] {
+        try parse(Data(text.utf8)).compactMap {
+            if case .record(let record) = $0 { return record }
+            return nil
+        }
+    }
+
+    @Test func quotedFieldsWithCommasNewlinesAndDoubledQuotes() throws {
+        let rows = try records("a,b,c\r\n\"Smith, Jones & Co\",\"line one\nline two\",\"say \"\"hi\"\"\"\r\nx,,z\n")
+        #expect(rows.map(\.fields) == [
+            ["a", "b", "c"],
+            ["Smith, Jones & Co", "line one\nline two", "say \"hi\""],
+            ["x", "", "z"],
+        ])
+        // The record after an embedded newline starts two lines later.
+        #expect(rows.map(\.line) == [1, 2, 4])
+    }
+
+    @Test func byteOrderMarkIsSkipped() throws {
+        let rows = try parse(Data([0xEF, 0xBB, 0xBF] + Array("Email,Name\na@x.io,Ann\n".utf8)))
+        guard case .record(let header) = rows.first else { Issue.record("no header"); return }
+        #expect(header.fields == ["Email", "Name"])
+    }
+
+    @Test func lastRecordWithoutNewlineAndBlankLines() throws {
+        let rows = try records("a,b\n\n1,2\n\n3,4")
+        #expect(rows.map(\.fields) == [["a", "b"], ["1", "2"], ["3", "4"]])
+        #expect(rows.map(\.line) == [1, 3, 5])
+    }
+
+    @Test func invalidUTF8RejectsOnlyItsRecord() throws {
+        var data = Data("id,name\n1,Ann\n2,".utf8)
+        data.append(contentsOf: [0xC3, 0x28])  // an invalid two-byte sequence
+        data.append(contentsOf: Array("\n3,Cy\n".utf8))
+        let outcomes = try parse(data)
+        #expect(outcomes.count == 4)
+        guard case .rejected(let line, .invalidUTF8(let field)) = outcomes[2] else {
+            Issue.record("expected the third record rejected for invalid UTF-8")
+            return
+        }
+        #expect(line == 3 && field == 1)
+        guard case .record(let after) = outcomes[3] else { Issue.record("lost the record after"); return }
+        #expect(after.fields == ["3", "Cy"])
+    }
+
+    @Test func unterminatedQuoteOverLimitResyncsAtNextLine() throws {
+        let long = String(repeating: "x", count: CSVParser.maxFieldBytes + 10)
+        let outcomes = try parse(Data("id,notes\n1,\"\(long)\n2,ok\n".utf8))
+        #expect(outcomes.count == 3)
+        guard case .rejected(_, .fieldTooLong) = outcomes[1], case .record(let next) = outcomes[2] else {
+            Issue.record("expected a rejected overlong field then the next row")
+            return
+        }
+        #expect(next.fields == ["2", "ok"])
+    }
+
+    @Test("Ragged rows: short rows read blanks, long rows are rejected with their line")
+    func raggedRows() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("leads.csv", "id,email,company\nL1,a@x.io\nL2,b@x.io,Acme,extra\nL3,c@x.io,Beta\n")
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, file, rejects: rejects)
+        #expect(summary.counts.leadsCreated == 2)
+        #expect(rejects.rejects.map(\.error.line) == [3])
+        #expect(rejects.rejects.first?.error.code == .malformedCSV)
+        #expect(try store.leads().map(\.externalID) == ["L1", "L3"])
+        #expect(try store.leads().first?.company == nil)
+    }
+}

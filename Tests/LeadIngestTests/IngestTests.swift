@@ -1,0 +1,225 @@
+import Foundation
+import GRDB
+@testable import LeadIngest
+import LeadStore
+import Testing
+
+@Suite("Ingest")
+struct IngestTests {
+    static let leadsCSV = """
+        Lead ID,First Name,Last Name,E-mail,Phone Number,Company Name,Lead Source,Status,Created At,Value,Industry,Tags
+        L1,Ann,Lee,ann@acme.io,+1 555 010 0001,"Acme, Inc",webinar,new,2026-01-02T10:00:00Z,"1,200",software,"vip,trial"
+        L2,Bo,Kim,BO@Beta.io,,Beta,organic,converted,2026-01-03,,retail,
+        ,Cy,Roe,cy@gamma.io,555.010.0003,Gamma,,lost,2026-01-04,50,,newsletter
+
+        """
+
+    static let eventsNDJSON = """
+        {"type":"track","event":"Email Opened","userId":"L1","messageId":"m1","timestamp":"2026-01-05T10:00:00Z"}
+        {"type":"track","event":"Email Opened","userId":"L1","messageId":"m2","timestamp":"2026-01-06T10:00:00Z"}
+        {"type":"page","name":"Pricing","userId":"L2","messageId":"m3","timestamp":"2026-01-07T10:00:00Z","properties":{"path":"/pricing"}}
+        {"type":"track","event":"Demo Requested","userId":"L9","timestamp":"2026-01-08T10:00:00Z","properties":{"email":"cy@gamma.io"},"context":{"campaign":{"source":"google"}}}
+        {"type":"identify","userId":"L4","traits":{"email":"dee@delta.io","firstName":"Dee","plan_interest":"pro"},"context":{"campaign":{"source":"linkedin"}}}
+        {"type":"track","event":"Email Opened","userId":"L1","timestamp":"2026-01-09T10:00:00Z"}
+
+        """
+
+    @Test func csvLeadsMapToColumnsCustomFieldsAndTags() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let summary = try ingest(store, try directory.write("leads.csv", Self.leadsCSV))
+        #expect(summary.counts.leadsCreated == 3 && summary.counts.rejected == 0)
+        let leads = try store.leads()
+        #expect(leads[0] == LeadRow(externalID: "L1", email: "ann@acme.io", phone: "+1 555 010 0001", firstName: "Ann",
+                                    lastName: "Lee", company: "Acme, Inc", source: "webinar", status: "new", value: 1200,
+                                    createdAt: Timestamp.parse("2026-01-02T10:00:00Z")!))
+        #expect(leads[1].email == "bo@beta.io" && leads[1].status == "converted" && leads[1].value == nil)
+        #expect(leads[2].externalID == nil && leads[2].email == "cy@gamma.io")
+        #expect(try store.customValues(externalID: "L1") == ["Industry": "software"])
+        #expect(try store.tags(externalID: "L1") == ["trial", "vip"])
+    }
+
+    @Test("Re-ingesting the same files adds nothing")
+    func idempotentReingest() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let csv = try directory.write("leads.csv", Self.leadsCSV)
+        let ndjson = try directory.write("events.ndjson", Self.eventsNDJSON)
+        let first = try ingest(store, csv).counts
+        let firstEvents = try ingest(store, ndjson).counts
+        #expect(first.leadsCreated == 3)
+        #expect(firstEvents.eventsAdded == 5 && firstEvents.leadsCreated == 2)
+        let snapshot = try store.leads()
+        let eventCount = try store.count("events")
+
+        let again = try ingest(store, csv).counts
+        let againEvents = try ingest(store, ndjson).counts
+        #expect(again.leadsCreated == 0 && again.leadsUpdated == 0 && again.leadsUnchanged == 3)
+        #expect(againEvents.eventsAdded == 0 && againEvents.duplicateEvents == 5 && againEvents.leadsCreated == 0)
+        #expect(againEvents.leadsUpdated == 0)
+        #expect(try store.leads() == snapshot)
+        #expect(try store.count("events") == eventCount)
+        #expect(try store.count("lead_tags") == 3)
+    }
+
+    @Test("Leads match by external id, then email (case-insensitive), then phone digits")
+    func identityMatching() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        try ingest(store, try directory.write("leads.csv", Self.leadsCSV))
+        try ingest(store, try directory.write("more.csv", """
+            email,phone,company
+            ANN@acme.io ,,Acme Corp
+            ,(555) 010-0003,Gamma Ltd
+            new@zeta.io,,Zeta
+
+            """))
+        let leads = try store.leads()
+        #expect(leads.count == 4)
+        #expect(leads[0].company == "Acme Corp")
+        #expect(leads[2].company == "Gamma Ltd")
+        // The event for unknown L9 carries cy@gamma.io: it matches lead 3, which gains the external id.
+        try ingest(store, try directory.write("events.ndjson", Self.eventsNDJSON))
+        let after = try store.leads()
+        #expect(after[2].externalID == "L9")
+        #expect(after[2].source == "google")  // utm source fills a missing source
+        #expect(after[0].source == "webinar")  // and never replaces one
+    }
+
+    @Test("Blank values never overwrite, non-blank values update")
+    func blanksNeverOverwrite() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        try ingest(store, try directory.write("a.csv", "id,first name,company,status\nL1,Ann,Acme,new\n"))
+        let summary = try ingest(store, try directory.write("b.csv", "id,first name,company,status\nL1,,Acme 2,\n"))
+        #expect(summary.counts.leadsUpdated == 1)
+        let lead = try #require(try store.leads().first)
+        #expect(lead.firstName == "Ann" && lead.company == "Acme 2" && lead.status == "new")
+    }
+
+    @Test("Rejects file names the line and reason, and bad rows cost no good ones")
+    func rejectsFile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        var lines = [
+            #"{"type":"track","event":"A","userId":"u1","messageId":"a","timestamp":"2026-01-01T00:00:00Z"}"#,
+            #"{"type":"track","event":"A","userId":"u1","#,
+            #"{"type":"track","event":"A","messageId":"b","timestamp":"2026-01-01T00:00:00Z"}"#,
+            #"{"type":"track","event":"A","userId":"u1","messageId":"c","timestamp":"not a time"}"#,
+            #"{"type":"track","event":"A","userId":"u1","messageId":"d","timestamp":"2026-01-02T00:00:00Z"}"#,
+        ].joined(separator: "\n") + "\n"
+        lines += #"{"type":"identify","userId":"u2","traits":{"notes":""# + String(repeating: "x", count: 70_000) + "\"}}\n"
+        var data = Data(lines.utf8)
+        data.append(contentsOf: Array(#"{"type":"identify","userId":"u3","traits":{"firstName":""#.utf8) + [0xFF, 0xFE] + Array("\"}}\n".utf8))
+        let file = try directory.write("events.ndjson", data)
+        let rejectsURL = directory.url.appendingPathComponent("rejects.ndjson")
+        let sink = Ingest.RejectsFile(url: rejectsURL)
+        let summary = try Ingester(store: store).ingest(path: file.path, rejects: sink)
+        try sink.close()
+
+        #expect(summary.counts.eventsAdded == 2)
+        #expect(summary.counts.rejected == 5)
+        let rejects = try String(contentsOf: rejectsURL, encoding: .utf8).split(separator: "\n").map {
+            try JSONParser.parse(String($0))
+        }
+        #expect(rejects.map { $0["line"] } == [2, 3, 4, 6, 7].map { .number(Double($0)) })
+        #expect(rejects.map { $0["code"]?.stringValue } == ["malformed_json", "no_identity", "bad_timestamp", "value_too_large", "invalid_utf8"])
+        #expect(rejects[2]["field"] == .string("timestamp"))
+        #expect(rejects[1]["raw"]?.stringValue?.contains(#""messageId":"b""#) == true)
+        // A reason never repeats the row's values.
+        #expect(summary.sampleRejects.allSatisfy { !$0.description.contains("not a time") })
+    }
+
+    @Test("--strict aborts at the first bad row and commits nothing from the file")
+    func strictRollsBack() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        // More good rows than one batch, so the rollback spans committed-looking batches.
+        var csv = "id,email\n"
+        for i in 0..<30 { csv += "L\(i),l\(i)@x.io\n" }
+        csv += "L99,l99@x.io,extra\n"
+        var options = Ingest.Options(strict: true)
+        options.batchSize = 10
+        let summary = try ingest(store, try directory.write("leads.csv", csv), options: options)
+        #expect(summary.abortedStrict)
+        #expect(summary.counts.leadsCreated == 0)
+        #expect(try store.count("leads") == 0)
+
+        // Without --strict the same file commits its good rows, and the writer's caches were not
+        // poisoned by the rollback.
+        let relaxed = try ingest(store, try directory.write("leads2.csv", csv))
+        #expect(relaxed.counts.leadsCreated == 30 && relaxed.counts.rejected == 1)
+    }
+
+    @Test func jsonArrayStreamsElementsWithLines() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("events.json", """
+            [
+              {"type":"track","event":"A","userId":"u1","messageId":"1","timestamp":"2026-01-01T00:00:00Z"},
+              {"type":"track","event":"A","userId":"u1","messageId":"2","timestamp":"bad"},
+              {"batch":[{"type":"track","event":"B","userId":"u2","messageId":"3","timestamp":"2026-01-01T00:00:00Z"}]}
+            ]
+            """)
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, file, rejects: rejects)
+        #expect(summary.counts.eventsAdded == 2)
+        #expect(rejects.rejects.map(\.error.line) == [3])
+    }
+
+    @Test func unreadableFileThrows() throws {
+        let store = try LeadStore.inMemory()
+        #expect(throws: (any Error).self) { try Ingester(store: store).ingest(path: "/nonexistent/leads.csv") }
+    }
+
+    @Test("Feature aggregates equal a from-scratch recomputation after random ingest orders and re-ingests",
+          arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func aggregatesMatchRecomputation(seed: UInt64) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var rng = SplitMix(seed: seed)
+        let types = ["Email Opened", "Email Clicked", "Demo Requested", "Webinar Attended"]
+        var lines: [String] = []
+        for i in 0..<600 {
+            let lead = "u\(rng.next() % 40)"
+            let type = types[Int(rng.next() % UInt64(types.count))]
+            let day = 1 + rng.next() % 28
+            let hasID = rng.next() % 5 != 0
+            let id = hasID ? #","messageId":"m\#(i)""# : ""
+            lines.append(#"{"type":"track","event":"\#(type)","userId":"\#(lead)"\#(id),"timestamp":"2026-02-\#(day < 10 ? "0" : "")\#(day)T10:00:00Z"}"#)
+        }
+        // Ingest overlapping shuffled chunks, some twice, in small batches.
+        var options = Ingest.Options()
+        options.batchSize = 17
+        for round in 0..<4 {
+            var shuffled = lines
+            shuffled.shuffle(using: &rng)
+            let chunk = shuffled.prefix(350)
+            try ingest(store, try directory.write("chunk\(round).ndjson", chunk.joined(separator: "\n")), options: options)
+        }
+        try ingest(store, try directory.write("all.ndjson", lines.joined(separator: "\n")), options: options)
+
+        let (maintained, recomputed, lastActivity) = try store.reader.read { db in
+            (try LeadActivity.fetchAll(db).mapValues(\.normalized),
+             try LeadActivity.recompute(db).mapValues(\.normalized),
+             try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT id, last_activity_at FROM leads").map { ($0[0] as Int64, $0[1] as Int64?) }))
+        }
+        #expect(maintained.count == 40)
+        #expect(maintained == recomputed)
+        for (leadID, activity) in maintained { #expect(lastActivity[leadID] == activity.lastAt) }
+        #expect(try store.count("events") == maintained.values.reduce(0) { $0 + Int($1.eventCount) })
+    }
+}
+
+/// A small deterministic generator for shuffles in tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

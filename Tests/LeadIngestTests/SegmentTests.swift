@@ -1,0 +1,148 @@
+import Foundation
+import GRDB
+@testable import LeadIngest
+import LeadStore
+import Testing
+
+@Suite("Segment messages")
+struct SegmentTests {
+    private func records(_ line: String) -> (records: [Ingest.Record], rejects: [IngestError]) {
+        var text = line
+        return text.withUTF8 { bytes in
+            var records: [Ingest.Record] = []
+            var rejects: [IngestError] = []
+            do {
+                let value = try JSONParser.parse(bytes)
+                SegmentMapper(source: bytes, line: 7, receivedAt: 1_000).records(from: value, into: &records, rejects: &rejects)
+            } catch {
+                rejects.append(IngestError(.malformedJSON, line: 7, reason: error.reason))
+            }
+            return (records, rejects)
+        }
+    }
+
+    @Test func identifyMapsTraitsToFieldsAndCustomFields() throws {
+        let (records, rejects) = records("""
+            {"type":"identify","userId":"u1","traits":{"email":" Ann@Example.COM ","firstName":"Ann","lastName":"Lee",\
+            "phone":"+1 (555) 010-9999","company":"Acme","source":"webinar","plan_interest":"pro","seats":12,"tags":["vip","trial"]}}
+            """)
+        #expect(rejects.isEmpty)
+        let lead = try #require(records.first).lead
+        #expect(lead.identity == Ingest.Identity(externalID: "u1", email: "ann@example.com", phoneDigits: "15550109999"))
+        #expect(lead.fields[.firstName] == "Ann" && lead.fields[.lastName] == "Lee" && lead.fields[.company] == "Acme")
+        #expect(lead.fields[.source] == "webinar")
+        #expect(lead.custom == [.init(label: "plan_interest", value: "pro"), .init(label: "seats", value: "12")])
+        #expect(lead.tags == ["vip", "trial"])
+        #expect(records.first?.event == nil)
+    }
+
+    @Test func trackKeepsNameTimeValueAndRawProperties() throws {
+        let (records, _) = records("""
+            {"type":"track","event":"Demo Requested","userId":"u1","messageId":"m-1","timestamp":"2026-03-04T12:34:56.789Z",\
+            "properties":{"plan": "pro","value":"1,200.50"},"context":{"campaign":{"source":"google"}}}
+            """)
+        let record = try #require(records.first)
+        let event = try #require(record.event)
+        #expect(event.typeName == "Demo Requested")
+        #expect(event.occurredAt == 1_772_627_696_789)
+        #expect(event.value == 1200.5)
+        #expect(event.properties == #"{"plan": "pro","value":"1,200.50"}"#)
+        #expect(event.messageID == "m-1")
+        #expect(record.lead.sourceFallback == "google")
+    }
+
+    @Test func pageAndScreenAreNamedLikeSegmentDestinations() throws {
+        let page = records(#"{"type":"page","name":"Pricing","userId":"u1","timestamp":"2026-01-01T00:00:00Z"}"#)
+        let unnamed = records(#"{"type":"page","anonymousId":"a1","timestamp":"2026-01-01T00:00:00Z"}"#)
+        let screen = records(#"{"type":"screen","name":"Home","userId":"u1","timestamp":"2026-01-01T00:00:00Z"}"#)
+        #expect(page.records.first?.event?.typeName == "Viewed Pricing Page")
+        #expect(unnamed.records.first?.event?.typeName == "Page Viewed")
+        #expect(unnamed.records.first?.lead.identity.anonymousID == "a1")
+        #expect(screen.records.first?.event?.typeName == "Viewed Home Screen")
+    }
+
+    @Test func groupSetsCompanyAndAliasLinksIds() throws {
+        let group = records(#"{"type":"group","userId":"u1","groupId":"g1","traits":{"name":"Acme Inc"}}"#)
+        #expect(group.records.first?.lead.fields[.company] == "Acme Inc")
+        let alias = records(#"{"type":"alias","userId":"u1","previousId":"anon-9"}"#)
+        #expect(alias.records.first?.lead.identity == Ingest.Identity(externalID: "u1", anonymousID: "anon-9"))
+    }
+
+    @Test func batchYieldsEachMessageAndRejectsOnlyTheBadOne() {
+        let (records, rejects) = records("""
+            {"batch":[{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z"},\
+            {"type":"track","event":"B","timestamp":"2026-01-01T00:00:00Z"},\
+            {"type":"track","event":"C","userId":"u2","timestamp":"2026-01-01T00:00:00Z"}]}
+            """)
+        #expect(records.compactMap(\.event?.typeName) == ["A", "C"])
+        #expect(rejects.map(\.code) == [.noIdentity])
+    }
+
+    @Test("Malformed messages are rejected with the field and reason", arguments: [
+        (#"{"type":"track","event":"A","userId":"u1","timestamp":"yesterday"}"#, IngestError.Code.badTimestamp, "timestamp"),
+        (#"{"type":"track","event":"A","userId":{"id":1},"timestamp":"2026-01-01T00:00:00Z"}"#, .wrongType, "userId"),
+        (#"{"type":"track","event":42,"userId":"u1"}"#, .wrongType, "event"),
+        (#"{"type":"identify","userId":"u1","traits":"nope"}"#, .wrongType, "traits"),
+        (#"{"type":"track","event":"A","userId":"u1","properties":{"value":"lots"}}"#, .wrongType, "properties.value"),
+        (#"{"type":"identify","traits":{"firstName":"Ann"}}"#, .noIdentity, nil),
+        (#"{"type":"teleport","userId":"u1"}"#, .unsupported, "type"),
+    ] as [(String, IngestError.Code, String?)])
+    func malformed(line: String, code: IngestError.Code, field: String?) {
+        let (records, rejects) = records(line)
+        #expect(records.isEmpty)
+        #expect(rejects.first?.code == code)
+        #expect(rejects.first?.field == field)
+        #expect(rejects.first?.line == 7)
+    }
+
+    @Test func dedupeKeyComesFromMessageIdOrContent() throws {
+        let a = records(#"{"type":"track","event":"A","userId":"u1","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}"#)
+        let b = records(#"{"type":"track","event":"A","userId":"u1","messageId":"m1","timestamp":"2026-02-01T00:00:00Z"}"#)
+        let c = records(#"{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"x":1}}"#)
+        let d = records(#"{"userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"x":1},"type":"track","event":"A"}"#)
+        let e = records(#"{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"x":2}}"#)
+        let keys = [a, b, c, d, e].map { $0.records.first?.event?.dedupeKey }
+        #expect(keys[0] == keys[1])  // same messageId: the same event
+        #expect(keys[2] == keys[3])  // same content in another key order: the same event
+        #expect(keys[2] != keys[4])  // other properties: another event
+        #expect(keys.allSatisfy { ($0 ?? -1) > 0 })
+    }
+
+    @Test func timestampsParse() {
+        #expect(Timestamp.parse("2026-03-04T12:34:56Z") == 1_772_627_696_000)
+        #expect(Timestamp.parse("2026-03-04T14:34:56.5+02:00") == 1_772_627_696_500)
+        #expect(Timestamp.parse("2026-03-04 12:34:56") == 1_772_627_696_000)
+        #expect(Timestamp.parse("2026-03-04") == 1_772_582_400_000)
+        #expect(Timestamp.parse("1772627696") == 1_772_627_696_000)
+        #expect(Timestamp.parse("1772627696789") == 1_772_627_696_789)
+        #expect(Timestamp.parse("2026-02-30") == nil)
+        #expect(Timestamp.parse("2026-03-04T25:00:00Z") == nil)
+        #expect(Timestamp.parse("03/04/2026") == nil)
+    }
+}
+
+@Suite("JSON parser")
+struct JSONParserTests {
+    @Test func parsesEveryValueKind() throws {
+        let value = try JSONParser.parse(#"{"s":"a\"b\u00e9\ud83d\ude00","n":-1.5e2,"i":42,"t":true,"f":false,"z":null,"a":[1,[]],"o":{}}"#)
+        #expect(value["s"] == .string("a\"bé😀"))
+        #expect(value["n"] == .number(-150))
+        #expect(value["i"] == .number(42))
+        #expect(value["t"] == .bool(true) && value["f"] == .bool(false) && value["z"] == .null)
+        #expect(value["a"] == .array([.number(1), .array([])]))
+    }
+
+    @Test("Rejects what is not JSON", arguments: [
+        "{", #"{"a":}"#, #"{"a":1,}"#, "[1 2]", #"{"a":1} x"#, "tru", #"{"a":"\x"}"#, "01", #""\ud800""#, "{\"a\":\"\u{01}\"}",
+    ])
+    func rejects(text: String) {
+        #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsInvalidUTF8AndDeepNesting() {
+        let invalid: [UInt8] = Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBufferPointer { try JSONParser.parse($0) } }
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(deep) }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+@testable import LeadIngest
+import LeadStore
+import Testing
+
+@Suite("Watch mode")
+struct WatcherTests {
+    @Test func committedFilesMoveToDoneAndUnusableFilesToFailed() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let fm = FileManager.default
+        try Data("id,email\nL1,a@x.io\nL2,b@x.io,extra\n".utf8).write(to: drop.appendingPathComponent("partial.csv"))
+        try Data("not json at all\n{also not\n".utf8).write(to: drop.appendingPathComponent("broken.ndjson"))
+        try Data("id,email\nL3,c@x.io\n".utf8).write(to: drop.appendingPathComponent("clean.csv"))
+        try Data("id,email\nL4,d@x.io\n".utf8).write(to: drop.appendingPathComponent("upload.csv.part"))
+
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        let summaries = try watcher.scan(requireStableSize: false)
+
+        #expect(summaries.count == 3)
+        let done = try fm.contentsOfDirectory(atPath: watcher.doneDirectory.path).sorted()
+        let failed = try fm.contentsOfDirectory(atPath: watcher.failedDirectory.path).sorted()
+        #expect(done == ["clean.csv", "partial.csv", "partial.csv.rejects"])
+        #expect(failed == ["broken.ndjson", "broken.ndjson.rejects"])
+        // A file still being uploaded is left alone.
+        #expect(fm.fileExists(atPath: drop.appendingPathComponent("upload.csv.part").path))
+        let rejects = try String(contentsOf: watcher.failedDirectory.appendingPathComponent("broken.ndjson.rejects"), encoding: .utf8)
+        #expect(rejects.split(separator: "\n").count == 2)
+        #expect(try store.leads().compactMap(\.externalID) == ["L1", "L3"])
+    }
+
+    @Test func filesAreTakenOnlyOnceTheirSizeHoldsStill() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        try Data("id,email\nL1,a@x.io\n".utf8).write(to: drop.appendingPathComponent("a.csv"))
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        #expect(try watcher.scan().isEmpty)  // first sighting: size not yet known to be stable
+        #expect(try watcher.scan().count == 1)
+        #expect(try store.count("leads") == 1)
+    }
+
+    @Test func aStoppedScanLeavesTheFileToBeRetriedWithoutDuplicates() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        var lines = ""
+        for i in 0..<50 { lines += #"{"type":"track","event":"A","userId":"u\#(i % 5)","messageId":"m\#(i)","timestamp":"2026-01-01T00:00:00Z"}"# + "\n" }
+        try Data(lines.utf8).write(to: drop.appendingPathComponent("events.ndjson"))
+        var options = Ingest.Options()
+        options.batchSize = 10
+        let watcher = Ingest.Watcher(directory: drop, store: store, options: options)
+        var polls = 0
+        // Stop after the first batch commits.
+        let first = try watcher.scan(requireStableSize: false) { polls += 1; return polls > 1 }
+        #expect(first.first?.interrupted == true)
+        #expect(FileManager.default.fileExists(atPath: drop.appendingPathComponent("events.ndjson").path))
+        #expect(try store.count("events") == 10)
+        let second = try watcher.scan(requireStableSize: false)
+        #expect(second.first?.counts.eventsAdded == 40 && second.first?.counts.duplicateEvents == 10)
+        #expect(try store.count("events") == 50)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import GRDB
+@testable import LeadStore
+import Testing
+
+@Suite("Store")
+struct StoreTests {
+    private func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)/store.sqlite").path
+    }
+
+    @Test func migratesAnEmptyDatabaseToWALWithEveryMigration() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try LeadStore.open(path: path)
+        try store.reader.read { db in
+            #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
+            #expect(try Schema.migrator.appliedIdentifiers(db) == Set(Schema.migrationIdentifiers))
+            for table in ["leads", "custom_fields", "lead_custom_values", "lead_tags", "event_types", "events", "event_properties", "lead_activity"] {
+                #expect(try db.tableExists(table), "missing table \(table)")
+            }
+            let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'")
+            for index in ["leads_status", "leads_source", "leads_created_at", "leads_score", "leads_email", "leads_external_id", "leads_phone_digits"] {
+                #expect(indexes.contains(index), "missing index \(index)")
+            }
+        }
+    }
+
+    @Test("Each earlier schema version upgrades in place, keeping its data")
+    func upgradesFromEveryPreviousVersion() throws {
+        let identifiers = Schema.migrationIdentifiers
+        for previous in identifiers.dropLast() {
+            let path = temporaryPath()
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // setup: a database left at an older version, with a lead in it
+            do {
+                let old = try DatabasePool(path: path)
+                try Schema.migrator.migrate(old, upTo: previous)
+                try old.write { db in
+                    try db.execute(sql: "INSERT INTO leads (external_id, email, created_at, updated_at) VALUES ('L1', 'a@x.io', 1, 1)")
+                }
+                try old.close()
+            }
+            // act
+            let store = try LeadStore.open(path: path)
+            // check
+            try store.reader.read { db in
+                #expect(try Schema.migrator.hasCompletedMigrations(db))
+                #expect(try String.fetchOne(db, sql: "SELECT email FROM leads WHERE external_id = 'L1'") == "a@x.io")
+            }
+        }
+    }
+
+    @Test func openingTwiceRunsNoMigrationAgain() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        _ = try LeadStore.open(path: path)
+        let again = try LeadStore.open(path: path)
+        #expect(try again.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM grdb_migrations") } == Schema.migrationIdentifiers.count)
+    }
+
+    @Test func scoreIsConstrainedTo0Through100() throws {
+        let store = try LeadStore.inMemory()
+        #expect(throws: DatabaseError.self) {
+            try store.writer.write { db in
+                try db.execute(sql: "INSERT INTO leads (score, created_at, updated_at) VALUES (101, 1, 1)")
+            }
+        }
+    }
+}
+
+@Suite("Activity aggregate")
+struct ActivityTests {
+    @Test func addMergeAndBlobRoundTrip() {
+        var a = LeadActivity()
+        a.add(typeID: 2, at: 500)
+        a.add(typeID: 2, at: 100)
+        var b = LeadActivity()
+        b.add(typeID: 4, at: 900)
+        a.merge(b)
+        #expect(a.eventCount == 3 && a.firstAt == 100 && a.lastAt == 900)
+        #expect(a.counts == [0, 2, 0, 1])
+        #expect(a.lastAtByType == [0, 500, 0, 900])
+        #expect(Float64Blob.decode(Data(Float64Blob.bytes(a.counts))) == a.counts)
+    }
+
+    @Test func matrixReadsBlobsIntoRowsPaddingShorterOnes() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            for name in ["A", "B", "C"] { try db.execute(sql: "INSERT INTO event_types (name) VALUES (?)", arguments: [name]) }
+            for id in 1...2 { try db.execute(sql: "INSERT INTO leads (id, created_at, updated_at) VALUES (?, 1, 1)", arguments: [id]) }
+            // Lead 1 was written when only two types existed: its blob is shorter.
+            try db.execute(sql: "INSERT INTO lead_activity VALUES (1, 3, 1, 2, ?, ?)",
+                           arguments: [Data(Float64Blob.bytes([1, 2])), Data(Float64Blob.bytes([1, 2]))])
+            try db.execute(sql: "INSERT INTO lead_activity VALUES (2, 4, 1, 2, ?, ?)",
+                           arguments: [Data(Float64Blob.bytes([0, 1, 3])), Data(Float64Blob.bytes([0, 1, 2]))])
+        }
+        let matrix = try store.reader.read { try ActivityMatrix.read($0) }
+        #expect(matrix.leadIDs == [1, 2])
+        #expect(matrix.typeCount == 3)
+        #expect(matrix.counts == [1, 2, 0, 0, 1, 3])
+    }
+}
