@@ -73,41 +73,39 @@ final class BatchWriter {
             byPhone.removeAll(keepingCapacity: true)
             byAnonymousID.removeAll(keepingCapacity: true)
         }
-        var batch = try Batch(db: db, writer: self)
+        var batch = Batch(db: db, writer: self)
         for record in records {
             try batch.apply(record)
         }
+        try batch.insertPendingEvents()
         try batch.flushActivity()
         return batch.counts
     }
 
-    /// One batch's prepared statements and running state.
+    /// One batch's running state. Leads are resolved record by record, in order; the batch's
+    /// events are then inserted many rows per statement, which keeps SQLite's cursors open
+    /// across rows instead of re-opening the table and its indexes for every event.
     private struct Batch {
         let db: Database
         let writer: BatchWriter
         var counts = Ingest.Counts()
         var activity: [Int64: LeadActivity] = [:]
+        var pendingEvents: [(leadID: Int64, event: Ingest.Event)] = []
 
-        let insertEvent: RawStatement
-        let insertProperties: RawStatement
+        /// Rows per multi-row INSERT: 100 × 5 parameters stays far below SQLite's limit.
+        static let rowsPerStatement = 100
 
-        init(db: Database, writer: BatchWriter) throws {
+        init(db: Database, writer: BatchWriter) {
             self.db = db
             self.writer = writer
-            insertEvent = try RawStatement(db, sql: """
-                INSERT OR IGNORE INTO events (dedupe_key, lead_id, occurred_at, type_id, value) VALUES (?, ?, ?, ?, ?)
-                """)
-            insertProperties = try RawStatement(db, sql: """
-                INSERT OR IGNORE INTO event_properties (dedupe_key, message_id, properties) VALUES (?, ?, ?)
-                """)
         }
 
         mutating func apply(_ record: Ingest.Record) throws {
             let patch = record.lead
             let leadID: Int64
-            if let existing = try writer.find(patch.identity, db: db) {
+            if let (existing, matchedBy) = try writer.find(patch.identity, db: db) {
                 leadID = existing
-                if try writer.update(leadID, with: patch, db: db) {
+                if try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db) {
                     if !writer.createdLeads.contains(leadID), writer.updatedLeads.insert(leadID).inserted {
                         counts.leadsUpdated += 1
                     }
@@ -120,30 +118,82 @@ final class BatchWriter {
                 counts.leadsCreated += 1
             }
             if let event = record.event {
-                try insert(event, leadID: leadID)
+                pendingEvents.append((leadID, event))
             }
         }
 
-        mutating func insert(_ event: Ingest.Event, leadID: Int64) throws {
-            let typeID = try writer.typeID(for: event.typeName, db: db)
-            insertEvent.bind(1, event.dedupeKey)
-            insertEvent.bind(2, leadID)
-            insertEvent.bind(3, event.occurredAt)
-            insertEvent.bind(4, Int64(typeID))
-            insertEvent.bind(5, event.value)
-            try insertEvent.run()
-            guard insertEvent.changes == 1 else {
-                counts.duplicateEvents += 1
-                return
+        /// Inserts the pending events; duplicates (by dedupe key, in the store or earlier in
+        /// the batch) are skipped by INSERT OR IGNORE and simply do not come back from RETURNING.
+        mutating func insertPendingEvents() throws {
+            var properties: [(eventID: Int64, messageID: String?, json: String)] = []
+            var start = 0
+            while start < pendingEvents.count {
+                let end = min(start + Self.rowsPerStatement, pendingEvents.count)
+                let rows = end - start
+                let insert = try RawStatement(db, sql: rows == Self.rowsPerStatement ? Self.insertEventsFullSQL : Self.insertEventsSQL(rows: rows))
+                var position: [Int64: Int] = [:]
+                position.reserveCapacity(end - start)
+                var parameter: Int32 = 1
+                for index in start..<end {
+                    let (leadID, event) = pendingEvents[index]
+                    if position[event.dedupeKey] == nil { position[event.dedupeKey] = index }
+                    insert.bind(parameter, leadID)
+                    insert.bind(parameter + 1, event.occurredAt)
+                    insert.bind(parameter + 2, Int64(try writer.typeID(for: event.typeName, db: db)))
+                    insert.bind(parameter + 3, event.value)
+                    insert.bind(parameter + 4, event.dedupeKey)
+                    parameter += 5
+                }
+                var inserted = 0
+                defer { insert.reset() }
+                while try insert.step() {
+                    inserted += 1
+                    let eventID = insert.int64(0)
+                    guard let index = position[insert.int64(1)] else { continue }
+                    let (leadID, event) = pendingEvents[index]
+                    activity[leadID, default: LeadActivity()].add(typeID: Int(insert.int64(2)), at: event.occurredAt)
+                    if event.properties != nil || event.messageID != nil {
+                        properties.append((eventID, event.messageID, event.properties ?? "{}"))
+                    }
+                }
+                counts.eventsAdded += inserted
+                counts.duplicateEvents += (end - start) - inserted
+                start = end
             }
-            counts.eventsAdded += 1
-            activity[leadID, default: LeadActivity()].add(typeID: typeID, at: event.occurredAt)
-            if event.properties != nil || event.messageID != nil {
-                insertProperties.bind(1, event.dedupeKey)
-                insertProperties.bind(2, event.messageID)
-                insertProperties.bind(3, event.properties ?? "{}")
-                try insertProperties.run()
+            pendingEvents.removeAll(keepingCapacity: true)
+            try insertProperties(properties)
+        }
+
+        private func insertProperties(_ rows: [(eventID: Int64, messageID: String?, json: String)]) throws {
+            var start = 0
+            while start < rows.count {
+                let end = min(start + Self.rowsPerStatement, rows.count)
+                let count = end - start
+                let insert = try RawStatement(db, sql: count == Self.rowsPerStatement ? Self.insertPropertiesFullSQL : Self.insertPropertiesSQL(rows: count))
+                var parameter: Int32 = 1
+                for row in rows[start..<end] {
+                    insert.bind(parameter, row.eventID)
+                    insert.bind(parameter + 1, row.messageID)
+                    insert.bind(parameter + 2, row.json)
+                    parameter += 3
+                }
+                try insert.run()
+                start = end
             }
+        }
+
+        static let insertEventsFullSQL = insertEventsSQL(rows: rowsPerStatement)
+        static let insertPropertiesFullSQL = insertPropertiesSQL(rows: rowsPerStatement)
+
+        static func insertEventsSQL(rows: Int) -> String {
+            "INSERT OR IGNORE INTO events (lead_id, occurred_at, type_id, value, dedupe_key) VALUES "
+                + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+                + " RETURNING id, dedupe_key, type_id"
+        }
+
+        static func insertPropertiesSQL(rows: Int) -> String {
+            "INSERT INTO event_properties (event_id, message_id, properties) VALUES "
+                + repeatElement("(?, ?, ?)", count: rows).joined(separator: ", ")
         }
 
         /// Folds this batch's new events into each lead's stored aggregate.
@@ -189,26 +239,27 @@ final class BatchWriter {
     /// The existing lead a record belongs to: by external id, then email, then phone, then
     /// anonymous id. An email, phone or anonymous-id match whose lead has a different external
     /// id is another person, not a match.
-    func find(_ identity: Ingest.Identity, db: Database) throws -> Int64? {
+    func find(_ identity: Ingest.Identity, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
         if let externalID = identity.externalID {
-            if let id = byExternalID[externalID] { return id }
+            if let id = byExternalID[externalID] { return (id, .externalID) }
             let statement = try RawStatement(db, sql: "SELECT id FROM leads WHERE external_id = ?")
             statement.bind(1, externalID)
             defer { statement.reset() }
             if try statement.step() {
                 let id = statement.int64(0)
                 byExternalID[externalID] = id
-                return id
+                return (id, .externalID)
             }
         }
-        let secondary: [(String?, String, ReferenceWritableKeyPath<BatchWriter, [String: LeadRef]>)] = [
-            (identity.email, "email", \.byEmail),
-            (identity.phoneDigits, "phone_digits", \.byPhone),
-            (identity.anonymousID, "anonymous_id", \.byAnonymousID),
+        let secondary: [(String?, IdentityKey, ReferenceWritableKeyPath<BatchWriter, [String: LeadRef]>)] = [
+            (identity.email, .email, \.byEmail),
+            (identity.phoneDigits, .phoneDigits, \.byPhone),
+            (identity.anonymousID, .anonymousID, \.byAnonymousID),
         ]
-        for (key, column, cache) in secondary {
+        for (key, kind, cache) in secondary {
             guard let key else { continue }
-            if let ref = self[keyPath: cache][key], compatible(ref.externalID, identity.externalID) { return ref.id }
+            if let ref = self[keyPath: cache][key], compatible(ref.externalID, identity.externalID) { return (ref.id, kind) }
+            let column = kind.rawValue
             let statement = try RawStatement(db, sql: """
                 SELECT id, external_id FROM leads
                 WHERE \(column) = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
@@ -220,10 +271,17 @@ final class BatchWriter {
             if try statement.step() {
                 let ref = LeadRef(id: statement.int64(0), externalID: statement.text(1))
                 self[keyPath: cache][key] = ref
-                return ref.id
+                return (ref.id, kind)
             }
         }
         return nil
+    }
+
+    enum IdentityKey: String {
+        case externalID = "external_id"
+        case email
+        case phoneDigits = "phone_digits"
+        case anonymousID = "anonymous_id"
     }
 
     private func compatible(_ stored: String?, _ incoming: String?) -> Bool {
@@ -278,19 +336,23 @@ final class BatchWriter {
 
     /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins); blanks never
     /// do; identities are only ever added. Returns whether anything changed.
-    func update(_ leadID: Int64, with patch: Ingest.LeadPatch, db: Database) throws -> Bool {
+    func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, db: Database) throws -> Bool {
         let identity = patch.identity
+        // Most events carry nothing but the id they matched by: skip reading the row for them.
         let touchesRow = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil
-            || patch.sourceFallback != nil || identity.email != nil || identity.phoneDigits != nil
-            || identity.anonymousID != nil || identity.externalID != nil
+            || patch.sourceFallback != nil
+            || (identity.externalID != nil && matchedBy != .externalID)
+            || (identity.email != nil && matchedBy != .email)
+            || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
+            || (identity.anonymousID != nil && matchedBy != .anonymousID)
         var rowChanged = false
         if touchesRow {
-            guard let row = try Row.fetchOne(db, sql: """
+            let select = try db.cachedStatement(sql: """
                 SELECT external_id, email, phone, phone_digits, anonymous_id, first_name, last_name, company,
                        source, status, assigned_to, notes, value, created_at
                 FROM leads WHERE id = ?
-                """, arguments: [leadID])
-            else { return false }
+                """)
+            guard let row = try Row.fetchOne(select, arguments: [leadID]) else { return false }
             var assignments: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
             func set(_ column: String, _ value: (any DatabaseValueConvertible)?) {
@@ -313,9 +375,9 @@ final class BatchWriter {
             if !assignments.isEmpty {
                 set("updated_at", now)
                 arguments.append(leadID)
-                try db.execute(
-                    sql: "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE id = ?",
-                    arguments: StatementArguments(arguments))
+                // Few column combinations recur, so the statement cache keeps this prepared.
+                try db.cachedStatement(sql: "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE id = ?")
+                    .execute(arguments: StatementArguments(arguments))
                 rowChanged = true
             }
             remember(leadID, identity, externalID: storedExternalID ?? identity.externalID)
@@ -323,7 +385,7 @@ final class BatchWriter {
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged) && !rowChanged {
-            try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE id = ?", arguments: [now, leadID])
+            try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
         }
         return rowChanged || customChanged || tagsChanged
     }

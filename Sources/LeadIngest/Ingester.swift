@@ -12,8 +12,13 @@ extension Ingest {
         public var format: Format = .auto
         /// Abort at the first bad row and commit nothing from that file.
         public var strict = false
-        /// Records per transaction.
+        /// Records parsed and written per batch; also the granularity at which a stop request is seen.
         public var batchSize = 5_000
+        /// A transaction commits once it holds this many records, or after ``commitInterval``.
+        /// Large transactions amortize the index pages every commit rewrites into the WAL: the
+        /// dedupe index takes inserts at random places, so one page may hold many of a batch's keys.
+        public var recordsPerTransaction = 100_000
+        public var commitInterval: TimeInterval = 2
         /// NDJSON lines longer than this are rejected unread; a Segment batch is at most 500 KB.
         public var maxLineBytes = 16 << 20
 
@@ -77,11 +82,31 @@ public final class Ingester {
         let reader = try ByteReader(path: path)
         let format = try resolveFormat(options.format, path: path, reader: reader)
         var summary = Ingest.FileSummary(path: path)
-        var source = try RecordSource(format: format, reader: reader, options: options)
+        let source = try RecordSource(format: format, reader: reader, options: options)
 
         let sink = RejectCollector(path: path, downstream: rejects)
-        func consume(batch: [Ingest.Record], db: Database) throws {
+        let pipeline = ParsePipeline(source: source, reader: reader, rejects: sink, batchSize: options.batchSize)
+        defer { pipeline.finish() }
+
+        /// The next parsed batch; nil at the end of input, or when a stop was asked for.
+        var lastProgress = Ingest.Progress(bytesRead: 0, totalBytes: reader.totalBytes, rows: 0)
+        var rejectedSoFar = 0
+        func nextBatch() throws -> [Ingest.Record]? {
+            switch pipeline.next() {
+            case .batch(let records, let progress, let rejected):
+                lastProgress = progress
+                rejectedSoFar = rejected
+                return records
+            case .end(let rejected):
+                rejectedSoFar = rejected
+                return nil
+            case .failure(let error): throw error
+            }
+        }
+        func write(_ batch: [Ingest.Record], db: Database) throws {
             summary.counts += try writer.write(batch, in: db)
+            progress?(lastProgress)
+            if shouldStop() { summary.interrupted = true }
         }
 
         do {
@@ -89,19 +114,12 @@ public final class Ingester {
                 // One transaction for the whole file: the first bad row rolls everything back.
                 try store.writer.writeWithoutTransaction { db in
                     try db.inTransaction {
-                        while let batch = try source.nextBatch(size: options.batchSize, rejects: sink) {
-                            if sink.count > 0 {
-                                summary.abortedStrict = true
-                                return .rollback
-                            }
-                            try consume(batch: batch, db: db)
-                            progress?(Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: source.rows))
-                            if shouldStop() {
-                                summary.interrupted = true
-                                return .rollback
-                            }
+                        while let batch = try nextBatch() {
+                            if rejectedSoFar > 0 { break }
+                            try write(batch, db: db)
+                            if summary.interrupted { return .rollback }
                         }
-                        if sink.count > 0 {
+                        if rejectedSoFar > 0 {
                             summary.abortedStrict = true
                             return .rollback
                         }
@@ -113,12 +131,20 @@ public final class Ingester {
                     summary.counts = Ingest.Counts()
                 }
             } else {
-                while let batch = try source.nextBatch(size: options.batchSize, rejects: sink) {
-                    try store.writer.write { db in try consume(batch: batch, db: db) }
-                    progress?(Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: source.rows))
-                    if shouldStop() {
-                        summary.interrupted = true
-                        break
+                var finished = false
+                while !finished && !summary.interrupted {
+                    try store.writer.write { db in
+                        let opened = Date()
+                        var written = 0
+                        while written < options.recordsPerTransaction, Date().timeIntervalSince(opened) < options.commitInterval {
+                            guard let batch = try nextBatch() else {
+                                finished = true
+                                return
+                            }
+                            try write(batch, db: db)
+                            written += batch.count
+                            if summary.interrupted { return }
+                        }
                     }
                 }
             }
@@ -126,9 +152,10 @@ public final class Ingester {
             writer.discardCaches()
             throw error
         }
+        pipeline.finish()
+        summary.bytes = lastProgress.bytesRead
         summary.counts.rejected = sink.count
         summary.sampleRejects = sink.sample
-        summary.bytes = reader.bytesConsumed
         summary.seconds = Date().timeIntervalSince(started)
         logger.info("ingested", metadata: [
             "ingest.leads_created": "\(summary.counts.leadsCreated)",

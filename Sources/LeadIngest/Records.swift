@@ -122,6 +122,10 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
 
 extension StringProtocol {
     func trimmingWhitespace() -> String {
+        // Fast path for the common case, both ends printable ASCII: no Unicode property lookups.
+        if let first = utf8.first, let last = utf8.reversed().first, first > 0x20, first < 0x7F, last > 0x20, last < 0x7F {
+            return String(self)
+        }
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
               let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })

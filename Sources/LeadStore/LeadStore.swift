@@ -54,7 +54,7 @@ public struct LeadStore: Sendable {
             try db.execute(sql: """
                 PRAGMA synchronous = NORMAL;
                 PRAGMA temp_store = MEMORY;
-                PRAGMA cache_size = -32768;
+                PRAGMA cache_size = -65536;
                 """)
         }
         return config

@@ -84,20 +84,25 @@ public enum Schema {
                 id   INTEGER PRIMARY KEY,
                 name TEXT NOT NULL UNIQUE
             );
-            -- The hot table holds narrow typed columns only. The dedupe key (a 63-bit digest of the
-            -- messageId, or of the message content when there is none) is the rowid itself, so
-            -- deduplication costs no index of its own: INSERT OR IGNORE on the primary key.
+            -- The hot table holds narrow typed columns only. Rows append in arrival order (the rowid
+            -- only grows), so inserting never rewrites pages in the middle of the table whatever
+            -- order the input comes in. The dedupe key (63 bits of SHA-256 of the messageId, or of
+            -- the message content when there is none) is checked by its unique index:
+            -- INSERT OR IGNORE skips a duplicate in the same statement that would insert it.
             CREATE TABLE events (
-                dedupe_key  INTEGER PRIMARY KEY,
+                id          INTEGER PRIMARY KEY,
                 lead_id     INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
                 occurred_at INTEGER NOT NULL,
                 type_id     INTEGER NOT NULL REFERENCES event_types(id),
-                value       REAL
+                value       REAL,
+                dedupe_key  INTEGER NOT NULL
             );
+            CREATE UNIQUE INDEX events_dedupe_key ON events(dedupe_key);
             CREATE INDEX events_lead_time ON events(lead_id, occurred_at);
-            -- Free-form properties stay out of the hot columns, as the raw JSON received.
+            -- Free-form properties stay out of the hot table, as the raw JSON received, keyed by
+            -- the event's rowid so they too only ever append.
             CREATE TABLE event_properties (
-                dedupe_key INTEGER PRIMARY KEY REFERENCES events(dedupe_key) ON DELETE CASCADE,
+                event_id   INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
                 message_id TEXT,
                 properties TEXT NOT NULL
             );

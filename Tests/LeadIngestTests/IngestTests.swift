@@ -48,7 +48,8 @@ struct IngestTests {
         let first = try ingest(store, csv).counts
         let firstEvents = try ingest(store, ndjson).counts
         #expect(first.leadsCreated == 3)
-        #expect(firstEvents.eventsAdded == 5 && firstEvents.leadsCreated == 2)
+        // L4 is new; L9's event carries cy@gamma.io and so belongs to the third CSV lead.
+        #expect(firstEvents.eventsAdded == 5 && firstEvents.leadsCreated == 1)
         let snapshot = try store.leads()
         let eventCount = try store.count("events")
 
@@ -120,12 +121,12 @@ struct IngestTests {
         #expect(summary.counts.eventsAdded == 2)
         #expect(summary.counts.rejected == 5)
         let rejects = try String(contentsOf: rejectsURL, encoding: .utf8).split(separator: "\n").map {
-            try JSONParser.parse(String($0))
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
-        #expect(rejects.map { $0["line"] } == [2, 3, 4, 6, 7].map { .number(Double($0)) })
-        #expect(rejects.map { $0["code"]?.stringValue } == ["malformed_json", "no_identity", "bad_timestamp", "value_too_large", "invalid_utf8"])
-        #expect(rejects[2]["field"] == .string("timestamp"))
-        #expect(rejects[1]["raw"]?.stringValue?.contains(#""messageId":"b""#) == true)
+        #expect(rejects.map { $0["line"] as? Int } == [2, 3, 4, 6, 7])
+        #expect(rejects.map { $0["code"] as? String } == ["malformed_json", "no_identity", "bad_timestamp", "value_too_large", "invalid_utf8"])
+        #expect(rejects[2]["field"] as? String == "timestamp")
+        #expect((rejects[1]["raw"] as? String)?.contains(#""messageId":"b""#) == true)
         // A reason never repeats the row's values.
         #expect(summary.sampleRejects.allSatisfy { !$0.description.contains("not a time") })
     }

@@ -15,7 +15,7 @@ struct SegmentTests {
                 let value = try JSONParser.parse(bytes)
                 SegmentMapper(source: bytes, line: 7, receivedAt: 1_000).records(from: value, into: &records, rejects: &rejects)
             } catch {
-                rejects.append(IngestError(.malformedJSON, line: 7, reason: error.reason))
+                rejects.append(IngestError(.malformedJSON, line: 7, reason: "\(error)"))
             }
             return (records, rejects)
         }

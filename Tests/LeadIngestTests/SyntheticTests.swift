@@ -7,10 +7,10 @@ struct SyntheticTests {
     // MARK: Determinism
 
     @Test func sameSeedAndAsOfGiveByteIdenticalFiles() throws {
-        let a = try Generated(leads: 500, seed: 7)
-        let b = try Generated(leads: 500, seed: 7)
+        let a = try GeneratedDataset(leads: 500, seed: 7)
+        let b = try GeneratedDataset(leads: 500, seed: 7)
         defer { a.remove(); b.remove() }
-        for name in Generated.fileNames {
+        for name in GeneratedDataset.fileNames {
             let da = try Data(contentsOf: a.dir.appendingPathComponent(name))
             let db = try Data(contentsOf: b.dir.appendingPathComponent(name))
             #expect(!da.isEmpty)
@@ -19,10 +19,10 @@ struct SyntheticTests {
     }
 
     @Test func differentSeedGivesDifferentData() throws {
-        let a = try Generated(leads: 300, seed: 1)
-        let b = try Generated(leads: 300, seed: 2)
+        let a = try GeneratedDataset(leads: 300, seed: 1)
+        let b = try GeneratedDataset(leads: 300, seed: 2)
         defer { a.remove(); b.remove() }
-        for name in Generated.fileNames {
+        for name in GeneratedDataset.fileNames {
             let da = try Data(contentsOf: a.dir.appendingPathComponent(name))
             let db = try Data(contentsOf: b.dir.appendingPathComponent(name))
             #expect(da != db, "\(name) is identical for seeds 1 and 2")
@@ -31,7 +31,7 @@ struct SyntheticTests {
 
     @Test func asOfShiftsCreationDates() throws {
         let asOf = try #require(ISO8601DateFormatter().date(from: "2025-06-15T00:00:00Z"))
-        let g = try Generated(leads: 200, seed: 42, asOf: asOf)
+        let g = try GeneratedDataset(leads: 200, seed: 42, asOf: asOf)
         defer { g.remove() }
         let truth = try g.groundTruth()
         #expect(truth["as_of"] as? String == "2025-06-15T00:00:00Z")
@@ -49,12 +49,12 @@ struct SyntheticTests {
     // MARK: Shape of the files
 
     @Test func leadCountAndSummaryMatchTheFiles() throws {
-        let g = try Generated(leads: 1234, seed: 3)
+        let g = try GeneratedDataset(leads: 1234, seed: 3)
         defer { g.remove() }
         let s = g.summary
         #expect(s.leads == 1234)
         #expect(s.converted + s.lost + s.open == 1234)
-        #expect(s.files.map(\.lastPathComponent) == Generated.fileNames)
+        #expect(s.files.map(\.lastPathComponent) == GeneratedDataset.fileNames)
 
         let rows = try g.leadRows()
         #expect(rows.count == 1234)
@@ -73,10 +73,10 @@ struct SyntheticTests {
     }
 
     @Test func csvHasCRMHeadersAndNeedsRealQuoting() throws {
-        let g = try Generated(leads: 3000, seed: 11)
+        let g = try GeneratedDataset(leads: 3000, seed: 11)
         defer { g.remove() }
         let text = try String(contentsOf: g.dir.appendingPathComponent("leads.csv"), encoding: .utf8)
-        let table = try CSV.parse(text)
+        let table = try StrictCSV.parse(text)
         #expect(table.first == [
             "Lead ID", "First Name", "Last Name", "E-mail", "Phone Number", "Company Name", "Lead Source", "Status",
             "Created At", "Value", "Industry", "Employees", "Country", "Tags", "Notes",
@@ -102,7 +102,7 @@ struct SyntheticTests {
     }
 
     @Test func everyEventLineIsValidSegmentJSONInLeadAndTimeOrder() throws {
-        let g = try Generated(leads: 800, seed: 5)
+        let g = try GeneratedDataset(leads: 800, seed: 5)
         defer { g.remove() }
         let created = try Dictionary(uniqueKeysWithValues: g.leadRows().map {
             ($0["Lead ID"] ?? "", try #require(Self.parseISO($0["Created At"] ?? "")))
@@ -154,7 +154,7 @@ struct SyntheticTests {
     // MARK: Outcomes and ground truth
 
     @Test func oldLeadsHaveOutcomesAndRecentLeadsAreOpen() throws {
-        let g = try Generated(leads: 2000, seed: 9)
+        let g = try GeneratedDataset(leads: 2000, seed: 9)
         defer { g.remove() }
         let labels = try g.truthByLead()
         var sawOld = false, sawRecent = false
@@ -177,7 +177,7 @@ struct SyntheticTests {
     }
 
     @Test func conversionRateMatchesMeanTrueProbabilityAndIsInformative() throws {
-        let g = try Generated(leads: 6000, seed: 42)
+        let g = try GeneratedDataset(leads: 6000, seed: 42)
         defer { g.remove() }
         let labeled = try g.truthByLead().values.compactMap { t in t.label.map { (t.probability, $0) } }
         let n = Double(labeled.count)
@@ -194,7 +194,7 @@ struct SyntheticTests {
     }
 
     @Test func storedProbabilitiesRecomputeFromTheGeneratedData() throws {
-        let g = try Generated(leads: 1500, seed: 21)
+        let g = try GeneratedDataset(leads: 1500, seed: 21)
         defer { g.remove() }
         let truthJSON = try g.groundTruth()
         let intercept = try #require(truthJSON["intercept"] as? Double)
@@ -294,7 +294,7 @@ struct SyntheticTests {
     }
 
     @Test func zeroLeadsWritesEmptyButValidFiles() throws {
-        let g = try Generated(leads: 0, seed: 1)
+        let g = try GeneratedDataset(leads: 0, seed: 1)
         defer { g.remove() }
         #expect(try g.leadRows().isEmpty)
         #expect(try g.eventLines().isEmpty)
@@ -350,7 +350,7 @@ struct SyntheticTests {
 }
 
 /// One generated data set in its own temporary directory.
-private struct Generated {
+private struct GeneratedDataset {
     static let fileNames = ["leads.csv", "events.ndjson", "ground_truth.json"]
 
     let dir: URL
@@ -365,7 +365,7 @@ private struct Generated {
 
     /// leads.csv as header-keyed dictionaries.
     func leadRows() throws -> [[String: String]] {
-        let table = try CSV.parse(try String(contentsOf: dir.appendingPathComponent("leads.csv"), encoding: .utf8))
+        let table = try StrictCSV.parse(try String(contentsOf: dir.appendingPathComponent("leads.csv"), encoding: .utf8))
         guard let header = table.first else { return [] }
         return table.dropFirst().map { Dictionary(zip(header, $0), uniquingKeysWith: { a, _ in a }) }
     }
@@ -393,7 +393,7 @@ private struct Generated {
 
 /// Minimal strict RFC 4180 reader (quoted fields, doubled quotes, embedded newlines), independent of
 /// the ingester so the generator's output is checked against the spec rather than against our parser.
-private enum CSV {
+private enum StrictCSV {
     struct Malformed: Error, CustomStringConvertible {
         let description: String
     }

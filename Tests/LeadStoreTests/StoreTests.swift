@@ -45,10 +45,12 @@ struct StoreTests {
             // act
             let store = try LeadStore.open(path: path)
             // check
-            try store.reader.read { db in
-                #expect(try Schema.migrator.hasCompletedMigrations(db))
-                #expect(try String.fetchOne(db, sql: "SELECT email FROM leads WHERE external_id = 'L1'") == "a@x.io")
+            let (completed, email) = try store.reader.read { db in
+                (try Schema.migrator.hasCompletedMigrations(db),
+                 try String.fetchOne(db, sql: "SELECT email FROM leads WHERE external_id = 'L1'"))
             }
+            #expect(completed, "upgrading from \(previous)")
+            #expect(email == "a@x.io")
         }
     }
 

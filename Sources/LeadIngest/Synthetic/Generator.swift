@@ -26,7 +26,8 @@ public enum Synthetic {
         public var leads: Int
         public var events: Int
         public var converted: Int
-        public var lost: Int  // "lost" and "disqualified", i.e. negative labels
+        /// Negative labels: status "lost" or "disqualified".
+        public var lost: Int
         public var open: Int
         public var files: [URL]
     }
@@ -56,6 +57,9 @@ public enum Synthetic {
 
     static let csvHeader = "Lead ID,First Name,Last Name,E-mail,Phone Number,Company Name,Lead Source,Status,Created At,Value,Industry,Employees,Country,Tags,Notes"
 
+    /// Writes `leads.csv`, `events.ndjson` and `ground_truth.json` into `directory` (created if needed,
+    /// existing files overwritten). Leads created more than 45 days before `asOf` carry an outcome drawn
+    /// from the ground-truth probability; younger ones are open. Throws `GenerationError`.
     public static func generate(_ options: Options, into directory: URL) throws -> Summary {
         guard options.leads >= 0 else { throw GenerationError.invalidLeadCount(options.leads) }
         let t = options.asOf.timeIntervalSince1970

@@ -1,0 +1,44 @@
+# LeadLens: two commands on a fresh Debian machine with only Swift installed.
+#   make demo   build, generate a demo dataset and ingest it
+#   make test   run the test suite
+# Both install the system packages they need first (apt-get; root or sudo).
+
+SWIFT        ?= swift
+DB           ?= data/leadlens.sqlite
+DEMO_LEADS   ?= 20000
+BIN          := .build/release/leadlens
+# libsqlite3-dev: GRDB links the system SQLite. libblas-dev: cblas.h and libblas.so.
+# libopenblas0: a faster libblas.so.3 via Debian alternatives. sqlite3: the bench's peer.
+APT_PACKAGES := libsqlite3-dev libblas-dev libopenblas0 sqlite3
+
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product leadlens
+
+test: deps
+	$(SWIFT) test
+
+demo: build
+	$(BIN) generate --leads $(DEMO_LEADS) --seed 42 --as-of today --out data/demo
+	$(BIN) ingest data/demo/leads.csv data/demo/events.ndjson --db $(DB)
+	@echo
+	@echo "Demo store: $(DB). Try: $(BIN) --help"
+
+bench: build
+	python3 bench/run.py
+
+clean:
+	rm -rf .build data/demo bench/out

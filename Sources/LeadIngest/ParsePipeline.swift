@@ -1,0 +1,98 @@
+import Foundation
+
+/// Parses on a thread of its own while the caller writes, so JSON/CSV parsing and SQLite inserts
+/// run on two cores at once. At most `capacity` parsed batches wait in between, which bounds
+/// memory whatever the input size.
+final class ParsePipeline: @unchecked Sendable {
+    enum Item {
+        /// A parsed batch, the reader's position after it, and the rows rejected so far.
+        case batch([Ingest.Record], Ingest.Progress, rejectedSoFar: Int)
+        /// The end of input, with the total of rows rejected.
+        case end(rejected: Int)
+        case failure(any Error)
+    }
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var queue: [Item] = []
+    private var cancelled = false
+    private var producerDone = false
+    private let capacity: Int
+
+    /// The source, reader and reject collector belong to the producer thread until `end`,
+    /// `failure` or `finish()`; the caller may read the collector only after that.
+    init(source: RecordSource, reader: ByteReader, rejects: RejectCollector, batchSize: Int, capacity: Int = 3) {
+        self.capacity = capacity
+        let owned = Owned(source: source, reader: reader, rejects: rejects)
+        let thread = Thread { [self] in
+            self.produce(owned, batchSize: batchSize)
+        }
+        thread.name = "leadlens.parse"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    private final class Owned: @unchecked Sendable {
+        var source: RecordSource
+        let reader: ByteReader
+        let rejects: RejectCollector
+        init(source: RecordSource, reader: ByteReader, rejects: RejectCollector) {
+            self.source = source
+            self.reader = reader
+            self.rejects = rejects
+        }
+    }
+
+    private func produce(_ owned: Owned, batchSize: Int) {
+        defer {
+            condition.lock()
+            producerDone = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        while true {
+            let item: Item
+            do {
+                if let batch = try owned.source.nextBatch(size: batchSize, rejects: owned.rejects) {
+                    let progress = Ingest.Progress(
+                        bytesRead: owned.reader.bytesConsumed, totalBytes: owned.reader.totalBytes, rows: owned.source.rows)
+                    item = .batch(batch, progress, rejectedSoFar: owned.rejects.count)
+                } else {
+                    item = .end(rejected: owned.rejects.count)
+                }
+            } catch {
+                item = .failure(error)
+            }
+            condition.lock()
+            while queue.count >= capacity && !cancelled { condition.wait() }
+            if cancelled {
+                condition.unlock()
+                return
+            }
+            queue.append(item)
+            condition.broadcast()
+            condition.unlock()
+            if case .batch = item { continue }
+            return
+        }
+    }
+
+    /// The next item, waiting for the parser when it is behind.
+    func next() -> Item {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty { condition.wait() }
+        let item = queue.removeFirst()
+        condition.broadcast()
+        return item
+    }
+
+    /// Stops the parser (if still running) and waits until its thread has let go of the source.
+    func finish() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        while !producerDone { condition.wait() }
+        condition.unlock()
+    }
+}
