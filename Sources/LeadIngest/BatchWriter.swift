@@ -42,6 +42,8 @@ final class BatchWriter {
     private var byAnonymousID: [String: LeadRef] = [:]
     private var typeIDs: [String: Int] = [:]
     private var customFieldIDs: [String: Int64] = [:]
+    /// Leads known to have a source, so a utm source on their events needs no row read.
+    private var leadsWithSource: Set<Int64> = []
     /// Leads created or updated during this run, so each counts once however often it recurs.
     private var createdLeads: Set<Int64> = []
     private var updatedLeads: Set<Int64> = []
@@ -64,6 +66,18 @@ final class BatchWriter {
         byAnonymousID.removeAll()
         typeIDs.removeAll()
         customFieldIDs.removeAll()
+        leadsWithSource.removeAll()
+    }
+
+    /// The store's `PRAGMA data_version` when the caches were last known good. Another
+    /// connection's commit (the API deleting or merging a lead) changes it.
+    private var dataVersion: Int?
+
+    /// Drops the caches when another connection has written since this writer's last batch.
+    func revalidateCaches(_ db: Database) throws {
+        let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
+        if version != dataVersion { discardCaches() }
+        dataVersion = version
     }
 
     func write(_ records: [Ingest.Record], in db: Database) throws -> Ingest.Counts {
@@ -72,6 +86,7 @@ final class BatchWriter {
             byEmail.removeAll(keepingCapacity: true)
             byPhone.removeAll(keepingCapacity: true)
             byAnonymousID.removeAll(keepingCapacity: true)
+            leadsWithSource.removeAll(keepingCapacity: true)
         }
         var batch = Batch(db: db, writer: self)
         for record in records {
@@ -319,7 +334,8 @@ final class BatchWriter {
         insert.bind(6, fields[.firstName])
         insert.bind(7, fields[.lastName])
         insert.bind(8, fields[.company])
-        insert.bind(9, fields[.source] ?? patch.sourceFallback)
+        let source = fields[.source] ?? patch.sourceFallback
+        insert.bind(9, source)
         insert.bind(10, fields[.status] ?? LeadStatus.defaultStatus)
         insert.bind(11, fields[.assignedTo])
         insert.bind(12, fields[.notes])
@@ -329,6 +345,7 @@ final class BatchWriter {
         try insert.run()
         let id = db.lastInsertedRowID
         remember(id, patch.identity, externalID: patch.identity.externalID)
+        if source != nil { leadsWithSource.insert(id) }
         try applyCustomValues(patch.custom, leadID: id, db: db)
         try applyTags(patch.tags, leadID: id, db: db)
         return id
@@ -340,7 +357,7 @@ final class BatchWriter {
         let identity = patch.identity
         // Most events carry nothing but the id they matched by: skip reading the row for them.
         let touchesRow = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil
-            || patch.sourceFallback != nil
+            || (patch.sourceFallback != nil && !leadsWithSource.contains(leadID))
             || (identity.externalID != nil && matchedBy != .externalID)
             || (identity.email != nil && matchedBy != .email)
             || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
@@ -370,6 +387,7 @@ final class BatchWriter {
             if patch.fields[.source] == nil, row["source"] as String? == nil, let fallback = patch.sourceFallback {
                 set("source", fallback)
             }
+            if patch.fields[.source] != nil || patch.sourceFallback != nil { leadsWithSource.insert(leadID) }
             if let value = patch.value, row["value"] as Double? != value { set("value", value) }
             if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt { set("created_at", createdAt) }
             if !assignments.isEmpty {

@@ -51,7 +51,10 @@ public struct LeadStore: Sendable {
         config.prepareDatabase { db in
             // NORMAL is durable to the last checkpoint and always consistent in WAL mode, which
             // is what a killed ingest needs; FULL would fsync every batch for no gain in safety.
+            // 16 KiB pages: a third fewer B-tree pages to split and rewrite on the ingest path
+            // (measured ~12% faster ingest than 4 KiB). Only takes effect on a new database.
             try db.execute(sql: """
+                PRAGMA page_size = 16384;
                 PRAGMA synchronous = NORMAL;
                 PRAGMA temp_store = MEMORY;
                 PRAGMA cache_size = -65536;
