@@ -71,3 +71,76 @@ struct CLITests {
         }
     }
 }
+
+/// The built `leadlens` executable beside the test bundle, when `swift test` built it.
+private let leadlensExecutable: URL? = {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("leadlens")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return nil
+}()
+
+@Suite("Crash safety")
+struct CrashTests {
+    @Test("kill -9 mid-ingest leaves a consistent store; the same command then completes it with no duplicates",
+          .enabled(if: leadlensExecutable != nil, "needs the built leadlens executable"))
+    func killedIngestResumes() throws {
+        let executable = try #require(leadlensExecutable)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-kill-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // setup: enough events that the first run is still going after its first commit
+        let total = 150_000
+        var text = ""
+        text.reserveCapacity(total * 120)
+        for i in 0..<total {
+            text += #"{"type":"track","event":"E\#(i % 7)","userId":"u\#(i / 10)","messageId":"m\#(i)","timestamp":"2026-01-01T00:00:00Z"}"#
+            text += "\n"
+        }
+        let input = directory.appendingPathComponent("events.ndjson")
+        try Data(text.utf8).write(to: input)
+        let db = directory.appendingPathComponent("store.sqlite").path
+        func run() throws -> Process {
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["ingest", input.path, "--db", db, "--batch-size", "500"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        func eventCount() -> Int {
+            (try? DatabaseQueue(path: db, configuration: { var c = Configuration(); c.readonly = true; return c }())
+                .read { try Int.fetchOne($0, sql: "SELECT count(*) FROM events") }) ?? 0
+        }
+
+        // act: kill -9 as soon as something has committed
+        let first = try run()
+        let deadline = Date().addingTimeInterval(60)
+        while eventCount() == 0, first.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let killedMidway = first.isRunning
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let afterKill = eventCount()
+
+        // check: consistent, then completed by the same command with no duplicates
+        let store = try LeadStore.open(path: db)
+        #expect(try store.reader.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+        if killedMidway { #expect(afterKill > 0 && afterKill < total) }
+        let second = try run()
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        let (events, distinct, maintained, recomputed) = try store.reader.read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT count(DISTINCT dedupe_key) FROM events") ?? 0,
+             try LeadActivity.fetchAll(db).mapValues(\.normalized),
+             try LeadActivity.recompute(db).mapValues(\.normalized))
+        }
+        #expect(events == total && distinct == total)
+        #expect(maintained == recomputed)
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == total / 10)
+    }
+}
