@@ -120,16 +120,25 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension StringProtocol {
+extension String {
+    /// Trims Unicode whitespace at both ends. Concrete on String (not StringProtocol) so the hot
+    /// path is specialized: a generic version went through runtime metadata lookups per call.
     func trimmingWhitespace() -> String {
+        var copy = self
         // Fast path for the common case, both ends printable ASCII: no Unicode property lookups.
-        if let first = utf8.first, let last = utf8.reversed().first, first > 0x20, first < 0x7F, last > 0x20, last < 0x7F {
-            return String(self)
+        let isTrimmed = copy.withUTF8 { bytes -> Bool in
+            guard let first = bytes.first, let last = bytes.last else { return true }
+            return first > 0x20 && first < 0x7F && last > 0x20 && last < 0x7F
         }
+        if isTrimmed { return self }
         let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })
         else { return "" }
-        return String(String.UnicodeScalarView(scalars[first...last]))
+        return String(scalars[start...end])
     }
+}
+
+extension Substring {
+    func trimmingWhitespace() -> String { String(self).trimmingWhitespace() }
 }

@@ -38,7 +38,7 @@ struct SegmentMapper {
         guard case .object(let message) = value else {
             throw IngestError(.wrongType, line: line, reason: "expected a JSON object")
         }
-        let type = try string(message, "type")?.lowercased() ?? (message["event"] != nil ? "track" : nil)
+        let type = try string(message, "type").map(Self.lowercasedASCII) ?? (message["event"] != nil ? "track" : nil)
         guard let type else { throw IngestError(.unsupported, line: line, field: "type", reason: "missing message type") }
 
         var lead = LeadPatchBuilder(line: line)
@@ -160,6 +160,12 @@ struct SegmentMapper {
             dedupeKey: dedupeKey,
             messageID: messageID,
             properties: rawProperties.map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    /// Message types are ASCII and almost always lowercase already: skip the Unicode-aware
+    /// lowercasing then.
+    private static func lowercasedASCII(_ text: String) -> String {
+        text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? text.lowercased() : text
     }
 
     // MARK: typed access, naming the field on a wrong type

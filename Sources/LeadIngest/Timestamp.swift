@@ -4,10 +4,13 @@
 public enum Timestamp {
     /// Parses "2026-03-04", "2026-03-04T12:34:56Z", "2026-03-04 12:34:56.789+02:00", and so on.
     /// A string without a zone is taken as UTC.
-    public static func parseISO8601(_ text: some StringProtocol) -> Int64? {
-        var utf8 = Array(text.utf8)
-        while let last = utf8.last, last == 0x20 { utf8.removeLast() }
-        return utf8.withUnsafeBufferPointer(parseISO8601(bytes:))
+    public static func parseISO8601(_ text: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { bytes in
+            var count = bytes.count
+            while count > 0, bytes[count - 1] == 0x20 { count -= 1 }
+            return parseISO8601(bytes: UnsafeBufferPointer(rebasing: bytes[0..<count]))
+        }
     }
 
     static func parseISO8601(bytes b: UnsafeBufferPointer<UInt8>) -> Int64? {
@@ -83,9 +86,9 @@ public enum Timestamp {
     }
 
     /// Either form; a string of digits is an epoch number.
-    public static func parse(_ text: some StringProtocol) -> Int64? {
+    public static func parse(_ text: String) -> Int64? {
         if let millis = parseISO8601(text) { return millis }
-        if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }), let value = Double(String(text)) {
+        if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }), let value = Double(text) {
             return fromEpoch(value)
         }
         return nil
