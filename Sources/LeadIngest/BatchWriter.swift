@@ -44,7 +44,7 @@ final class BatchWriter {
     private var customFieldIDs: [String: Int64] = [:]
     /// Leads known to have a source, so a utm source on their events needs no row read.
     private var leadsWithSource: Set<Int64> = []
-    /// Leads created or updated during this run, so each counts once however often it recurs.
+    /// Leads created or updated in the current file, so each counts once however often it recurs.
     private var createdLeads: Set<Int64> = []
     private var updatedLeads: Set<Int64> = []
 
@@ -56,6 +56,13 @@ final class BatchWriter {
 
     init(now: Int64 = LeadStore.nowMillis()) {
         self.now = now
+    }
+
+    /// Starts the counts of a new input: a lead created by the previous file and updated by
+    /// this one counts as updated here.
+    func beginFile() {
+        createdLeads.removeAll()
+        updatedLeads.removeAll()
     }
 
     /// Call after a rollback: cached ids may name leads that no longer exist.

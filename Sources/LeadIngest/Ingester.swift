@@ -85,6 +85,7 @@ public final class Ingester {
         let source = try RecordSource(format: format, reader: reader, options: options)
 
         let sink = RejectCollector(path: path, downstream: rejects)
+        writer.beginFile()
         let pipeline = ParsePipeline(source: source, reader: reader, rejects: sink, batchSize: options.batchSize)
         defer { pipeline.finish() }
 

@@ -87,6 +87,21 @@ struct IngestTests {
         #expect(after[0].source == "webinar")  // and never replaces one
     }
 
+    @Test("Counts are per file: a lead created by one file and updated by the next counts as updated")
+    func countsArePerFile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let ingester = Ingester(store: store)
+        let first = try ingester.ingest(path: try directory.write("a.csv", "id,company\nL1,Acme\nL2,Beta\n").path)
+        let second = try ingester.ingest(path: try directory.write("b.ndjson", """
+            {"type":"identify","userId":"L1","traits":{"company":"Acme 2"}}
+            {"type":"identify","userId":"L1","traits":{"plan":"pro"}}
+            {"type":"identify","userId":"L2","traits":{"company":"Beta"}}
+            """).path)
+        #expect(first.counts.leadsCreated == 2)
+        #expect(second.counts.leadsCreated == 0 && second.counts.leadsUpdated == 1 && second.counts.leadsUnchanged == 1)
+    }
+
     @Test("Blank values never overwrite, non-blank values update")
     func blanksNeverOverwrite() throws {
         let directory = try TemporaryDirectory()
