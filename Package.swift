@@ -5,7 +5,7 @@ import PackageDescription
 // the ones upstream of it; `leadlens` is a thin CLI over them.
 let package = Package(
     name: "LeadLens",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "leadlens", targets: ["leadlens"]),
         .library(name: "LeadStore", targets: ["LeadStore"]),

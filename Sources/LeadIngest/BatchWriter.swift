@@ -29,17 +29,17 @@ extension Ingest {
 /// (creating it when new), applies lead fields, inserts events with their dedupe key, and folds
 /// the new events into the per-lead activity aggregate before the batch commits.
 ///
-/// Identity caches live for one ingest run and are dropped whenever a batch rolls back.
+/// Identity caches live for one ingest run; they hold only keys the rows hold, and are dropped
+/// whenever a batch rolls back or another connection writes.
 final class BatchWriter {
-    private struct LeadRef {
-        var id: Int64
-        var externalID: String?
-    }
-
     private var byExternalID: [String: Int64] = [:]
-    private var byEmail: [String: LeadRef] = [:]
-    private var byPhone: [String: LeadRef] = [:]
-    private var byAnonymousID: [String: LeadRef] = [:]
+    private var byEmail: [String: Int64] = [:]
+    private var byPhone: [String: Int64] = [:]
+    private var byAnonymousID: [String: Int64] = [:]
+    /// Each cached lead's external id as stored (`.some(nil)`: known to have none). Kept per
+    /// lead, not per cache entry, so setting a lead's external id updates every key that
+    /// reaches it at once.
+    private var externalIDs: [Int64: String?] = [:]
     private var typeIDs: [String: Int] = [:]
     private var customFieldIDs: [String: Int64] = [:]
     /// Leads known to have a source, so a utm source on their events needs no row read.
@@ -71,9 +71,11 @@ final class BatchWriter {
         byEmail.removeAll()
         byPhone.removeAll()
         byAnonymousID.removeAll()
+        externalIDs.removeAll()
         typeIDs.removeAll()
         customFieldIDs.removeAll()
         leadsWithSource.removeAll()
+        liveInTransaction.removeAll()
     }
 
     /// The store's `PRAGMA data_version` when the caches were last known good. Another
@@ -81,7 +83,11 @@ final class BatchWriter {
     private var dataVersion: Int?
 
     /// Drops the caches when another connection has written since this writer's last batch.
+    /// Leads seen to exist in the current transaction: checked once per transaction, not per row.
+    private var liveInTransaction: Set<Int64> = []
+
     func revalidateCaches(_ db: Database) throws {
+        liveInTransaction.removeAll(keepingCapacity: true)
         let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
         if version != dataVersion { discardCaches() }
         dataVersion = version
@@ -93,6 +99,7 @@ final class BatchWriter {
             byEmail.removeAll(keepingCapacity: true)
             byPhone.removeAll(keepingCapacity: true)
             byAnonymousID.removeAll(keepingCapacity: true)
+            externalIDs.removeAll(keepingCapacity: true)
             leadsWithSource.removeAll(keepingCapacity: true)
         }
         var batch = Batch(db: db, writer: self)
@@ -125,7 +132,7 @@ final class BatchWriter {
         mutating func apply(_ record: Ingest.Record) throws {
             let patch = record.lead
             let leadID: Int64
-            if let (existing, matchedBy) = try writer.find(patch.identity, db: db) {
+            if let (existing, matchedBy) = try writer.findLive(patch.identity, db: db) {
                 leadID = existing
                 if try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db) {
                     if !writer.createdLeads.contains(leadID), writer.updatedLeads.insert(leadID).inserted {
@@ -273,14 +280,16 @@ final class BatchWriter {
                 return (id, .externalID)
             }
         }
-        let secondary: [(String?, IdentityKey, ReferenceWritableKeyPath<BatchWriter, [String: LeadRef]>)] = [
+        let secondary: [(String?, IdentityKey, ReferenceWritableKeyPath<BatchWriter, [String: Int64]>)] = [
             (identity.email, .email, \.byEmail),
             (identity.phoneDigits, .phoneDigits, \.byPhone),
             (identity.anonymousID, .anonymousID, \.byAnonymousID),
         ]
         for (key, kind, cache) in secondary {
             guard let key else { continue }
-            if let ref = self[keyPath: cache][key], compatible(ref.externalID, identity.externalID) { return (ref.id, kind) }
+            if let id = self[keyPath: cache][key], let known = externalIDs[id], compatible(known, identity.externalID) {
+                return (id, kind)
+            }
             let column = kind.rawValue
             let statement = try RawStatement(db, sql: """
                 SELECT id, external_id FROM leads
@@ -291,12 +300,30 @@ final class BatchWriter {
             statement.bind(2, identity.externalID)
             defer { statement.reset() }
             if try statement.step() {
-                let ref = LeadRef(id: statement.int64(0), externalID: statement.text(1))
-                self[keyPath: cache][key] = ref
-                return (ref.id, kind)
+                let id = statement.int64(0)
+                self[keyPath: cache][key] = id
+                externalIDs[id] = .some(statement.text(1))
+                return (id, kind)
             }
         }
         return nil
+    }
+
+    /// ``find(_:db:)``, made sure the lead still exists: a cached id whose row is gone (deleted
+    /// through this same connection, which `data_version` does not report) drops the caches
+    /// and is looked up again.
+    func findLive(_ identity: Ingest.Identity, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
+        guard let found = try find(identity, db: db) else { return nil }
+        if liveInTransaction.contains(found.id) { return found }
+        let exists = try RawStatement(db, sql: "SELECT 1 FROM leads WHERE id = ?")
+        exists.bind(1, found.id)
+        defer { exists.reset() }
+        if try exists.step() {
+            liveInTransaction.insert(found.id)
+            return found
+        }
+        discardCaches()
+        return try find(identity, db: db)
     }
 
     enum IdentityKey: String {
@@ -310,12 +337,13 @@ final class BatchWriter {
         stored == nil || incoming == nil || stored == incoming
     }
 
-    private func remember(_ id: Int64, _ identity: Ingest.Identity, externalID: String?) {
-        let ref = LeadRef(id: id, externalID: externalID)
-        if let key = externalID { byExternalID[key] = id }
-        if let key = identity.email { byEmail[key] = ref }
-        if let key = identity.phoneDigits { byPhone[key] = ref }
-        if let key = identity.anonymousID { byAnonymousID[key] = ref }
+    /// Caches the identity keys a lead row holds, and only those.
+    private func remember(_ id: Int64, stored identity: Ingest.Identity) {
+        if let key = identity.externalID { byExternalID[key] = id }
+        externalIDs[id] = .some(identity.externalID)
+        if let key = identity.email { byEmail[key] = id }
+        if let key = identity.phoneDigits { byPhone[key] = id }
+        if let key = identity.anonymousID { byAnonymousID[key] = id }
     }
 
     // MARK: - Leads
@@ -351,15 +379,17 @@ final class BatchWriter {
         insert.bind(15, now)
         try insert.run()
         let id = db.lastInsertedRowID
-        remember(id, patch.identity, externalID: patch.identity.externalID)
+        remember(id, stored: patch.identity)
+        liveInTransaction.insert(id)
         if source != nil { leadsWithSource.insert(id) }
         try applyCustomValues(patch.custom, leadID: id, db: db)
         try applyTags(patch.tags, leadID: id, db: db)
         return id
     }
 
-    /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins); blanks never
-    /// do; identities are only ever added. Returns whether anything changed.
+    /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins) and blanks
+    /// never do; email and phone are such values, while the external id and anonymous id are only
+    /// ever added, never replaced. Returns whether anything changed.
     func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, db: Database) throws -> Bool {
         let identity = patch.identity
         // Most events carry nothing but the id they matched by: skip reading the row for them.
@@ -384,12 +414,24 @@ final class BatchWriter {
                 arguments.append(value)
             }
             let storedExternalID: String? = row["external_id"]
+            var stored = Ingest.Identity(
+                externalID: storedExternalID ?? identity.externalID,
+                email: row["email"], phoneDigits: row["phone_digits"],
+                anonymousID: row["anonymous_id"] as String? ?? identity.anonymousID)
             if storedExternalID == nil, let externalID = identity.externalID { set("external_id", externalID) }
             if row["anonymous_id"] as String? == nil, let anonymousID = identity.anonymousID { set("anonymous_id", anonymousID) }
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
                 set(column, value)
-                if field == .phone { set("phone_digits", identity.phoneDigits) }
+                if field == .email {
+                    if let old = stored.email { byEmail[old] = nil }
+                    stored.email = identity.email
+                }
+                if field == .phone {
+                    if let old = stored.phoneDigits { byPhone[old] = nil }
+                    set("phone_digits", identity.phoneDigits)
+                    stored.phoneDigits = identity.phoneDigits
+                }
             }
             if patch.fields[.source] == nil, row["source"] as String? == nil, let fallback = patch.sourceFallback {
                 set("source", fallback)
@@ -405,7 +447,7 @@ final class BatchWriter {
                     .execute(arguments: StatementArguments(arguments))
                 rowChanged = true
             }
-            remember(leadID, identity, externalID: storedExternalID ?? identity.externalID)
+            remember(leadID, stored: stored)
         }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)

@@ -90,8 +90,12 @@ final class ByteReader {
         }
     }
 
-    /// Skips a UTF-8 byte order mark at the very start of the input.
+    private var checkedByteOrderMark = false
+
+    /// Skips a UTF-8 byte order mark at the very start of the input; later calls do nothing.
     func skipByteOrderMark() throws {
+        guard !checkedByteOrderMark else { return }
+        checkedByteOrderMark = true
         while end - start < 3, try fill() {}
         if end - start >= 3, buffer[start] == 0xEF, buffer[start + 1] == 0xBB, buffer[start + 2] == 0xBF {
             start += 3
@@ -149,6 +153,18 @@ final class ByteReader {
                 return .text(UnsafeBufferPointer(start: buffer + start, count: length))
             }
             scanFrom -= before - start
+        }
+    }
+
+    /// The rest of the input as one buffer, or nil when it is longer than `limit` bytes.
+    func readToEnd(limit: Int) throws -> [UInt8]? {
+        var bytes: [UInt8] = []
+        while true {
+            bytes.append(contentsOf: UnsafeBufferPointer(start: buffer + start, count: end - start))
+            bytesConsumed += Int64(end - start)
+            start = end
+            if bytes.count > limit { return nil }
+            guard try fill() else { return bytes }
         }
     }
 

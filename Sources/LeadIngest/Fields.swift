@@ -102,9 +102,12 @@ struct LeadPatchBuilder {
         return value
     }
 
+    /// 2^53: below it a Double holds every integer exactly.
+    static let exactIntegerLimit: Double = 9_007_199_254_740_992
+
     /// Integers print without a fraction so "42" round-trips as an id or a custom value.
     static func format(_ number: Double) -> String {
-        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
+        if number == number.rounded(), abs(number) < exactIntegerLimit { return String(Int64(number)) }
         return String(number)
     }
 }

@@ -87,21 +87,24 @@ public final class Ingester {
         let sink = RejectCollector(path: path, downstream: rejects)
         writer.beginFile()
         let pipeline = ParsePipeline(source: source, reader: reader, rejects: sink, batchSize: options.batchSize)
-        defer { pipeline.finish() }
+        var parserFinished = false
+        defer { if !parserFinished { pipeline.finish(timeout: 2) } }
 
-        /// The next parsed batch; nil at the end of input, or when a stop was asked for.
         var lastProgress = Ingest.Progress(bytesRead: 0, totalBytes: reader.totalBytes, rows: 0)
         var rejectedSoFar = 0
-        func nextBatch() throws -> [Ingest.Record]? {
-            switch pipeline.next() {
-            case .batch(let records, let progress, let rejected):
+        /// The next parsed batch; nil at the end of input. Nil as well when nothing arrives within
+        /// `timeout`, so callers can commit, or look for a stop request, instead of waiting.
+        func nextBatch(timeout: TimeInterval) throws -> (records: [Ingest.Record]?, ended: Bool) {
+            switch pipeline.next(timeout: timeout) {
+            case .batch(let records, let progress, let rejected)?:
                 lastProgress = progress
                 rejectedSoFar = rejected
-                return records
-            case .end(let rejected):
+                return (records, false)
+            case .end(let rejected)?:
                 rejectedSoFar = rejected
-                return nil
-            case .failure(let error): throw error
+                return (nil, true)
+            case .failure(let error)?: throw error
+            case nil: return (nil, false)
             }
         }
         func write(_ batch: [Ingest.Record], db: Database) throws {
@@ -114,9 +117,10 @@ public final class Ingester {
             if options.strict {
                 // One transaction for the whole file: the first bad row rolls everything back.
                 try writeTransaction { db in
-                    while let batch = try nextBatch() {
-                        if rejectedSoFar > 0 { break }
-                        try write(batch, db: db)
+                    while true {
+                        let (batch, ended) = try nextBatch(timeout: 0.25)
+                        if ended || rejectedSoFar > 0 { break }
+                        if let batch { try write(batch, db: db) } else if shouldStop() { summary.interrupted = true }
                         if summary.interrupted { return .rollback }
                     }
                     if rejectedSoFar > 0 {
@@ -130,19 +134,28 @@ public final class Ingester {
                     summary.counts = Ingest.Counts()
                 }
             } else {
-                var finished = false
-                while !finished && !summary.interrupted {
+                var ended = false
+                while !ended && !summary.interrupted {
+                    // Wait for input outside any transaction: a quiet stdin must not hold the
+                    // store's write lock, and a stop request must be seen while waiting.
+                    let (first, endedNow) = try nextBatch(timeout: 0.25)
+                    ended = endedNow
+                    guard let first else {
+                        if shouldStop() { summary.interrupted = true }
+                        continue
+                    }
                     try writeTransaction { db in
                         let opened = Date()
-                        var written = 0
-                        while written < options.recordsPerTransaction, Date().timeIntervalSince(opened) < options.commitInterval {
-                            guard let batch = try nextBatch() else {
-                                finished = true
-                                break
-                            }
+                        try write(first, db: db)
+                        var written = first.count
+                        while !summary.interrupted, written < options.recordsPerTransaction,
+                              Date().timeIntervalSince(opened) < options.commitInterval {
+                            // Batches the parser has ready, or nearly: otherwise commit now.
+                            let (batch, endedNow) = try nextBatch(timeout: 0.1)
+                            if endedNow { ended = true }
+                            guard let batch else { break }
                             try write(batch, db: db)
                             written += batch.count
-                            if summary.interrupted { break }
                         }
                         return .commit
                     }
@@ -152,7 +165,16 @@ public final class Ingester {
             writer.discardCaches()
             throw error
         }
-        pipeline.finish()
+        if summary.interrupted {
+            // The parser may be blocked reading stdin: do not wait for it, and do not touch the
+            // collector it may still write to.
+            parserFinished = pipeline.finish(timeout: 2)
+            summary.counts.rejected = rejectedSoFar
+            summary.bytes = lastProgress.bytesRead
+            summary.seconds = Date().timeIntervalSince(started)
+            return summary
+        }
+        parserFinished = pipeline.finish()
         summary.bytes = lastProgress.bytesRead
         summary.counts.rejected = sink.count
         summary.sampleRejects = sink.sample
@@ -188,12 +210,13 @@ public final class Ingester {
     private func resolveFormat(_ requested: Ingest.Format, path: String, reader: ByteReader) throws -> Ingest.Format {
         if requested != .auto { return requested }
         switch URL(fileURLWithPath: path).pathExtension.lowercased() {
-        case "csv", "tsv": return .csv
+        case "csv": return .csv
         case "ndjson", "jsonl": return .ndjson
         case "json": return .json
         default:
             // stdin or an unknown extension: sniff. JSON objects one per line is the event
             // pipeline case; a leading "[" is a JSON array; anything else is a CSV header.
+            try reader.skipByteOrderMark()
             switch try reader.peekFirstSignificantByte() {
             case UInt8(ascii: "{"): return .ndjson
             case UInt8(ascii: "["): return .json

@@ -17,6 +17,7 @@ final class ParsePipeline: @unchecked Sendable {
     private var queue: [Item] = []
     private var cancelled = false
     private var producerDone = false
+    private var terminal: Item?
     private let capacity: Int
 
     /// The source, reader and reject collector belong to the producer thread until `end`,
@@ -77,22 +78,43 @@ final class ParsePipeline: @unchecked Sendable {
         }
     }
 
-    /// The next item, waiting for the parser when it is behind.
-    func next() -> Item {
+    /// The next item, or nil when none arrives within `timeout` seconds. After the final `end`
+    /// or `failure` has been taken, it returns that item again rather than waiting forever.
+    func next(timeout: TimeInterval) -> Item? {
+        let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         defer { condition.unlock() }
-        while queue.isEmpty { condition.wait() }
+        while queue.isEmpty {
+            if producerDone { return terminal }
+            if !condition.wait(until: deadline) && queue.isEmpty { return producerDone ? terminal : nil }
+        }
         let item = queue.removeFirst()
+        switch item {
+        case .batch: break
+        case .end, .failure: terminal = item
+        }
         condition.broadcast()
         return item
     }
 
-    /// Stops the parser (if still running) and waits until its thread has let go of the source.
-    func finish() {
+    /// Stops the parser and waits until its thread has let go of the source, for at most
+    /// `timeout` seconds when given: a parser blocked reading a quiet stdin cannot be woken,
+    /// and a stopping process should not hang on it. Returns whether the parser has finished.
+    @discardableResult
+    func finish(timeout: TimeInterval? = nil) -> Bool {
         condition.lock()
+        defer { condition.unlock() }
         cancelled = true
         condition.broadcast()
-        while !producerDone { condition.wait() }
-        condition.unlock()
+        // No wait(until: .distantFuture): Foundation on Linux traps converting it to a timespec.
+        guard let timeout else {
+            while !producerDone { condition.wait() }
+            return true
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while !producerDone {
+            if !condition.wait(until: deadline) { return producerDone }
+        }
+        return true
     }
 }

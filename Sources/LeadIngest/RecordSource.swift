@@ -5,6 +5,8 @@ import LeadStore
 struct RecordSource {
     private enum Parser {
         case ndjson
+        /// One JSON document (a message or a `{"batch": [...]}`), possibly pretty-printed.
+        case jsonDocument
         case jsonArray(JSONArrayScanner)
         case csv(CSVParser, header: CSVHeader?)
     }
@@ -13,6 +15,8 @@ struct RecordSource {
     private let options: Ingest.Options
     private var parser: Parser
     private let receivedAt = LeadStore.nowMillis()
+    /// A single (non-array) JSON document is parsed whole, so it is bounded.
+    static let maxDocumentBytes = 64 << 20
     private(set) var rows = 0
 
     init(format: Ingest.Format, reader: ByteReader, options: Ingest.Options) throws {
@@ -25,8 +29,7 @@ struct RecordSource {
             if try reader.peekFirstSignificantByte() == UInt8(ascii: "[") {
                 parser = .jsonArray(JSONArrayScanner(reader: reader))
             } else {
-                // A single JSON document (one message or a {"batch": [...]}) parses as one "line".
-                parser = .ndjson
+                parser = .jsonDocument
             }
         case .ndjson, .auto: parser = .ndjson
         }
@@ -63,6 +66,17 @@ struct RecordSource {
                 parseJSON(bytes, line: number, into: &records, rejects: rejects)
             }
             return true
+        case .jsonDocument:
+            parser = .ndjson  // read once; what follows is end of input
+            guard let document = try reader.readToEnd(limit: Self.maxDocumentBytes) else {
+                rows += 1
+                rejects.add(IngestError(.valueTooLarge, line: 1, reason: "JSON document larger than \(Self.maxDocumentBytes >> 20) MiB; send NDJSON or a JSON array"), raw: nil)
+                return false
+            }
+            if document.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return false }
+            rows += 1
+            document.withUnsafeBufferPointer { parseJSON($0, line: 1, into: &records, rejects: rejects) }
+            return true
         case .jsonArray(var scanner):
             defer { parser = .jsonArray(scanner) }
             switch try scanner.nextElement() {
@@ -81,6 +95,11 @@ struct RecordSource {
             guard let outcome = try csv.next() else { return false }
             switch outcome {
             case .rejected(let line, let failure):
+                guard header != nil else {
+                    // Without a header no row can be mapped; rejecting rows one by one would
+                    // only bury that.
+                    throw IngestFileError(reason: "the CSV header row (line \(line)) is unreadable")
+                }
                 rows += 1
                 let column = { (index: Int) in header?.label(at: index) ?? "column \(index + 1)" }
                 let error: IngestError
@@ -162,4 +181,10 @@ struct CSVHeader {
                 ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
         }.joined(separator: ",")
     }
+}
+
+/// A whole input that cannot be used: nothing from it can be mapped.
+public struct IngestFileError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { reason }
 }

@@ -41,7 +41,8 @@ extension Ingest {
             guard !buffer.isEmpty else { return }
             if handle == nil {
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+                // Rejected rows are lead data: readable by the owner only.
+                _ = FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
                 handle = try FileHandle(forWritingTo: url)
                 try handle?.truncate(atOffset: 0)
             }

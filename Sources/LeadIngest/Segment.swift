@@ -186,7 +186,12 @@ struct SegmentMapper {
             let trimmed = s.trimmingWhitespace()
             if trimmed.utf8.count > 1024 { throw IngestError(.valueTooLarge, line: line, field: key, reason: "id longer than 1 KiB") }
             return trimmed.isEmpty ? nil : trimmed
-        case .number(let n)? where n == n.rounded(): return LeadPatchBuilder.format(n)
+        case .number(let n)? where n == n.rounded():
+            // Past 2^53 a JSON number no longer holds every integer: two ids could collapse into one.
+            guard abs(n) < LeadPatchBuilder.exactIntegerLimit else {
+                throw IngestError(.wrongType, line: line, field: key, reason: "id too large for a JSON number; send it as a string")
+            }
+            return LeadPatchBuilder.format(n)
         default: throw IngestError(.wrongType, line: line, field: key, reason: "expected a string id")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import LeadStore
 import Logging
 
@@ -90,6 +91,12 @@ extension Ingest {
                     + result.counts.eventsAdded + result.counts.duplicateEvents == 0
                 failed = result.abortedStrict || (result.counts.rejected > 0 && committedNothing)
                 summary = result
+            } catch let error as DatabaseError {
+                // The store's trouble (busy, disk full), not the file's: leave it for the next scan.
+                try? rejects.close()
+                try? FileManager.default.removeItem(at: pendingRejects)
+                logger.error("store error; file left to retry", metadata: ["watch.file": "\(name)", "error": "\(error.resultCode)"])
+                return nil
             } catch {
                 failed = true
                 try? rejects.close()
@@ -120,11 +127,18 @@ extension Ingest {
             return out
         }
 
+        /// Moves a file, never over an earlier one: a second drop of "leads.csv" lands in done/ as
+        /// "leads-<unix ms>.csv" beside the first.
         private func moveReplacing(_ source: URL, to destination: URL) throws {
-            if FileManager.default.fileExists(atPath: destination.path) {
-                try FileManager.default.removeItem(at: destination)
+            var target = destination
+            if FileManager.default.fileExists(atPath: target.path) {
+                let stamp = LeadStore.nowMillis()
+                let base = destination.deletingPathExtension().lastPathComponent
+                let ext = destination.pathExtension
+                target = destination.deletingLastPathComponent()
+                    .appendingPathComponent(ext.isEmpty ? "\(base)-\(stamp)" : "\(base)-\(stamp).\(ext)")
             }
-            try FileManager.default.moveItem(at: source, to: destination)
+            try FileManager.default.moveItem(at: source, to: target)
         }
     }
 }

@@ -36,7 +36,7 @@ struct IngestCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Keep ingesting files dropped into this folder (done/ and failed/ beside them).", valueName: "dir"))
     var watch: String?
 
-    @Option(help: "Records per transaction.")
+    @Option(help: "Records parsed and written per batch. Transactions group batches up to 100000 records or 2 s.")
     var batchSize = 5_000
 
     func validate() throws {
@@ -83,7 +83,7 @@ struct IngestCommand: ParsableCommand {
                     path: path, options: options, rejects: rejectsFile,
                     progress: { bar?.update($0) }, shouldStop: { stop.isStopped })
                 bar?.finish()
-                print(Self.describe(summary))
+                print(describe(summary))
                 if summary.counts.rejected > 0 {
                     anyRejected = true
                     for error in summary.sampleRejects { Terminal.status("  rejected \(error)") }
@@ -103,7 +103,7 @@ struct IngestCommand: ParsableCommand {
         if anyRejected { throw ExitCode(1) }
     }
 
-    static func describe(_ summary: Ingest.FileSummary) -> String {
+    func describe(_ summary: Ingest.FileSummary) -> String {
         let c = summary.counts
         let name = summary.path == "-" ? "stdin" : summary.path
         var line = "\(name): leads \(c.leadsCreated) created, \(c.leadsUpdated) updated, \(c.leadsUnchanged) unchanged; "
@@ -113,7 +113,11 @@ struct IngestCommand: ParsableCommand {
             line += String(format: " (%.2f s, %.0f rows/s)", summary.seconds, Double(rows) / summary.seconds)
         }
         if summary.abortedStrict { line += " — --strict: aborted at the first bad row, nothing from this file committed" }
-        if summary.interrupted { line += " — interrupted: committed batches stay, run again to finish" }
+        if summary.interrupted {
+            line += strict
+                ? " — interrupted: --strict committed nothing from this file"
+                : " — interrupted: what was committed stays; run the same command again to finish"
+        }
         return line
     }
 }

@@ -102,6 +102,62 @@ struct IngestTests {
         #expect(second.counts.leadsCreated == 0 && second.counts.leadsUpdated == 1 && second.counts.leadsUnchanged == 1)
     }
 
+    @Test("A cached match never merges two people: a lead that gains an external id stops matching another one")
+    func cachedIdentityStaysConsistent() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        try ingest(store, try directory.write("events.ndjson", """
+            {"type":"identify","anonymousId":"x1","traits":{"email":"e@x.io","phone":"555 010 0001"}}
+            {"type":"identify","userId":"A","traits":{"phone":"555 010 0001"}}
+            {"type":"identify","userId":"B","traits":{"email":"e@x.io","firstName":"Bea"}}
+            """))
+        let leads = try store.leads()
+        #expect(leads.map(\.externalID) == ["A", "B"])
+        #expect(leads[1].firstName == "Bea" && leads[0].firstName == nil)
+    }
+
+    @Test("Formats are sniffed after a byte order mark; a pretty-printed JSON document parses whole")
+    func sniffingAndJSONDocuments() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        var bom = Data([0xEF, 0xBB, 0xBF])
+        bom.append(Data(#"{"type":"track","event":"A","userId":"u1","messageId":"1","timestamp":"2026-01-01T00:00:00Z"}"#.utf8))
+        let sniffed = try ingest(store, try directory.write("upload.dat", bom))
+        #expect(sniffed.counts.eventsAdded == 1 && sniffed.counts.rejected == 0)
+        let pretty = try ingest(store, try directory.write("batch.json", """
+            {
+              "batch": [
+                {"type": "track", "event": "B", "userId": "u2", "messageId": "2",
+                 "timestamp": "2026-01-01T00:00:00Z"}
+              ]
+            }
+            """))
+        #expect(pretty.counts.eventsAdded == 1 && pretty.counts.rejected == 0)
+    }
+
+    @Test func anUnreadableCSVHeaderFailsTheFile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        var data = Data("id,".utf8)
+        data.append(contentsOf: [0xFF, 0xFE])
+        data.append(Data("\nL1,a@x.io\n".utf8))
+        #expect(throws: IngestFileError.self) { try ingest(store, try directory.write("bad.csv", data)) }
+        #expect(try store.count("leads") == 0)
+    }
+
+    @Test func numericIdsBeyondDoublePrecisionAreRejected() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("ids.ndjson", """
+            {"type":"identify","userId":12345,"traits":{"email":"a@x.io"}}
+            {"type":"identify","userId":9007199254740993,"traits":{"email":"b@x.io"}}
+            """), rejects: rejects)
+        #expect(summary.counts.leadsCreated == 1)
+        #expect(try store.leads().first?.externalID == "12345")
+        #expect(rejects.rejects.map(\.error.field) == ["userId"])
+    }
+
     @Test("Blank values never overwrite, non-blank values update")
     func blanksNeverOverwrite() throws {
         let directory = try TemporaryDirectory()
