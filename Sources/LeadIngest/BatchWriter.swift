@@ -67,25 +67,31 @@ final class BatchWriter {
 
     /// Call after a rollback: cached ids may name leads that no longer exist.
     func discardCaches() {
-        byExternalID.removeAll()
-        byEmail.removeAll()
-        byPhone.removeAll()
-        byAnonymousID.removeAll()
-        externalIDs.removeAll()
+        dropLeadCaches(keepingCapacity: false)
         typeIDs.removeAll()
         customFieldIDs.removeAll()
-        leadsWithSource.removeAll()
         liveInTransaction.removeAll()
+    }
+
+    /// Everything cached per lead; also what the size bound drops.
+    private func dropLeadCaches(keepingCapacity: Bool) {
+        byExternalID.removeAll(keepingCapacity: keepingCapacity)
+        byEmail.removeAll(keepingCapacity: keepingCapacity)
+        byPhone.removeAll(keepingCapacity: keepingCapacity)
+        byAnonymousID.removeAll(keepingCapacity: keepingCapacity)
+        externalIDs.removeAll(keepingCapacity: keepingCapacity)
+        leadsWithSource.removeAll(keepingCapacity: keepingCapacity)
     }
 
     /// The store's `PRAGMA data_version` when the caches were last known good. Another
     /// connection's commit (the API deleting or merging a lead) changes it.
     private var dataVersion: Int?
 
-    /// Drops the caches when another connection has written since this writer's last batch.
     /// Leads seen to exist in the current transaction: checked once per transaction, not per row.
     private var liveInTransaction: Set<Int64> = []
 
+    /// Starts a transaction's use of the caches: drops them when another connection has
+    /// written since this writer's last transaction.
     func revalidateCaches(_ db: Database) throws {
         liveInTransaction.removeAll(keepingCapacity: true)
         let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
@@ -95,12 +101,7 @@ final class BatchWriter {
 
     func write(_ records: [Ingest.Record], in db: Database) throws -> Ingest.Counts {
         if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
-            byExternalID.removeAll(keepingCapacity: true)
-            byEmail.removeAll(keepingCapacity: true)
-            byPhone.removeAll(keepingCapacity: true)
-            byAnonymousID.removeAll(keepingCapacity: true)
-            externalIDs.removeAll(keepingCapacity: true)
-            leadsWithSource.removeAll(keepingCapacity: true)
+            dropLeadCaches(keepingCapacity: true)
         }
         var batch = Batch(db: db, writer: self)
         for record in records {

@@ -166,18 +166,15 @@ public final class Ingester {
             throw error
         }
         if summary.interrupted {
-            // The parser may be blocked reading stdin: do not wait for it, and do not touch the
-            // collector it may still write to.
+            // The parser may be blocked reading stdin: wait for it only briefly, and read the
+            // collector it may still write to only if it has finished.
             parserFinished = pipeline.finish(timeout: 2)
-            summary.counts.rejected = rejectedSoFar
-            summary.bytes = lastProgress.bytesRead
-            summary.seconds = Date().timeIntervalSince(started)
-            return summary
+        } else {
+            parserFinished = pipeline.finish()
         }
-        parserFinished = pipeline.finish()
+        summary.counts.rejected = parserFinished ? sink.count : rejectedSoFar
+        summary.sampleRejects = parserFinished ? sink.sample : []
         summary.bytes = lastProgress.bytesRead
-        summary.counts.rejected = sink.count
-        summary.sampleRejects = sink.sample
         summary.seconds = Date().timeIntervalSince(started)
         logger.info("ingested", metadata: [
             "ingest.leads_created": "\(summary.counts.leadsCreated)",

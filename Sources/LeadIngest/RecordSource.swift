@@ -9,6 +9,8 @@ struct RecordSource {
         case jsonDocument
         case jsonArray(JSONArrayScanner)
         case csv(CSVParser, header: CSVHeader?)
+        /// All input consumed (after a whole JSON document).
+        case finished
     }
 
     private let reader: ByteReader
@@ -67,7 +69,7 @@ struct RecordSource {
             }
             return true
         case .jsonDocument:
-            parser = .ndjson  // read once; what follows is end of input
+            parser = .finished
             guard let document = try reader.readToEnd(limit: Self.maxDocumentBytes) else {
                 rows += 1
                 rejects.add(IngestError(.valueTooLarge, line: 1, reason: "JSON document larger than \(Self.maxDocumentBytes >> 20) MiB; send NDJSON or a JSON array"), raw: nil)
@@ -77,6 +79,8 @@ struct RecordSource {
             rows += 1
             document.withUnsafeBufferPointer { parseJSON($0, line: 1, into: &records, rejects: rejects) }
             return true
+        case .finished:
+            return false
         case .jsonArray(var scanner):
             defer { parser = .jsonArray(scanner) }
             switch try scanner.nextElement() {

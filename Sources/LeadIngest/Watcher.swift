@@ -104,13 +104,15 @@ extension Ingest {
             }
             let target = failed ? failedDirectory : doneDirectory
             do {
-                try moveReplacing(file, to: target.appendingPathComponent(name))
+                // The rejects follow the name the file actually landed under.
+                let moved = try moveKeepingEarlier(file, to: target.appendingPathComponent(name))
+                let movedRejects = target.appendingPathComponent(moved.lastPathComponent + ".rejects")
                 if FileManager.default.fileExists(atPath: pendingRejects.path) {
-                    try moveReplacing(pendingRejects, to: target.appendingPathComponent(rejectsName))
+                    try FileManager.default.moveItem(at: pendingRejects, to: movedRejects)
                 } else if failed {
                     // A failed file always gets its .rejects, even when it failed as a whole.
                     let note = "{\"file\":\(quoted(name)),\"reason\":\"the file could not be ingested; see the server log\"}\n"
-                    try Data(note.utf8).write(to: target.appendingPathComponent(rejectsName))
+                    try Data(note.utf8).write(to: movedRejects)
                 }
             } catch {
                 logger.error("could not move ingested file", metadata: ["watch.file": "\(name)", "error": "\(error)"])
@@ -129,7 +131,8 @@ extension Ingest {
 
         /// Moves a file, never over an earlier one: a second drop of "leads.csv" lands in done/ as
         /// "leads-<unix ms>.csv" beside the first.
-        private func moveReplacing(_ source: URL, to destination: URL) throws {
+        @discardableResult
+        private func moveKeepingEarlier(_ source: URL, to destination: URL) throws -> URL {
             var target = destination
             if FileManager.default.fileExists(atPath: target.path) {
                 let stamp = LeadStore.nowMillis()
@@ -139,6 +142,7 @@ extension Ingest {
                     .appendingPathComponent(ext.isEmpty ? "\(base)-\(stamp)" : "\(base)-\(stamp).\(ext)")
             }
             try FileManager.default.moveItem(at: source, to: target)
+            return target
         }
     }
 }

@@ -31,6 +31,26 @@ struct WatcherTests {
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L3"])
     }
 
+    @Test("A second drop under the same name keeps the first in done/, and its rejects follow its new name")
+    func sameNameDropsKeepEarlierFiles() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        try Data("id,email\nL1,a@x.io\n".utf8).write(to: drop.appendingPathComponent("leads.csv"))
+        try watcher.scan(requireStableSize: false)
+        try Data("id,email\nL2,b@x.io\nL3,c@x.io,extra\n".utf8).write(to: drop.appendingPathComponent("leads.csv"))
+        try watcher.scan(requireStableSize: false)
+
+        let done = try FileManager.default.contentsOfDirectory(atPath: watcher.doneDirectory.path).sorted()
+        #expect(done.count == 3 && done.contains("leads.csv"))
+        let second = try #require(done.first { $0 != "leads.csv" && !$0.hasSuffix(".rejects") })
+        #expect(done.contains(second + ".rejects"))
+        let first = try String(contentsOf: watcher.doneDirectory.appendingPathComponent("leads.csv"), encoding: .utf8)
+        #expect(first.contains("L1"))
+    }
+
     @Test func filesAreTakenOnlyOnceTheirSizeHoldsStill() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)

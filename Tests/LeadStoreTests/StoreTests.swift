@@ -54,14 +54,6 @@ struct StoreTests {
         }
     }
 
-    @Test func openingTwiceRunsNoMigrationAgain() throws {
-        let path = temporaryPath()
-        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        _ = try LeadStore.open(path: path)
-        let again = try LeadStore.open(path: path)
-        #expect(try again.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM grdb_migrations") } == Schema.migrationIdentifiers.count)
-    }
-
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
