@@ -1,7 +1,7 @@
 import CBLAS
 
-/// The BLAS calls the scoring engine is built on. Thin wrappers, so call sites read as math and
-/// the row-major/column-major bookkeeping lives in one place.
+/// The BLAS calls the scoring engine is built on. Thin wrappers over row-major matrices, so call
+/// sites read as math and the row-major/column-major bookkeeping lives in one place.
 public enum Kernels {
     /// y ← X·w for a row-major rows×cols matrix X.
     public static func multiply(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
@@ -10,6 +10,40 @@ public enum Kernels {
         guard rows > 0, cols > 0 else { return }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(cols), 1.0,
                     x.baseAddress, Int32(cols), w.baseAddress, 1, 0.0, y.baseAddress, 1)
+    }
+
+    /// g ← Xᵀ·r for a row-major rows×cols matrix X.
+    public static func multiplyTransposed(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
+                                          by r: UnsafeBufferPointer<Double>, into g: UnsafeMutableBufferPointer<Double>) {
+        precondition(x.count >= rows * cols && r.count >= rows && g.count >= cols, "matrix and vector sizes disagree")
+        guard cols > 0 else { return }
+        guard rows > 0 else {
+            for i in 0..<cols { g[i] = 0 }
+            return
+        }
+        cblas_dgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(cols), 1.0,
+                    x.baseAddress, Int32(cols), r.baseAddress, 1, 0.0, g.baseAddress, 1)
+    }
+
+    /// The upper triangle of C ← Bᵀ·B (cols×cols, row-major) for a row-major rows×cols matrix B.
+    /// The lower triangle is left untouched; ``mirrorUpper(_:size:)`` fills it.
+    public static func gram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
+                            into c: UnsafeMutableBufferPointer<Double>) {
+        precondition(b.count >= rows * cols && c.count >= cols * cols, "matrix sizes disagree")
+        guard cols > 0 else { return }
+        guard rows > 0 else {
+            for i in 0..<cols * cols { c[i] = 0 }
+            return
+        }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1.0,
+                    b.baseAddress, Int32(cols), 0.0, c.baseAddress, Int32(cols))
+    }
+
+    /// Copies the upper triangle of a row-major size×size matrix into its lower triangle.
+    public static func mirrorUpper(_ c: UnsafeMutableBufferPointer<Double>, size: Int) {
+        for i in 0..<size {
+            for j in 0..<i { c[i * size + j] = c[j * size + i] }
+        }
     }
 
     /// Convenience over arrays: X·w.
@@ -21,5 +55,28 @@ public enum Kernels {
             }
         }
         return y
+    }
+
+    /// Convenience over arrays: Xᵀ·r.
+    public static func multiplyTransposed(_ x: [Double], rows: Int, cols: Int, by r: [Double]) -> [Double] {
+        var g = [Double](repeating: 0, count: cols)
+        x.withUnsafeBufferPointer { xp in
+            r.withUnsafeBufferPointer { rp in
+                g.withUnsafeMutableBufferPointer { multiplyTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
+            }
+        }
+        return g
+    }
+
+    /// Convenience over arrays: the full symmetric Bᵀ·B.
+    public static func gram(_ b: [Double], rows: Int, cols: Int) -> [Double] {
+        var c = [Double](repeating: 0, count: cols * cols)
+        b.withUnsafeBufferPointer { bp in
+            c.withUnsafeMutableBufferPointer {
+                gram(bp, rows: rows, cols: cols, into: $0)
+                mirrorUpper($0, size: cols)
+            }
+        }
+        return c
     }
 }

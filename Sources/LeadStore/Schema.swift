@@ -7,6 +7,7 @@ public enum Schema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-leads", migrate: createLeads)
         migrator.registerMigration("v2-events", migrate: createEvents)
+        migrator.registerMigration("v3-scoring", migrate: createScoring)
         return migrator
     }
 
@@ -117,6 +118,37 @@ public enum Schema {
                 type_counts  BLOB NOT NULL,
                 type_last_at BLOB NOT NULL
             );
+            """)
+    }
+
+    static func createScoring(_ db: Database) throws {
+        try db.execute(sql: """
+            -- Every trained model that was registered with the store, its full JSON body included,
+            -- so the server and incremental scoring load the active model from the store alone.
+            -- At most one is active.
+            CREATE TABLE models (
+                version      TEXT PRIMARY KEY,      -- "<name>-v<N>"
+                name         TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                holdout_auc  REAL,
+                body         TEXT NOT NULL,
+                is_active    INTEGER NOT NULL DEFAULT 0,
+                activated_at INTEGER
+            );
+            CREATE UNIQUE INDEX models_active ON models(is_active) WHERE is_active = 1;
+
+            -- A lead's history that is not an ingested event: score changes, status changes,
+            -- merges. The API merges it with the events into one timeline.
+            CREATE TABLE lead_timeline (
+                id        INTEGER PRIMARY KEY,
+                lead_id   INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                at        INTEGER NOT NULL,
+                kind      TEXT NOT NULL,         -- score_changed | status_changed | merged
+                old_value TEXT,
+                new_value TEXT,
+                detail    TEXT                   -- JSON: the model version of a score change, ...
+            );
+            CREATE INDEX lead_timeline_lead ON lead_timeline(lead_id, at);
             """)
     }
 }

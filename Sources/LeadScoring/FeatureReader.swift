@@ -1,0 +1,268 @@
+import Foundation
+import GRDB
+import LeadStore
+
+/// Leads turned into feature rows: a row-major rows×columns matrix of transformed values, in
+/// the layout's column order. A missing numeric value is NaN here; standardization imputes it.
+public struct FeatureRows: Sendable {
+    public var width: Int
+    public var ids: [Int64] = []
+    public var values: [Double] = []
+    /// 1 or 0 for labeled leads, NaN for unlabeled ones.
+    public var labels: [Double] = []
+    public var createdAt: [Int64] = []
+    /// The score stored on the lead before this read, nil when unscored.
+    public var storedScores: [Int?] = []
+
+    public var count: Int { ids.count }
+
+    public func row(_ index: Int) -> ArraySlice<Double> {
+        values[index * width..<(index + 1) * width]
+    }
+}
+
+/// Reads feature rows from the store, in id order a chunk at a time or for given leads. Every
+/// column comes from typed columns and the activity blobs; the only text read is what
+/// categorical, presence and email features need.
+public struct FeatureReader: Sendable {
+    public let layout: FeatureLayout
+    /// The scoring time, unix ms: windows and "days since" are measured back from it.
+    public let asOf: Int64
+
+    static let millisecondsPerDay = 86_400_000.0
+
+    public init(layout: FeatureLayout, asOf: Int64) {
+        self.layout = layout
+        self.asOf = asOf
+    }
+
+    /// Up to `limit` leads with id > `after`, ascending.
+    public func read(_ db: Database, after: Int64, limit: Int) throws -> FeatureRows {
+        var chunk = Chunk(layout: layout)
+        let leads = try RawStatement(db, sql: leadSQL(where: "id > ? ORDER BY id LIMIT ?"))
+        leads.bind(1, after)
+        leads.bind(2, Int64(limit))
+        defer { leads.reset() }
+        while try leads.step() { chunk.addLead(leads, layout: layout) }
+        guard let first = chunk.ids.first, let last = chunk.ids.last else { return chunk.finish(self) }
+        try chunk.readDetails(db, from: first, to: last, reader: self)
+        return chunk.finish(self)
+    }
+
+    /// The given leads, in the order given; ids that no longer exist are skipped.
+    public func read(_ db: Database, ids: [Int64]) throws -> FeatureRows {
+        var chunk = Chunk(layout: layout)
+        let leads = try RawStatement(db, sql: leadSQL(where: "id = ?"))
+        for id in ids {
+            leads.bind(1, id)
+            if try leads.step() { chunk.addLead(leads, layout: layout) }
+            leads.reset()
+        }
+        for id in chunk.ids {
+            try chunk.readDetails(db, from: id, to: id, reader: self)
+        }
+        return chunk.finish(self)
+    }
+
+    private func leadSQL(where clause: String) -> String {
+        let extra = layout.leadTextColumns.map { ", \($0)" }.joined()
+        return "SELECT id, created_at, status, score, value\(extra) FROM leads WHERE \(clause)"
+    }
+
+    /// Raw per-lead inputs gathered by the queries, before columns are computed.
+    private struct Chunk {
+        let layout: FeatureLayout
+        let typeIndexes: [Int]            // distinct type indexes the columns use
+        let typeSlot: [Int: Int]          // type index → position in typeIndexes
+        var ids: [Int64] = []
+        var rowOf: [Int64: Int] = [:]
+        var createdAt: [Int64] = []
+        var status: [String?] = []
+        var scores: [Int?] = []
+        var value: [Double?] = []
+        var texts: [String?] = []         // rows × leadTextColumns
+        var lastAt: [Int64?] = []
+        var typeCounts: [Double] = []     // rows × typeIndexes
+        var typeLastAt: [Double] = []     // rows × typeIndexes
+        var customText: [String?] = []    // rows × customFieldIDs
+        var customNumber: [Double?] = []  // rows × customFieldIDs
+        var windowCounts: [Int: [Double]] = [:]  // window days → rows × typeIndexes
+
+        init(layout: FeatureLayout) {
+            self.layout = layout
+            var indexes: [Int] = []
+            for column in layout.columns {
+                let used: Int?
+                switch column.source {
+                case .eventCount(let index), .windowCount(_, let index), .daysSince(let index): used = index
+                default: used = nil
+                }
+                if let index = used, index >= 0, !indexes.contains(index) { indexes.append(index) }
+            }
+            typeIndexes = indexes
+            typeSlot = Dictionary(uniqueKeysWithValues: indexes.enumerated().map { ($1, $0) })
+        }
+
+        mutating func addLead(_ s: RawStatement, layout: FeatureLayout) {
+            let id = s.int64(0)
+            rowOf[id] = ids.count
+            ids.append(id)
+            createdAt.append(s.int64(1))
+            status.append(s.text(2))
+            scores.append(s.isNull(3) ? nil : Int(s.int64(3)))
+            value.append(s.double(4))
+            for i in layout.leadTextColumns.indices { texts.append(s.text(Int32(5 + i))) }
+            lastAt.append(nil)
+            typeCounts.append(contentsOf: repeatElement(0, count: typeIndexes.count))
+            typeLastAt.append(contentsOf: repeatElement(0, count: typeIndexes.count))
+            customText.append(contentsOf: repeatElement(nil, count: layout.customFieldIDs.count))
+            customNumber.append(contentsOf: repeatElement(nil, count: layout.customFieldIDs.count))
+        }
+
+        mutating func readDetails(_ db: Database, from: Int64, to: Int64, reader: FeatureReader) throws {
+            let t = typeIndexes.count
+            if t > 0 || layout.columns.contains(where: { if case .daysSince = $0.source { true } else { false } }) {
+                let activity = try RawStatement(db, sql: """
+                    SELECT lead_id, last_at, type_counts, type_last_at FROM lead_activity WHERE lead_id BETWEEN ? AND ?
+                    """)
+                activity.bind(1, from)
+                activity.bind(2, to)
+                defer { activity.reset() }
+                while try activity.step() {
+                    guard let row = rowOf[activity.int64(0)] else { continue }
+                    lastAt[row] = activity.int64(1)
+                    let counts = activity.blob(2)
+                    let last = activity.blob(3)
+                    for (slot, index) in typeIndexes.enumerated() {
+                        typeCounts[row * t + slot] = Self.element(counts, index)
+                        typeLastAt[row * t + slot] = Self.element(last, index)
+                    }
+                }
+            }
+            let fieldIDs = layout.customFieldIDs
+            if !fieldIDs.isEmpty {
+                let placeholders = repeatElement("?", count: fieldIDs.count).joined(separator: ", ")
+                let custom = try RawStatement(db, sql: """
+                    SELECT lead_id, field_id, value, number FROM lead_custom_values
+                    WHERE lead_id BETWEEN ? AND ? AND field_id IN (\(placeholders))
+                    """)
+                custom.bind(1, from)
+                custom.bind(2, to)
+                for (i, id) in fieldIDs.enumerated() { custom.bind(Int32(3 + i), id) }
+                defer { custom.reset() }
+                let slotOf = Dictionary(uniqueKeysWithValues: fieldIDs.enumerated().map { ($1, $0) })
+                let width = fieldIDs.count
+                while try custom.step() {
+                    guard let row = rowOf[custom.int64(0)], let slot = slotOf[custom.int64(1)] else { continue }
+                    customText[row * width + slot] = custom.text(2)
+                    customNumber[row * width + slot] = custom.double(3)
+                }
+            }
+            for days in layout.windows where t > 0 {
+                var counts = windowCounts[days] ?? []
+                if counts.count < ids.count * t {
+                    counts.append(contentsOf: repeatElement(0, count: ids.count * t - counts.count))
+                }
+                let events = try RawStatement(db, sql: """
+                    SELECT lead_id, type_id, count(*) FROM events
+                    WHERE lead_id BETWEEN ? AND ? AND occurred_at > ? AND occurred_at <= ?
+                    GROUP BY lead_id, type_id
+                    """)
+                events.bind(1, from)
+                events.bind(2, to)
+                events.bind(3, reader.asOf - Int64(days) * 86_400_000)
+                events.bind(4, reader.asOf)
+                defer { events.reset() }
+                while try events.step() {
+                    guard let row = rowOf[events.int64(0)], let slot = typeSlot[Int(events.int64(1)) - 1] else { continue }
+                    counts[row * t + slot] = Double(events.int64(2))
+                }
+                windowCounts[days] = counts
+            }
+        }
+
+        /// Element `index` of a little-endian Float64 blob; 0 past its end (an older, shorter blob).
+        static func element(_ blob: UnsafeRawBufferPointer, _ index: Int) -> Double {
+            guard (index + 1) * 8 <= blob.count else { return 0 }
+            return Double(bitPattern: UInt64(littleEndian: blob.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)))
+        }
+
+        func finish(_ reader: FeatureReader) -> FeatureRows {
+            let layout = self.layout
+            let width = layout.columns.count
+            let t = typeIndexes.count
+            let textWidth = layout.leadTextColumns.count
+            let customWidth = layout.customFieldIDs.count
+            let day = FeatureReader.millisecondsPerDay
+            var rows = FeatureRows(width: width)
+            rows.ids = ids
+            rows.createdAt = createdAt
+            rows.storedScores = scores
+            rows.values = [Double](repeating: 0, count: ids.count * width)
+            rows.labels = [Double](repeating: .nan, count: ids.count)
+
+            func text(_ row: Int, _ slot: Int) -> String? {
+                guard let raw = texts[row * textWidth + slot] else { return nil }
+                return raw.allSatisfy({ $0 == " " }) ? nil : raw
+            }
+            func customSlotText(_ row: Int, _ slot: Int) -> String? {
+                guard slot >= 0, let raw = customText[row * customWidth + slot] else { return nil }
+                return raw.allSatisfy({ $0 == " " }) ? nil : raw
+            }
+            func category(_ raw: String?) -> String? {
+                raw.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            }
+            func days(since ms: Int64) -> Double { max(0, Double(reader.asOf - ms) / day) }
+
+            for row in ids.indices {
+                switch layout.label {
+                case .status(let rule): rows.labels[row] = rule.label(status: status[row]) ?? .nan
+                case .leadColumn(let slot): rows.labels[row] = LabelRule.label(fieldValue: text(row, slot)) ?? .nan
+                case .custom(let slot): rows.labels[row] = LabelRule.label(fieldValue: customSlotText(row, slot)) ?? .nan
+                }
+                let base = row * width
+                for (c, column) in layout.columns.enumerated() {
+                    var x: Double
+                    switch column.source {
+                    case .eventCount(let index):
+                        x = index.flatMap { typeSlot[$0] }.map { typeCounts[row * t + $0] } ?? 0
+                    case .windowCount(let window, let index):
+                        x = index.flatMap { typeSlot[$0] }.map { windowCounts[window]?[row * t + $0] ?? 0 } ?? 0
+                    case .daysSince(let index):
+                        if let index {
+                            let last = typeSlot[index].map { typeLastAt[row * t + $0] } ?? 0
+                            x = last > 0 ? days(since: Int64(last)) : days(since: createdAt[row])
+                        } else {
+                            x = days(since: lastAt[row] ?? createdAt[row])
+                        }
+                    case .leadAge:
+                        x = days(since: createdAt[row])
+                    case .numericValue:
+                        x = value[row] ?? .nan
+                    case .numericCustom(let slot):
+                        x = slot >= 0 ? (customNumber[row * customWidth + slot] ?? .nan) : .nan
+                    case .categoryLead(let slot, let wanted):
+                        x = category(text(row, slot)) == wanted ? 1 : 0
+                    case .categoryLeadOther(let slot, let known):
+                        x = category(text(row, slot)).map { known.contains($0) ? 0 : 1 } ?? 0
+                    case .categoryCustom(let slot, let wanted):
+                        x = category(customSlotText(row, slot)) == wanted ? 1 : 0
+                    case .categoryCustomOther(let slot, let known):
+                        x = category(customSlotText(row, slot)).map { known.contains($0) ? 0 : 1 } ?? 0
+                    case .presenceLead(let slot):
+                        x = text(row, slot) == nil ? 0 : 1
+                    case .presenceValue:
+                        x = value[row] == nil ? 0 : 1
+                    case .presenceCustom(let slot):
+                        x = customSlotText(row, slot) == nil ? 0 : 1
+                    case .freeEmail:
+                        x = layout.emailSlot.flatMap { text(row, $0) }.map { FreeMail.isFree(email: $0) ? 1 : 0 } ?? 0
+                    }
+                    if !x.isNaN { x = column.transform.apply(x) }
+                    rows.values[base + c] = x
+                }
+            }
+            return rows
+        }
+    }
+}

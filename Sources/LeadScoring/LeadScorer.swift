@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+import LeadStore
+
+/// Applies one model to leads: reads their features, standardizes, and computes p = σ(b + X·w)
+/// with one dgemv per chunk. Writes score = round(100 p), p, the model version and scored_at
+/// back, and records each changed score in the lead's timeline.
+public final class LeadScorer: Sendable {
+    public let model: ScoringModel
+    private let standardizer: Standardizer
+    private let weights: [Double]
+
+    public struct Summary: Sendable, Equatable {
+        public var scored = 0
+        public var changed = 0
+    }
+
+    public struct Scored: Sendable, Equatable {
+        public var leadID: Int64
+        public var probability: Double
+        public var score: Int
+        public var previousScore: Int?
+    }
+
+    public init(model: ScoringModel) {
+        self.model = model
+        standardizer = Standardizer(means: model.means, stds: model.stds)
+        weights = model.weights
+    }
+
+    public static func score(probability p: Double) -> Int {
+        Int((100 * p).rounded())
+    }
+
+    /// The model's features resolved against this store. Columns must come out as the model has
+    /// them: the stored spec lists every category, so only a corrupted model file can differ.
+    public func layout(in db: Database) throws -> FeatureLayout {
+        let layout = try FeatureLayout.resolve(model.features, in: db, training: false)
+        guard layout.columnNames == model.columns else {
+            throw SpecError("model \(model.version): its spec no longer yields its columns")
+        }
+        return layout
+    }
+
+    /// Probabilities for feature rows, in row order.
+    public func probabilities(_ rows: FeatureRows) -> [Double] {
+        var x = rows.values
+        standardizer.apply(&x, rows: rows.count)
+        return Trainer.predict(x, rows: rows.count, width: rows.width, weights: weights, intercept: model.intercept)
+    }
+
+    /// Rescores every lead, a chunk per write transaction, so memory stays bounded and other
+    /// writers get the lock between chunks.
+    public func scoreAll(_ writer: any DatabaseWriter, asOf: Int64 = LeadStore.nowMillis(), chunkSize: Int = 50_000,
+                         progress: ((Summary) -> Void)? = nil) throws -> Summary {
+        var summary = Summary()
+        var after: Int64 = .min
+        var layout: FeatureLayout?
+        while true {
+            let done: Bool = try writer.write { db in
+                if layout == nil { layout = try self.layout(in: db) }
+                let reader = FeatureReader(layout: layout!, asOf: asOf)
+                let rows = try reader.read(db, after: after, limit: chunkSize)
+                guard let last = rows.ids.last else { return true }
+                after = last
+                let scored = try write(rows, in: db, at: LeadStore.nowMillis())
+                summary.scored += scored.count
+                summary.changed += scored.filter { $0.score != $0.previousScore }.count
+                return false
+            }
+            if done { break }
+            progress?(summary)
+        }
+        return summary
+    }
+
+    /// Rescores the given leads inside the caller's transaction (ingestion calls this before it
+    /// commits, so new events and the scores they cause land together).
+    public func rescore(ids: [Int64], in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> [Scored] {
+        guard !ids.isEmpty else { return [] }
+        let reader = FeatureReader(layout: try layout(in: db), asOf: asOf)
+        var results: [Scored] = []
+        results.reserveCapacity(ids.count)
+        // Chunks keep the matrix small when an ingest touches many leads.
+        var start = 0
+        while start < ids.count {
+            let end = min(start + 10_000, ids.count)
+            let rows = try reader.read(db, ids: Array(ids[start..<end]))
+            results += try write(rows, in: db, at: LeadStore.nowMillis())
+            start = end
+        }
+        return results
+    }
+
+    private func write(_ rows: FeatureRows, in db: Database, at now: Int64) throws -> [Scored] {
+        let p = probabilities(rows)
+        let update = try RawStatement(db, sql: """
+            UPDATE leads SET score = ?, probability = ?, model_version = ?, scored_at = ? WHERE id = ?
+            """)
+        let timeline = try RawStatement(db, sql: """
+            INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail)
+            VALUES (?, ?, 'score_changed', ?, ?, ?)
+            """)
+        let detail = #"{"model_version":"\#(model.version)"}"#
+        var results: [Scored] = []
+        results.reserveCapacity(rows.count)
+        for i in 0..<rows.count {
+            let score = Self.score(probability: p[i])
+            let previous = rows.storedScores[i]
+            update.bind(1, Int64(score))
+            update.bind(2, p[i])
+            update.bind(3, model.version)
+            update.bind(4, now)
+            update.bind(5, rows.ids[i])
+            try update.run()
+            if previous != score {
+                timeline.bind(1, rows.ids[i])
+                timeline.bind(2, now)
+                timeline.bind(3, previous.map(String.init))
+                timeline.bind(4, String(score))
+                timeline.bind(5, detail)
+                try timeline.run()
+            }
+            results.append(Scored(leadID: rows.ids[i], probability: p[i], score: score, previousScore: previous))
+        }
+        return results
+    }
+
+    // MARK: - Explanations
+
+    /// Why a lead scores what it does: each column's contribution weight × standardized value,
+    /// largest magnitude first. intercept + Σ contributions = logit, and σ(logit) = probability.
+    public func explain(leadID: Int64, in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> Explanation? {
+        let layout = try layout(in: db)
+        let rows = try FeatureReader(layout: layout, asOf: asOf).read(db, ids: [leadID])
+        guard rows.count == 1 else { return nil }
+        var z = rows.values
+        standardizer.apply(&z, rows: 1)
+        var contributions: [Explanation.Contribution] = []
+        var logit = model.intercept
+        for (j, column) in layout.columns.enumerated() {
+            let raw = rows.values[j]
+            let contribution = weights[j] * z[j]
+            logit += contribution
+            let shown: Double? = raw.isNaN ? nil : (column.transform == .log1p ? expm1(raw) : raw)
+            contributions.append(Explanation.Contribution(
+                feature: column.name, value: shown, imputed: raw.isNaN, standardized: z[j],
+                weight: weights[j], contribution: contribution))
+        }
+        contributions.sort { abs($0.contribution) != abs($1.contribution) ? abs($0.contribution) > abs($1.contribution) : $0.feature < $1.feature }
+        let probability = sigmoid(logit)
+        return Explanation(leadID: leadID, modelVersion: model.version, probability: probability,
+                           score: Self.score(probability: probability), logit: logit,
+                           intercept: model.intercept, contributions: contributions)
+    }
+}
+
+public struct Explanation: Codable, Sendable, Equatable {
+    public var leadID: Int64
+    public var modelVersion: String
+    public var probability: Double
+    public var score: Int
+    public var logit: Double
+    public var intercept: Double
+    /// Ranked by magnitude, signed: positive pushes the score up.
+    public var contributions: [Contribution]
+
+    public struct Contribution: Codable, Sendable, Equatable {
+        public var feature: String
+        /// The value the feature saw (a count, not its log), nil when missing and imputed.
+        public var value: Double?
+        public var imputed: Bool
+        public var standardized: Double
+        public var weight: Double
+        public var contribution: Double
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case probability, score, logit, intercept, contributions
+        case leadID = "lead_id"
+        case modelVersion = "model_version"
+    }
+
+    /// The top `count` contributions by magnitude, the ones worth showing a person.
+    public func top(_ count: Int) -> ArraySlice<Contribution> {
+        contributions.prefix(count)
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+
+/// L2-regularized logistic regression, the objective of scikit-learn's `LogisticRegression(C:)`:
+///
+///     minimize  Σᵢ log(1 + exp(−ỹᵢ (xᵢ·w + b)))  +  ‖w‖² / (2C)
+///
+/// with the intercept b unpenalized (C = nil: plain maximum likelihood). Solved by Newton's method
+/// with a backtracking line search. Every pass over the data is one BLAS call: X·w (dgemv),
+/// Xᵀ·r (dgemv), and the Hessian XᵀWX as one dsyrk over the weighted design [√W, √W·X].
+public enum LogisticRegression {
+    public struct Options: Sendable {
+        /// Inverse penalty strength, as in scikit-learn; nil for no penalty.
+        public var c: Double?
+        /// Converged when every coordinate of the Newton step is below this (its error after the
+        /// step is of the order of its square).
+        public var stepTolerance: Double = 1e-9
+        public var maxIterations: Int = 100
+
+        public init(c: Double? = 1.0) { self.c = c }
+    }
+
+    public struct Iteration: Sendable {
+        public let number: Int
+        /// The objective, divided by the number of rows so it reads as a mean log-loss.
+        public let loss: Double
+        /// ‖∇‖₂ of the objective at the start of the iteration, divided by the number of rows.
+        public let gradientNorm: Double
+        public let stepSize: Double
+    }
+
+    public struct Fit: Sendable {
+        public var weights: [Double]
+        public var intercept: Double
+        public var iterations: Int
+        public var converged: Bool
+        /// Mean objective per row at the solution.
+        public var loss: Double
+        public var gradientNorm: Double
+    }
+
+    public enum FitError: Error, CustomStringConvertible, Equatable {
+        case empty
+        case singleClass(label: Double)
+        case nonFinite(row: Int, column: Int)
+        case badLabel(row: Int)
+
+        public var description: String {
+            switch self {
+            case .empty: "no rows to train on"
+            case .singleClass(let label): "every training label is \(label == 1 ? "positive" : "negative"); a model needs both classes"
+            case .nonFinite(let row, let column): "the feature matrix has a NaN or infinite value (row \(row + 1), column \(column + 1))"
+            case .badLabel(let row): "label of row \(row + 1) is not 0 or 1"
+            }
+        }
+    }
+
+    /// Fits on a row-major rows×cols matrix `x` (standardized by the caller) and labels `y` ∈ {0, 1}.
+    public static func fit(
+        x: [Double], rows: Int, cols: Int, y: [Double], options: Options = Options(),
+        progress: ((Iteration) -> Void)? = nil
+    ) throws -> Fit {
+        precondition(x.count == rows * cols && y.count == rows, "matrix and labels disagree")
+        guard rows > 0 else { throw FitError.empty }
+        if let bad = x.firstIndex(where: { !$0.isFinite }) {
+            throw FitError.nonFinite(row: bad / max(cols, 1), column: bad % max(cols, 1))
+        }
+        if let bad = y.firstIndex(where: { $0 != 0 && $0 != 1 }) { throw FitError.badLabel(row: bad) }
+        let positives = y.reduce(0, +)
+        if positives == 0 || positives == Double(rows) { throw FitError.singleClass(label: y[0]) }
+
+        let d = cols + 1  // the intercept is coordinate 0 of β
+        let penalty = options.c.map { 1 / $0 } ?? 0
+        var beta = [Double](repeating: 0, count: d)
+        // Start the intercept at the base rate's logit: the first step then only has to find w.
+        beta[0] = log(positives / (Double(rows) - positives))
+
+        var z = [Double](repeating: 0, count: rows)
+        var trialZ = [Double](repeating: 0, count: rows)
+        var residual = [Double](repeating: 0, count: rows)
+        var weighted = [Double](repeating: 0, count: rows * d)
+        var gradient = [Double](repeating: 0, count: d)
+        var hessian = [Double](repeating: 0, count: d * d)
+        var xtr = [Double](repeating: 0, count: cols)
+
+        func linear(_ beta: [Double], into out: inout [Double]) {
+            x.withUnsafeBufferPointer { xp in
+                beta.withUnsafeBufferPointer { bp in
+                    let w = UnsafeBufferPointer(rebasing: bp[1...])
+                    out.withUnsafeMutableBufferPointer { Kernels.multiply(xp, rows: rows, cols: cols, by: w, into: $0) }
+                }
+            }
+            let b = beta[0]
+            for i in 0..<rows { out[i] += b }
+        }
+
+        func objective(_ z: [Double], _ beta: [Double]) -> Double {
+            var sum = 0.0
+            for i in 0..<rows { sum += softplus(z[i]) - y[i] * z[i] }
+            var norm = 0.0
+            for j in 1..<d { norm += beta[j] * beta[j] }
+            return sum + 0.5 * penalty * norm
+        }
+
+        linear(beta, into: &z)
+        var loss = objective(z, beta)
+        var iterations = 0
+        var converged = false
+        var gradientNorm = Double.infinity
+
+        while iterations < options.maxIterations {
+            iterations += 1
+            // Residuals, the intercept's gradient, and the weighted design [√W, √W·X].
+            var interceptGradient = 0.0
+            weighted.withUnsafeMutableBufferPointer { wp in
+                x.withUnsafeBufferPointer { xp in
+                    for i in 0..<rows {
+                        let p = sigmoid(z[i])
+                        residual[i] = p - y[i]
+                        interceptGradient += residual[i]
+                        let s = (p * (1 - p)).squareRoot()
+                        let row = i * d
+                        wp[row] = s
+                        let source = i * cols
+                        for j in 0..<cols { wp[row + 1 + j] = s * xp[source + j] }
+                    }
+                }
+            }
+            x.withUnsafeBufferPointer { xp in
+                residual.withUnsafeBufferPointer { rp in
+                    xtr.withUnsafeMutableBufferPointer { Kernels.multiplyTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
+                }
+            }
+            gradient[0] = interceptGradient
+            for j in 1..<d { gradient[j] = xtr[j - 1] + penalty * beta[j] }
+            gradientNorm = gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
+
+            weighted.withUnsafeBufferPointer { wp in
+                hessian.withUnsafeMutableBufferPointer {
+                    Kernels.gram(wp, rows: rows, cols: d, into: $0)
+                    Kernels.mirrorUpper($0, size: d)
+                }
+            }
+            for j in 1..<d { hessian[j * d + j] += penalty }
+            let step = solveSymmetricPositive(hessian, gradient, size: d)
+
+            // Backtracking (Armijo) along the Newton direction; the full step is almost always taken.
+            let slope = zip(gradient, step).reduce(0) { $0 + $1.0 * $1.1 }
+            var t = 1.0
+            var trial = beta
+            var trialLoss = loss
+            while true {
+                for j in 0..<d { trial[j] = beta[j] - t * step[j] }
+                linear(trial, into: &trialZ)
+                trialLoss = objective(trialZ, trial)
+                if trialLoss <= loss - 1e-4 * t * slope || t < 1e-10 { break }
+                t *= 0.5
+            }
+            progress?(Iteration(number: iterations, loss: loss / Double(rows),
+                                gradientNorm: gradientNorm / Double(rows), stepSize: t))
+            let largestStep = step.reduce(0) { max($0, abs($1)) } * t
+            let scale = max(1, beta.reduce(0) { max($0, abs($1)) })
+            let stalled = trialLoss >= loss
+            if !stalled {
+                beta = trial
+                swap(&z, &trialZ)
+                loss = trialLoss
+            }
+            if largestStep <= options.stepTolerance * scale || stalled {
+                converged = largestStep <= options.stepTolerance * scale || gradientNorm / Double(rows) < 1e-10
+                break
+            }
+        }
+        return Fit(weights: Array(beta[1...]), intercept: beta[0], iterations: iterations,
+                   converged: converged, loss: loss / Double(rows), gradientNorm: gradientNorm / Double(rows))
+    }
+
+    /// Solves H·s = g for a symmetric positive (semi)definite H by Cholesky. A singular H (a
+    /// collinear design without a penalty) gets a small ridge so the step stays finite.
+    static func solveSymmetricPositive(_ h: [Double], _ g: [Double], size n: Int) -> [Double] {
+        let trace = (0..<n).reduce(0.0) { $0 + h[$1 * n + $1] }
+        var jitter = 0.0
+        while true {
+            var l = h
+            if jitter > 0 { for i in 0..<n { l[i * n + i] += jitter } }
+            if cholesky(&l, size: n) {
+                // Forward then back substitution: L·u = g, Lᵀ·s = u.
+                var s = g
+                for i in 0..<n {
+                    var sum = s[i]
+                    for k in 0..<i { sum -= l[i * n + k] * s[k] }
+                    s[i] = sum / l[i * n + i]
+                }
+                for i in stride(from: n - 1, through: 0, by: -1) {
+                    var sum = s[i]
+                    for k in (i + 1)..<n { sum -= l[k * n + i] * s[k] }
+                    s[i] = sum / l[i * n + i]
+                }
+                return s
+            }
+            jitter = jitter == 0 ? max(trace / Double(n), 1) * 1e-12 : jitter * 100
+        }
+    }
+
+    /// In-place lower Cholesky factor of a row-major n×n matrix; false when it is not positive definite.
+    static func cholesky(_ a: inout [Double], size n: Int) -> Bool {
+        for j in 0..<n {
+            var diagonal = a[j * n + j]
+            for k in 0..<j { diagonal -= a[j * n + k] * a[j * n + k] }
+            guard diagonal > 0, diagonal.isFinite else { return false }
+            let root = diagonal.squareRoot()
+            a[j * n + j] = root
+            for i in (j + 1)..<n {
+                var sum = a[i * n + j]
+                for k in 0..<j { sum -= a[i * n + k] * a[j * n + k] }
+                a[i * n + j] = sum / root
+            }
+        }
+        return true
+    }
+}
+
+/// log(1 + eᶻ) without overflow.
+@inline(__always)
+func softplus(_ z: Double) -> Double {
+    z > 0 ? z + log1p(exp(-z)) : log1p(exp(z))
+}
+
+/// 1 / (1 + e⁻ᶻ) without overflow.
+@inline(__always)
+public func sigmoid(_ z: Double) -> Double {
+    if z >= 0 { return 1 / (1 + exp(-z)) }
+    let e = exp(z)
+    return e / (1 + e)
+}
