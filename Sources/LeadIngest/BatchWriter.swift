@@ -47,6 +47,9 @@ final class BatchWriter {
     /// Leads created or updated in the current file, so each counts once however often it recurs.
     private var createdLeads: Set<Int64> = []
     private var updatedLeads: Set<Int64> = []
+    /// Leads created, changed, or given new events in the open transaction: the ones whose
+    /// score may have moved. Cleared when a transaction starts.
+    var touchedInTransaction: Set<Int64> = []
 
     /// Bounds the identity caches: past this many entries they are dropped and refilled from the
     /// indexes, which keeps memory flat on inputs with millions of distinct leads.
@@ -240,6 +243,7 @@ final class BatchWriter {
                 UPDATE leads SET last_activity_at = max(coalesce(last_activity_at, 0), ?) WHERE id = ?
                 """)
             for (leadID, delta) in activity {
+                writer.touchedInTransaction.insert(leadID)
                 var total = delta
                 select.bind(1, leadID)
                 if try select.step() {
@@ -382,6 +386,7 @@ final class BatchWriter {
         let id = db.lastInsertedRowID
         remember(id, stored: patch.identity)
         liveInTransaction.insert(id)
+        touchedInTransaction.insert(id)
         if source != nil { leadsWithSource.insert(id) }
         try applyCustomValues(patch.custom, leadID: id, db: db)
         try applyTags(patch.tags, leadID: id, db: db)
@@ -455,7 +460,9 @@ final class BatchWriter {
         if (customChanged || tagsChanged) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
         }
-        return rowChanged || customChanged || tagsChanged
+        let changed = rowChanged || customChanged || tagsChanged
+        if changed { touchedInTransaction.insert(leadID) }
+        return changed
     }
 
     @discardableResult

@@ -60,10 +60,17 @@ public final class Ingester {
     let logger: Logger
     private let writer: BatchWriter
 
-    public init(store: LeadStore, logger: Logger = Logger(label: "leadlens.ingest")) {
+    /// Runs inside every ingest transaction just before it commits, with the leads it created,
+    /// changed or gave new events (ascending ids). Scoring hooks in here, so a lead's new events
+    /// and the score they cause commit together; a throw rolls the transaction back.
+    public typealias BeforeCommit = (Database, [Int64]) throws -> Void
+    private let beforeCommit: BeforeCommit?
+
+    public init(store: LeadStore, logger: Logger = Logger(label: "leadlens.ingest"), beforeCommit: BeforeCommit? = nil) {
         self.store = store
         self.logger = logger
         self.writer = BatchWriter()
+        self.beforeCommit = beforeCommit
     }
 
     /// Ingests one file (or "-" for stdin).
@@ -199,7 +206,12 @@ public final class Ingester {
                 // Inside the transaction, so no other connection can commit between the check
                 // and the writes that rely on the caches.
                 try writer.revalidateCaches(db)
-                return try body(db)
+                writer.touchedInTransaction.removeAll(keepingCapacity: true)
+                let completion = try body(db)
+                if completion == .commit, let beforeCommit, !writer.touchedInTransaction.isEmpty {
+                    try beforeCommit(db, writer.touchedInTransaction.sorted())
+                }
+                return completion
             }
         }
     }

@@ -24,9 +24,10 @@ extension Ingest {
         public var doneDirectory: URL { directory.appendingPathComponent("done", isDirectory: true) }
         public var failedDirectory: URL { directory.appendingPathComponent("failed", isDirectory: true) }
 
-        public init(directory: URL, store: LeadStore, options: Options = Options(), logger: Logger = Logger(label: "leadlens.watch")) {
+        public init(directory: URL, store: LeadStore, options: Options = Options(), logger: Logger = Logger(label: "leadlens.watch"),
+                    beforeCommit: Ingester.BeforeCommit? = nil) {
             self.directory = directory
-            self.ingester = Ingester(store: store, logger: logger)
+            self.ingester = Ingester(store: store, logger: logger, beforeCommit: beforeCommit)
             self.options = options
             self.logger = logger
         }

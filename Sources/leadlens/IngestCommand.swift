@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import GRDB
 import LeadIngest
+import LeadScoring
 import LeadStore
 
 struct IngestCommand: ParsableCommand {
@@ -20,6 +22,7 @@ struct IngestCommand: ParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
+    @OptionGroup var models: ModelOptions
 
     @Argument(help: ArgumentHelp("Files to ingest; - reads standard input.", valueName: "path"))
     var paths: [String] = []
@@ -38,6 +41,9 @@ struct IngestCommand: ParsableCommand {
 
     @Option(help: "Records parsed and written per batch. Transactions group batches up to 100000 records or 2 s.")
     var batchSize = 5_000
+
+    @Flag(help: "Do not rescore the leads the input touches (by default they are rescored in the same commit).")
+    var noScore = false
 
     func validate() throws {
         if paths.isEmpty && watch == nil { throw ValidationError("Give at least one path, - for stdin, or --watch DIR.") }
@@ -58,6 +64,7 @@ struct IngestCommand: ParsableCommand {
         var options = Ingest.Options(format: format, strict: strict)
         options.batchSize = batchSize
         let stop = StopSignal()
+        let rescoring = try makeRescoring(leadStore)
 
         if let watch {
             var isDirectory: ObjCBool = false
@@ -65,14 +72,15 @@ struct IngestCommand: ParsableCommand {
                 Terminal.error("--watch \(watch): not a directory")
                 throw ExitCode(2)
             }
-            let watcher = Ingest.Watcher(directory: URL(fileURLWithPath: watch), store: leadStore, options: options, logger: logger)
+            let watcher = Ingest.Watcher(directory: URL(fileURLWithPath: watch), store: leadStore, options: options, logger: logger,
+                                             beforeCommit: rescoring?.hook)
             Terminal.status("watching \(watch) (Ctrl-C to stop)")
             try watcher.run { stop.isStopped }
             return
         }
 
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
-        let ingester = Ingester(store: leadStore, logger: logger)
+        let ingester = Ingester(store: leadStore, logger: logger, beforeCommit: rescoring?.hook)
         var anyRejected = false
         var unreadable = false
         for path in paths {
@@ -83,7 +91,11 @@ struct IngestCommand: ParsableCommand {
                     path: path, options: options, rejects: rejectsFile,
                     progress: { bar?.update($0) }, shouldStop: { stop.isStopped })
                 bar?.finish()
-                print(describe(summary))
+                var line = describe(summary)
+                if let rescoring {
+                    line += "; \(rescoring.take()) leads rescored with \(rescoring.scorer.model.version)"
+                }
+                print(line)
                 if summary.counts.rejected > 0 {
                     anyRejected = true
                     for error in summary.sampleRejects { Terminal.status("  rejected \(error)") }
@@ -101,6 +113,33 @@ struct IngestCommand: ParsableCommand {
         if stop.isStopped { throw ExitCode(130) }
         if unreadable { throw ExitCode(2) }
         if anyRejected { throw ExitCode(1) }
+    }
+
+    /// Incremental scoring: the leads each transaction touches are rescored before it commits.
+    final class Rescoring {
+        let scorer: LeadScorer
+        private var count = 0
+        init(scorer: LeadScorer) { self.scorer = scorer }
+
+        var hook: Ingester.BeforeCommit {
+            { [self] db, ids in count += try scorer.rescore(ids: ids, in: db).count }
+        }
+
+        /// Leads rescored since the last call.
+        func take() -> Int {
+            defer { count = 0 }
+            return count
+        }
+    }
+
+    private func makeRescoring(_ leadStore: LeadStore) throws -> Rescoring? {
+        guard !noScore else { return nil }
+        do {
+            return try models.activeModel(leadStore).map { Rescoring(scorer: LeadScorer(model: $0)) }
+        } catch {
+            Terminal.error("cannot load the scoring model: \(error) (use --no-score to ingest without scoring)")
+            throw ExitCode(2)
+        }
     }
 
     func describe(_ summary: Ingest.FileSummary) -> String {

@@ -239,7 +239,7 @@ extension Synthetic {
         let seed: UInt64
         let asOfSec: Int64
         private let streamKey: UInt64
-        private var pending: [PendingEvent] = []
+        private(set) var pending: [PendingEvent] = []
         private var counts = [Int](repeating: 0, count: EventKind.countableCount)
 
         init(seed: UInt64, asOfSec: Int64) {

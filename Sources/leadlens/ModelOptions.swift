@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import GRDB
+import LeadIngest
+import LeadScoring
+import LeadStore
+
+/// Where model files live. The shipped default model, models/default.json, is what a store with
+/// no active model scores with.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .customLong("models"), help: ArgumentHelp("Folder of model files and the default model.", valueName: "dir"))
+    var directory = "models"
+
+    var directoryURL: URL { URL(fileURLWithPath: directory, isDirectory: true) }
+    var defaultModelURL: URL { directoryURL.appendingPathComponent("default.json") }
+
+    /// The store's active model, installing the shipped default when it has none.
+    func activeModel(_ store: LeadStore) throws -> ScoringModel? {
+        try ModelRegistry.activeOrDefault(store.writer, defaultURL: defaultModelURL)
+    }
+}
+
+/// Parses the `--as-of` dates the scoring commands take: YYYY-MM-DD or an ISO 8601 datetime.
+enum DateArgument {
+    static func millis(_ text: String?) throws -> Int64 {
+        guard let text else { return LeadStore.nowMillis() }
+        if text == "now" || text == "today" { return LeadStore.nowMillis() }
+        guard let millis = Timestamp.parseISO8601(text) else {
+            throw ValidationError("--as-of must be YYYY-MM-DD or an ISO 8601 datetime, got \"\(text)\".")
+        }
+        return millis
+    }
+}
+
+extension LeadStore {
+    /// Opens the store for a command, exiting with status 2 when it cannot be opened.
+    static func openForCommand(_ options: StoreOptions, label: String) throws -> LeadStore {
+        do {
+            return try LeadStore.open(path: options.db, logger: options.makeLogger(label: label))
+        } catch {
+            Terminal.error("cannot open the store at \(options.db): \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
