@@ -56,7 +56,12 @@ let package = Package(
             name: "LeadIngestTests",
             dependencies: ["LeadIngest", "LeadStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .testTarget(name: "LeadScoringTests", dependencies: ["LeadScoring", "LeadStore"]),
+        .testTarget(
+            name: "LeadScoringTests",
+            dependencies: ["LeadScoring", "LeadStore", "LeadIngest", .product(name: "GRDB", package: "GRDB.swift")],
+            // Reference results from scikit-learn and statsmodels, with the script that made them.
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "LeadLensCLITests",
             dependencies: [

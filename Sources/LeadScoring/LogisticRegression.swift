@@ -143,8 +143,14 @@ public enum LogisticRegression {
             for j in 1..<d { hessian[j * d + j] += penalty }
             let step = solveSymmetricPositive(hessian, gradient, size: d)
 
+            // The Newton decrement gᵀH⁻¹g estimates twice the objective still to gain. Below the
+            // objective's rounding it can gain nothing more: the step is then noise-sized too.
+            let decrement = zip(gradient, step).reduce(0) { $0 + $1.0 * $1.1 }
+            let largestStep = step.reduce(0) { max($0, abs($1)) }
+            let scale = max(1, beta.reduce(0) { max($0, abs($1)) })
+            let atPrecision = decrement <= 1e-13 * max(1, abs(loss)) || largestStep <= options.stepTolerance * scale
+
             // Backtracking (Armijo) along the Newton direction; the full step is almost always taken.
-            let slope = zip(gradient, step).reduce(0) { $0 + $1.0 * $1.1 }
             var t = 1.0
             var trial = beta
             var trialLoss = loss
@@ -152,23 +158,21 @@ public enum LogisticRegression {
                 for j in 0..<d { trial[j] = beta[j] - t * step[j] }
                 linear(trial, into: &trialZ)
                 trialLoss = objective(trialZ, trial)
-                if trialLoss <= loss - 1e-4 * t * slope || t < 1e-10 { break }
+                if trialLoss <= loss - 1e-4 * t * decrement || atPrecision || t < 1e-10 { break }
                 t *= 0.5
             }
             progress?(Iteration(number: iterations, loss: loss / Double(rows),
                                 gradientNorm: gradientNorm / Double(rows), stepSize: t))
-            let largestStep = step.reduce(0) { max($0, abs($1)) } * t
-            let scale = max(1, beta.reduce(0) { max($0, abs($1)) })
-            let stalled = trialLoss >= loss
-            if !stalled {
+            if trialLoss <= loss {
                 beta = trial
                 swap(&z, &trialZ)
                 loss = trialLoss
             }
-            if largestStep <= options.stepTolerance * scale || stalled {
-                converged = largestStep <= options.stepTolerance * scale || gradientNorm / Double(rows) < 1e-10
+            if atPrecision {
+                converged = true
                 break
             }
+            if t < 1e-10 { break }  // no descent along the Newton direction: give up, not converged
         }
         return Fit(weights: Array(beta[1...]), intercept: beta[0], iterations: iterations,
                    converged: converged, loss: loss / Double(rows), gradientNorm: gradientNorm / Double(rows))

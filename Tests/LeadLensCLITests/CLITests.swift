@@ -24,7 +24,7 @@ struct CLITests {
 
     /// Runs `leadlens ingest ARGS` in-process and returns its exit status.
     private func ingest(_ arguments: [String]) throws -> Int32 {
-        var command = try IngestCommand.parse(arguments + ["--db", db])
+        let command = try IngestCommand.parse(arguments + ["--db", db])
         do {
             try command.run()
             return 0
