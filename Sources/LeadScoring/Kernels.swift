@@ -3,6 +3,10 @@ import CBLAS
 /// The BLAS calls the scoring engine is built on. Thin wrappers over row-major matrices, so call
 /// sites read as math and the row-major/column-major bookkeeping lives in one place.
 public enum Kernels {
+    /// Row count scoring pads every dgemv to a multiple of (see `Trainer.predict`). OpenBLAS's
+    /// dgemv kernels work on up to 8 rows at a time; 32 leaves room for wider kernels.
+    public static let rowBlock = 32
+
     /// y ← X·w for a row-major rows×cols matrix X.
     public static func multiply(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                 by w: UnsafeBufferPointer<Double>, into y: UnsafeMutableBufferPointer<Double>) {

@@ -126,6 +126,8 @@ public struct ScoringModel: Codable, Sendable, Equatable {
 struct Standardizer {
     let means: [Double]
     let stds: [Double]
+    /// Columns whose mean or variance overflowed a Double.
+    private(set) var overflowed: [Int] = []
 
     /// Column means and population standard deviations over the non-missing values.
     init(fitting values: [Double], rows: Int, width: Int) {
@@ -146,6 +148,7 @@ struct Standardizer {
             }
         }
         self.means = means
+        overflowed = (0..<width).filter { !means[$0].isFinite || !squares[$0].isFinite }
         self.stds = (0..<width).map { c in
             let variance = counts[c] > 0 ? squares[c] / Double(counts[c]) : 0
             let std = variance.squareRoot()

@@ -98,11 +98,18 @@ public enum Trainer {
             guard positives > 0, positives < trainY.count else {
                 throw Failure.singleClass(positives: positives, negatives: trainY.count - positives)
             }
+            if let bad = trainX.firstIndex(where: { $0.isInfinite }) ?? holdX.firstIndex(where: { $0.isInfinite }) {
+                throw Failure.nonFinite(column: layout.columns[bad % width].name)
+            }
             let standardizer = Standardizer(fitting: trainX, rows: trainY.count, width: width)
             standardizer.apply(&trainX, rows: trainY.count)
             standardizer.apply(&holdX, rows: holdY.count)
             if let bad = trainX.firstIndex(where: { !$0.isFinite }) ?? holdX.firstIndex(where: { !$0.isFinite }) {
                 throw Failure.nonFinite(column: layout.columns[bad % width].name)
+            }
+            // A finite value so large its column's variance overflows is as unusable as infinity.
+            if let bad = standardizer.overflowed.first {
+                throw Failure.nonFinite(column: layout.columns[bad].name)
             }
             return Dataset(
                 layout: layout, standardizer: (standardizer.means, standardizer.stds),
@@ -136,11 +143,12 @@ public enum Trainer {
         }
         let interceptRaw = fit.intercept - data.layout.columns.indices.reduce(0.0) { $0 + fit.weights[$1] * means[$1] / stds[$1] }
         let positives = Int(data.train.y.reduce(0, +))
-        func date(_ ms: Int64?) -> Date? { ms.map { Date(timeIntervalSince1970: Double($0) / 1000) } }
+        // Whole seconds: the model file stores ISO 8601 dates without fractions.
+        func date(_ ms: Int64?) -> Date? { ms.map { Date(timeIntervalSince1970: Double($0 / 1000)) } }
         var spec = data.layout.spec
         spec.name = name
         return ScoringModel(
-            name: name, version: version, createdAt: Date(), features: spec,
+            name: name, version: version, createdAt: date(LeadStore.nowMillis())!, features: spec,
             columns: data.layout.columnNames, means: means, stds: stds, coefficients: coefficients,
             intercept: fit.intercept, interceptRaw: interceptRaw, c: options.c, solver: "newton",
             iterations: fit.iterations, converged: fit.converged,
@@ -148,15 +156,24 @@ public enum Trainer {
                 rows: data.train.rows, positives: positives, negatives: data.train.rows - positives,
                 positiveRate: Double(positives) / Double(data.train.rows), holdoutFraction: options.holdout,
                 holdoutRows: data.holdout.rows, unlabeled: data.unlabeled,
-                asOf: Date(timeIntervalSince1970: Double(options.asOf) / 1000),
+                asOf: date(options.asOf)!,
                 dataFrom: date(data.dataFrom), dataTo: date(data.dataTo), seconds: seconds),
             metrics: metrics, metricsOn: data.holdout.rows > 0 ? "holdout" : "training")
     }
 
     /// σ(X·w + b) over a standardized row-major matrix, one dgemv.
+    ///
+    /// The matrix is padded with zero rows to a multiple of ``Kernels/rowBlock``: OpenBLAS runs
+    /// rows through its kernel in blocks, and rows left over at the end of a call take a tail path
+    /// that rounds differently. Padded, every row takes the block path, so a lead's probability
+    /// is bit-identical whichever chunk it is scored in.
     public static func predict(_ x: [Double], rows: Int, width: Int, weights: [Double], intercept: Double) -> [Double] {
         guard rows > 0 else { return [] }
-        var logits = Kernels.multiply(x, rows: rows, cols: width, by: weights)
+        let padded = (rows + Kernels.rowBlock - 1) / Kernels.rowBlock * Kernels.rowBlock
+        var matrix = x
+        matrix.append(contentsOf: repeatElement(0, count: (padded - rows) * width))
+        var logits = Kernels.multiply(matrix, rows: padded, cols: width, by: weights)
+        logits.removeLast(padded - rows)
         for i in 0..<rows { logits[i] = sigmoid(logits[i] + intercept) }
         return logits
     }

@@ -1,0 +1,351 @@
+import Foundation
+import GRDB
+@testable import LeadScoring
+import LeadStore
+import Testing
+
+/// Leads whose outcome depends on demo requests, pricing views, source and a numeric custom field.
+func syntheticLeads(count: Int, seed: UInt64 = 1, asOf: Int64 = 1_790_000_000_000) -> [TestLead] {
+    var rng = SplitMix(state: seed)
+    let sources = ["google_ads", "referral", "organic", "partner"]
+    return (0..<count).map { i in
+        let demos = rng.below(3)
+        let pricing = rng.below(5)
+        let source = sources[rng.below(sources.count)]
+        let employees = rng.uniform() < 0.8 ? String(1 + rng.below(500)) : nil
+        let z = -1.5 + 1.2 * Double(demos) + 0.3 * Double(pricing) + (source == "referral" ? 0.8 : 0)
+        let won = rng.uniform() < 1 / (1 + exp(-z))
+        let labeled = i % 10 != 0
+        let created = asOf - Int64(10 + rng.below(300)) * TestStore.day
+        var events: [(String, Int64)] = []
+        for k in 0..<demos { events.append(("Demo Requested", created + Int64(k + 1) * TestStore.day)) }
+        for k in 0..<pricing { events.append(("Viewed Pricing Page", created + Int64(k + 1) * 3_600_000)) }
+        return TestLead(
+            externalID: "T\(i)", email: rng.uniform() < 0.4 ? "p\(i)@gmail.com" : "p\(i)@acme\(i % 7).com",
+            phone: rng.uniform() < 0.6 ? "+1 555 01\(i % 100)" : nil, source: source,
+            status: labeled ? (won ? "converted" : (rng.uniform() < 0.8 ? "lost" : "disqualified")) : "new",
+            createdAt: created, custom: employees.map { ["Employees": $0, "Industry": ["software", "retail", "finance"][i % 3]] } ?? ["Industry": "retail"],
+            events: events)
+    }
+}
+
+let testAsOf: Int64 = 1_790_000_000_000
+
+func smallSpec() -> FeatureSpec {
+    FeatureSpec(name: "test", features: [
+        .eventCount("Demo Requested"),
+        .eventCount("Viewed Pricing Page", windowDays: 30, transform: .none),
+        Feature(kind: .daysSinceActivity, transform: .clip(0, 365)),
+        .numeric(field: "Employees", transform: .log1p),
+        .categorical(field: "Lead Source", topK: 2),
+        .categorical(field: "industry", values: ["Software", "Finance"]),
+        .presence(field: "Phone Number"),
+        Feature(kind: .emailDomain),
+        Feature(kind: .leadAge),
+    ])
+}
+
+func trainedModel(_ store: LeadStore, spec: FeatureSpec = smallSpec(), holdout: Double = 0.2) throws -> ScoringModel {
+    var options = Trainer.Options(asOf: testAsOf)
+    options.holdout = holdout
+    let data = try Trainer.prepare(spec, from: store.reader, options: options)
+    return try Trainer.fit(data, name: spec.name, version: "\(spec.name)-v1", options: options)
+}
+
+@Suite("Features, training and scoring on a store")
+struct PipelineTests {
+    @Test("spec columns, transforms, imputation and one-hot come out as declared")
+    func featureValues() throws {
+        let day = TestStore.day
+        let store = try TestStore.make([
+            TestLead(externalID: "a", email: "A@Gmail.com", phone: "555", source: "referral", status: "converted",
+                     createdAt: testAsOf - 100 * day, custom: ["Employees": "99", "Industry": " software "],
+                     events: [("Demo Requested", testAsOf - 50 * day), ("Demo Requested", testAsOf - 40 * day),
+                              ("Viewed Pricing Page", testAsOf - 5 * day), ("Viewed Pricing Page", testAsOf - 45 * day)]),
+            TestLead(externalID: "b", email: "b@acme.io", source: "organic", status: "lost", createdAt: testAsOf - 10 * day,
+                     custom: ["Industry": "mining"]),
+            TestLead(externalID: "c", source: "organic", status: "new", createdAt: testAsOf - 2 * day),
+        ])
+        let rows = try store.reader.read { db in
+            let layout = try FeatureLayout.resolve(smallSpec(), in: db, training: true)
+            #expect(layout.columnNames == [
+                "count:Demo Requested", "count_30d:Viewed Pricing Page", "days_since_activity", "Employees",
+                "Lead Source=organic", "Lead Source=referral", "Lead Source=(other)",
+                "industry=Software", "industry=Finance", "has:Phone Number", "free_email_domain", "lead_age_days",
+            ])
+            return try FeatureReader(layout: layout, asOf: testAsOf).read(db, after: .min, limit: 10)
+        }
+        #expect(rows.count == 3)
+        let a = Array(rows.row(0)), b = Array(rows.row(1)), c = Array(rows.row(2))
+        #expect(a == [log1p(2), 1, 5, log1p(99), 0, 1, 0, 1, 0, 1, 1, 100])
+        // b: no events (days since activity = its age), Employees missing (NaN until imputed),
+        // an unlisted industry activates nothing.
+        #expect(b[0] == 0 && b[1] == 0 && b[2] == 10 && b[3].isNaN)
+        #expect(Array(b[4...10]) == [1, 0, 0, 0, 0, 0, 0])
+        // c: no email, no custom values at all.
+        #expect(c[3].isNaN && c[10] == 0 && c[11] == 2)
+        #expect(rows.labels[0] == 1 && rows.labels[1] == 0 && rows.labels[2].isNaN)
+    }
+
+    @Test("unknown fields and event types are refused, each named")
+    func unknownNamesAreErrors() throws {
+        let store = try TestStore.make(syntheticLeads(count: 20))
+        let spec = FeatureSpec(features: [
+            .eventCount("Demo Requested"), .eventCount("Webinar Attended"),
+            .numeric(field: "Revenue"), .categorical(field: "Region", topK: 3),
+        ])
+        #expect {
+            try store.reader.read { try FeatureLayout.resolve(spec, in: $0, training: true) }
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("\"Revenue\"") && text.contains("\"Region\"") && text.contains("\"Webinar Attended\"")
+                && !text.contains("\"Demo Requested\"")
+        }
+        let leaky = FeatureSpec(features: [.categorical(field: "status", values: ["converted"])])
+        #expect(throws: SpecError.self) { try store.reader.read { try FeatureLayout.resolve(leaky, in: $0, training: true) } }
+    }
+
+    @Test("malformed spec files give an error naming the problem")
+    func specFileErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func load(_ json: String) -> String {
+            let url = dir.appendingPathComponent("spec.json")
+            try? Data(json.utf8).write(to: url)
+            do { _ = try FeatureSpec.load(from: url); return "ok" } catch { return "\(error)" }
+        }
+        #expect(load(#"{"features": [{"kind": "numeric"}]}"#).contains("feature 1 (numeric): needs \"field\""))
+        #expect(load(#"{"features": [{"kind": "numeric", "field": "x", "transform": "sqrt"}]}"#).contains("unknown transform \"sqrt\""))
+        #expect(load(#"{"features": [{"kind": "numeric", "field": "x", "transform": {"clip": [5, 1]}}]}"#).contains("clip"))
+        #expect(load(#"{"features": []}"#).contains("no features"))
+        #expect(load("{not json").contains("spec.json"))
+        let spec = try FeatureSpec.load(from: { let u = dir.appendingPathComponent("ok.json"); try Data(#"{"features": [{"kind": "numeric", "field": "x", "transform": {"clip": [0, 3]}}]}"#.utf8).write(to: u); return u }())
+        #expect(spec.features[0].transform == .clip(0, 3))
+        #expect(spec.labels == LabelRule())
+    }
+
+    @Test("labels: won and lost sets are configurable, or come from a label field")
+    func labels() throws {
+        let rule = LabelRule(won: ["Won"], lost: ["dead"])
+        #expect(rule.label(status: "won") == 1 && rule.label(status: "DEAD") == 0 && rule.label(status: "lost") == nil)
+        for (text, expected) in [("1", 1.0), ("true", 1), ("YES", 1), ("0", 0), ("false", 0), ("no", 0)] {
+            #expect(LabelRule.label(fieldValue: text) == expected)
+        }
+        #expect(LabelRule.label(fieldValue: "maybe") == nil && LabelRule.label(fieldValue: nil) == nil)
+
+        var leads = syntheticLeads(count: 300)
+        for i in leads.indices {
+            leads[i].custom["Converted"] = leads[i].status == "converted" ? "yes" : (leads[i].status == "new" ? "" : "no")
+            leads[i].status = "new"
+        }
+        let store = try TestStore.make(leads)
+        var spec = smallSpec()
+        spec.labels = LabelRule(field: "converted")
+        let model = try trainedModel(store, spec: spec)
+        #expect(model.training.rows + model.training.holdoutRows == leads.filter { $0.custom["Converted"] != "" }.count)
+    }
+
+    @Test("refusals: one class, too few labeled leads, infinite values")
+    func refusals() throws {
+        var oneClass = syntheticLeads(count: 200)
+        for i in oneClass.indices where oneClass[i].status == "converted" { oneClass[i].status = "lost" }
+        let store = try TestStore.make(oneClass)
+        #expect(throws: Trainer.Failure.singleClass(positives: 0, negatives: try countTraining(store))) {
+            try trainedModel(store)
+        }
+        let few = try TestStore.make(Array(syntheticLeads(count: 30)))
+        #expect { try trainedModel(few) } throws: { ($0 as? Trainer.Failure).map { if case .tooFewLabeled = $0 { true } else { false } } ?? false }
+
+        for text in ["1e308", "inf", "-inf"] {
+            var huge = syntheticLeads(count: 200)
+            huge[3].custom["Employees"] = text
+            let hugeStore = try TestStore.make(huge)
+            let spec = FeatureSpec(features: [.numeric(field: "Employees"), .eventCount("Demo Requested")])
+            var options = Trainer.Options(asOf: testAsOf)
+            options.holdout = 0
+            let failure = #expect(throws: Trainer.Failure.self) { try Trainer.prepare(spec, from: hugeStore.reader, options: options) }
+            #expect(failure == .nonFinite(column: "Employees"), "\(text)")
+        }
+    }
+
+    private func countTraining(_ store: LeadStore) throws -> Int {
+        try store.reader.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE status IN ('lost', 'disqualified')")
+                .filter { !Trainer.isHoldout($0, fraction: 0.2) }.count
+        }
+    }
+
+    @Test("the holdout split is a fixed function of the lead id")
+    func holdoutSplit() {
+        let ids = Array(Int64(1)...20_000)
+        let held = ids.filter { Trainer.isHoldout($0, fraction: 0.2) }
+        #expect(held == ids.filter { Trainer.isHoldout($0, fraction: 0.2) })
+        #expect(abs(Double(held.count) / 20_000 - 0.2) < 0.015)
+        #expect(!ids.contains { Trainer.isHoldout($0, fraction: 0) })
+    }
+
+    @Test("a trained model recovers the signal and documents itself")
+    func trainsAndDocuments() throws {
+        let store = try TestStore.make(syntheticLeads(count: 3000))
+        var spec = smallSpec()
+        spec.features[4] = .categorical(field: "source", values: ["referral", "organic"], other: true)
+        let model = try trainedModel(store, spec: spec)
+        #expect(model.converged)
+        #expect(model.columns.count == model.coefficients.count && model.means.count == model.columns.count)
+        let weight = Dictionary(uniqueKeysWithValues: model.coefficients.map { ($0.feature, $0.weight) })
+        #expect(try #require(weight["count:Demo Requested"]) > 0.5)
+        #expect(try #require(weight["source=referral"]) > 0.1)
+        #expect(model.metrics.auc! > 0.7)
+        #expect(model.metricsOn == "holdout" && model.training.holdoutRows == model.metrics.rows)
+        #expect(model.metrics.calibration.count == 10 && model.metrics.lift.count == 10)
+        // The raw-scale coefficients give the same logit as the standardized ones on a complete row.
+        let z = model.intercept + zip(model.weights, zip(model.means, model.stds)).reduce(0.0) { sum, item in
+            sum + item.0 * ((item.1.0 + 1) - item.1.0) / item.1.1
+        }
+        let raw = model.interceptRaw + zip(model.coefficients, model.means).reduce(0.0) { $0 + $1.0.weightRaw * ($1.1 + 1) }
+        #expect(abs(z - raw) < 1e-9)
+        // The file round-trips.
+        let decoded = try ScoringModel.decode(try model.encoded())
+        #expect(decoded == model)
+    }
+
+    @Test("scoring in one chunk or many gives identical results")
+    func chunkInvariance() throws {
+        let leads = syntheticLeads(count: 1500)
+        let store = try TestStore.make(leads)
+        let model = try trainedModel(store)
+        let scorer = LeadScorer(model: model)
+        func snapshot() throws -> [Row] {
+            try store.reader.read { try Row.fetchAll($0, sql: "SELECT id, score, probability FROM leads ORDER BY id") }
+        }
+        _ = try scorer.scoreAll(store.writer, asOf: testAsOf, chunkSize: 100_000)
+        let once = try snapshot()
+        try store.writer.write { try $0.execute(sql: "UPDATE leads SET score = NULL, probability = NULL") }
+        let summary = try scorer.scoreAll(store.writer, asOf: testAsOf, chunkSize: 7)
+        #expect(summary.scored == 1500)
+        let chunked = try snapshot()
+        #expect(once.count == chunked.count)
+        let differing = zip(once, chunked).filter { $0.0 != $0.1 }.map { "\($0.0) vs \($0.1)" }
+        #expect(differing.isEmpty, "\(differing.count) rows differ, first: \(differing.first ?? "")")
+        #expect(once.allSatisfy { ($0[1] as Int?) != nil })
+    }
+
+    @Test("incremental rescoring equals a full rescore, and score changes land in the timeline")
+    func incremental() throws {
+        let store = try TestStore.make(syntheticLeads(count: 800))
+        let scorer = LeadScorer(model: try trainedModel(store))
+        _ = try scorer.scoreAll(store.writer, asOf: testAsOf)
+        let firstScores = try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM lead_timeline") }
+        #expect(firstScores == 800)
+
+        // Lead 5 requests three demos: its score must rise and be recorded once.
+        try store.writer.write { db in
+            let typeID = try Int.fetchOne(db, sql: "SELECT id FROM event_types WHERE name = 'Demo Requested'")!
+            var activity = try LeadActivity.fetch(db, leadID: 5) ?? LeadActivity()
+            for k in 0..<3 { activity.add(typeID: typeID, at: testAsOf - Int64(k + 1) * 3_600_000) }
+            try db.execute(sql: "INSERT OR REPLACE INTO lead_activity VALUES (?, ?, ?, ?, ?, ?)", arguments: [
+                5, activity.eventCount, activity.firstAt, activity.lastAt,
+                Data(Float64Blob.bytes(activity.counts)), Data(Float64Blob.bytes(activity.lastAtByType))])
+        }
+        let before = try store.reader.read { try Int.fetchOne($0, sql: "SELECT score FROM leads WHERE id = 5") }!
+        let results = try store.writer.write { try scorer.rescore(ids: [5, 6], in: $0, asOf: testAsOf) }
+        #expect(results.map(\.leadID) == [5, 6])
+        #expect(results[0].previousScore == before && results[0].score > before)
+        #expect(results[1].score == results[1].previousScore)
+        let timeline = try store.reader.read {
+            try Row.fetchAll($0, sql: "SELECT old_value, new_value, detail FROM lead_timeline WHERE lead_id = 5 ORDER BY id")
+        }
+        #expect(timeline.count == 2)
+        #expect(timeline[1][0] == String(before) && timeline[1][1] == String(results[0].score))
+        #expect((timeline[1][2] as String).contains("test-v1"))
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM lead_timeline WHERE lead_id = 6") } == 1)
+
+        // A full rescore now agrees with the incremental one.
+        let incremental = try store.reader.read { try Double.fetchOne($0, sql: "SELECT probability FROM leads WHERE id = 5") }!
+        _ = try scorer.scoreAll(store.writer, asOf: testAsOf)
+        let full = try store.reader.read { try Double.fetchOne($0, sql: "SELECT probability FROM leads WHERE id = 5") }!
+        #expect(incremental == full)
+    }
+
+    @Test("an explanation's contributions and intercept sum to the logit of the stored probability")
+    func explanations() throws {
+        let store = try TestStore.make(syntheticLeads(count: 600))
+        let scorer = LeadScorer(model: try trainedModel(store))
+        _ = try scorer.scoreAll(store.writer, asOf: testAsOf)
+        for id in [Int64(1), 2, 77, 600] {
+            let explanation = try #require(try store.reader.read { try scorer.explain(leadID: id, in: $0, asOf: testAsOf) })
+            let stored = try store.reader.read { try Row.fetchOne($0, sql: "SELECT score, probability FROM leads WHERE id = ?", arguments: [id]) }!
+            let sum = explanation.intercept + explanation.contributions.reduce(0) { $0 + $1.contribution }
+            #expect(abs(sum - explanation.logit) < 1e-12)
+            #expect(abs(sigmoid(explanation.logit) - (stored[1] as Double)) < 1e-12)
+            #expect(explanation.score == stored[0] as Int)
+            let magnitudes = explanation.contributions.map { abs($0.contribution) }
+            #expect(magnitudes == magnitudes.sorted(by: >))
+        }
+        #expect(try store.reader.read { try scorer.explain(leadID: 99_999, in: $0) } == nil)
+    }
+
+    @Test("a model applied to a store that lacks its fields or event types scores without error")
+    func applyToSparseStore() throws {
+        let model = try trainedModel(try TestStore.make(syntheticLeads(count: 500)))
+        let empty = try TestStore.make([TestLead(externalID: "x", status: "new", createdAt: testAsOf)])
+        let summary = try LeadScorer(model: model).scoreAll(empty.writer, asOf: testAsOf)
+        #expect(summary.scored == 1)
+        let p = try empty.reader.read { try Double.fetchOne($0, sql: "SELECT probability FROM leads") }
+        #expect(p.map { $0 > 0 && $0 < 1 } == true)
+    }
+}
+
+@Suite("Model registry")
+struct RegistryTests {
+    @Test("versions count up per name across files and the store; one model is active")
+    func versionsAndActivation() throws {
+        let store = try TestStore.make(syntheticLeads(count: 400))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data().write(to: dir.appendingPathComponent("test-v4.json"))
+        let next = try store.reader.read { try ModelRegistry.nextVersion(name: "test", directory: dir, in: $0) }
+        #expect(next == "test-v5")
+
+        var first = try trainedModel(store)
+        first.version = "test-v5"
+        var second = first
+        second.version = "test-v6"
+        try store.writer.write { db in
+            try ModelRegistry.register(first, in: db)
+            try ModelRegistry.register(second, in: db)
+            try ModelRegistry.activate(version: "test-v5", in: db)
+            try ModelRegistry.activate(version: "test-v6", in: db)
+        }
+        let entries = try store.reader.read { try ModelRegistry.list(in: $0) }
+        #expect(entries.filter(\.isActive).map(\.version) == ["test-v6"])
+        #expect(try store.reader.read { try ModelRegistry.active(in: $0)?.version } == "test-v6")
+        #expect(try store.reader.read { try ModelRegistry.nextVersion(name: "test", directory: dir, in: $0) } == "test-v7")
+        #expect(throws: SpecError.self) { try store.writer.write { try ModelRegistry.activate(version: "nope-v1", in: $0) } }
+    }
+
+    @Test("a new model replaces the active one unless its AUC is more than 0.005 worse, or when forced")
+    func activationRule() throws {
+        let base = try trainedModel(try TestStore.make(syntheticLeads(count: 400)))
+        func with(auc: Double) -> ScoringModel { var m = base; m.metrics.auc = auc; return m }
+        #expect(ModelRegistry.decide(candidate: with(auc: 0.80), active: nil, force: false) == .activate)
+        #expect(ModelRegistry.decide(candidate: with(auc: 0.796), active: with(auc: 0.80), force: false) == .activate)
+        #expect(ModelRegistry.decide(candidate: with(auc: 0.79), active: with(auc: 0.80), force: false) != .activate)
+        #expect(ModelRegistry.decide(candidate: with(auc: 0.79), active: with(auc: 0.80), force: true) == .activate)
+    }
+
+    @Test("a store with no active model installs the shipped default")
+    func installsDefault() throws {
+        let store = try TestStore.make(syntheticLeads(count: 400))
+        var model = try trainedModel(store)
+        model.version = "default-v1"
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(UUID().uuidString).json")
+        try model.encoded().write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        #expect(try ModelRegistry.activeOrDefault(store.writer, defaultURL: nil) == nil)
+        #expect(try ModelRegistry.activeOrDefault(store.writer, defaultURL: url)?.version == "default-v1")
+        #expect(try store.reader.read { try ModelRegistry.active(in: $0)?.version } == "default-v1")
+    }
+}
