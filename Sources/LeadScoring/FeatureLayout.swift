@@ -19,6 +19,31 @@ public struct FeatureLayout: Sendable {
     let label: LabelSource
     /// Slots of email among `leadTextColumns`, when a feature needs it.
     let emailSlot: Int?
+    /// One per categorical feature.
+    let categories: [CategoryEncoder]
+
+    /// Maps a categorical field's value to its one-hot column.
+    struct CategoryEncoder: Sendable {
+        /// Where the value is read: a lead text column or a custom field (-1: absent from the store).
+        let slot: Int
+        let isCustom: Bool
+        /// Normalized listed values; column `firstColumn + i` is value i, then "other" if any.
+        let keys: [String]
+        let hasOther: Bool
+        let firstColumn: Int
+
+        /// Offset from `firstColumn` of the column a raw value activates; nil for none.
+        func offset(of raw: String) -> Int? {
+            let key = FeatureLayout.categoryKey(raw)
+            if let index = keys.firstIndex(of: key) { return index }
+            return hasOther ? keys.count : nil
+        }
+    }
+
+    /// Categories compare trimmed and case-insensitively.
+    static func categoryKey(_ value: String) -> String {
+        value.trimmingCharacters(in: .whitespaces).lowercased()
+    }
 
     public struct Column: Sendable, Equatable {
         public let name: String
@@ -34,10 +59,8 @@ public struct FeatureLayout: Sendable {
         case leadAge
         case numericValue                       // leads.value
         case numericCustom(slot: Int)
-        case categoryLead(slot: Int, value: String)
-        case categoryLeadOther(slot: Int, known: Set<String>)
-        case categoryCustom(slot: Int, value: String)
-        case categoryCustomOther(slot: Int, known: Set<String>)
+        /// A one-hot column, set by its feature's ``CategoryEncoder``.
+        case category
         case presenceLead(slot: Int)
         case presenceValue
         case presenceCustom(slot: Int)
@@ -87,7 +110,7 @@ public struct FeatureLayout: Sendable {
         return FeatureLayout(
             spec: resolved, columns: builder.columns, leadTextColumns: builder.leadTextColumns,
             customFieldIDs: builder.customFieldIDs, windows: builder.windows, label: label,
-            emailSlot: builder.leadTextColumns.firstIndex(of: "email"))
+            emailSlot: builder.leadTextColumns.firstIndex(of: "email"), categories: builder.categories)
     }
 
     private struct Builder {
@@ -95,6 +118,7 @@ public struct FeatureLayout: Sendable {
         let training: Bool
         let labelFromStatus: Bool
         var columns: [Column] = []
+        var categories: [CategoryEncoder] = []
         var leadTextColumns: [String] = []
         var customFieldIDs: [Int64] = []
         var windows: [Int] = []
@@ -217,28 +241,23 @@ public struct FeatureLayout: Sendable {
                 }
                 resolved.values = values
                 resolved.other = other
-                let normalized = values.map(Self.categoryKey)
-                let known = Set(normalized)
+                let slot: Int, isCustom: Bool
                 switch ref {
-                case .lead(let slot, _):
-                    for (value, key) in zip(values, normalized) {
-                        columns.append(Column(name: "\(name)=\(value)", source: .categoryLead(slot: slot, value: key), transform: .none))
-                    }
-                    if other { columns.append(Column(name: "\(name)=(other)", source: .categoryLeadOther(slot: slot, known: known), transform: .none)) }
-                case .custom(let slot, _):
-                    for (value, key) in zip(values, normalized) {
-                        columns.append(Column(name: "\(name)=\(value)", source: .categoryCustom(slot: slot, value: key), transform: .none))
-                    }
-                    if other { columns.append(Column(name: "\(name)=(other)", source: .categoryCustomOther(slot: slot, known: known), transform: .none)) }
-                case .missingCustom:
-                    for (value, key) in zip(values, normalized) {
-                        columns.append(Column(name: "\(name)=\(value)", source: .categoryCustom(slot: -1, value: key), transform: .none))
-                    }
-                    if other { columns.append(Column(name: "\(name)=(other)", source: .categoryCustomOther(slot: -1, known: known), transform: .none)) }
+                case .lead(let leadSlot, _): (slot, isCustom) = (leadSlot, false)
+                case .custom(let customSlot, _): (slot, isCustom) = (customSlot, true)
+                case .missingCustom: (slot, isCustom) = (-1, true)
                 case .value:
                     problems.append("\"\(name)\" is numeric; use it as a numeric feature")
-                case nil: break
+                    return resolved
+                case nil: return resolved
                 }
+                categories.append(CategoryEncoder(
+                    slot: slot, isCustom: isCustom, keys: values.map(FeatureLayout.categoryKey),
+                    hasOther: other, firstColumn: columns.count))
+                for value in values {
+                    columns.append(Column(name: "\(name)=\(value)", source: .category, transform: .none))
+                }
+                if other { columns.append(Column(name: "\(name)=(other)", source: .category, transform: .none)) }
             }
             return resolved
         }
@@ -260,10 +279,6 @@ public struct FeatureLayout: Sendable {
             default:
                 return []
             }
-        }
-
-        static func categoryKey(_ value: String) -> String {
-            value.trimmingCharacters(in: .whitespaces).lowercased()
         }
 
         mutating func resolveLabel(_ rule: LabelRule) throws -> LabelSource {
@@ -300,8 +315,10 @@ enum FreeMail {
         "tutanota.com", "hey.com", "libero.it", "orange.fr", "free.fr", "t-online.de", "rediffmail.com",
     ]
 
-    static func isFree(email: String) -> Bool {
-        guard let at = email.lastIndex(of: "@") else { return false }
-        return domains.contains(email[email.index(after: at)...].lowercased())
+    /// `email` as the store keeps it: trimmed and lowercased at ingestion.
+    static func isFree(storedEmail email: String) -> Bool {
+        let utf8 = email.utf8
+        guard let at = utf8.lastIndex(of: UInt8(ascii: "@")) else { return false }
+        return domains.contains(String(email[utf8.index(after: at)...]))
     }
 }

@@ -45,7 +45,7 @@ public struct FeatureReader: Sendable {
         defer { leads.reset() }
         while try leads.step() { chunk.addLead(leads, layout: layout) }
         guard let first = chunk.ids.first, let last = chunk.ids.last else { return chunk.finish(self) }
-        try chunk.readDetails(db, from: first, to: last, reader: self)
+        try chunk.readDetails(db, from: first, to: last, rows: 0..<chunk.ids.count, reader: self)
         return chunk.finish(self)
     }
 
@@ -58,8 +58,8 @@ public struct FeatureReader: Sendable {
             if try leads.step() { chunk.addLead(leads, layout: layout) }
             leads.reset()
         }
-        for id in chunk.ids {
-            try chunk.readDetails(db, from: id, to: id, reader: self)
+        for (row, id) in chunk.ids.enumerated() {
+            try chunk.readDetails(db, from: id, to: id, rows: row..<row + 1, reader: self)
         }
         return chunk.finish(self)
     }
@@ -75,7 +75,6 @@ public struct FeatureReader: Sendable {
         let typeIndexes: [Int]            // distinct type indexes the columns use
         let typeSlot: [Int: Int]          // type index → position in typeIndexes
         var ids: [Int64] = []
-        var rowOf: [Int64: Int] = [:]
         var createdAt: [Int64] = []
         var status: [String?] = []
         var scores: [Int?] = []
@@ -105,7 +104,6 @@ public struct FeatureReader: Sendable {
 
         mutating func addLead(_ s: RawStatement, layout: FeatureLayout) {
             let id = s.int64(0)
-            rowOf[id] = ids.count
             ids.append(id)
             createdAt.append(s.int64(1))
             status.append(s.text(2))
@@ -119,7 +117,26 @@ public struct FeatureReader: Sendable {
             customNumber.append(contentsOf: repeatElement(nil, count: layout.customFieldIDs.count))
         }
 
-        mutating func readDetails(_ db: Database, from: Int64, to: Int64, reader: FeatureReader) throws {
+        /// The row of `id`. Detail queries return rows in lead order, or (custom values read
+        /// through the field_id index) in lead order per field: look next to the last match first,
+        /// and binary search when the order restarts.
+        func row(of id: Int64, from cursor: inout Int, end: Int) -> Int? {
+            if cursor < end && ids[cursor] == id { return cursor }
+            if cursor + 1 < end && ids[cursor + 1] == id { cursor += 1; return cursor }
+            // Out of order after all (a query plan may change): binary search the chunk.
+            var low = 0, high = end
+            while low < high {
+                let mid = (low + high) / 2
+                if ids[mid] < id { low = mid + 1 } else { high = mid }
+            }
+            guard low < end, ids[low] == id else { return nil }
+            cursor = low
+            return low
+        }
+
+        /// Reads activity, custom values and windowed counts for the rows `rows`, whose ids
+        /// span `from`...`to` in ascending order.
+        mutating func readDetails(_ db: Database, from: Int64, to: Int64, rows: Range<Int>, reader: FeatureReader) throws {
             let t = typeIndexes.count
             if t > 0 || layout.columns.contains(where: { if case .daysSince = $0.source { true } else { false } }) {
                 let activity = try RawStatement(db, sql: """
@@ -128,8 +145,9 @@ public struct FeatureReader: Sendable {
                 activity.bind(1, from)
                 activity.bind(2, to)
                 defer { activity.reset() }
+                var cursor = rows.lowerBound
                 while try activity.step() {
-                    guard let row = rowOf[activity.int64(0)] else { continue }
+                    guard let row = row(of: activity.int64(0), from: &cursor, end: rows.upperBound) else { continue }
                     lastAt[row] = activity.int64(1)
                     let counts = activity.blob(2)
                     let last = activity.blob(3)
@@ -152,8 +170,10 @@ public struct FeatureReader: Sendable {
                 defer { custom.reset() }
                 let slotOf = Dictionary(uniqueKeysWithValues: fieldIDs.enumerated().map { ($1, $0) })
                 let width = fieldIDs.count
+                var cursor = rows.lowerBound
                 while try custom.step() {
-                    guard let row = rowOf[custom.int64(0)], let slot = slotOf[custom.int64(1)] else { continue }
+                    guard let row = row(of: custom.int64(0), from: &cursor, end: rows.upperBound),
+                          let slot = slotOf[custom.int64(1)] else { continue }
                     customText[row * width + slot] = custom.text(2)
                     customNumber[row * width + slot] = custom.double(3)
                 }
@@ -173,12 +193,19 @@ public struct FeatureReader: Sendable {
                 events.bind(3, reader.asOf - Int64(days) * 86_400_000)
                 events.bind(4, reader.asOf)
                 defer { events.reset() }
+                var cursor = rows.lowerBound
                 while try events.step() {
-                    guard let row = rowOf[events.int64(0)], let slot = typeSlot[Int(events.int64(1)) - 1] else { continue }
+                    guard let row = row(of: events.int64(0), from: &cursor, end: rows.upperBound),
+                          let slot = typeSlot[Int(events.int64(1)) - 1] else { continue }
                     counts[row * t + slot] = Double(events.int64(2))
                 }
                 windowCounts[days] = counts
             }
+        }
+
+        /// Empty or only spaces and tabs: a blank cell, the same as a missing one.
+        static func isBlank(_ text: String) -> Bool {
+            !text.utf8.contains { $0 != 0x20 && $0 != 0x09 }
         }
 
         /// Element `index` of a little-endian Float64 blob; 0 past its end (an older, shorter blob).
@@ -202,21 +229,27 @@ public struct FeatureReader: Sendable {
             rows.labels = [Double](repeating: .nan, count: ids.count)
 
             func text(_ row: Int, _ slot: Int) -> String? {
-                guard let raw = texts[row * textWidth + slot] else { return nil }
-                return raw.allSatisfy({ $0 == " " }) ? nil : raw
+                guard let raw = texts[row * textWidth + slot], !Self.isBlank(raw) else { return nil }
+                return raw
             }
             func customSlotText(_ row: Int, _ slot: Int) -> String? {
-                guard slot >= 0, let raw = customText[row * customWidth + slot] else { return nil }
-                return raw.allSatisfy({ $0 == " " }) ? nil : raw
+                guard slot >= 0, let raw = customText[row * customWidth + slot], !Self.isBlank(raw) else { return nil }
+                return raw
             }
-            func category(_ raw: String?) -> String? {
-                raw.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            }
+            // Each distinct raw value is normalized once per chunk, not once per row.
+            var categoryCache = [[String: Int?]](repeating: [:], count: layout.categories.count)
             func days(since ms: Int64) -> Double { max(0, Double(reader.asOf - ms) / day) }
 
+            let statusLabels = { () -> [String: Double] in
+                guard case .status(let rule) = layout.label else { return [:] }
+                var table: [String: Double] = [:]
+                for won in rule.won { table[won.lowercased()] = 1 }
+                for lost in rule.lost { table[lost.lowercased()] = 0 }
+                return table
+            }()
             for row in ids.indices {
                 switch layout.label {
-                case .status(let rule): rows.labels[row] = rule.label(status: status[row]) ?? .nan
+                case .status: rows.labels[row] = status[row].flatMap { statusLabels[$0] ?? statusLabels[$0.lowercased()] } ?? .nan
                 case .leadColumn(let slot): rows.labels[row] = LabelRule.label(fieldValue: text(row, slot)) ?? .nan
                 case .custom(let slot): rows.labels[row] = LabelRule.label(fieldValue: customSlotText(row, slot)) ?? .nan
                 }
@@ -241,14 +274,8 @@ public struct FeatureReader: Sendable {
                         x = value[row] ?? .nan
                     case .numericCustom(let slot):
                         x = slot >= 0 ? (customNumber[row * customWidth + slot] ?? .nan) : .nan
-                    case .categoryLead(let slot, let wanted):
-                        x = category(text(row, slot)) == wanted ? 1 : 0
-                    case .categoryLeadOther(let slot, let known):
-                        x = category(text(row, slot)).map { known.contains($0) ? 0 : 1 } ?? 0
-                    case .categoryCustom(let slot, let wanted):
-                        x = category(customSlotText(row, slot)) == wanted ? 1 : 0
-                    case .categoryCustomOther(let slot, let known):
-                        x = category(customSlotText(row, slot)).map { known.contains($0) ? 0 : 1 } ?? 0
+                    case .category:
+                        x = 0  // set below, by the feature's encoder
                     case .presenceLead(let slot):
                         x = text(row, slot) == nil ? 0 : 1
                     case .presenceValue:
@@ -256,10 +283,21 @@ public struct FeatureReader: Sendable {
                     case .presenceCustom(let slot):
                         x = customSlotText(row, slot) == nil ? 0 : 1
                     case .freeEmail:
-                        x = layout.emailSlot.flatMap { text(row, $0) }.map { FreeMail.isFree(email: $0) ? 1 : 0 } ?? 0
+                        x = layout.emailSlot.flatMap { text(row, $0) }.map { FreeMail.isFree(storedEmail: $0) ? 1 : 0 } ?? 0
                     }
                     if !x.isNaN { x = column.transform.apply(x) }
                     rows.values[base + c] = x
+                }
+                for (e, encoder) in layout.categories.enumerated() {
+                    guard let raw = encoder.isCustom ? customSlotText(row, encoder.slot) : text(row, encoder.slot) else { continue }
+                    let offset: Int?
+                    if let cached = categoryCache[e][raw] {
+                        offset = cached
+                    } else {
+                        offset = encoder.offset(of: raw)
+                        categoryCache[e][raw] = .some(offset)
+                    }
+                    if let offset { rows.values[base + encoder.firstColumn + offset] = 1 }
                 }
             }
             return rows

@@ -46,7 +46,7 @@ public final class LeadScorer: Sendable {
     public func probabilities(_ rows: FeatureRows) -> [Double] {
         var x = rows.values
         standardizer.apply(&x, rows: rows.count)
-        return Trainer.predict(x, rows: rows.count, width: rows.width, weights: weights, intercept: model.intercept)
+        return Trainer.predict(consuming: &x, rows: rows.count, width: rows.width, weights: weights, intercept: model.intercept)
     }
 
     /// Rescores every lead, a chunk per write transaction, so memory stays bounded and other
@@ -97,6 +97,10 @@ public final class LeadScorer: Sendable {
         let update = try RawStatement(db, sql: """
             UPDATE leads SET score = ?, probability = ?, model_version = ?, scored_at = ? WHERE id = ?
             """)
+        // Most rescores leave the score as it was: not naming `score` spares the score index.
+        let refresh = try RawStatement(db, sql: """
+            UPDATE leads SET probability = ?, model_version = ?, scored_at = ? WHERE id = ?
+            """)
         let timeline = try RawStatement(db, sql: """
             INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail)
             VALUES (?, ?, 'score_changed', ?, ?, ?)
@@ -107,13 +111,19 @@ public final class LeadScorer: Sendable {
         for i in 0..<rows.count {
             let score = Self.score(probability: p[i])
             let previous = rows.storedScores[i]
-            update.bind(1, Int64(score))
-            update.bind(2, p[i])
-            update.bind(3, model.version)
-            update.bind(4, now)
-            update.bind(5, rows.ids[i])
-            try update.run()
-            if previous != score {
+            if previous == score {
+                refresh.bind(1, p[i])
+                refresh.bind(2, model.version)
+                refresh.bind(3, now)
+                refresh.bind(4, rows.ids[i])
+                try refresh.run()
+            } else {
+                update.bind(1, Int64(score))
+                update.bind(2, p[i])
+                update.bind(3, model.version)
+                update.bind(4, now)
+                update.bind(5, rows.ids[i])
+                try update.run()
                 timeline.bind(1, rows.ids[i])
                 timeline.bind(2, now)
                 timeline.bind(3, previous.map(String.init))

@@ -168,11 +168,16 @@ public enum Trainer {
     /// that rounds differently. Padded, every row takes the block path, so a lead's probability
     /// is bit-identical whichever chunk it is scored in.
     public static func predict(_ x: [Double], rows: Int, width: Int, weights: [Double], intercept: Double) -> [Double] {
+        var matrix = x
+        return predict(consuming: &matrix, rows: rows, width: width, weights: weights, intercept: intercept)
+    }
+
+    /// The same, padding `x` in place instead of copying it.
+    static func predict(consuming x: inout [Double], rows: Int, width: Int, weights: [Double], intercept: Double) -> [Double] {
         guard rows > 0 else { return [] }
         let padded = (rows + Kernels.rowBlock - 1) / Kernels.rowBlock * Kernels.rowBlock
-        var matrix = x
-        matrix.append(contentsOf: repeatElement(0, count: (padded - rows) * width))
-        var logits = Kernels.multiply(matrix, rows: padded, cols: width, by: weights)
+        x.append(contentsOf: repeatElement(0, count: (padded - rows) * width))
+        var logits = Kernels.multiply(x, rows: padded, cols: width, by: weights)
         logits.removeLast(padded - rows)
         for i in 0..<rows { logits[i] = sigmoid(logits[i] + intercept) }
         return logits

@@ -231,6 +231,30 @@ struct PipelineTests {
         #expect(once.allSatisfy { ($0[1] as Int?) != nil })
     }
 
+    @Test("reading leads by id range and one by one gives the same features, whatever the query plan")
+    func rangeAndIDReadsAgree() throws {
+        var leads = syntheticLeads(count: 3000)
+        for i in leads.indices { leads[i].custom["Country"] = ["US", "DE", "BR"][i % 3]; leads[i].custom["Plan"] = "pro" }
+        let store = try TestStore.make(leads)
+        // Without statistics SQLite reads custom values through the field_id index, which returns
+        // them field by field rather than in lead order.
+        var spec = smallSpec()
+        spec.features.append(.categorical(field: "Country", values: ["US", "DE"]))
+        let model = try trainedModel(store, spec: spec)
+        let (byRange, byID) = try store.reader.read { db in
+            let reader = FeatureReader(layout: try LeadScorer(model: model).layout(in: db), asOf: testAsOf)
+            var range = try reader.read(db, after: .min, limit: 1000)
+            while let last = range.ids.last, range.count < 3000 {
+                let next = try reader.read(db, after: last, limit: 1000)
+                range.ids += next.ids; range.values += next.values
+            }
+            return (range, try reader.read(db, ids: Array(1...3000)))
+        }
+        #expect(byRange.ids == byID.ids)
+        let differing = (0..<3000).filter { !zip(byRange.row($0), byID.row($0)).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) } }
+        #expect(differing.isEmpty, "\(differing.count) leads differ, first id \(differing.first.map { $0 + 1 } ?? 0)")
+    }
+
     @Test("incremental rescoring equals a full rescore, and score changes land in the timeline")
     func incremental() throws {
         let store = try TestStore.make(syntheticLeads(count: 800))
