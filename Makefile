@@ -1,5 +1,5 @@
 # LeadLens: two commands on a fresh Debian machine with only Swift installed.
-#   make demo   build, generate a demo dataset and ingest it
+#   make demo   build, generate a demo dataset, ingest it, train and activate a model, score every lead
 #   make test   run the test suite
 # Both install the system packages they need first (apt-get; root or sudo).
 
@@ -34,8 +34,10 @@ test: deps
 demo: build
 	$(BIN) generate --leads $(DEMO_LEADS) --seed 42 --as-of today --out data/demo
 	$(BIN) ingest data/demo/leads.csv data/demo/events.ndjson --db $(DB)
+	$(BIN) train --db $(DB) --name demo --activate
+	$(BIN) score --all --db $(DB)
 	@echo
-	@echo "Demo store: $(DB). Try: $(BIN) --help"
+	@echo "Demo store: $(DB). Try: $(BIN) explain L0000001 --db $(DB)"
 
 bench: build
 	python3 bench/run.py

@@ -39,6 +39,44 @@ struct IngestTests {
         #expect(try store.tags(externalID: "L1") == ["trial", "vip"])
     }
 
+    @Test("The before-commit hook sees exactly the leads a transaction created, changed or gave events")
+    func beforeCommitSeesTouchedLeads() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let leads = try directory.write("leads.csv", Self.leadsCSV)
+        let events = try directory.write("events.ndjson", Self.eventsNDJSON)
+        final class Seen: @unchecked Sendable { var batches: [[Int64]] = [] }
+        let seen = Seen()
+        let ingester = Ingester(store: store) { db, ids in
+            #expect(db.isInsideTransaction)
+            seen.batches.append(ids)
+        }
+        _ = try ingester.ingest(path: leads.path)
+        #expect(seen.batches == [[1, 2, 3]])
+        _ = try ingester.ingest(path: events.path)
+        // L1 and L2 got events; "L9" matched lead 3 by email; L4 is new (4).
+        #expect(seen.batches.last == [1, 2, 3, 4])
+        // Nothing new: no transaction has anything to rescore.
+        seen.batches.removeAll()
+        _ = try ingester.ingest(path: events.path)
+        _ = try ingester.ingest(path: leads.path)
+        #expect(seen.batches.isEmpty)
+    }
+
+    @Test("A failing before-commit hook rolls the transaction back")
+    func failingHookRollsBack() throws {
+        struct HookFailure: Error {}
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let ingester = Ingester(store: store) { _, _ in throw HookFailure() }
+        #expect(throws: HookFailure.self) { try ingester.ingest(path: try directory.write("leads.csv", Self.leadsCSV).path) }
+        #expect(try store.count("leads") == 0)
+        // The same ingester, without the failure, then writes everything: no cache kept the rolled-back ids.
+        let clean = Ingester(store: store)
+        _ = try clean.ingest(path: try directory.write("leads2.csv", Self.leadsCSV).path)
+        #expect(try store.count("leads") == 3)
+    }
+
     @Test("Re-ingesting the same files adds nothing")
     func idempotentReingest() throws {
         let directory = try TemporaryDirectory()
