@@ -64,6 +64,11 @@ public struct FeatureSpec: Codable, Sendable, Equatable {
         for (index, feature) in features.enumerated() {
             try feature.validateShape(position: index + 1)
         }
+        let both = labels.wonSet.intersection(labels.lostSet)
+        if !both.isEmpty {
+            throw SpecError("status \(both.sorted().map { "\"\($0)\"" }.joined(separator: ", ")) is both won and lost")
+        }
+        if labels.field == nil && labels.won.isEmpty { throw SpecError("the won set is empty: nothing would be positive") }
     }
 }
 
@@ -178,7 +183,7 @@ public struct Feature: Codable, Sendable, Equatable {
         switch kind {
         case .eventCount:
             guard let event, !event.isEmpty else { throw fail("needs \"event\"") }
-            if let windowDays, windowDays <= 0 { throw fail("window_days must be a positive number of days") }
+            if let windowDays, !(1...36_500).contains(windowDays) { throw fail("window_days must be between 1 and 36500") }
         case .numeric, .presence:
             guard let field, !field.isEmpty else { throw fail("needs \"field\"") }
         case .categorical:

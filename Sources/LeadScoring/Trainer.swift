@@ -96,7 +96,8 @@ public enum Trainer {
             }
             let positives = Int(trainY.reduce(0, +))
             guard positives > 0, positives < trainY.count else {
-                throw Failure.singleClass(positives: positives, negatives: trainY.count - positives)
+                let all = positives + Int(holdY.reduce(0, +))
+                throw Failure.singleClass(positives: all, negatives: labeled - all)
             }
             if let bad = trainX.firstIndex(where: { $0.isInfinite }) ?? holdX.firstIndex(where: { $0.isInfinite }) {
                 throw Failure.nonFinite(column: layout.columns[bad % width].name)

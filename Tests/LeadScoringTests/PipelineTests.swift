@@ -119,6 +119,8 @@ struct PipelineTests {
         #expect(load(#"{"features": [{"kind": "numeric", "field": "x", "transform": "sqrt"}]}"#).contains("unknown transform \"sqrt\""))
         #expect(load(#"{"features": [{"kind": "numeric", "field": "x", "transform": {"clip": [5, 1]}}]}"#).contains("clip"))
         #expect(load(#"{"features": []}"#).contains("no features"))
+        #expect(load(#"{"features": [{"kind": "event_count", "event": "x", "window_days": 0}]}"#).contains("window_days"))
+        #expect(load(#"{"labels": {"won": ["won"], "lost": ["Won"]}, "features": [{"kind": "lead_age"}]}"#).contains("both won and lost"))
         #expect(load("{not json").contains("spec.json"))
         let spec = try FeatureSpec.load(from: { let u = dir.appendingPathComponent("ok.json"); try Data(#"{"features": [{"kind": "numeric", "field": "x", "transform": {"clip": [0, 3]}}]}"#.utf8).write(to: u); return u }())
         #expect(spec.features[0].transform == .clip(0, 3))
@@ -172,7 +174,7 @@ struct PipelineTests {
     private func countTraining(_ store: LeadStore) throws -> Int {
         try store.reader.read { db in
             try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE status IN ('lost', 'disqualified')")
-                .filter { !Trainer.isHoldout($0, fraction: 0.2) }.count
+                .count
         }
     }
 
