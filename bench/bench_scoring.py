@@ -605,40 +605,9 @@ def main() -> None:
             process_rows.append(res)
 
     # ---------------------------------------------------------------- 3. kernel
-    fig.section(f"3. kernel: X·w, {KERNEL_ROWS:,}×{KERNEL_COLS} float64, median of {KERNEL_REPEATS} after a warm-up")
-    if deps_error:
-        np_res, np_runs = h.skipped("numpy X @ w", deps_error), []
-    else:
-        np_res, np_runs = measure_parsed(
-            "numpy X @ w", py + ["kernel", "--rows", KERNEL_ROWS, "--cols", KERNEL_COLS,
-                                 "--repeats", KERNEL_REPEATS],
-            runs=1, parse=lambda o, e: last_json(o), notes="whole process (timed part: 20 × X @ w)")
-    np_rate = np_runs[0]["rows_per_second"] if np_res.ok and np_runs else None
-    if np_rate:
-        fig.add("numpy X @ w", f"{np_rate / 1e6:,.1f} M rows/s", "", "",
-                f"{np_runs[0]['median_seconds'] * 1e3:.2f} ms; {np_runs[0]['blas']}")
-    else:
-        fig.add("numpy X @ w", "n/a", "", "", why(np_res))
-    process_rows.append(np_res)
-    for b in blases:
-        name = f"LeadLens bench-kernel [{b.label}]"
-        if not b.ok:
-            res, runs = h.skipped(name, b.error), []
-        else:
-            res, runs = measure_parsed(
-                name, [binary, "bench-kernel", "--rows", KERNEL_ROWS, "--cols", KERNEL_COLS,
-                       "--repeats", KERNEL_REPEATS],
-                runs=1, env=b.env, parse=lambda o, e: last_json(o), notes="whole process")
-        process_rows.append(res)
-        if res.ok and runs:
-            rate = runs[0]["rows_per_second"]
-            ratio = rate / np_rate if np_rate else None
-            fig.add(f"bench-kernel [{b.label}]", f"{rate / 1e6:,.1f} M rows/s", "", "",
-                    f"{runs[0]['median_seconds'] * 1e3:.2f} ms")
-            fig.add(f"  LeadLens / numpy rows/s [{b.label}]", f"{ratio:.2f}×" if ratio else "n/a",
-                    f"≥ {TARGET_KERNEL_RATIO:g}×", verdict(None if ratio is None else ratio >= TARGET_KERNEL_RATIO))
-        else:
-            fig.add(f"bench-kernel [{b.label}]", "n/a", f"≥ {TARGET_KERNEL_RATIO:g}× numpy", "", why(res))
+    fig.section(f"3. kernel: X·w, {KERNEL_ROWS:,}×{KERNEL_COLS} float64, median of {KERNEL_REPEATS} "
+                f"after a warm-up, in each of {RUNS} processes")
+    kernel(binary, blases, py, deps_error, fig, process_rows)
 
     # ---------------------------------------------------------------- 4. quality
     fig.section(f"4. model quality on {QUALITY_LEADS:,} generated leads (holdout {HOLDOUT:g})")
@@ -652,6 +621,63 @@ def main() -> None:
                   title="whole processes (time = median wall time of the process, incl. start-up)",
                   items_label="items/s")
     fig.print()
+
+
+def kernel(binary: str, blases: list[Blas], py: list, deps_error: str, fig: Figures,
+           process_rows: list) -> None:
+    """numpy and bench-kernel under each BLAS, RUNS processes each, interleaved round by round
+    so a busy moment of the machine hits every contender alike. Figure: the median over the
+    processes of each process's in-process median."""
+    size = ["--rows", KERNEL_ROWS, "--cols", KERNEL_COLS, "--repeats", KERNEL_REPEATS]
+    contenders: list[tuple[str, list | None, dict | None, str]] = \
+        [("numpy X @ w", None if deps_error else py + ["kernel", *size], None, deps_error)]
+    contenders += [(f"LeadLens bench-kernel [{b.label}]", [binary, "bench-kernel", *size] if b.ok else None,
+                    b.env if b.ok else None, b.error) for b in blases]
+    results: dict[str, tuple[h.Result, list]] = {}
+    for name, cmd, env, error in contenders:
+        results[name] = (h.skipped(name, error) if cmd is None else
+                         h.Result(name=name, cmd=[str(c) for c in cmd], notes="whole process"), [])
+    for _ in range(RUNS):
+        for name, cmd, env, _ in contenders:
+            acc, runs = results[name]
+            if cmd is None or not acc.ok:
+                continue
+            res, parsed = measure_parsed(name, cmd, runs=1, env=env, parse=lambda o, e: last_json(o))
+            if not res.ok:
+                acc.ok, acc.exit_code, acc.error = False, res.exit_code, res.error
+                continue
+            acc.times += res.times
+            acc.rss_kib += res.rss_kib
+            acc.codes += res.codes
+            runs += parsed
+
+    def rate(name: str) -> float | None:
+        acc, runs = results[name]
+        return statistics.median(r["rows_per_second"] for r in runs) if acc.ok and runs else None
+
+    def note(name: str) -> str:
+        runs = results[name][1]
+        ms = [r["median_seconds"] * 1e3 for r in runs]
+        return f"{statistics.median(ms):.2f} ms" + (f" ({min(ms):.2f}–{max(ms):.2f})" if len(ms) > 1 else "")
+
+    np_name = contenders[0][0]
+    np_rate = rate(np_name)
+    if np_rate:
+        fig.add("numpy X @ w", f"{np_rate / 1e6:,.1f} M rows/s", "", "",
+                f"{note(np_name)}; {results[np_name][1][0]['blas']}")
+    else:
+        fig.add("numpy X @ w", "n/a", "", "", why(results[np_name][0]))
+    for b, (name, _, _, _) in zip(blases, contenders[1:]):
+        r = rate(name)
+        if r:
+            ratio = r / np_rate if np_rate else None
+            fig.add(f"bench-kernel [{b.label}]", f"{r / 1e6:,.1f} M rows/s", "", "", note(name))
+            fig.add(f"  LeadLens / numpy rows/s [{b.label}]", f"{ratio:.2f}×" if ratio else "n/a",
+                    f"≥ {TARGET_KERNEL_RATIO:g}×", verdict(None if ratio is None else ratio >= TARGET_KERNEL_RATIO))
+        else:
+            fig.add(f"bench-kernel [{b.label}]", "n/a", f"≥ {TARGET_KERNEL_RATIO:g}× numpy", "",
+                    why(results[name][0]))
+    process_rows += [res for res, _ in results.values()]
 
 
 def quality(binary: str, blases: list[Blas], train_env: dict | None, py: list, deps_error: str,

@@ -100,7 +100,21 @@ public struct FeatureLayout: Sendable {
             resolvedFeatures.append(try builder.add(feature))
         }
         let label = try builder.resolveLabel(spec.labels)
+        // A feature read from the label field would hand the model the answer.
+        if let labelField = spec.labels.field {
+            let labelKey = FieldName.knownField(labelField)?.rawValue ?? FieldName.normalize(labelField)
+            for feature in spec.features {
+                guard let field = feature.field else { continue }
+                if (FieldName.knownField(field)?.rawValue ?? FieldName.normalize(field)) == labelKey {
+                    builder.problems.append("\"\(field)\" is the label field; a feature on it would leak the outcome")
+                }
+            }
+        }
         try builder.throwUnknown()
+        guard !builder.columns.isEmpty else { throw SpecError("the spec yields no columns") }
+        guard builder.columns.count <= FeatureSpec.maxColumns else {
+            throw SpecError("the spec yields \(builder.columns.count) columns; at most \(FeatureSpec.maxColumns) are allowed")
+        }
         var seen = Set<String>()
         for column in builder.columns where !seen.insert(column.name).inserted {
             throw SpecError("column \"\(column.name)\" is declared twice")

@@ -31,9 +31,20 @@ public struct FeatureReader: Sendable {
 
     static let millisecondsPerDay = 86_400_000.0
 
-    public init(layout: FeatureLayout, asOf: Int64) {
+    /// Count events and last-seen times from the events table, up to `asOf`, instead of the
+    /// all-time activity aggregate: for a scoring time in the past, later events must not count.
+    public let historical: Bool
+
+    public init(layout: FeatureLayout, asOf: Int64, historical: Bool = false) {
         self.layout = layout
         self.asOf = asOf
+        self.historical = historical
+    }
+
+    /// Whether any lead has activity after `asOf`, i.e. whether a reader at `asOf` must be
+    /// ``historical``. One scan of the leads at most; callers ask once per run.
+    public static func needsHistory(_ db: Database, asOf: Int64) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE last_activity_at > ? LIMIT 1", arguments: [asOf]) != nil
     }
 
     /// Up to `limit` leads with id > `after`, ascending.
@@ -138,7 +149,28 @@ public struct FeatureReader: Sendable {
         /// span `from`...`to` in ascending order.
         mutating func readDetails(_ db: Database, from: Int64, to: Int64, rows: Range<Int>, reader: FeatureReader) throws {
             let t = typeIndexes.count
-            if t > 0 || layout.columns.contains(where: { if case .daysSince = $0.source { true } else { false } }) {
+            let needsActivity = t > 0 || layout.columns.contains(where: { if case .daysSince = $0.source { true } else { false } })
+            if needsActivity && reader.historical {
+                let events = try RawStatement(db, sql: """
+                    SELECT lead_id, type_id, count(*), max(occurred_at) FROM events
+                    WHERE lead_id BETWEEN ? AND ? AND occurred_at <= ?
+                    GROUP BY lead_id, type_id
+                    """)
+                events.bind(1, from)
+                events.bind(2, to)
+                events.bind(3, reader.asOf)
+                defer { events.reset() }
+                var cursor = rows.lowerBound
+                while try events.step() {
+                    guard let row = row(of: events.int64(0), from: &cursor, end: rows.upperBound) else { continue }
+                    let last = events.int64(3)
+                    lastAt[row] = max(lastAt[row] ?? .min, last)
+                    if let slot = typeSlot[Int(events.int64(1)) - 1] {
+                        typeCounts[row * t + slot] = Double(events.int64(2))
+                        typeLastAt[row * t + slot] = Double(last)
+                    }
+                }
+            } else if needsActivity {
                 let activity = try RawStatement(db, sql: """
                     SELECT lead_id, last_at, type_counts, type_last_at FROM lead_activity WHERE lead_id BETWEEN ? AND ?
                     """)

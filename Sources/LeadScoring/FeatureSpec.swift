@@ -20,6 +20,7 @@ public struct FeatureSpec: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case name, labels, features }
 
     public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, known: ["name", "labels", "features"])
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? "model"
         labels = try container.decodeIfPresent(LabelRule.self, forKey: .labels) ?? LabelRule()
@@ -55,11 +56,22 @@ public struct FeatureSpec: Codable, Sendable, Equatable {
         return FeatureSpec(name: name, features: features)
     }
 
+    /// Model names become file names and are stored on every lead: keep them plain.
+    public static func isValidName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
+    }
+
+    /// Most columns one spec may expand into; each costs a Hessian row and a matrix column.
+    public static let maxColumns = 2_000
+    /// Largest `top_k` a categorical feature may ask for.
+    public static let maxTopK = 1_000
+
     /// Checks what can be checked without a store: each feature has the keys its kind needs.
     public func validateShape() throws {
         guard !features.isEmpty else { throw SpecError("the spec declares no features") }
-        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
-            throw SpecError("name must be letters, digits, '-' or '_', got \"\(name)\"")
+        guard Self.isValidName(name) else {
+            throw SpecError("name must be 1–64 ASCII letters, digits, '-' or '_', got \"\(name)\"")
         }
         for (index, feature) in features.enumerated() {
             try feature.validateShape(position: index + 1)
@@ -92,6 +104,7 @@ public struct LabelRule: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case won, lost, field }
 
     public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, known: ["won", "lost", "field"])
         let container = try decoder.container(keyedBy: CodingKeys.self)
         won = try container.decodeIfPresent([String].self, forKey: .won) ?? Self.defaultWon
         lost = try container.decodeIfPresent([String].self, forKey: .lost) ?? Self.defaultLost
@@ -155,6 +168,19 @@ public struct Feature: Codable, Sendable, Equatable {
         case topK = "top_k"
     }
 
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, known: ["kind", "event", "window_days", "field", "transform", "values", "top_k", "other"])
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try container.decode(Kind.self, forKey: .kind)
+        event = try container.decodeIfPresent(String.self, forKey: .event)
+        windowDays = try container.decodeIfPresent(Int.self, forKey: .windowDays)
+        field = try container.decodeIfPresent(String.self, forKey: .field)
+        transform = try container.decodeIfPresent(Transform.self, forKey: .transform)
+        values = try container.decodeIfPresent([String].self, forKey: .values)
+        topK = try container.decodeIfPresent(Int.self, forKey: .topK)
+        other = try container.decodeIfPresent(Bool.self, forKey: .other)
+    }
+
     public init(kind: Kind, event: String? = nil, windowDays: Int? = nil, field: String? = nil,
                 transform: Transform? = nil, values: [String]? = nil, topK: Int? = nil, other: Bool? = nil) {
         self.kind = kind
@@ -180,6 +206,20 @@ public struct Feature: Codable, Sendable, Equatable {
 
     func validateShape(position: Int) throws {
         func fail(_ message: String) -> SpecError { SpecError("feature \(position) (\(kind.rawValue)): \(message)") }
+        // A key the kind does not use is a mistake (a misplaced window_days would silently count
+        // all time): refuse it rather than ignore it.
+        let used: [(String, Bool, Set<Kind>)] = [
+            ("event", event != nil, [.eventCount, .daysSinceActivity]),
+            ("window_days", windowDays != nil, [.eventCount]),
+            ("field", field != nil, [.numeric, .categorical, .presence]),
+            ("transform", transform != nil, [.eventCount, .daysSinceActivity, .numeric, .leadAge]),
+            ("values", values != nil, [.categorical]),
+            ("top_k", topK != nil, [.categorical]),
+            ("other", other != nil, [.categorical]),
+        ]
+        for (key, present, kinds) in used where present && !kinds.contains(kind) {
+            throw fail("\"\(key)\" does not apply to \(kind.rawValue)")
+        }
         switch kind {
         case .eventCount:
             guard let event, !event.isEmpty else { throw fail("needs \"event\"") }
@@ -188,13 +228,13 @@ public struct Feature: Codable, Sendable, Equatable {
             guard let field, !field.isEmpty else { throw fail("needs \"field\"") }
         case .categorical:
             guard let field, !field.isEmpty else { throw fail("needs \"field\"") }
-            switch (values, topK) {
-            case (nil, nil): throw fail("needs \"values\" or \"top_k\"")
-            case (.some(let values), nil) where values.isEmpty: throw fail("\"values\" is empty")
-            case (nil, .some(let k)) where k <= 0: throw fail("top_k must be positive")
-            case (.some, .some) where other == nil: throw fail("give \"values\" or \"top_k\", not both")
-            default: break
+            if values == nil && topK == nil { throw fail("needs \"values\" or \"top_k\"") }
+            if let values, values.isEmpty || values.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                throw fail("\"values\" must list non-blank values")
             }
+            if let topK, !(1...FeatureSpec.maxTopK).contains(topK) { throw fail("top_k must be between 1 and \(FeatureSpec.maxTopK)") }
+            // A trained model lists the top-K values it saw beside top_k; a hand-written spec gives one.
+            if values != nil && topK != nil && other == nil { throw fail("give \"values\" or \"top_k\", not both") }
         case .daysSinceActivity, .emailDomain, .leadAge:
             break
         }
@@ -267,5 +307,22 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
             return at.isEmpty ? context.debugDescription : "\(at): \(context.debugDescription)"
         @unknown default: return "invalid spec"
         }
+    }
+}
+
+/// Throws when a JSON object has a key outside `known`, naming it: a misspelled key would
+/// otherwise be ignored and change the model without a word.
+func rejectUnknownKeys(_ decoder: any Decoder, known: Set<String>) throws {
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    let container = try decoder.container(keyedBy: AnyKey.self)
+    if let unknown = container.allKeys.map(\.stringValue).filter({ !known.contains($0) }).sorted().first {
+        throw DecodingError.dataCorrupted(.init(
+            codingPath: decoder.codingPath,
+            debugDescription: "unknown key \"\(unknown)\" (expected one of: \(known.sorted().joined(separator: ", ")))"))
     }
 }

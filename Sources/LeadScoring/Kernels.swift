@@ -11,7 +11,11 @@ public enum Kernels {
     public static func multiply(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                 by w: UnsafeBufferPointer<Double>, into y: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count >= rows * cols && w.count >= cols && y.count >= rows, "matrix and vector sizes disagree")
-        guard rows > 0, cols > 0 else { return }
+        guard rows > 0 else { return }
+        guard cols > 0 else {
+            for i in 0..<rows { y[i] = 0 }
+            return
+        }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(cols), 1.0,
                     x.baseAddress, Int32(cols), w.baseAddress, 1, 0.0, y.baseAddress, 1)
     }

@@ -55,11 +55,14 @@ public final class LeadScorer: Sendable {
                          progress: ((Summary) -> Void)? = nil) throws -> Summary {
         var summary = Summary()
         var after: Int64 = .min
-        var layout: FeatureLayout?
+        var reader: FeatureReader?
         while true {
             let done: Bool = try writer.write { db in
-                if layout == nil { layout = try self.layout(in: db) }
-                let reader = FeatureReader(layout: layout!, asOf: asOf)
+                if reader == nil {
+                    reader = FeatureReader(layout: try self.layout(in: db), asOf: asOf,
+                                           historical: try FeatureReader.needsHistory(db, asOf: asOf))
+                }
+                guard let reader else { return true }
                 let rows = try reader.read(db, after: after, limit: chunkSize)
                 guard let last = rows.ids.last else { return true }
                 after = last
@@ -78,6 +81,8 @@ public final class LeadScorer: Sendable {
     /// commits, so new events and the scores they cause land together).
     public func rescore(ids: [Int64], in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> [Scored] {
         guard !ids.isEmpty else { return [] }
+        var seen = Set<Int64>()
+        let ids = ids.filter { seen.insert($0).inserted }  // a lead named twice is scored once
         let reader = FeatureReader(layout: try layout(in: db), asOf: asOf)
         var results: [Scored] = []
         results.reserveCapacity(ids.count)
@@ -105,7 +110,7 @@ public final class LeadScorer: Sendable {
             INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail)
             VALUES (?, ?, 'score_changed', ?, ?, ?)
             """)
-        let detail = #"{"model_version":"\#(model.version)"}"#
+        let detail = String(decoding: try JSONEncoder().encode(["model_version": model.version]), as: UTF8.self)
         var results: [Scored] = []
         results.reserveCapacity(rows.count)
         for i in 0..<rows.count {
@@ -142,7 +147,8 @@ public final class LeadScorer: Sendable {
     /// largest magnitude first. intercept + Σ contributions = logit, and σ(logit) = probability.
     public func explain(leadID: Int64, in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> Explanation? {
         let layout = try layout(in: db)
-        let rows = try FeatureReader(layout: layout, asOf: asOf).read(db, ids: [leadID])
+        let historical = try Bool.fetchOne(db, sql: "SELECT last_activity_at > ? FROM leads WHERE id = ?", arguments: [asOf, leadID]) ?? false
+        let rows = try FeatureReader(layout: layout, asOf: asOf, historical: historical).read(db, ids: [leadID])
         guard rows.count == 1 else { return nil }
         var z = rows.values
         standardizer.apply(&z, rows: 1)

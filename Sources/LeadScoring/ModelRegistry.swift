@@ -23,22 +23,25 @@ public enum ModelRegistry {
         let prefix = "\(name)-v"
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for file in files where file.hasPrefix(prefix) && file.hasSuffix(".json") {
-            if let n = Int(file.dropFirst(prefix.count).dropLast(5)) { highest = max(highest, n) }
+            if let n = Int(file.dropFirst(prefix.count).dropLast(5)), n < 1_000_000_000 { highest = max(highest, n) }
         }
         for version in try String.fetchAll(db, sql: "SELECT version FROM models WHERE name = ?", arguments: [name]) {
-            if version.hasPrefix(prefix), let n = Int(version.dropFirst(prefix.count)) { highest = max(highest, n) }
+            if version.hasPrefix(prefix), let n = Int(version.dropFirst(prefix.count)), n < 1_000_000_000 { highest = max(highest, n) }
         }
         return "\(prefix)\(highest + 1)"
     }
 
-    /// Adds a model to the store (replacing a same-version body), inactive.
+    /// Adds a model to the store, inactive. A version is never reused: registering one the store
+    /// already has is an error, so a model is never silently replaced by another.
     public static func register(_ model: ScoringModel, in db: Database) throws {
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM models WHERE version = ?", arguments: [model.version]) != nil {
+            throw SpecError("the store already has a model \(model.version)")
+        }
         let body = String(decoding: try model.encoded(), as: UTF8.self)
         try db.execute(sql: """
             INSERT INTO models (version, name, created_at, holdout_auc, body) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (version) DO UPDATE SET body = excluded.body, holdout_auc = excluded.holdout_auc
             """, arguments: [model.version, model.name, Int64(model.createdAt.timeIntervalSince1970 * 1000),
-                             model.metrics.auc, body])
+                             model.metricsOn == "holdout" ? model.metrics.auc : nil, body])
     }
 
     public static func activate(version: String, in db: Database) throws {
@@ -76,15 +79,30 @@ public enum ModelRegistry {
         case keep(reason: String)
     }
 
-    public static func decide(candidate: ScoringModel, active: ScoringModel?, force: Bool) -> Decision {
+    /// Whether `candidate` may replace `active`. The two AUCs must come from the same leads:
+    /// `activeAUC` is the active model's AUC on the candidate's holdout (see ``holdoutAUC``).
+    public static func decide(candidate: ScoringModel, active: ScoringModel?, activeAUC: Double?, force: Bool) -> Decision {
         guard !force, let active else { return .activate }
-        guard let new = candidate.metrics.auc else { return .keep(reason: "the new model has no holdout AUC") }
-        guard let current = active.metrics.auc else { return .activate }
+        guard candidate.metricsOn == "holdout", let new = candidate.metrics.auc else {
+            return .keep(reason: "trained without a holdout (--holdout 0), so there is nothing to compare with \(active.version) on; --force activates it anyway")
+        }
+        guard let current = activeAUC else { return .activate }
         if new < current - aucTolerance {
-            return .keep(reason: String(format: "holdout AUC %.4f is more than %.3f below the active model %@'s %.4f",
+            return .keep(reason: String(format: "holdout AUC %.4f is more than %.3f below %@'s %.4f on the same leads",
                                         new, aucTolerance, active.version, current))
         }
         return .activate
+    }
+
+    /// `model`'s AUC on the given leads and labels, its features computed at `asOf`; nil when it
+    /// cannot score them (a spec this store no longer resolves) or they hold one class only.
+    public static func holdoutAUC(of model: ScoringModel, leadIDs: [Int64], labels: [Double], asOf: Int64,
+                                  in db: Database) -> Double? {
+        let scorer = LeadScorer(model: model)
+        guard let layout = try? scorer.layout(in: db),
+              let rows = try? FeatureReader(layout: layout, asOf: asOf).read(db, ids: leadIDs),
+              rows.ids == leadIDs else { return nil }
+        return Metrics.auc(scores: scorer.probabilities(rows), labels: labels)
     }
 
     /// The active model; when the store has none yet, registers and activates the shipped
@@ -95,9 +113,9 @@ public enum ModelRegistry {
         let model = try ScoringModel.load(from: defaultURL)
         return try writer.write { db in
             if let model = try active(in: db) { return model }  // another process got there first
-            try register(model, in: db)
+            if try self.model(version: model.version, in: db) == nil { try register(model, in: db) }
             try activate(version: model.version, in: db)
-            return model
+            return try active(in: db)
         }
     }
 }

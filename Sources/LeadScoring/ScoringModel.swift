@@ -87,8 +87,18 @@ public struct ScoringModel: Codable, Sendable, Equatable {
         let model = try decoder.decode(ScoringModel.self, from: data)
         guard model.format == formatName else { throw SpecError("unsupported model format \"\(model.format)\"") }
         let width = model.columns.count
-        guard model.means.count == width, model.stds.count == width, model.coefficients.count == width else {
+        guard model.means.count == width, model.stds.count == width, model.coefficients.count == width, width > 0 else {
             throw SpecError("model \(model.version) is inconsistent: columns, means, stds and coefficients differ in length")
+        }
+        guard FeatureSpec.isValidName(model.name), model.version.hasPrefix(model.name + "-v"),
+              Int(model.version.dropFirst(model.name.count + 2)) != nil else {
+            throw SpecError("model version must be <name>-v<N>")
+        }
+        // Every number scoring multiplies by must be finite, and every std positive: a NaN
+        // probability could not become a score.
+        let numbers = model.means + model.weights + [model.intercept]
+        guard numbers.allSatisfy(\.isFinite), model.stds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw SpecError("model \(model.version) has a non-finite coefficient, mean or std")
         }
         return model
     }
@@ -161,13 +171,15 @@ struct Standardizer {
         self.stds = stds
     }
 
+    /// A value so extreme its standardized form overflows counts as missing, like NaN: a lead's
+    /// score must never become NaN.
     func apply(_ values: inout [Double], rows: Int) {
         let width = means.count
         for r in 0..<rows {
             let base = r * width
             for c in 0..<width {
-                let x = values[base + c]
-                values[base + c] = x.isNaN ? 0 : (x - means[c]) / stds[c]
+                let z = (values[base + c] - means[c]) / stds[c]
+                values[base + c] = z.isFinite ? z : 0
             }
         }
     }

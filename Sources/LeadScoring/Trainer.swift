@@ -30,8 +30,8 @@ public enum Trainer {
                 "only \(found) labeled lead\(found == 1 ? "" : "s") (won or lost); at least \(minimum) are needed"
             case .singleClass(let positives, let negatives):
                 positives == 0
-                    ? "no labeled lead is won (\(negatives) lost); a model needs both outcomes"
-                    : "no labeled lead is lost (\(positives) won); a model needs both outcomes"
+                    ? "none of the \(negatives) training leads is won; a model needs both outcomes"
+                    : "none of the \(positives) training leads is lost; a model needs both outcomes"
             case .nonFinite(let column): "column \"\(column)\" has an infinite or NaN value after its transform"
             case .badHoldout(let value): "holdout must be in [0, 1), got \(value)"
             }
@@ -44,6 +44,8 @@ public enum Trainer {
         public var standardizer: (means: [Double], stds: [Double])
         public var train: (x: [Double], y: [Double], rows: Int)
         public var holdout: (x: [Double], y: [Double], rows: Int)
+        /// The held-out leads, in row order: another model is compared on exactly these.
+        public var holdoutIDs: [Int64]
         public var unlabeled: Int
         public var dataFrom: Int64?
         public var dataTo: Int64?
@@ -66,10 +68,12 @@ public enum Trainer {
         guard options.holdout >= 0, options.holdout < 1 else { throw Failure.badHoldout(options.holdout) }
         return try reader.read { db in
             let layout = try FeatureLayout.resolve(spec, in: db, training: true)
-            let featureReader = FeatureReader(layout: layout, asOf: options.asOf)
+            let featureReader = FeatureReader(layout: layout, asOf: options.asOf,
+                                              historical: try FeatureReader.needsHistory(db, asOf: options.asOf))
             let width = layout.columns.count
             var trainX: [Double] = [], trainY: [Double] = []
             var holdX: [Double] = [], holdY: [Double] = []
+            var holdIDs: [Int64] = []
             var unlabeled = 0
             var dataFrom: Int64?, dataTo: Int64?
             var after: Int64 = .min
@@ -78,11 +82,13 @@ public enum Trainer {
                 guard let last = chunk.ids.last else { break }
                 after = last
                 for r in 0..<chunk.count {
+                    // A lead created after the scoring time did not exist then.
+                    if chunk.createdAt[r] > options.asOf { continue }
                     let label = chunk.labels[r]
                     if label.isNaN { unlabeled += 1; continue }
                     let row = chunk.values[r * width..<(r + 1) * width]
                     if isHoldout(chunk.ids[r], fraction: options.holdout) {
-                        holdX.append(contentsOf: row); holdY.append(label)
+                        holdX.append(contentsOf: row); holdY.append(label); holdIDs.append(chunk.ids[r])
                     } else {
                         trainX.append(contentsOf: row); trainY.append(label)
                         dataFrom = min(dataFrom ?? .max, chunk.createdAt[r])
@@ -96,8 +102,7 @@ public enum Trainer {
             }
             let positives = Int(trainY.reduce(0, +))
             guard positives > 0, positives < trainY.count else {
-                let all = positives + Int(holdY.reduce(0, +))
-                throw Failure.singleClass(positives: all, negatives: labeled - all)
+                throw Failure.singleClass(positives: positives, negatives: trainY.count - positives)
             }
             if let bad = trainX.firstIndex(where: { $0.isInfinite }) ?? holdX.firstIndex(where: { $0.isInfinite }) {
                 throw Failure.nonFinite(column: layout.columns[bad % width].name)
@@ -115,7 +120,7 @@ public enum Trainer {
             return Dataset(
                 layout: layout, standardizer: (standardizer.means, standardizer.stds),
                 train: (trainX, trainY, trainY.count), holdout: (holdX, holdY, holdY.count),
-                unlabeled: unlabeled, dataFrom: dataFrom, dataTo: dataTo)
+                holdoutIDs: holdIDs, unlabeled: unlabeled, dataFrom: dataFrom, dataTo: dataTo)
         }
     }
 
@@ -138,11 +143,10 @@ public enum Trainer {
         let metrics = ModelMetrics(probabilities: probabilities, labels: evaluated.y)
 
         let (means, stds) = data.standardizer
+        let (weightsRaw, interceptRaw) = rawScale(weights: fit.weights, intercept: fit.intercept, means: means, stds: stds)
         let coefficients = data.layout.columns.indices.map { j in
-            ScoringModel.Coefficient(feature: data.layout.columns[j].name, weight: fit.weights[j],
-                                     weightRaw: fit.weights[j] / stds[j])
+            ScoringModel.Coefficient(feature: data.layout.columns[j].name, weight: fit.weights[j], weightRaw: weightsRaw[j])
         }
-        let interceptRaw = fit.intercept - data.layout.columns.indices.reduce(0.0) { $0 + fit.weights[$1] * means[$1] / stds[$1] }
         let positives = Int(data.train.y.reduce(0, +))
         // Whole seconds: the model file stores ISO 8601 dates without fractions.
         func date(_ ms: Int64?) -> Date? { ms.map { Date(timeIntervalSince1970: Double($0 / 1000)) } }
@@ -160,6 +164,13 @@ public enum Trainer {
                 asOf: date(options.asOf)!,
                 dataFrom: date(data.dataFrom), dataTo: date(data.dataTo), seconds: seconds),
             metrics: metrics, metricsOn: data.holdout.rows > 0 ? "holdout" : "training")
+    }
+
+    /// Coefficients on the original feature scale: w/σ, and b − Σ w·μ/σ.
+    public static func rawScale(weights: [Double], intercept: Double, means: [Double], stds: [Double])
+        -> (weights: [Double], intercept: Double) {
+        let raw = weights.indices.map { weights[$0] / stds[$0] }
+        return (raw, intercept - weights.indices.reduce(0.0) { $0 + weights[$1] * means[$1] / stds[$1] })
     }
 
     /// σ(X·w + b) over a standardized row-major matrix, one dgemv.

@@ -116,13 +116,20 @@ struct IngestCommand: ParsableCommand {
     }
 
     /// Incremental scoring: the leads each transaction touches are rescored before it commits.
+    /// Follows the active model: a long `--watch` picks up a model activated while it runs.
     final class Rescoring {
-        let scorer: LeadScorer
+        private(set) var scorer: LeadScorer
         private var count = 0
         init(scorer: LeadScorer) { self.scorer = scorer }
 
         var hook: Ingester.BeforeCommit {
-            { [self] db, ids in count += try scorer.rescore(ids: ids, in: db).count }
+            { [self] db, ids in
+                let active = try String.fetchOne(db, sql: "SELECT version FROM models WHERE is_active = 1")
+                if let active, active != scorer.model.version, let model = try ModelRegistry.active(in: db) {
+                    scorer = LeadScorer(model: model)
+                }
+                count += try scorer.rescore(ids: ids, in: db).count
+            }
         }
 
         /// Leads rescored since the last call.

@@ -130,13 +130,10 @@ struct TrainCommand: ParsableCommand {
         if let exportMatrix { try export(data, to: exportMatrix) }
 
         let outURL = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? models.directoryURL
-        let version = try leadStore.reader.read {
-            try ModelRegistry.nextVersion(name: featureSpec.name, directory: outURL, in: $0)
-        }
         let solveStarted = Date()
-        let model: ScoringModel
+        var model: ScoringModel
         do {
-            model = try Trainer.fit(data, name: featureSpec.name, version: version, options: options,
+            model = try Trainer.fit(data, name: featureSpec.name, version: "\(featureSpec.name)-v0", options: options,
                                     readSeconds: readSeconds) { iteration in
                 Terminal.status(String(format: "  iteration %2d  loss %.10f  |gradient| %.3e  step %.3g",
                                        iteration.number, iteration.loss, iteration.gradientNorm, iteration.stepSize))
@@ -147,16 +144,31 @@ struct TrainCommand: ParsableCommand {
         }
         let solveSeconds = Date().timeIntervalSince(solveStarted)
 
+        // Version, file and registration in one write transaction: two runs never take the same
+        // version, and a file that cannot be written leaves nothing registered.
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        let fileURL = outURL.appendingPathComponent("\(version).json")
-        try model.encoded().write(to: fileURL, options: .atomic)
+        var fileURL = outURL
+        defer {
+            // Rolled back: the file must not outlive its registration.
+            if fileURL != outURL, (try? leadStore.reader.read({ try ModelRegistry.model(version: model.version, in: $0) })) == nil {
+                try? FileManager.default.removeItem(at: fileURL)
+            }
+        }
         let decision: ModelRegistry.Decision = try leadStore.writer.write { db in
+            model.version = try ModelRegistry.nextVersion(name: featureSpec.name, directory: outURL, in: db)
+            fileURL = outURL.appendingPathComponent("\(model.version).json")
             try ModelRegistry.register(model, in: db)
+            try model.encoded().write(to: fileURL, options: .atomic)
             guard activate else { return .keep(reason: "not asked to (--activate)") }
-            let decision = ModelRegistry.decide(candidate: model, active: try ModelRegistry.active(in: db), force: force)
-            if decision == .activate { try ModelRegistry.activate(version: version, in: db) }
+            let active = try ModelRegistry.active(in: db)
+            let activeAUC = active.flatMap {
+                ModelRegistry.holdoutAUC(of: $0, leadIDs: data.holdoutIDs, labels: data.holdout.y, asOf: options.asOf, in: db)
+            }
+            let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: activeAUC, force: force)
+            if decision == .activate { try ModelRegistry.activate(version: model.version, in: db) }
             return decision
         }
+        let version = model.version
 
         let m = model.metrics
         print("model \(version) → \(fileURL.path)")

@@ -96,3 +96,26 @@ struct ActivityTests {
         #expect(matrix.counts == [1, 2, 0, 0, 1, 3])
     }
 }
+
+@Suite("Lead lookup")
+struct LeadLookupTests {
+    @Test("external id first, then LeadLens id; #N always the id; emails case-insensitive")
+    func lookupOrder() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            for (external, email) in [("X0", "a@x.io"), ("1", "b@x.io"), ("L2", nil)] as [(String, String?)] {
+                try db.execute(sql: "INSERT INTO leads (external_id, email, created_at, updated_at) VALUES (?, ?, 0, 0)",
+                               arguments: [external, email])
+            }
+        }
+        try store.reader.read { (db: Database) throws in
+            #expect(try LeadLookup.find("1", in: db) == 2)     // external id "1", not lead 1
+            #expect(try LeadLookup.find("#1", in: db) == 1)
+            #expect(try LeadLookup.find("3", in: db) == 3)     // no such external id: the id
+            #expect(try LeadLookup.find(" B@X.io ", in: db) == 2)
+            #expect(try LeadLookup.find("L2", in: db) == 3)
+            #expect(try LeadLookup.find("nobody", in: db) == nil)
+            #expect(try LeadLookup.find("#99", in: db) == nil)
+        }
+    }
+}
