@@ -22,6 +22,22 @@ public struct FeatureLayout: Sendable {
     /// One per categorical feature.
     let categories: [CategoryEncoder]
 
+    /// Lead text slots whose text is needed (categories, a label field); the others are only
+    /// tested for presence or, for email, for a free-mail domain, straight from SQLite's bytes.
+    var leadSlotNeedsText: [Bool] {
+        leadTextColumns.indices.map { slot in
+            categories.contains { !$0.isCustom && $0.slot == slot } || label == .leadColumn(slot: slot)
+        }
+    }
+
+    /// The same for custom-field slots; numbers are always read.
+    var customSlotNeedsText: [Bool] {
+        customFieldIDs.indices.map { slot in
+            categories.contains { $0.isCustom && $0.slot == slot } || label == .custom(slot: slot)
+                || columns.contains { $0.source == .presenceCustom(slot: slot) }
+        }
+    }
+
     /// Maps a categorical field's value to its one-hot column.
     struct CategoryEncoder: Sendable {
         /// Where the value is read: a lead text column or a custom field (-1: absent from the store).
@@ -329,10 +345,10 @@ enum FreeMail {
         "tutanota.com", "hey.com", "libero.it", "orange.fr", "free.fr", "t-online.de", "rediffmail.com",
     ]
 
-    /// `email` as the store keeps it: trimmed and lowercased at ingestion.
-    static func isFree(storedEmail email: String) -> Bool {
-        let utf8 = email.utf8
-        guard let at = utf8.lastIndex(of: UInt8(ascii: "@")) else { return false }
-        return domains.contains(String(email[utf8.index(after: at)...]))
+    /// An email as the store keeps it (trimmed and lowercased at ingestion), as UTF-8 bytes.
+    static func isFree(storedEmail email: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let at = email.lastIndex(of: UInt8(ascii: "@")) else { return false }
+        let domain = UnsafeBufferPointer(rebasing: email[(at + 1)...])
+        return domains.contains(String(decoding: domain, as: UTF8.self))
     }
 }

@@ -50,6 +50,7 @@ public struct FeatureReader: Sendable {
     /// Up to `limit` leads with id > `after`, ascending.
     public func read(_ db: Database, after: Int64, limit: Int) throws -> FeatureRows {
         var chunk = Chunk(layout: layout)
+        chunk.reserve(limit)
         let leads = try RawStatement(db, sql: leadSQL(where: "id > ? ORDER BY id LIMIT ?"))
         leads.bind(1, after)
         leads.bind(2, Int64(limit))
@@ -90,7 +91,11 @@ public struct FeatureReader: Sendable {
         var status: [String?] = []
         var scores: [Int?] = []
         var value: [Double?] = []
-        var texts: [String?] = []         // rows × leadTextColumns
+        var texts: [String?] = []         // rows × leadTextColumns; nil where only presence is needed
+        var present: [Bool] = []          // rows × leadTextColumns: not blank
+        var freeEmail: [Bool] = []        // rows
+        let leadNeedsText: [Bool]
+        let customNeedsText: [Bool]
         var lastAt: [Int64?] = []
         var typeCounts: [Double] = []     // rows × typeIndexes
         var typeLastAt: [Double] = []     // rows × typeIndexes
@@ -111,6 +116,18 @@ public struct FeatureReader: Sendable {
             }
             typeIndexes = indexes
             typeSlot = Dictionary(uniqueKeysWithValues: indexes.enumerated().map { ($1, $0) })
+            leadNeedsText = layout.leadSlotNeedsText
+            customNeedsText = layout.customSlotNeedsText
+        }
+
+        mutating func reserve(_ count: Int) {
+            let textWidth = layout.leadTextColumns.count, customWidth = layout.customFieldIDs.count
+            ids.reserveCapacity(count); createdAt.reserveCapacity(count); status.reserveCapacity(count)
+            scores.reserveCapacity(count); value.reserveCapacity(count); lastAt.reserveCapacity(count)
+            texts.reserveCapacity(count * textWidth); present.reserveCapacity(count * textWidth)
+            freeEmail.reserveCapacity(count)
+            typeCounts.reserveCapacity(count * typeIndexes.count); typeLastAt.reserveCapacity(count * typeIndexes.count)
+            customText.reserveCapacity(count * customWidth); customNumber.reserveCapacity(count * customWidth)
         }
 
         mutating func addLead(_ s: RawStatement, layout: FeatureLayout) {
@@ -120,7 +137,16 @@ public struct FeatureReader: Sendable {
             status.append(s.text(2))
             scores.append(s.isNull(3) ? nil : Int(s.int64(3)))
             value.append(s.double(4))
-            for i in layout.leadTextColumns.indices { texts.append(s.text(Int32(5 + i))) }
+            var isFree = false
+            for i in layout.leadTextColumns.indices {
+                let column = Int32(5 + i)
+                let bytes = s.textBytes(column)
+                let notBlank = bytes.map { !Self.isBlank($0) } ?? false
+                present.append(notBlank)
+                texts.append(leadNeedsText[i] && notBlank ? s.text(column) : nil)
+                if i == layout.emailSlot, notBlank, let bytes { isFree = FreeMail.isFree(storedEmail: bytes) }
+            }
+            freeEmail.append(isFree)
             lastAt.append(nil)
             typeCounts.append(contentsOf: repeatElement(0, count: typeIndexes.count))
             typeLastAt.append(contentsOf: repeatElement(0, count: typeIndexes.count))
@@ -128,9 +154,10 @@ public struct FeatureReader: Sendable {
             customNumber.append(contentsOf: repeatElement(nil, count: layout.customFieldIDs.count))
         }
 
-        /// The row of `id`. Detail queries return rows in lead order, or (custom values read
-        /// through the field_id index) in lead order per field: look next to the last match first,
-        /// and binary search when the order restarts.
+        /// The row of `id`. Detail queries return rows in lead order (custom values are read by
+        /// their primary key: "+field_id" keeps SQLite off the field_id index, which would return
+        /// them field by field, each through a second lookup). Look next to the last match first,
+        /// and binary search if the order ever restarts.
         func row(of id: Int64, from cursor: inout Int, end: Int) -> Int? {
             if cursor < end && ids[cursor] == id { return cursor }
             if cursor + 1 < end && ids[cursor + 1] == id { cursor += 1; return cursor }
@@ -194,7 +221,7 @@ public struct FeatureReader: Sendable {
                 let placeholders = repeatElement("?", count: fieldIDs.count).joined(separator: ", ")
                 let custom = try RawStatement(db, sql: """
                     SELECT lead_id, field_id, value, number FROM lead_custom_values
-                    WHERE lead_id BETWEEN ? AND ? AND field_id IN (\(placeholders))
+                    WHERE lead_id BETWEEN ? AND ? AND +field_id IN (\(placeholders))
                     """)
                 custom.bind(1, from)
                 custom.bind(2, to)
@@ -206,7 +233,7 @@ public struct FeatureReader: Sendable {
                 while try custom.step() {
                     guard let row = row(of: custom.int64(0), from: &cursor, end: rows.upperBound),
                           let slot = slotOf[custom.int64(1)] else { continue }
-                    customText[row * width + slot] = custom.text(2)
+                    if customNeedsText[slot] { customText[row * width + slot] = custom.text(2) }
                     customNumber[row * width + slot] = custom.double(3)
                 }
             }
@@ -238,6 +265,10 @@ public struct FeatureReader: Sendable {
         /// Empty or only spaces and tabs: a blank cell, the same as a missing one.
         static func isBlank(_ text: String) -> Bool {
             !text.utf8.contains { $0 != 0x20 && $0 != 0x09 }
+        }
+
+        static func isBlank(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            !bytes.contains { $0 != 0x20 && $0 != 0x09 }
         }
 
         /// Element `index` of a little-endian Float64 blob; 0 past its end (an older, shorter blob).
@@ -309,13 +340,13 @@ public struct FeatureReader: Sendable {
                     case .category:
                         x = 0  // set below, by the feature's encoder
                     case .presenceLead(let slot):
-                        x = text(row, slot) == nil ? 0 : 1
+                        x = present[row * textWidth + slot] ? 1 : 0
                     case .presenceValue:
                         x = value[row] == nil ? 0 : 1
                     case .presenceCustom(let slot):
                         x = customSlotText(row, slot) == nil ? 0 : 1
                     case .freeEmail:
-                        x = layout.emailSlot.flatMap { text(row, $0) }.map { FreeMail.isFree(storedEmail: $0) ? 1 : 0 } ?? 0
+                        x = freeEmail[row] ? 1 : 0
                     }
                     if !x.isNaN { x = column.transform.apply(x) }
                     rows.values[base + c] = x

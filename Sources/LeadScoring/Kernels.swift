@@ -88,3 +88,36 @@ public enum Kernels {
         return c
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// OpenBLAS runs its kernels on a thread pool whose idle workers spin for a while after each
+/// call. Scoring makes one small dgemv per chunk between long stretches of SQLite work on the
+/// calling thread, so the spinning workers only take a core from it: scoring runs OpenBLAS on
+/// one thread (measured ~15% faster on 2 cores). With reference BLAS, which has no threads,
+/// this does nothing.
+public enum BLASThreads {
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+    private typealias GetThreads = @convention(c) () -> Int32
+
+    private static let functions: (set: SetThreads, get: GetThreads)? = {
+        let process = dlopen(nil, RTLD_NOW)
+        guard let set = dlsym(process, "openblas_set_num_threads"),
+              let get = dlsym(process, "openblas_get_num_threads") else { return nil }
+        return (unsafeBitCast(set, to: SetThreads.self), unsafeBitCast(get, to: GetThreads.self))
+    }()
+
+    /// Whether the loaded libblas is OpenBLAS.
+    public static var isOpenBLAS: Bool { functions != nil }
+
+    /// Runs `body` with BLAS on one thread, then restores the previous count.
+    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        guard let functions else { return try body() }
+        let previous = functions.get()
+        functions.set(1)
+        defer { functions.set(previous) }
+        return try body()
+    }
+}

@@ -53,6 +53,11 @@ public final class LeadScorer: Sendable {
     /// writers get the lock between chunks.
     public func scoreAll(_ writer: any DatabaseWriter, asOf: Int64 = LeadStore.nowMillis(), chunkSize: Int = 50_000,
                          progress: ((Summary) -> Void)? = nil) throws -> Summary {
+        try BLASThreads.singleThreaded { try scoreAllChunks(writer, asOf: asOf, chunkSize: chunkSize, progress: progress) }
+    }
+
+    private func scoreAllChunks(_ writer: any DatabaseWriter, asOf: Int64, chunkSize: Int,
+                                progress: ((Summary) -> Void)?) throws -> Summary {
         var summary = Summary()
         var after: Int64 = .min
         var reader: FeatureReader?

@@ -1,4 +1,5 @@
 import Foundation
+import Dispatch
 
 /// L2-regularized logistic regression, the objective of scikit-learn's `LogisticRegression(C:)`:
 ///
@@ -75,34 +76,48 @@ public enum LogisticRegression {
         beta[0] = log(positives / (Double(rows) - positives))
 
         var z = [Double](repeating: 0, count: rows)
+        var p = [Double](repeating: 0, count: rows)
         var trialZ = [Double](repeating: 0, count: rows)
+        var trialP = [Double](repeating: 0, count: rows)
         var residual = [Double](repeating: 0, count: rows)
         var weighted = [Double](repeating: 0, count: rows * d)
         var gradient = [Double](repeating: 0, count: d)
         var hessian = [Double](repeating: 0, count: d * d)
         var xtr = [Double](repeating: 0, count: cols)
 
-        func linear(_ beta: [Double], into out: inout [Double]) {
+        /// z ← X·w + b (one dgemv), then p = σ(z) and the objective, in one pass over the rows.
+        func evaluate(_ beta: [Double], z: inout [Double], p: inout [Double]) -> Double {
             x.withUnsafeBufferPointer { xp in
                 beta.withUnsafeBufferPointer { bp in
                     let w = UnsafeBufferPointer(rebasing: bp[1...])
-                    out.withUnsafeMutableBufferPointer { Kernels.multiply(xp, rows: rows, cols: cols, by: w, into: $0) }
+                    z.withUnsafeMutableBufferPointer { Kernels.multiply(xp, rows: rows, cols: cols, by: w, into: $0) }
                 }
             }
             let b = beta[0]
-            for i in 0..<rows { out[i] += b }
-        }
-
-        func objective(_ z: [Double], _ beta: [Double]) -> Double {
-            var sum = 0.0
-            for i in 0..<rows { sum += softplus(z[i]) - y[i] * z[i] }
+            let sums = z.withUnsafeMutableBufferPointer { zp in
+                p.withUnsafeMutableBufferPointer { pp in
+                    y.withUnsafeBufferPointer { yp in
+                        RowBlocks.map(rows: rows) { range in
+                            var sum = 0.0
+                            for i in range {
+                                let zi = zp[i] + b
+                                zp[i] = zi
+                                // One exp for both: e = e^−|z|.
+                                let e = exp(-abs(zi))
+                                sum += (zi > 0 ? zi : 0) + log1p(e) - yp[i] * zi
+                                pp[i] = zi >= 0 ? 1 / (1 + e) : e / (1 + e)
+                            }
+                            return sum
+                        }
+                    }
+                }
+            }
             var norm = 0.0
             for j in 1..<d { norm += beta[j] * beta[j] }
-            return sum + 0.5 * penalty * norm
+            return sums.reduce(0, +) + 0.5 * penalty * norm
         }
 
-        linear(beta, into: &z)
-        var loss = objective(z, beta)
+        var loss = evaluate(beta, z: &z, p: &p)
         var iterations = 0
         var converged = false
         var gradientNorm = Double.infinity
@@ -110,21 +125,31 @@ public enum LogisticRegression {
         while iterations < options.maxIterations {
             iterations += 1
             // Residuals, the intercept's gradient, and the weighted design [√W, √W·X].
-            var interceptGradient = 0.0
-            weighted.withUnsafeMutableBufferPointer { wp in
-                x.withUnsafeBufferPointer { xp in
-                    for i in 0..<rows {
-                        let p = sigmoid(z[i])
-                        residual[i] = p - y[i]
-                        interceptGradient += residual[i]
-                        let s = (p * (1 - p)).squareRoot()
-                        let row = i * d
-                        wp[row] = s
-                        let source = i * cols
-                        for j in 0..<cols { wp[row + 1 + j] = s * xp[source + j] }
+            let partialSums: [Double] = weighted.withUnsafeMutableBufferPointer { wp in
+                residual.withUnsafeMutableBufferPointer { rp in
+                    x.withUnsafeBufferPointer { xp in
+                        p.withUnsafeBufferPointer { pp in
+                            y.withUnsafeBufferPointer { yp in
+                                RowBlocks.map(rows: rows) { range in
+                                    var sum = 0.0
+                                    for i in range {
+                                        let pi = pp[i]
+                                        rp[i] = pi - yp[i]
+                                        sum += rp[i]
+                                        let s = (pi * (1 - pi)).squareRoot()
+                                        let row = i * d
+                                        wp[row] = s
+                                        let source = i * cols
+                                        for j in 0..<cols { wp[row + 1 + j] = s * xp[source + j] }
+                                    }
+                                    return sum
+                                }
+                            }
+                        }
                     }
                 }
             }
+            let interceptGradient = partialSums.reduce(0, +)
             x.withUnsafeBufferPointer { xp in
                 residual.withUnsafeBufferPointer { rp in
                     xtr.withUnsafeMutableBufferPointer { Kernels.multiplyTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
@@ -149,6 +174,9 @@ public enum LogisticRegression {
             let largestStep = step.reduce(0) { max($0, abs($1)) }
             let scale = max(1, beta.reduce(0) { max($0, abs($1)) })
             let atPrecision = decrement <= 1e-13 * max(1, abs(loss)) || largestStep <= options.stepTolerance * scale
+            // Newton converges quadratically: after a full step from a decrement this small, what
+            // remains is of the order of its square, far below the objective's rounding.
+            let lastStep = decrement <= 1e-10 * max(1, abs(loss))
 
             // Backtracking (Armijo) along the Newton direction; the full step is almost always taken.
             var t = 1.0
@@ -156,19 +184,20 @@ public enum LogisticRegression {
             var trialLoss = loss
             while true {
                 for j in 0..<d { trial[j] = beta[j] - t * step[j] }
-                linear(trial, into: &trialZ)
-                trialLoss = objective(trialZ, trial)
+                trialLoss = evaluate(trial, z: &trialZ, p: &trialP)
                 if trialLoss <= loss - 1e-4 * t * decrement || atPrecision || t < 1e-10 { break }
                 t *= 0.5
             }
             progress?(Iteration(number: iterations, loss: loss / Double(rows),
                                 gradientNorm: gradientNorm / Double(rows), stepSize: t))
-            if trialLoss <= loss {
+            let accepted = trialLoss <= loss
+            if accepted {
                 beta = trial
                 swap(&z, &trialZ)
+                swap(&p, &trialP)
                 loss = trialLoss
             }
-            if atPrecision {
+            if atPrecision || (lastStep && accepted && t == 1) {
                 converged = true
                 break
             }
@@ -223,10 +252,34 @@ public enum LogisticRegression {
     }
 }
 
-/// log(1 + eᶻ) without overflow.
-@inline(__always)
-func softplus(_ z: Double) -> Double {
-    z > 0 ? z + log1p(exp(-z)) : log1p(exp(z))
+/// Splits per-row work into fixed blocks of rows run on every core. The blocks do not depend on
+/// the core count and their results come back in block order, so a sum over them is the same
+/// on every machine.
+enum RowBlocks {
+    static let size = 32_768
+
+    /// `body` runs concurrently on disjoint row ranges; callers write only to their range's rows.
+    static func map<T>(rows: Int, _ body: (Range<Int>) -> T) -> [T] {
+        let count = (rows + size - 1) / size
+        guard count > 1 else { return [body(0..<rows)] }
+        var results = [T?](repeating: nil, count: count)
+        withoutActuallyEscaping(body) { body in
+            results.withUnsafeMutableBufferPointer { out in
+                let shared = Unchecked((body: body, out: out))
+                DispatchQueue.concurrentPerform(iterations: count) { block in
+                    shared.value.out[block] = shared.value.body(block * size..<min(rows, (block + 1) * size))
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// Hands the block closure and the result buffer to Dispatch's workers: each block touches
+    /// only its own slot and its own rows, which is what makes sharing them sound.
+    private struct Unchecked<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
 }
 
 /// 1 / (1 + e⁻ᶻ) without overflow.

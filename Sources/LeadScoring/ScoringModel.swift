@@ -57,10 +57,14 @@ public struct ScoringModel: Codable, Sendable, Equatable {
         /// Creation times of the oldest and newest training lead.
         public var dataFrom: Date?
         public var dataTo: Date?
-        public var seconds: Double
+        /// Reading the features from the store, and the solver alone.
+        public var readSeconds: Double
+        public var solveSeconds: Double
 
         enum CodingKeys: String, CodingKey {
-            case rows, positives, negatives, unlabeled, seconds
+            case rows, positives, negatives, unlabeled
+            case readSeconds = "read_seconds"
+            case solveSeconds = "solve_seconds"
             case positiveRate = "positive_rate"
             case holdoutFraction = "holdout_fraction"
             case holdoutRows = "holdout_rows"

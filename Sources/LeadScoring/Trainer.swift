@@ -135,7 +135,7 @@ public enum Trainer {
         let fit = try LogisticRegression.fit(
             x: data.train.x, rows: data.train.rows, cols: data.width, y: data.train.y,
             options: solver, progress: progress)
-        let seconds = Date().timeIntervalSince(started) + readSeconds
+        let solveSeconds = Date().timeIntervalSince(started)
 
         let evaluated = data.holdout.rows > 0 ? data.holdout : data.train
         let probabilities = predict(evaluated.x, rows: evaluated.rows, width: data.width,
@@ -162,7 +162,8 @@ public enum Trainer {
                 positiveRate: Double(positives) / Double(data.train.rows), holdoutFraction: options.holdout,
                 holdoutRows: data.holdout.rows, unlabeled: data.unlabeled,
                 asOf: date(options.asOf)!,
-                dataFrom: date(data.dataFrom), dataTo: date(data.dataTo), seconds: seconds),
+                dataFrom: date(data.dataFrom), dataTo: date(data.dataTo), readSeconds: readSeconds,
+                solveSeconds: solveSeconds),
             metrics: metrics, metricsOn: data.holdout.rows > 0 ? "holdout" : "training")
     }
 

@@ -43,3 +43,40 @@ struct KernelBenchCommand: ParsableCommand {
                      rows, cols, median, Double(rows) / median, y.reduce(0, +)))
     }
 }
+
+/// For `make bench`: fits the exported training matrix of `leadlens train --export-matrix`, so
+/// the solver can be timed against scikit-learn on exactly the same numbers.
+struct TrainBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-train",
+        abstract: "Fit a standardized matrix written by train --export-matrix, and time the solve.",
+        shouldDisplay: false
+    )
+
+    @Option(help: ArgumentHelp("Folder with X.f64, y.f64 and meta.json.", valueName: "dir"))
+    var matrix: String
+
+    @Option(name: .customLong("C")) var c: Double = 1.0
+
+    func run() throws {
+        let url = URL(fileURLWithPath: matrix, isDirectory: true)
+        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("meta.json"))) as? [String: Any]
+        guard let rows = meta?["rows"] as? Int, let cols = meta?["cols"] as? Int else {
+            throw ValidationError("meta.json needs rows and cols")
+        }
+        func load(_ name: String, _ count: Int) throws -> [Double] {
+            let data = try Data(contentsOf: url.appendingPathComponent(name))
+            guard data.count == count * 8 else { throw ValidationError("\(name) holds \(data.count / 8) values, expected \(count)") }
+            return data.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        }
+        let x = try load("X.f64", rows * cols)
+        let y = try load("y.f64", rows)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let fit = try LogisticRegression.fit(x: x, rows: rows, cols: cols, y: y, options: .init(c: c))
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let p = Trainer.predict(x, rows: rows, width: cols, weights: fit.weights, intercept: fit.intercept)
+        print(String(format: "{\"seconds\": %.4f, \"iterations\": %d, \"converged\": %@, \"log_loss\": %.12f}",
+                     seconds, fit.iterations, fit.converged ? "true" : "false",
+                     Metrics.logLoss(probabilities: p, labels: y)))
+    }
+}

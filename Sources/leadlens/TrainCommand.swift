@@ -130,7 +130,6 @@ struct TrainCommand: ParsableCommand {
         if let exportMatrix { try export(data, to: exportMatrix) }
 
         let outURL = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? models.directoryURL
-        let solveStarted = Date()
         var model: ScoringModel
         do {
             model = try Trainer.fit(data, name: featureSpec.name, version: "\(featureSpec.name)-v0", options: options,
@@ -142,7 +141,7 @@ struct TrainCommand: ParsableCommand {
             Terminal.error("refused to train: \(error). Nothing was written.")
             throw ExitCode(1)
         }
-        let solveSeconds = Date().timeIntervalSince(solveStarted)
+        let solveSeconds = model.training.solveSeconds
 
         // Version, file and registration in one write transaction: two runs never take the same
         // version, and a file that cannot be written leaves nothing registered.
