@@ -2,11 +2,12 @@
 
   1. Training on >= 1,000,000 labeled leads × 32 features
        <bin> train --db big/store.sqlite --holdout 0 --as-of <as_of> --export-matrix DIR
-     under reference BLAS and under OpenBLAS (LD_LIBRARY_PATH), vs scikit-learn
-     LogisticRegression(solver="lbfgs", C=1.0, max_iter=1000).fit on the exported X, y
-     (bench/ref_scoring.py fit, a child process of its own).  Compared: LeadLens's
-     "solve X s" vs sklearn's fit() time, and the training log-loss of both models on
-     the same X, y (computed with numpy from the model file's weights and intercept).
+     under reference BLAS and under OpenBLAS (LD_LIBRARY_PATH) exports X, y (and is shown as
+     secondary, whole-process info).  The primary comparison is symmetric, on that one matrix:
+       <bin> bench-train --matrix DIR --C 1   (solver time from its JSON, under each BLAS)
+     vs scikit-learn LogisticRegression(solver="lbfgs", C=1.0, max_iter=1000).fit
+     (bench/ref_scoring.py fit, fit() timed), run interleaved round by round; compared: solver
+     ÷ fit() time, and the training log-loss of bench-train's JSON vs sklearn's.
   2. <bin> score --all on the same store, under both BLAS.
   3. <bin> bench-kernel --rows 1000000 --cols 32 vs numpy X @ w (ref_scoring.py kernel).
   4. Model quality on a 200,000-lead dataset: holdout AUC of `train` (holdout 0.2) vs the
@@ -184,6 +185,24 @@ def measure_parsed(name: str, cmd: list, *, runs: int, env: dict | None = None,
         if not res.ok:
             h.log(f"  {name}: run {len(res.times) + 1}/{runs} FAILED: {res.error}")
     return res, parsed
+
+
+def accumulate(series: tuple[h.Result, list], cmd: list, *, env: dict | None,
+               parse: Callable[[str, str], Any]) -> None:
+    """One more run of a series that is measured one process at a time, so that contenders can be
+    interleaved round by round: the run's figures go to the series' Result and its parsed output
+    to the series' list. A failed run fails the series, which is then not run again."""
+    acc, runs = series
+    if not acc.ok:
+        return
+    res, parsed = measure_parsed(acc.name, cmd, runs=1, env=env, parse=parse)
+    if not res.ok:
+        acc.ok, acc.exit_code, acc.error = False, res.exit_code, res.error
+        return
+    acc.times += res.times
+    acc.rss_kib += res.rss_kib
+    acc.codes += res.codes
+    runs += parsed
 
 
 def run_capture(cmd: list, *, env: dict | None = None, ok_codes=(0,)) -> tuple[str, float, int]:
@@ -457,8 +476,8 @@ def main() -> None:
         fig.add("big dataset", "FAILED", notes=str(e))
     train_results: dict[str, tuple[h.Result, list]] = {}
     matrices: dict[str, Path] = {}
-    sk_res: h.Result | None = None
-    sk_runs: list = []
+    bench_results: dict[str, tuple[h.Result, list]] = {}   # bench-train, per BLAS
+    sk_results: dict[str, tuple[h.Result, list]] = {}      # sklearn runs interleaved with each BLAS's
     store = BIG / "store.sqlite"
     if big:
         gen_labeled = big["labeled"]
@@ -491,19 +510,32 @@ def main() -> None:
                 f"generator says {gen_labeled:,} labeled of {big['leads']:,}; "
                 f"{ok_trains[0][2][0]['cols']} features" if ok_trains else f"generator says {gen_labeled:,}")
 
-        # sklearn on the exported matrix
+        # The primary comparison, on one exported matrix: LeadLens's solver alone (bench-train,
+        # under each BLAS) vs scikit-learn's fit(), interleaved round by round
+        # (bench-train [refBLAS], sklearn, bench-train [OpenBLAS], sklearn, ...) so that a busy
+        # moment of the machine hits both sides alike. Each BLAS is compared with the sklearn runs
+        # made right after its own.
         mx = next((matrices[lbl] for lbl, _, _ in reversed(ok_trains)), None)
-        if deps_error:
-            sk_res = h.skipped("sklearn fit (lbfgs)", deps_error)
-        elif mx is None:
-            sk_res = h.skipped("sklearn fit (lbfgs)", "no exported matrix (every LeadLens train failed)")
-        else:
-            sk_res, sk_runs = measure_parsed(
-                "sklearn fit (lbfgs)", py + ["fit", h.rel(mx), "--C", str(C), "--max-iter", "1000"],
-                runs=RUNS, parse=lambda o, e: last_json(o),
-                notes="whole process: import + load X + fit")
+        no_matrix = "no exported matrix (every LeadLens train failed)"
+        sk_cmd = py + ["fit", h.rel(mx), "--C", str(C), "--max-iter", "1000"] if mx is not None else None
+        bt_cmd = [binary, "bench-train", "--matrix", h.rel(mx), "--C", str(C)] if mx is not None else None
+        for b in blases:
+            bt_name, sk_name = f"LeadLens bench-train [{b.label}]", f"sklearn fit (lbfgs) [after {b.label}]"
+            bench_results[b.label] = (
+                h.skipped(bt_name, b.error or no_matrix) if not b.ok or bt_cmd is None else
+                h.Result(name=bt_name, cmd=[str(c) for c in bt_cmd], notes="whole process: load X + solve"), [])
+            sk_results[b.label] = (
+                h.skipped(sk_name, deps_error or b.error or no_matrix) if deps_error or not b.ok or sk_cmd is None
+                else h.Result(name=sk_name, cmd=[str(c) for c in sk_cmd], notes="whole process: import + load X + fit"),
+                [])
+        for _ in range(RUNS):
+            for b in blases:
+                if b.ok and bt_cmd is not None:
+                    accumulate(bench_results[b.label], bt_cmd, env=b.env, parse=lambda o, e: last_json(o))
+                if b.ok and sk_cmd is not None and not deps_error:
+                    accumulate(sk_results[b.label], sk_cmd, env=None, parse=lambda o, e: last_json(o))
 
-        # training log-loss of each LeadLens model on the same X, y
+        # training log-loss of each `leadlens train` model on the same X, y (secondary cross-check)
         losses: dict[str, list[dict]] = {}
         if mx is not None and not deps_error:
             paths = [p["path"] for _, _, runs in ok_trains for p in runs]
@@ -517,51 +549,75 @@ def main() -> None:
         if len(ok_trains) == 2:
             a, b_ = (matrices[lbl] / "X.f64" for lbl, _, _ in ok_trains)
             same = a.stat().st_size == b_.stat().st_size and file_digest(a) == file_digest(b_)
-            print(f"exported X under both BLAS: {'byte-identical' if same else 'DIFFERENT'}")
+            print(f"exported X under both BLAS: {'byte-identical' if same else 'DIFFERENT'}; "
+                  f"bench-train and sklearn use {h.rel(mx)}")
 
-        sk_fit = statistics.median(r["fit_seconds"] for r in sk_runs) if sk_res and sk_res.ok and sk_runs else None
-        sk_loss = sk_runs[0]["log_loss"] if sk_runs else None
-        if sk_res is not None and sk_res.ok and sk_runs:
-            r0 = sk_runs[0]
-            fig.add("sklearn LogisticRegression.fit()", secs(sk_fit), "", "",
-                    f"{spread_note([r['fit_seconds'] for r in sk_runs])}; {r0['n_iter']} lbfgs iterations"
-                    f"{'' if r0['converged'] else ' (NOT converged)'}; {r0['versions']}")
-        elif sk_res is not None:
-            fig.add("sklearn LogisticRegression.fit()", "n/a", "", "", why(sk_res))
+        all_sk = [r for res, runs in sk_results.values() if res.ok for r in runs]
+        sk_loss = all_sk[0]["log_loss"] if all_sk else None
+        if all_sk:
+            r0 = all_sk[0]
+            sk_lls = [r["log_loss"] for r in all_sk]
+            fig.add("sklearn LogisticRegression.fit(), all runs", secs(statistics.median(r["fit_seconds"] for r in all_sk)),
+                    "", "", f"{spread_note([r['fit_seconds'] for r in all_sk])}; {r0['n_iter']} lbfgs iterations"
+                    f"{'' if r0['converged'] else ' (NOT converged)'}; log-loss {sk_loss:.10f}"
+                    f"{'' if max(sk_lls) == min(sk_lls) else f' (runs differ by {max(sk_lls) - min(sk_lls):.1e})'}; "
+                    f"{r0['versions']}")
+        else:
+            fig.add("sklearn LogisticRegression.fit()", "n/a", "", "",
+                    why(next(iter(sk_results.values()))[0]) if sk_results else "not run")
+        for b in blases:
+            bres, bruns = bench_results[b.label]
+            sres, sruns = sk_results[b.label]
+            if not bres.ok or not bruns:
+                fig.add(f"LeadLens solver, bench-train [{b.label}]", "n/a", f"≤ {TARGET_SOLVE_RATIO:.1f}× sklearn",
+                        "", why(bres))
+                continue
+            solve = statistics.median(r["seconds"] for r in bruns)
+            it = bruns[0]
+            fig.add(f"LeadLens solver, bench-train [{b.label}]", secs(solve), "", "",
+                    f"{spread_note([r['seconds'] for r in bruns])}; {it['iterations']} Newton iterations "
+                    f"({'converged' if it['converged'] else 'NOT converged'}); whole process "
+                    f"{secs(bres.median)} (load X + solve), peak RSS {bres.rss_mib:.0f} MiB")
+            sk_fit = statistics.median(r["fit_seconds"] for r in sruns) if sres.ok and sruns else None
+            ratio = solve / sk_fit if sk_fit else None
+            fig.add(f"  solver / sklearn fit [{b.label}]", f"{ratio:.3f}×" if ratio is not None else "n/a",
+                    f"≤ {TARGET_SOLVE_RATIO:.1f}×", verdict(None if ratio is None else ratio <= TARGET_SOLVE_RATIO),
+                    f"sklearn fit() {secs(sk_fit)} ({spread_note([r['fit_seconds'] for r in sruns])}), "
+                    f"the runs interleaved with these" if ratio is not None else why(sres))
+            if sk_loss is not None:
+                diffs = [abs(r["log_loss"] - sk_loss) for r in bruns]
+                fig.add(f"  training log-loss bench-train − sklearn [{b.label}]",
+                        f"{bruns[0]['log_loss'] - sk_loss:+.2e}", f"|Δ| ≤ {TARGET_LOGLOSS_DIFF:g}",
+                        verdict(max(diffs) <= TARGET_LOGLOSS_DIFF),
+                        f"LeadLens {bruns[0]['log_loss']:.10f}, sklearn {sk_loss:.10f}; "
+                        f"max |Δ| over {len(diffs)} runs {max(diffs):.1e}")
+            else:
+                fig.add(f"  training log-loss bench-train − sklearn [{b.label}]", "n/a",
+                        f"|Δ| ≤ {TARGET_LOGLOSS_DIFF:g}", "", deps_error or "no sklearn figure")
+
+        # secondary: the whole `leadlens train` process
         for b in blases:
             res, runs = train_results.get(b.label, (None, []))
             if res is None or not res.ok or not runs:
-                fig.add(f"LeadLens solve [{b.label}]", "n/a", f"≤ {TARGET_SOLVE_RATIO:.1f}× sklearn", "",
+                fig.add(f"leadlens train, whole process [{b.label}]", "n/a", "", "",
                         why(res) if res else "not run")
                 continue
-            solve = statistics.median(r["solve"] for r in runs)
-            it = runs[0]
-            fig.add(f"LeadLens solve [{b.label}]", secs(solve), "", "",
-                    f"{spread_note([r['solve'] for r in runs])}; {it['iterations']} Newton iterations ({it['converged']})")
-            ratio = solve / sk_fit if sk_fit else None
-            fig.add(f"  solve / sklearn fit [{b.label}]", f"{ratio:.2f}×" if ratio is not None else "n/a",
-                    f"≤ {TARGET_SOLVE_RATIO:.1f}×", verdict(None if ratio is None else ratio <= TARGET_SOLVE_RATIO),
-                    "" if ratio is not None else "no sklearn figure")
-            fig.add(f"  leadlens train, whole process [{b.label}]", secs(res.median), "", "",
+            reads = [r["read"] for r in runs if r["read"] is not None]
+            fig.add(f"leadlens train, whole process [{b.label}]", secs(res.median), "", "",
                     f"{spread_note(res.times)}; of which reading features "
-                    f"{statistics.median(r['read'] for r in runs if r['read'] is not None):.1f} s; "
-                    f"peak RSS {res.rss_mib:.0f} MiB" if all(r["read"] is not None for r in runs)
-                    else f"{spread_note(res.times)}; peak RSS {res.rss_mib:.0f} MiB")
+                    + (f"{statistics.median(reads):.1f} s" if len(reads) == len(runs) else "?")
+                    + f", its own 'solve' {statistics.median(r['solve'] for r in runs):.2f} s; "
+                    f"{runs[0]['iterations']} iterations; peak RSS {res.rss_mib:.0f} MiB")
             lls = [x for x in losses.get(b.label, []) if "log_loss" in x]
             if lls and sk_loss is not None:
                 diffs = [abs(x["log_loss"] - sk_loss) for x in lls]
-                dobj = (lls[0]["objective"] - sk_runs[0]["objective"]) / sk_runs[0]["rows"]
-                fig.add(f"  training log-loss LeadLens − sklearn [{b.label}]",
-                        f"{lls[0]['log_loss'] - sk_loss:+.2e}", f"|Δ| ≤ {TARGET_LOGLOSS_DIFF:g}",
-                        verdict(max(diffs) <= TARGET_LOGLOSS_DIFF),
-                        f"LeadLens {lls[0]['log_loss']:.10f}, sklearn {sk_loss:.10f}; "
-                        f"max |Δ| over {len(diffs)} runs {max(diffs):.1e}; "
-                        f"penalized objective per row Δ {dobj:+.2e} (< 0: LeadLens closer to the optimum)")
-            else:
-                fig.add(f"  training log-loss LeadLens − sklearn [{b.label}]", "n/a",
-                        f"|Δ| ≤ {TARGET_LOGLOSS_DIFF:g}", "",
-                        deps_error or (lls and "no sklearn figure") or "log-loss not computed")
-        process_rows += [r for r, _ in train_results.values()] + ([sk_res] if sk_res else [])
+                dobj = (lls[0]["objective"] - all_sk[0]["objective"]) / all_sk[0]["rows"]
+                fig.add(f"  its model's log-loss − sklearn [{b.label}]", f"{lls[0]['log_loss'] - sk_loss:+.2e}",
+                        "", "", f"numpy on the model file's weights; max |Δ| over {len(diffs)} runs "
+                        f"{max(diffs):.1e}; penalized objective per row Δ {dobj:+.2e} "
+                        f"(< 0: LeadLens closer to the optimum)")
+        process_rows += [r for r, _ in train_results.values()]
+        process_rows += [r for pair in zip(bench_results.values(), sk_results.values()) for r, _ in pair]
 
     # ---------------------------------------------------------------- 2. rescore
     fig.section("2. full rescore: leadlens score --all")
@@ -639,17 +695,8 @@ def kernel(binary: str, blases: list[Blas], py: list, deps_error: str, fig: Figu
                          h.Result(name=name, cmd=[str(c) for c in cmd], notes="whole process"), [])
     for _ in range(RUNS):
         for name, cmd, env, _ in contenders:
-            acc, runs = results[name]
-            if cmd is None or not acc.ok:
-                continue
-            res, parsed = measure_parsed(name, cmd, runs=1, env=env, parse=lambda o, e: last_json(o))
-            if not res.ok:
-                acc.ok, acc.exit_code, acc.error = False, res.exit_code, res.error
-                continue
-            acc.times += res.times
-            acc.rss_kib += res.rss_kib
-            acc.codes += res.codes
-            runs += parsed
+            if cmd is not None:
+                accumulate(results[name], cmd, env=env, parse=lambda o, e: last_json(o))
 
     def rate(name: str) -> float | None:
         acc, runs = results[name]

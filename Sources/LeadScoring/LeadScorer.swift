@@ -13,6 +13,11 @@ public final class LeadScorer: Sendable {
     public struct Summary: Sendable, Equatable {
         public var scored = 0
         public var changed = 0
+
+        mutating func add(_ results: [Scored]) {
+            scored += results.count
+            changed += results.filter { $0.score != $0.previousScore }.count
+        }
     }
 
     public struct Scored: Sendable, Equatable {
@@ -22,10 +27,18 @@ public final class LeadScorer: Sendable {
         public var previousScore: Int?
     }
 
-    public init(model: ScoringModel) {
+    /// Test hook: runs on the reading thread after each chunk is read, before it is written.
+    let afterChunkRead: (@Sendable ([Int64]) -> Void)?
+
+    public convenience init(model: ScoringModel) {
+        self.init(model: model, afterChunkRead: nil)
+    }
+
+    init(model: ScoringModel, afterChunkRead: (@Sendable ([Int64]) -> Void)?) {
         self.model = model
         standardizer = Standardizer(means: model.means, stds: model.stds)
         weights = model.weights
+        self.afterChunkRead = afterChunkRead
     }
 
     public static func score(probability p: Double) -> Int {
@@ -58,28 +71,82 @@ public final class LeadScorer: Sendable {
 
     private func scoreAllChunks(_ writer: any DatabaseWriter, asOf: Int64, chunkSize: Int,
                                 progress: ((Summary) -> Void)?) throws -> Summary {
+        let reader = try writer.read { db in
+            FeatureReader(layout: try self.layout(in: db), asOf: asOf,
+                          historical: try FeatureReader.needsHistory(db, asOf: asOf))
+        }
+        if let pool = writer as? DatabasePool {
+            return try scorePipelined(pool, reader: reader, chunkSize: chunkSize, progress: progress)
+        }
+        // A single connection (in-memory stores): read and write each chunk in turn.
         var summary = Summary()
         var after: Int64 = .min
-        var reader: FeatureReader?
         while true {
             let done: Bool = try writer.write { db in
-                if reader == nil {
-                    reader = FeatureReader(layout: try self.layout(in: db), asOf: asOf,
-                                           historical: try FeatureReader.needsHistory(db, asOf: asOf))
-                }
-                guard let reader else { return true }
                 let rows = try reader.read(db, after: after, limit: chunkSize)
                 guard let last = rows.ids.last else { return true }
                 after = last
-                let scored = try write(rows, in: db, at: LeadStore.nowMillis())
-                summary.scored += scored.count
-                summary.changed += scored.filter { $0.score != $0.previousScore }.count
+                summary.add(try write(rows, in: db, at: LeadStore.nowMillis()))
                 return false
             }
             if done { break }
             progress?(summary)
         }
         return summary
+    }
+
+    /// Reads the next chunk on a reader connection while the writer connection writes the
+    /// current one: reading and writing each take about half the time of a rescore, and WAL
+    /// lets them run at once.
+    ///
+    /// A chunk read before another process committed (an ingest, the API) may be stale by the
+    /// time it is written. The writer connection's `PRAGMA data_version` changes exactly when
+    /// another connection has committed, and no one else can commit while this writer holds the
+    /// lock; so each write transaction checks it, and a chunk read before a change was seen is
+    /// read again inside the write transaction, where it is current.
+    private func scorePipelined(_ pool: DatabasePool, reader: FeatureReader, chunkSize: Int,
+                                progress: ((Summary) -> Void)?) throws -> Summary {
+        // The baseline: any commit by another connection from here on is seen.
+        var dataVersion = try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA data_version") }
+        let handoff = ChunkHandoff()
+        let hook = afterChunkRead
+        let producer = Thread {
+            var after: Int64 = .min
+            do {
+                while !handoff.isCancelled {
+                    let epoch = handoff.epoch
+                    let rows = try pool.read { try reader.read($0, after: after, limit: chunkSize) }
+                    guard let last = rows.ids.last else { break }
+                    after = last
+                    hook?(rows.ids)
+                    handoff.put(.rows(rows, epoch: epoch))
+                }
+                handoff.put(.end)
+            } catch {
+                handoff.put(.failure(error))
+            }
+        }
+        producer.start()
+        defer { handoff.cancel() }
+
+        var summary = Summary()
+        while true {
+            switch handoff.take() {
+            case .end:
+                return summary
+            case .failure(let error):
+                throw error
+            case .rows(let rows, let epoch):
+                try pool.write { db in
+                    let current = try Int.fetchOne(db, sql: "PRAGMA data_version")
+                    if current != dataVersion { handoff.bumpEpoch() }
+                    dataVersion = current
+                    let fresh = epoch == handoff.epoch ? rows : try reader.read(db, ids: rows.ids)
+                    summary.add(try write(fresh, in: db, at: LeadStore.nowMillis()))
+                }
+                progress?(summary)
+            }
+        }
     }
 
     /// Rescores the given leads inside the caller's transaction (ingestion calls this before it
@@ -205,5 +272,51 @@ public struct Explanation: Codable, Sendable, Equatable {
     /// The top `count` contributions by magnitude, the ones worth showing a person.
     public func top(_ count: Int) -> ArraySlice<Contribution> {
         contributions.prefix(count)
+    }
+}
+
+/// One chunk at a time from the reading thread to the writing one.
+private final class ChunkHandoff: @unchecked Sendable {
+    enum Item {
+        case rows(FeatureRows, epoch: Int)
+        case end
+        case failure(any Error)
+    }
+
+    private let condition = NSCondition()
+    private var slot: Item?
+    private var cancelled = false
+    private var currentEpoch = 0
+
+    var isCancelled: Bool { condition.withLock { cancelled } }
+    /// Bumped when another connection's commit is seen; chunks read under an older epoch are re-read.
+    var epoch: Int { condition.withLock { currentEpoch } }
+    func bumpEpoch() { condition.withLock { currentEpoch += 1 } }
+
+    /// Waits while the previous chunk has not been taken; drops the item once cancelled.
+    func put(_ item: Item) {
+        condition.lock()
+        defer { condition.unlock() }
+        while slot != nil && !cancelled { condition.wait() }
+        guard !cancelled else { return }
+        slot = item
+        condition.broadcast()
+    }
+
+    func take() -> Item {
+        condition.lock()
+        defer { condition.unlock() }
+        while slot == nil { condition.wait() }
+        let item = slot!
+        slot = nil
+        condition.broadcast()
+        return item
+    }
+
+    func cancel() {
+        condition.withLock {
+            cancelled = true
+            condition.broadcast()
+        }
     }
 }

@@ -258,6 +258,48 @@ struct PipelineTests {
         #expect(differing.isEmpty, "\(differing.count) leads differ, first id \(differing.first.map { $0 + 1 } ?? 0)")
     }
 
+    @Test("a file store is rescored reading ahead, and a chunk another connection changed is read again")
+    func pipelinedRescore() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("store.sqlite").path
+        let store = try LeadStore.open(path: path)
+        #expect(store.writer is DatabasePool)
+        try TestStore.insert(syntheticLeads(count: 3000), into: store)
+        let model = try trainedModel(store, spec: FeatureSpec(name: "test", features: [
+            .eventCount("Demo Requested"), .presence(field: "phone"), .numeric(field: "Employees", transform: .log1p),
+        ]))
+        let before = try store.reader.read { try LeadScorer(model: model).explain(leadID: 1500, in: $0, asOf: testAsOf) }!
+
+        // Another connection gives lead 1500 a phone (or takes it away) right after its chunk is read.
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)  // it waits for the scorer's write transaction
+        let other = try DatabaseQueue(path: path, configuration: configuration)
+        final class Once: @unchecked Sendable { var done = false }
+        let once = Once()
+        let scorer = LeadScorer(model: model) { ids in
+            guard ids.contains(1500), !once.done else { return }
+            once.done = true
+            try! other.write { db in
+                try db.execute(sql: """
+                    UPDATE leads SET phone = CASE WHEN phone IS NULL THEN '555 0100' END, updated_at = updated_at + 1
+                    WHERE id = 1500
+                    """)
+            }
+        }
+        let summary = try scorer.scoreAll(store.writer, asOf: testAsOf, chunkSize: 256)
+        #expect(summary.scored == 3000 && once.done)
+        let (stored, explained) = try store.reader.read { db in
+            (try Double.fetchAll(db, sql: "SELECT probability FROM leads ORDER BY id"),
+             try (1...3000).map { try scorer.explain(leadID: Int64($0), in: db, asOf: testAsOf)!.probability })
+        }
+        // Every lead's stored score is what its data, as finally committed, gives (explain sums
+        // its contributions one by one, dgemv in its own order: equal to rounding).
+        let differing = (0..<3000).filter { abs(stored[$0] - explained[$0]) > 1e-12 }
+        #expect(differing.isEmpty, "\(differing.count) leads differ, first id \(differing.first.map { $0 + 1 } ?? 0)")
+        #expect(abs(explained[1499] - before.probability) > 1e-6)
+    }
+
     @Test("incremental rescoring equals a full rescore, and score changes land in the timeline")
     func incremental() throws {
         let store = try TestStore.make(syntheticLeads(count: 800))
