@@ -33,6 +33,24 @@ public enum Kernels {
                     x.baseAddress, Int32(cols), r.baseAddress, 1, 0.0, g.baseAddress, 1)
     }
 
+    /// g ← g + Xᵀ·r, accumulating: for summing a gradient block by block.
+    public static func accumulateTransposed(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
+                                            by r: UnsafeBufferPointer<Double>, into g: UnsafeMutableBufferPointer<Double>) {
+        precondition(x.count >= rows * cols && r.count >= rows && g.count >= cols, "matrix and vector sizes disagree")
+        guard rows > 0, cols > 0 else { return }
+        cblas_dgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(cols), 1.0,
+                    x.baseAddress, Int32(cols), r.baseAddress, 1, 1.0, g.baseAddress, 1)
+    }
+
+    /// The upper triangle of C ← C + Bᵀ·B, accumulating: for summing a Hessian block by block.
+    public static func accumulateGram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
+                                      into c: UnsafeMutableBufferPointer<Double>) {
+        precondition(b.count >= rows * cols && c.count >= cols * cols, "matrix sizes disagree")
+        guard rows > 0, cols > 0 else { return }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1.0,
+                    b.baseAddress, Int32(cols), 1.0, c.baseAddress, Int32(cols))
+    }
+
     /// The upper triangle of C ← Bᵀ·B (cols×cols, row-major) for a row-major rows×cols matrix B.
     /// The lower triangle is left untouched; ``mirrorUpper(_:size:)`` fills it.
     public static func gram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,

@@ -6,8 +6,10 @@ import Dispatch
 ///     minimize  Σᵢ log(1 + exp(−ỹᵢ (xᵢ·w + b)))  +  ‖w‖² / (2C)
 ///
 /// with the intercept b unpenalized (C = nil: plain maximum likelihood). Solved by Newton's method
-/// with a backtracking line search. Every pass over the data is one BLAS call: X·w (dgemv),
-/// Xᵀ·r (dgemv), and the Hessian XᵀWX as one dsyrk over the weighted design [√W, √W·X].
+/// with a backtracking line search. The passes over the data are BLAS calls on blocks of rows,
+/// run on every core: X·w (dgemv), Xᵀ·r (dgemv), and the Hessian XᵀWX (dsyrk over the weighted
+/// rows [√w, √w·x]). The blocks are fixed and summed in order, so the result does not depend on
+/// the number of cores; BLAS itself runs single-threaded inside each block.
 public enum LogisticRegression {
     public struct Options: Sendable {
         /// Inverse penalty strength, as in scikit-learn; nil for no penalty.
@@ -60,6 +62,14 @@ public enum LogisticRegression {
         x: [Double], rows: Int, cols: Int, y: [Double], options: Options = Options(),
         progress: ((Iteration) -> Void)? = nil
     ) throws -> Fit {
+        try BLASThreads.singleThreaded {
+            try newton(x: x, rows: rows, cols: cols, y: y, options: options, progress: progress)
+        }
+    }
+
+    private static func newton(
+        x: [Double], rows: Int, cols: Int, y: [Double], options: Options, progress: ((Iteration) -> Void)?
+    ) throws -> Fit {
         precondition(x.count == rows * cols && y.count == rows, "matrix and labels disagree")
         guard rows > 0 else { throw FitError.empty }
         if let bad = x.firstIndex(where: { !$0.isFinite }) {
@@ -79,35 +89,35 @@ public enum LogisticRegression {
         var p = [Double](repeating: 0, count: rows)
         var trialZ = [Double](repeating: 0, count: rows)
         var trialP = [Double](repeating: 0, count: rows)
-        var residual = [Double](repeating: 0, count: rows)
-        var weighted = [Double](repeating: 0, count: rows * d)
         var gradient = [Double](repeating: 0, count: d)
         var hessian = [Double](repeating: 0, count: d * d)
-        var xtr = [Double](repeating: 0, count: cols)
 
-        /// z ← X·w + b (one dgemv), then p = σ(z) and the objective, in one pass over the rows.
+        /// z ← X·w + b, p = σ(z) and the objective: per block of rows, one dgemv and one pass.
         func evaluate(_ beta: [Double], z: inout [Double], p: inout [Double]) -> Double {
-            x.withUnsafeBufferPointer { xp in
-                beta.withUnsafeBufferPointer { bp in
-                    let w = UnsafeBufferPointer(rebasing: bp[1...])
-                    z.withUnsafeMutableBufferPointer { Kernels.multiply(xp, rows: rows, cols: cols, by: w, into: $0) }
-                }
-            }
             let b = beta[0]
-            let sums = z.withUnsafeMutableBufferPointer { zp in
-                p.withUnsafeMutableBufferPointer { pp in
-                    y.withUnsafeBufferPointer { yp in
-                        RowBlocks.map(rows: rows) { range in
-                            var sum = 0.0
-                            for i in range {
-                                let zi = zp[i] + b
-                                zp[i] = zi
-                                // One exp for both: e = e^−|z|.
-                                let e = exp(-abs(zi))
-                                sum += (zi > 0 ? zi : 0) + log1p(e) - yp[i] * zi
-                                pp[i] = zi >= 0 ? 1 / (1 + e) : e / (1 + e)
+            let sums = x.withUnsafeBufferPointer { xp in
+                beta.withUnsafeBufferPointer { bp in
+                    z.withUnsafeMutableBufferPointer { zp in
+                        p.withUnsafeMutableBufferPointer { pp in
+                            y.withUnsafeBufferPointer { yp in
+                                RowBlocks.map(rows: rows) { range in
+                                    let w = UnsafeBufferPointer(rebasing: bp[1...])
+                                    Kernels.multiply(
+                                        UnsafeBufferPointer(rebasing: xp[range.lowerBound * cols..<range.upperBound * cols]),
+                                        rows: range.count, cols: cols, by: w,
+                                        into: UnsafeMutableBufferPointer(rebasing: zp[range]))
+                                    var sum = 0.0
+                                    for i in range {
+                                        let zi = zp[i] + b
+                                        zp[i] = zi
+                                        // One exp for both: e = e^−|z|.
+                                        let e = exp(-abs(zi))
+                                        sum += (zi > 0 ? zi : 0) + log1p(e) - yp[i] * zi
+                                        pp[i] = zi >= 0 ? 1 / (1 + e) : e / (1 + e)
+                                    }
+                                    return sum
+                                }
                             }
-                            return sum
                         }
                     }
                 }
@@ -117,6 +127,67 @@ public enum LogisticRegression {
             return sums.reduce(0, +) + 0.5 * penalty * norm
         }
 
+        /// The gradient's data part [Σr, Xᵀr] and the upper triangle of [1 X]ᵀW[1 X], summed over
+        /// blocks of rows. Each block builds its weighted rows [√w, √w·x] a few hundred at a time
+        /// in a buffer that stays in cache and adds them in with one dsyrk, so the weighted
+        /// design is never written out whole.
+        func gradientAndHessian(p: [Double]) -> (gradient: [Double], hessian: [Double]) {
+            let subRows = 256
+            let partials = x.withUnsafeBufferPointer { xp in
+                p.withUnsafeBufferPointer { pp in
+                    y.withUnsafeBufferPointer { yp in
+                        RowBlocks.map(rows: rows) { range -> (g: [Double], h: [Double]) in
+                            var g = [Double](repeating: 0, count: d)
+                            var h = [Double](repeating: 0, count: d * d)
+                            var weightedRows = [Double](repeating: 0, count: subRows * d)
+                            var residuals = [Double](repeating: 0, count: subRows)
+                            var start = range.lowerBound
+                            while start < range.upperBound {
+                                let end = min(start + subRows, range.upperBound)
+                                let count = end - start
+                                weightedRows.withUnsafeMutableBufferPointer { wp in
+                                    residuals.withUnsafeMutableBufferPointer { rp in
+                                        for k in 0..<count {
+                                            let i = start + k
+                                            let pi = pp[i]
+                                            rp[k] = pi - yp[i]
+                                            let s = (pi * (1 - pi)).squareRoot()
+                                            let row = k * d
+                                            wp[row] = s
+                                            let source = i * cols
+                                            for j in 0..<cols { wp[row + 1 + j] = s * xp[source + j] }
+                                        }
+                                    }
+                                }
+                                g[0] += residuals[0..<count].reduce(0, +)
+                                g.withUnsafeMutableBufferPointer { gp in
+                                    residuals.withUnsafeBufferPointer { rp in
+                                        Kernels.accumulateTransposed(
+                                            UnsafeBufferPointer(rebasing: xp[start * cols..<end * cols]), rows: count, cols: cols,
+                                            by: rp, into: UnsafeMutableBufferPointer(rebasing: gp[1...]))
+                                    }
+                                }
+                                weightedRows.withUnsafeBufferPointer { wp in
+                                    h.withUnsafeMutableBufferPointer {
+                                        Kernels.accumulateGram(wp, rows: count, cols: d, into: $0)
+                                    }
+                                }
+                                start = end
+                            }
+                            return (g, h)
+                        }
+                    }
+                }
+            }
+            var g = [Double](repeating: 0, count: d)
+            var h = [Double](repeating: 0, count: d * d)
+            for partial in partials {
+                for j in 0..<d { g[j] += partial.g[j] }
+                for j in 0..<d * d { h[j] += partial.h[j] }
+            }
+            return (g, h)
+        }
+
         var loss = evaluate(beta, z: &z, p: &p)
         var iterations = 0
         var converged = false
@@ -124,47 +195,12 @@ public enum LogisticRegression {
 
         while iterations < options.maxIterations {
             iterations += 1
-            // Residuals, the intercept's gradient, and the weighted design [√W, √W·X].
-            let partialSums: [Double] = weighted.withUnsafeMutableBufferPointer { wp in
-                residual.withUnsafeMutableBufferPointer { rp in
-                    x.withUnsafeBufferPointer { xp in
-                        p.withUnsafeBufferPointer { pp in
-                            y.withUnsafeBufferPointer { yp in
-                                RowBlocks.map(rows: rows) { range in
-                                    var sum = 0.0
-                                    for i in range {
-                                        let pi = pp[i]
-                                        rp[i] = pi - yp[i]
-                                        sum += rp[i]
-                                        let s = (pi * (1 - pi)).squareRoot()
-                                        let row = i * d
-                                        wp[row] = s
-                                        let source = i * cols
-                                        for j in 0..<cols { wp[row + 1 + j] = s * xp[source + j] }
-                                    }
-                                    return sum
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let interceptGradient = partialSums.reduce(0, +)
-            x.withUnsafeBufferPointer { xp in
-                residual.withUnsafeBufferPointer { rp in
-                    xtr.withUnsafeMutableBufferPointer { Kernels.multiplyTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
-                }
-            }
-            gradient[0] = interceptGradient
-            for j in 1..<d { gradient[j] = xtr[j - 1] + penalty * beta[j] }
+            let data = gradientAndHessian(p: p)
+            gradient = data.gradient
+            for j in 1..<d { gradient[j] += penalty * beta[j] }
             gradientNorm = gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
-
-            weighted.withUnsafeBufferPointer { wp in
-                hessian.withUnsafeMutableBufferPointer {
-                    Kernels.gram(wp, rows: rows, cols: d, into: $0)
-                    Kernels.mirrorUpper($0, size: d)
-                }
-            }
+            hessian = data.hessian
+            hessian.withUnsafeMutableBufferPointer { Kernels.mirrorUpper($0, size: d) }
             for j in 1..<d { hessian[j * d + j] += penalty }
             let step = solveSymmetricPositive(hessian, gradient, size: d)
 
