@@ -34,7 +34,9 @@ test: deps
 demo: build
 	$(BIN) generate --leads $(DEMO_LEADS) --seed 42 --as-of today --out data/demo
 	$(BIN) ingest data/demo/leads.csv data/demo/events.ndjson --db $(DB)
-	$(BIN) train --db $(DB) --name demo --activate
+	@# Exit 1 means "trained, but not activated": its holdout AUC fell more than 0.005 below
+	@# the active model's on the same leads. The demo then goes on with the active model.
+	-$(BIN) train --db $(DB) --name demo --activate
 	$(BIN) score --all --db $(DB)
 	@echo
 	@echo "Demo store: $(DB). Try: $(BIN) explain L0000001 --db $(DB)"
