@@ -246,16 +246,34 @@ struct PipelineTests {
         let model = try trainedModel(store, spec: spec)
         let (byRange, byID) = try store.reader.read { db in
             let reader = FeatureReader(layout: try LeadScorer(model: model).layout(in: db), asOf: testAsOf)
-            var range = try reader.read(db, after: .min, limit: 1000)
-            while let last = range.ids.last, range.count < 3000 {
-                let next = try reader.read(db, after: last, limit: 1000)
-                range.ids += next.ids; range.values += next.values
+            var range = FeatureRows(width: reader.layout.columns.count)
+            var after = Int64.min
+            while true {
+                let next = try reader.read(db, after: after, limit: 1000)
+                guard let last = next.ids.last else { break }
+                for r in 0..<next.count { range.append(next, row: r) }
+                after = last
             }
             return (range, try reader.read(db, ids: Array(1...3000)))
         }
         #expect(byRange.ids == byID.ids)
-        let differing = (0..<3000).filter { !zip(byRange.row($0), byID.row($0)).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) } }
+        func same(_ a: FeatureRows, _ ai: Int, _ b: FeatureRows, _ bi: Int) -> Bool {
+            zip(a.row(ai), b.row(bi)).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+                && (a.labels[ai] == b.labels[bi] || (a.labels[ai].isNaN && b.labels[bi].isNaN))
+                && a.storedScores[ai] == b.storedScores[bi]
+        }
+        let differing = (0..<3000).filter { !same(byRange, $0, byID, $0) }
         #expect(differing.isEmpty, "\(differing.count) leads differ, first id \(differing.first.map { $0 + 1 } ?? 0)")
+        // Sparse, unordered and short id lists take the per-lead path, dense ascending ones the
+        // range path: all agree with the full read.
+        let lists: [[Int64]] = [[2999, 5, 1200], Array(stride(from: 1, through: 3000, by: 7)), Array(1000...1100) + [2000, 2001]]
+        for list in lists {
+            let rows = try store.reader.read { db in
+                try FeatureReader(layout: try LeadScorer(model: model).layout(in: db), asOf: testAsOf).read(db, ids: list)
+            }
+            #expect(rows.ids == list)
+            #expect(list.indices.allSatisfy { same(rows, $0, byRange, Int(list[$0]) - 1) })
+        }
     }
 
     @Test("a file store is rescored reading ahead, and a chunk another connection changed is read again")
