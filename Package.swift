@@ -11,12 +11,14 @@ let package = Package(
         .library(name: "LeadStore", targets: ["LeadStore"]),
         .library(name: "LeadIngest", targets: ["LeadIngest"]),
         .library(name: "LeadScoring", targets: ["LeadScoring"]),
+        .library(name: "LeadAPI", targets: ["LeadAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
@@ -43,10 +45,20 @@ let package = Package(
             name: "LeadScoring",
             dependencies: ["CBLAS", "LeadStore"]
         ),
+        .target(
+            name: "LeadAPI",
+            dependencies: [
+                "LeadStore", "LeadIngest", "LeadScoring",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "leadlens",
             dependencies: [
-                "LeadStore", "LeadIngest", "LeadScoring",
+                "LeadStore", "LeadIngest", "LeadScoring", "LeadAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,6 +73,14 @@ let package = Package(
             dependencies: ["LeadScoring", "LeadStore", "LeadIngest", .product(name: "GRDB", package: "GRDB.swift")],
             // Reference results from scikit-learn and statsmodels, with the script that made them.
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "LeadAPITests",
+            dependencies: [
+                "LeadAPI", "LeadStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(
             name: "LeadLensCLITests",

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import LeadAPI
+import LeadStore
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the HTTP API (Hummingbird) over the store.",
+        discussion: """
+            Example:
+              leadlens serve --db data/leadlens.sqlite --port 8080
+              curl http://127.0.0.1:8080/api/v1/health
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on.")
+    var port = 8080
+
+    func validate() throws {
+        if !(1...65_535).contains(port) { throw ValidationError("--port must be between 1 and 65535.") }
+    }
+
+    func run() async throws {
+        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve")
+        var configuration = APIConfiguration(version: LeadLens.version)
+        configuration.host = host
+        configuration.port = port
+        let logger = store.makeLogger(label: "leadlens.api")
+        let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
+        Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
+        try await app.runService()
+    }
+}

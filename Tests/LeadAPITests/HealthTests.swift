@@ -1,0 +1,51 @@
+import Foundation
+import HummingbirdTesting
+import LeadAPI
+import LeadStore
+import Testing
+
+@Suite("API basics")
+struct HealthTests {
+    func makeStore(leads: Int) throws -> LeadStore {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            for i in 0..<leads {
+                try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)", arguments: ["L\(i)"])
+            }
+        }
+        return store
+    }
+
+    @Test("GET /api/v1/health answers without auth, unwrapped, with the lead count")
+    func health() async throws {
+        let store = try makeStore(leads: 3)
+        let app = buildApplication(store: store, configuration: APIConfiguration(version: "9.9.9"))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/health", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(body?["status"] as? String == "ok")
+                #expect(body?["version"] as? String == "9.9.9")
+                #expect(body?["leads"] as? Int == 3)
+                #expect(body?["model_version"] is NSNull)
+                let timestamp = try #require(body?["timestamp"] as? String)
+                #expect(ISO8601DateFormatter().date(from: timestamp) != nil)
+            }
+        }
+    }
+
+    @Test("an unknown route answers 404 in the one error shape")
+    func unknownRoute() async throws {
+        let app = buildApplication(store: try makeStore(leads: 0), configuration: APIConfiguration(version: "1"))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/nothing-here", method: .get) { response in
+                #expect(response.status == .notFound)
+                let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(body?["status"] as? String == "error")
+                #expect(body?["code"] as? String == "NOT_FOUND")
+                #expect(body?["errors"] as? [String: Any] != nil)
+                #expect((body?["message"] as? String)?.isEmpty == false)
+            }
+        }
+    }
+}
