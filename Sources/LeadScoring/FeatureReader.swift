@@ -235,8 +235,8 @@ public struct FeatureReader: Sendable {
                     let counts = activity.blob(2)
                     let last = activity.blob(3)
                     for (slot, index) in typeIndexes.enumerated() {
-                        typeCounts[row * t + slot] = Self.element(counts, index)
-                        typeLastAt[row * t + slot] = Self.element(last, index)
+                        typeCounts[row * t + slot] = Float64Blob.element(counts, index)
+                        typeLastAt[row * t + slot] = Float64Blob.element(last, index)
                     }
                 }
             }
@@ -295,12 +295,6 @@ public struct FeatureReader: Sendable {
             !bytes.contains { $0 != 0x20 && $0 != 0x09 }
         }
 
-        /// Element `index` of a little-endian Float64 blob; 0 past its end (an older, shorter blob).
-        static func element(_ blob: UnsafeRawBufferPointer, _ index: Int) -> Double {
-            guard (index + 1) * 8 <= blob.count else { return 0 }
-            return Double(bitPattern: UInt64(littleEndian: blob.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)))
-        }
-
         func finish(_ reader: FeatureReader) -> FeatureRows {
             let layout = self.layout
             let width = layout.columns.count
@@ -315,10 +309,8 @@ public struct FeatureReader: Sendable {
             rows.values = [Double](repeating: 0, count: ids.count * width)
             rows.labels = [Double](repeating: .nan, count: ids.count)
 
-            func text(_ row: Int, _ slot: Int) -> String? {
-                guard let raw = texts[row * textWidth + slot], !Self.isBlank(raw) else { return nil }
-                return raw
-            }
+            // Lead texts are kept only when not blank (see addLead).
+            func text(_ row: Int, _ slot: Int) -> String? { texts[row * textWidth + slot] }
             func customSlotText(_ row: Int, _ slot: Int) -> String? {
                 guard slot >= 0, let raw = customText[row * customWidth + slot], !Self.isBlank(raw) else { return nil }
                 return raw

@@ -20,19 +20,6 @@ public enum Kernels {
                     x.baseAddress, Int32(cols), w.baseAddress, 1, 0.0, y.baseAddress, 1)
     }
 
-    /// g ← Xᵀ·r for a row-major rows×cols matrix X.
-    public static func multiplyTransposed(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
-                                          by r: UnsafeBufferPointer<Double>, into g: UnsafeMutableBufferPointer<Double>) {
-        precondition(x.count >= rows * cols && r.count >= rows && g.count >= cols, "matrix and vector sizes disagree")
-        guard cols > 0 else { return }
-        guard rows > 0 else {
-            for i in 0..<cols { g[i] = 0 }
-            return
-        }
-        cblas_dgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(cols), 1.0,
-                    x.baseAddress, Int32(cols), r.baseAddress, 1, 0.0, g.baseAddress, 1)
-    }
-
     /// g ← g + Xᵀ·r, accumulating: for summing a gradient block by block.
     public static func accumulateTransposed(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                             by r: UnsafeBufferPointer<Double>, into g: UnsafeMutableBufferPointer<Double>) {
@@ -42,27 +29,14 @@ public enum Kernels {
                     x.baseAddress, Int32(cols), r.baseAddress, 1, 1.0, g.baseAddress, 1)
     }
 
-    /// The upper triangle of C ← C + Bᵀ·B, accumulating: for summing a Hessian block by block.
+    /// The upper triangle of C ← C + Bᵀ·B (cols×cols, row-major), accumulating: for summing a
+    /// Hessian block by block. The lower triangle is left alone; ``mirrorUpper(_:size:)`` fills it.
     public static func accumulateGram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                       into c: UnsafeMutableBufferPointer<Double>) {
         precondition(b.count >= rows * cols && c.count >= cols * cols, "matrix sizes disagree")
         guard rows > 0, cols > 0 else { return }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1.0,
                     b.baseAddress, Int32(cols), 1.0, c.baseAddress, Int32(cols))
-    }
-
-    /// The upper triangle of C ← Bᵀ·B (cols×cols, row-major) for a row-major rows×cols matrix B.
-    /// The lower triangle is left untouched; ``mirrorUpper(_:size:)`` fills it.
-    public static func gram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
-                            into c: UnsafeMutableBufferPointer<Double>) {
-        precondition(b.count >= rows * cols && c.count >= cols * cols, "matrix sizes disagree")
-        guard cols > 0 else { return }
-        guard rows > 0 else {
-            for i in 0..<cols * cols { c[i] = 0 }
-            return
-        }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1.0,
-                    b.baseAddress, Int32(cols), 0.0, c.baseAddress, Int32(cols))
     }
 
     /// Copies the upper triangle of a row-major size×size matrix into its lower triangle.
@@ -83,23 +57,23 @@ public enum Kernels {
         return y
     }
 
-    /// Convenience over arrays: Xᵀ·r.
+    /// Convenience over arrays: Xᵀ·r (accumulated into zeros).
     public static func multiplyTransposed(_ x: [Double], rows: Int, cols: Int, by r: [Double]) -> [Double] {
         var g = [Double](repeating: 0, count: cols)
         x.withUnsafeBufferPointer { xp in
             r.withUnsafeBufferPointer { rp in
-                g.withUnsafeMutableBufferPointer { multiplyTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
+                g.withUnsafeMutableBufferPointer { accumulateTransposed(xp, rows: rows, cols: cols, by: rp, into: $0) }
             }
         }
         return g
     }
 
-    /// Convenience over arrays: the full symmetric Bᵀ·B.
+    /// Convenience over arrays: the full symmetric Bᵀ·B (accumulated into zeros).
     public static func gram(_ b: [Double], rows: Int, cols: Int) -> [Double] {
         var c = [Double](repeating: 0, count: cols * cols)
         b.withUnsafeBufferPointer { bp in
             c.withUnsafeMutableBufferPointer {
-                gram(bp, rows: rows, cols: cols, into: $0)
+                accumulateGram(bp, rows: rows, cols: cols, into: $0)
                 mirrorUpper($0, size: cols)
             }
         }
@@ -126,9 +100,6 @@ public enum BLASThreads {
               let get = dlsym(process, "openblas_get_num_threads") else { return nil }
         return (unsafeBitCast(set, to: SetThreads.self), unsafeBitCast(get, to: GetThreads.self))
     }()
-
-    /// Whether the loaded libblas is OpenBLAS.
-    public static var isOpenBLAS: Bool { functions != nil }
 
     /// Runs `body` with BLAS on one thread, then restores the previous count.
     public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {

@@ -89,8 +89,6 @@ public enum LogisticRegression {
         var p = [Double](repeating: 0, count: rows)
         var trialZ = [Double](repeating: 0, count: rows)
         var trialP = [Double](repeating: 0, count: rows)
-        var gradient = [Double](repeating: 0, count: d)
-        var hessian = [Double](repeating: 0, count: d * d)
 
         /// z ← X·w + b, p = σ(z) and the objective: per block of rows, one dgemv and one pass.
         func evaluate(_ beta: [Double], z: inout [Double], p: inout [Double]) -> Double {
@@ -195,11 +193,9 @@ public enum LogisticRegression {
 
         while iterations < options.maxIterations {
             iterations += 1
-            let data = gradientAndHessian(p: p)
-            gradient = data.gradient
+            var (gradient, hessian) = gradientAndHessian(p: p)
             for j in 1..<d { gradient[j] += penalty * beta[j] }
             gradientNorm = gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            hessian = data.hessian
             hessian.withUnsafeMutableBufferPointer { Kernels.mirrorUpper($0, size: d) }
             for j in 1..<d { hessian[j * d + j] += penalty }
             let step = solveSymmetricPositive(hessian, gradient, size: d)

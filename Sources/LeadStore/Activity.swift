@@ -73,14 +73,12 @@ public enum Float64Blob {
         data.withUnsafeBytes { decode($0) }
     }
 
-    /// Copies as many values as fit into `destination`, zero-filling the rest: blobs written
-    /// before a new event type appeared are shorter than the current dictionary.
-    public static func copy(_ bytes: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Double>) {
-        let available = min(bytes.count / 8, destination.count)
-        for i in 0..<available {
-            destination[i] = Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
-        }
-        for i in available..<destination.count { destination[i] = 0 }
+    /// Element `index` of a blob; 0 past its end, since a blob written before a new event type
+    /// existed is shorter than the current dictionary.
+    @inline(__always)
+    public static func element(_ bytes: UnsafeRawBufferPointer, _ index: Int) -> Double {
+        guard (index + 1) * 8 <= bytes.count else { return 0 }
+        return Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)))
     }
 }
 
@@ -129,35 +127,6 @@ extension LeadActivity {
     }
 }
 
-/// An N×F row-major matrix of per-lead event counts, read from `lead_activity` without parsing
-/// a single value: each blob is copied into its row.
-public struct ActivityMatrix: Sendable {
-    public var leadIDs: [Int64]
-    public var typeCount: Int
-    public var counts: [Double]
-
-    public static func read(_ db: Database, leadIDs: [Int64]? = nil) throws -> ActivityMatrix {
-        let typeCount = try Int.fetchOne(db, sql: "SELECT coalesce(max(id), 0) FROM event_types") ?? 0
-        var ids: [Int64] = []
-        var counts: [Double] = []
-        let statement = try db.makeStatement(sql: "SELECT lead_id, type_counts FROM lead_activity ORDER BY lead_id")
-        let rows = try Row.fetchCursor(statement)
-        let wanted = leadIDs.map(Set.init)
-        var rowBuffer = [Double](repeating: 0, count: typeCount)
-        while let row = try rows.next() {
-            let id: Int64 = row[0]
-            if let wanted, !wanted.contains(id) { continue }
-            ids.append(id)
-            let blob: Data = row[1]
-            blob.withUnsafeBytes { bytes in
-                rowBuffer.withUnsafeMutableBufferPointer { Float64Blob.copy(bytes, into: $0) }
-            }
-            counts.append(contentsOf: rowBuffer)
-        }
-        return ActivityMatrix(leadIDs: ids, typeCount: typeCount, counts: counts)
-    }
-}
-
 extension Float64Blob {
     /// The blob's bytes, for binding without going through `Data`.
     public static func bytes(_ values: [Double]) -> [UInt8] {
@@ -171,8 +140,6 @@ extension Float64Blob {
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> [Double] {
-        (0..<bytes.count / 8).map { i in
-            Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
-        }
+        (0..<bytes.count / 8).map { element(bytes, $0) }
     }
 }

@@ -18,6 +18,15 @@ struct ModelOptions: ParsableArguments {
     func activeModel(_ store: LeadStore) throws -> ScoringModel? {
         try ModelRegistry.activeOrDefault(store.writer, defaultURL: defaultModelURL)
     }
+
+    /// A scorer for the active model, or exit status 2 when there is none to be had.
+    func requireScorer(_ store: LeadStore) throws -> LeadScorer {
+        guard let model = try activeModel(store) else {
+            Terminal.error("no active model and no \(defaultModelURL.path): run `leadlens train --activate` first")
+            throw ExitCode(2)
+        }
+        return LeadScorer(model: model)
+    }
 }
 
 /// Parses the `--as-of` dates the scoring commands take: YYYY-MM-DD or an ISO 8601 datetime.

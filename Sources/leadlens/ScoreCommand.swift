@@ -41,11 +41,7 @@ struct ScoreCommand: ParsableCommand {
 
     func run() throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.score")
-        guard let model = try models.activeModel(leadStore) else {
-            Terminal.error("no active model and no \(models.defaultModelURL.path): run `leadlens train --activate` first")
-            throw ExitCode(2)
-        }
-        let scorer = LeadScorer(model: model)
+        let scorer = try models.requireScorer(leadStore)
         let asOfMillis = try DateArgument.millis(asOf)
         let started = Date()
         if all {
@@ -54,7 +50,7 @@ struct ScoreCommand: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(started)
             print(String(format: "scored %d leads with %@ in %.2f s (%.0f leads/s); %d scores changed",
-                         summary.scored, model.version, seconds, Double(summary.scored) / max(seconds, 1e-9), summary.changed))
+                         summary.scored, scorer.model.version, seconds, Double(summary.scored) / max(seconds, 1e-9), summary.changed))
             return
         }
         var missing: [String] = []
@@ -106,11 +102,7 @@ struct ExplainCommand: ParsableCommand {
 
     func run() throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.explain")
-        guard let model = try models.activeModel(leadStore) else {
-            Terminal.error("no active model and no \(models.defaultModelURL.path): run `leadlens train --activate` first")
-            throw ExitCode(2)
-        }
-        let scorer = LeadScorer(model: model)
+        let scorer = try models.requireScorer(leadStore)
         let asOfMillis = try DateArgument.millis(asOf)
         let explanation = try leadStore.reader.read { db -> Explanation? in
             guard let id = try LeadLookup.find(lead, in: db) else { return nil }

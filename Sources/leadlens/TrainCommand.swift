@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRDB
 import LeadScoring
 import LeadStore
 
@@ -143,34 +144,44 @@ struct TrainCommand: ParsableCommand {
         }
         let solveSeconds = model.training.solveSeconds
 
+        // The active model is scored on the new model's holdout before taking the write lock:
+        // that read can take seconds, and other writers would wait on it.
+        func activeAUC(_ active: ScoringModel, in db: Database) -> Double? {
+            ModelRegistry.holdoutAUC(of: active, leadIDs: data.holdoutIDs, labels: data.holdout.y, asOf: options.asOf, in: db)
+        }
+        let evaluated: (version: String, auc: Double?)? = try leadStore.reader.read { db in
+            guard activate, let active = try ModelRegistry.active(in: db) else { return nil }
+            return (active.version, activeAUC(active, in: db))
+        }
+
         // Version, file and registration in one write transaction: two runs never take the same
         // version, and a file that cannot be written leaves nothing registered.
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        var fileURL = outURL
-        defer {
+        var fileURL: URL?
+        let decision: ModelRegistry.Decision
+        do {
+            decision = try leadStore.writer.write { db in
+                model.version = try ModelRegistry.nextVersion(name: featureSpec.name, directory: outURL, in: db)
+                fileURL = outURL.appendingPathComponent("\(model.version).json")
+                try ModelRegistry.register(model, in: db)
+                try model.encoded().write(to: fileURL!, options: .atomic)
+                guard activate else { return .keep(reason: "not asked to (--activate)") }
+                let active = try ModelRegistry.active(in: db)
+                // Another model was activated since it was evaluated: evaluate that one.
+                let auc = active.flatMap { $0.version == evaluated?.version ? evaluated?.auc : activeAUC($0, in: db) }
+                let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: auc, force: force)
+                if decision == .activate { try ModelRegistry.activate(version: model.version, in: db) }
+                return decision
+            }
+        } catch {
             // Rolled back: the file must not outlive its registration.
-            if fileURL != outURL, (try? leadStore.reader.read({ try ModelRegistry.model(version: model.version, in: $0) })) == nil {
-                try? FileManager.default.removeItem(at: fileURL)
-            }
-        }
-        let decision: ModelRegistry.Decision = try leadStore.writer.write { db in
-            model.version = try ModelRegistry.nextVersion(name: featureSpec.name, directory: outURL, in: db)
-            fileURL = outURL.appendingPathComponent("\(model.version).json")
-            try ModelRegistry.register(model, in: db)
-            try model.encoded().write(to: fileURL, options: .atomic)
-            guard activate else { return .keep(reason: "not asked to (--activate)") }
-            let active = try ModelRegistry.active(in: db)
-            let activeAUC = active.flatMap {
-                ModelRegistry.holdoutAUC(of: $0, leadIDs: data.holdoutIDs, labels: data.holdout.y, asOf: options.asOf, in: db)
-            }
-            let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: activeAUC, force: force)
-            if decision == .activate { try ModelRegistry.activate(version: model.version, in: db) }
-            return decision
+            if let fileURL { try? FileManager.default.removeItem(at: fileURL) }
+            throw error
         }
         let version = model.version
 
         let m = model.metrics
-        print("model \(version) → \(fileURL.path)")
+        print("model \(version) → \(fileURL?.path ?? "")")
         print(String(format: "  trained on %d leads (%.1f%% won) in %d iterations (%@), solve %.2f s",
                      model.training.rows, 100 * model.training.positiveRate, model.iterations,
                      model.converged ? "converged" : "NOT converged", solveSeconds))
