@@ -8,6 +8,7 @@ public enum Schema {
         migrator.registerMigration("v1-leads", migrate: createLeads)
         migrator.registerMigration("v2-events", migrate: createEvents)
         migrator.registerMigration("v3-scoring", migrate: createScoring)
+        migrator.registerMigration("v4-api", migrate: createAPI)
         return migrator
     }
 
@@ -149,6 +150,50 @@ public enum Schema {
                 detail    TEXT                   -- JSON: the model version of a score change, ...
             );
             CREATE INDEX lead_timeline_lead ON lead_timeline(lead_id, at);
+            """)
+    }
+
+    static func createAPI(_ db: Database) throws {
+        try db.execute(sql: """
+            -- API keys are stored only as the SHA-256 of the key; the prefix is the key's first
+            -- characters, kept so `keys list` can tell keys apart without revealing them.
+            CREATE TABLE api_keys (
+                id             INTEGER PRIMARY KEY,
+                name           TEXT NOT NULL,
+                prefix         TEXT NOT NULL,
+                key_hash       BLOB NOT NULL UNIQUE,
+                scopes         TEXT NOT NULL,         -- comma-separated: read,write,admin
+                rate_limit     INTEGER,               -- requests per window; NULL: unlimited
+                rate_window    INTEGER NOT NULL,      -- seconds
+                created_at     INTEGER NOT NULL,
+                revoked_at     INTEGER
+            );
+
+            -- Background jobs (training, rescoring, reports) started through the API.
+            CREATE TABLE jobs (
+                id          INTEGER PRIMARY KEY,
+                kind        TEXT NOT NULL,
+                state       TEXT NOT NULL,            -- queued | running | succeeded | failed
+                progress    REAL NOT NULL DEFAULT 0,
+                created_at  INTEGER NOT NULL,
+                started_at  INTEGER,
+                finished_at INTEGER,
+                parameters  TEXT,
+                result      TEXT,
+                error       TEXT
+            );
+
+            -- Sorting: each sortable column gets an index whose implicit last column is the rowid,
+            -- so "ORDER BY col, id" walks it in order and keyset pages seek straight to
+            -- their cursor. The score index loses its created_at column for the same reason.
+            DROP INDEX leads_score;
+            CREATE INDEX leads_score ON leads(score);
+            CREATE INDEX leads_updated_at ON leads(updated_at);
+            CREATE INDEX leads_last_activity_at ON leads(last_activity_at);
+            CREATE INDEX leads_last_name ON leads(last_name);
+            DROP INDEX leads_email;
+            CREATE INDEX leads_email ON leads(email);
+            CREATE INDEX leads_assigned_to ON leads(assigned_to);
             """)
     }
 }

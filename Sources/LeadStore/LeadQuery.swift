@@ -1,0 +1,263 @@
+import Foundation
+import GRDB
+
+/// Which leads a list, an export, the stats or a report covers. Every condition is bound as a
+/// parameter; nothing a client sends is ever spliced into SQL.
+public struct LeadFilter: Sendable, Hashable {
+    public enum Assignment: Sendable, Hashable {
+        case user(String)
+        case unassigned
+    }
+
+    /// Any of these statuses (empty: all).
+    public var statuses: [String] = []
+    public var source: String?
+    public var tag: String?
+    public var assignedTo: Assignment?
+    /// A substring of the first or last name, email, phone or company.
+    public var search: String?
+    /// created_at ≥ this (unix ms).
+    public var createdFrom: Int64?
+    /// created_at < this (unix ms).
+    public var createdUntil: Int64?
+    /// Inclusive score bounds, 0–100.
+    public var minScore: Int?
+    public var maxScore: Int?
+    public var scored: Bool?
+
+    public init() {}
+
+    public var isEmpty: Bool { self == LeadFilter() }
+
+    /// The WHERE clause ("1" when there is no condition) and its arguments.
+    public func whereClause() -> (sql: String, arguments: StatementArguments) {
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if !statuses.isEmpty {
+            conditions.append("status IN (\(databaseQuestionMarks(count: statuses.count)))")
+            arguments += StatementArguments(statuses)
+        }
+        if let source {
+            conditions.append("source = ?")
+            arguments += [source]
+        }
+        if let tag {
+            conditions.append("id IN (SELECT lead_id FROM lead_tags WHERE tag = ?)")
+            arguments += [tag]
+        }
+        switch assignedTo {
+        case .user(let user):
+            conditions.append("assigned_to = ?")
+            arguments += [user]
+        case .unassigned: conditions.append("assigned_to IS NULL")
+        case nil: break
+        }
+        if let search, !search.isEmpty {
+            let pattern = "%" + Self.escapeLike(search) + "%"
+            let columns = ["first_name", "last_name", "email", "phone", "company"]
+            conditions.append("(" + columns.map { "\($0) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ") + ")")
+            arguments += StatementArguments(Array(repeating: pattern, count: columns.count))
+        }
+        if let createdFrom {
+            conditions.append("created_at >= ?")
+            arguments += [createdFrom]
+        }
+        if let createdUntil {
+            conditions.append("created_at < ?")
+            arguments += [createdUntil]
+        }
+        // A score bound implies a score: NULL never satisfies BETWEEN.
+        if let minScore {
+            conditions.append("score >= ?")
+            arguments += [minScore]
+        }
+        if let maxScore {
+            conditions.append("score <= ?")
+            arguments += [maxScore]
+        }
+        switch scored {
+        case true?: conditions.append("score IS NOT NULL")
+        case false?: conditions.append("score IS NULL")
+        case nil: break
+        }
+        return (conditions.isEmpty ? "1" : conditions.joined(separator: " AND "), arguments)
+    }
+
+    static func escapeLike(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if character == "%" || character == "_" || character == "\\" { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+}
+
+/// A list's order. Ties are broken by id in the same direction, so the order is total and a
+/// keyset cursor (the last row's value and id) names an exact position. NULL sorts lowest, as
+/// SQLite orders it: unscored leads come last when sorting by score descending.
+public struct LeadSort: Sendable, Hashable {
+    public enum Key: String, CaseIterable, Sendable {
+        case score
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case lastActivityAt = "last_activity_at"
+        case lastName = "last_name"
+        case email
+
+        var isText: Bool { self == .lastName || self == .email }
+        var isNullable: Bool { self != .createdAt && self != .updatedAt }
+    }
+
+    public var key: Key
+    public var descending: Bool
+
+    public init(key: Key = .createdAt, descending: Bool = true) {
+        self.key = key
+        self.descending = descending
+    }
+
+    var orderBy: String {
+        let direction = descending ? "DESC" : "ASC"
+        return "\(key.rawValue) \(direction), id \(direction)"
+    }
+}
+
+/// A position in a sorted list: the sort value and id of the last row a page returned.
+public struct LeadCursor: Sendable, Hashable {
+    public enum Value: Sendable, Hashable {
+        case null
+        case integer(Int64)
+        case text(String)
+    }
+
+    public var sort: LeadSort
+    public var value: Value
+    public var id: Int64
+
+    public init(sort: LeadSort, value: Value, id: Int64) {
+        self.sort = sort
+        self.value = value
+        self.id = id
+    }
+
+    /// An opaque, URL-safe token.
+    public var token: String {
+        var object: [String: Any] = ["k": sort.key.rawValue, "d": sort.descending ? 1 : 0, "i": id]
+        switch value {
+        case .null: break
+        case .integer(let v): object["n"] = v
+        case .text(let v): object["s"] = v
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return data.base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Decodes a token; nil when it is malformed.
+    public init?(token: String) {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard token.utf8.count <= 4096, let data = Data(base64Encoded: base64),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let keyName = object["k"] as? String, let key = LeadSort.Key(rawValue: keyName),
+              let direction = object["d"] as? Int, let id = (object["i"] as? NSNumber)?.int64Value
+        else { return nil }
+        sort = LeadSort(key: key, descending: direction == 1)
+        self.id = id
+        if let text = object["s"] as? String, key.isText {
+            value = .text(text)
+        } else if let number = object["n"] as? NSNumber, !key.isText {
+            value = .integer(number.int64Value)
+        } else {
+            value = .null
+        }
+    }
+}
+
+/// Reads pages of leads.
+public enum LeadQuery {
+    /// How many leads match.
+    public static func count(_ filter: LeadFilter, in db: Database) throws -> Int {
+        let (conditions, arguments) = filter.whereClause()
+        return try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE \(conditions)", arguments: arguments) ?? 0
+    }
+
+    /// One offset page: `limit` leads after skipping `offset`.
+    public static func page(_ filter: LeadFilter, sort: LeadSort, offset: Int, limit: Int, in db: Database) throws -> [LeadRecord] {
+        let (conditions, arguments) = filter.whereClause()
+        let ids = try Int64.fetchAll(db, sql: """
+            SELECT id FROM leads WHERE \(conditions) ORDER BY \(sort.orderBy) LIMIT ? OFFSET ?
+            """, arguments: arguments + [limit, offset])
+        return try LeadRecord.fetch(ids: ids, in: db)
+    }
+
+    /// One keyset page: up to `limit` leads after `cursor` (from the start when nil), and the
+    /// cursor of the page after it (nil on the last page). Each page seeks through the sort
+    /// column's index to its cursor, so a deep page costs what the first does, and leads
+    /// inserted meanwhile never shift or repeat rows.
+    public static func page(
+        _ filter: LeadFilter, sort: LeadSort, after cursor: LeadCursor?, limit: Int, in db: Database
+    ) throws -> (leads: [LeadRecord], next: LeadCursor?) {
+        let (conditions, arguments) = filter.whereClause()
+        let column = sort.key.rawValue
+        let direction = sort.descending ? "DESC" : "ASC"
+        let comparison = sort.descending ? "<" : ">"
+
+        // NULL sorts lowest. Descending: the non-null values, then the NULLs; ascending: the
+        // reverse. Each part is its own index range, read only as far as the page needs.
+        enum Part { case values, nulls }
+        var parts: [(Part, seek: (sql: String, arguments: StatementArguments)?)] = []
+        let nullsFirst = !sort.descending && sort.key.isNullable
+        switch cursor?.value {
+        case nil:
+            parts = nullsFirst ? [(.nulls, nil), (.values, nil)] : [(.values, nil), (.nulls, nil)]
+        case .null?:
+            let seek: (sql: String, arguments: StatementArguments) = ("id \(comparison) ?", [cursor!.id])
+            parts = nullsFirst ? [(.nulls, seek), (.values, nil)] : [(.nulls, seek)]
+        case .integer(let value)?:
+            let seek: (sql: String, arguments: StatementArguments) = ("(\(column), id) \(comparison) (?, ?)", [value, cursor!.id])
+            parts = nullsFirst ? [(.values, seek)] : [(.values, seek), (.nulls, nil)]
+        case .text(let value)?:
+            let seek: (sql: String, arguments: StatementArguments) = ("(\(column), id) \(comparison) (?, ?)", [value, cursor!.id])
+            parts = nullsFirst ? [(.values, seek)] : [(.values, seek), (.nulls, nil)]
+        }
+        if !sort.key.isNullable { parts.removeAll { $0.0 == .nulls } }
+
+        var rows: [(id: Int64, value: DatabaseValue)] = []
+        for (part, seek) in parts where rows.count <= limit {
+            var sql = "SELECT id, \(column) FROM leads WHERE \(conditions)"
+            var partArguments = arguments
+            switch part {
+            case .values:
+                if sort.key.isNullable { sql += " AND \(column) IS NOT NULL" }
+                if let seek { sql += " AND \(seek.sql)"; partArguments += seek.arguments }
+                sql += " ORDER BY \(column) \(direction), id \(direction)"
+            case .nulls:
+                sql += " AND \(column) IS NULL"
+                if let seek { sql += " AND \(seek.sql)"; partArguments += seek.arguments }
+                sql += " ORDER BY id \(direction)"
+            }
+            sql += " LIMIT ?"
+            partArguments += [limit + 1 - rows.count]
+            for row in try Row.fetchAll(db, sql: sql, arguments: partArguments) {
+                rows.append((row[0], row[1]))
+            }
+        }
+        let hasMore = rows.count > limit
+        if hasMore { rows.removeLast(rows.count - limit) }
+        var next: LeadCursor?
+        if hasMore, let last = rows.last {
+            let value: LeadCursor.Value = switch last.value.storage {
+            case .null: .null
+            case .int64(let v): .integer(v)
+            case .double(let v): .integer(Int64(v))
+            case .string(let v): .text(v)
+            case .blob: .null
+            }
+            next = LeadCursor(sort: sort, value: value, id: last.id)
+        }
+        return (try LeadRecord.fetch(ids: rows.map(\.id), in: db), next)
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+
+/// The dashboard numbers for a set of leads: what GET /api/v1/leads/stats serves and what the
+/// reports print, computed by one function so the two can never disagree.
+public struct LeadStats: Sendable, Equatable {
+    public struct SourceRow: Sendable, Equatable {
+        public var source: String?
+        public var count: Int
+        public var converted: Int
+        public var conversionRate: Double
+        public var averageScore: Double?
+        /// Σ p over the source's scored leads.
+        public var expectedConversions: Double
+    }
+
+    public struct Bucket: Sendable, Equatable {
+        public var min: Int
+        public var max: Int
+        public var count: Int
+        public var converted: Int
+        public var conversionRate: Double
+    }
+
+    public struct Day: Sendable, Equatable {
+        /// yyyy-MM-dd, UTC.
+        public var date: String
+        public var new: Int
+    }
+
+    public var total: Int
+    public var converted: Int
+    public var scored: Int
+    public var averageScore: Double?
+    public var expectedConversions: Double
+    public var byStatus: [String: Int]
+    /// Largest first; ties by source name.
+    public var bySource: [SourceRow]
+    /// Ten buckets: 0–9, 10–19, …, 90–100.
+    public var scoreHistogram: [Bucket]
+    public var averageScoreByStatus: [String: Double]
+    /// One entry per UTC day, oldest first, ending on the day of `now`.
+    public var daily: [Day]
+
+    public var conversionRate: Double { total == 0 ? 0 : Double(converted) / Double(total) }
+
+    /// Statuses that count as converted.
+    public static let convertedStatuses: Set<String> = ["converted"]
+    public static let dailyDays = 30
+
+    /// Computes the stats of the leads `filter` selects. `now` fixes the daily window, which
+    /// ends on now's UTC day.
+    public static func compute(
+        _ filter: LeadFilter, now: Date = Date(), days: Int = dailyDays, in db: Database
+    ) throws -> LeadStats {
+        let (conditions, arguments) = filter.whereClause()
+        // One pass: counts and sums per (status, source, score bucket), from which every
+        // breakdown is summed. The cube has at most statuses × sources × 11 cells.
+        let cube = try Row.fetchAll(db, sql: """
+            SELECT status, source,
+                   CASE WHEN score IS NULL THEN -1 WHEN score >= 90 THEN 9 ELSE score / 10 END AS bucket,
+                   count(*), total(score), total(probability)
+            FROM leads WHERE \(conditions)
+            GROUP BY 1, 2, 3
+            """, arguments: arguments)
+
+        var stats = LeadStats(
+            total: 0, converted: 0, scored: 0, averageScore: nil, expectedConversions: 0, byStatus: [:],
+            bySource: [], scoreHistogram: [], averageScoreByStatus: [:], daily: [])
+        var all = Sums()
+        var sources: [String?: Sums] = [:]
+        var statuses: [String: Sums] = [:]
+        var buckets = Array(repeating: Sums(), count: 10)
+        for row in cube {
+            let status: String = row[0]
+            let bucket: Int = row[2]
+            let count: Int = row[3]
+            let cell = Sums(
+                count: count, converted: convertedStatuses.contains(status) ? count : 0,
+                scored: bucket >= 0 ? count : 0, scoreSum: row[4], probabilitySum: row[5])
+            all.add(cell)
+            sources[row[1] as String?, default: Sums()].add(cell)
+            statuses[status, default: Sums()].add(cell)
+            if bucket >= 0 { buckets[bucket].add(cell) }
+        }
+        stats.total = all.count
+        stats.converted = all.converted
+        stats.scored = all.scored
+        stats.averageScore = all.scored > 0 ? all.scoreSum / Double(all.scored) : nil
+        stats.expectedConversions = all.probabilitySum
+        for (status, sums) in statuses {
+            stats.byStatus[status] = sums.count
+            if sums.scored > 0 { stats.averageScoreByStatus[status] = sums.scoreSum / Double(sums.scored) }
+        }
+        stats.bySource = sources.map { source, sums in
+            SourceRow(
+                source: source, count: sums.count, converted: sums.converted,
+                conversionRate: sums.count > 0 ? Double(sums.converted) / Double(sums.count) : 0,
+                averageScore: sums.scored > 0 ? sums.scoreSum / Double(sums.scored) : nil,
+                expectedConversions: sums.probabilitySum)
+        }.sorted { ($0.count, $1.source ?? "") > ($1.count, $0.source ?? "") }
+        stats.scoreHistogram = buckets.enumerated().map { index, sums in
+            Bucket(min: index * 10, max: index == 9 ? 100 : index * 10 + 9, count: sums.count, converted: sums.converted,
+                   conversionRate: sums.count > 0 ? Double(sums.converted) / Double(sums.count) : 0)
+        }
+        stats.daily = try daily(filter, now: now, days: days, in: db)
+        return stats
+    }
+
+    static let dayMillis: Int64 = 86_400_000
+
+    /// New leads per UTC day for the `days` days ending on now's day, zeros included.
+    static func daily(_ filter: LeadFilter, now: Date, days: Int, in db: Database) throws -> [Day] {
+        let nowMillis = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+        let lastDay = nowMillis >= 0 ? nowMillis / dayMillis : (nowMillis - dayMillis + 1) / dayMillis
+        let firstDay = lastDay - Int64(days) + 1
+        var windowed = filter
+        windowed.createdFrom = max(filter.createdFrom ?? .min, firstDay * dayMillis)
+        windowed.createdUntil = min(filter.createdUntil ?? .max, (lastDay + 1) * dayMillis)
+        let (conditions, arguments) = windowed.whereClause()
+        var counts: [Int64: Int] = [:]
+        for row in try Row.fetchAll(db, sql: """
+            SELECT created_at / \(dayMillis), count(*) FROM leads WHERE \(conditions) GROUP BY 1
+            """, arguments: arguments) {
+            counts[row[0]] = row[1]
+        }
+        return (firstDay...lastDay).map { day in
+            Day(date: dayString(day), new: counts[day] ?? 0)
+        }
+    }
+
+    /// yyyy-MM-dd of a day number since the epoch (proleptic Gregorian, UTC).
+    public static func dayString(_ day: Int64) -> String {
+        // Howard Hinnant's civil_from_days: exact, and no Calendar or formatter per call.
+        let z = day + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func pad(_ v: Int64, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+    }
+}
+
+/// Counts and sums over a set of leads; the stats are ratios of these.
+private struct Sums {
+    var count = 0, converted = 0, scored = 0
+    var scoreSum = 0.0, probabilitySum = 0.0
+
+    mutating func add(_ other: Sums) {
+        count += other.count
+        converted += other.converted
+        scored += other.scored
+        scoreSum += other.scoreSum
+        probabilitySum += other.probabilitySum
+    }
+}
