@@ -10,6 +10,8 @@ public struct APIConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var version: String
+    /// Where trained models' JSON files go (POST /models/train).
+    public var modelsDirectory = "models"
 
     public init(version: String) { self.version = version }
 }
@@ -17,6 +19,8 @@ public struct APIConfiguration: Sendable {
 /// The request context every route sees.
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The authenticated key, once AuthMiddleware has run.
+    public var apiKey: APIKey?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -24,13 +28,61 @@ public struct APIRequestContext: RequestContext {
 
     public var requestDecoder: JSONDecoder { APIJSON.decoder }
     public var responseEncoder: JSONEncoder { APIJSON.encoder }
+    /// Bodies over 10 MiB get 413 PAYLOAD_TOO_LARGE.
+    public var maxUploadSize: Int { APILimits.maxBodyBytes }
 }
 
-/// The routes, without a server: tests drive it through HummingbirdTesting.
-public func buildRouter(store: LeadStore, configuration: APIConfiguration) -> Router<APIRequestContext> {
+public enum APILimits {
+    public static let maxBodyBytes = 10 << 20
+    public static let maxPerPage = 100
+    public static let defaultPerPage = 25
+    public static let maxBulkLeads = 1000
+    public static let maxEventBatch = 5000
+}
+
+/// Everything the controllers share: the store, the scorer, caches and background jobs.
+final class APIServices: Sendable {
+    let store: LeadStore
+    let configuration: APIConfiguration
+    let scorer = ActiveScorer()
+    let keys: KeyCache
+    let limiter = RateLimiter()
+    let changes: ChangeMonitor
+    let counts = VersionedCache<LeadFilter, Int>()
+    let stats = VersionedCache<StatsKey, LeadStats>()
+    let jobs: JobRunner
+
+    struct StatsKey: Hashable, Sendable {
+        let filter: LeadFilter
+        let day: Int64
+    }
+
+    init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        keys = KeyCache(store: store)
+        changes = ChangeMonitor(store: store)
+        jobs = JobRunner(store: store, logger: logger)
+    }
+}
+
+/// The routes, without a server: `leadlens serve` and the tests both build the app through it.
+public func buildRouter(
+    store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
+) -> Router<APIRequestContext> {
+    let services = APIServices(store: store, configuration: configuration, logger: logger)
+    _ = APIMetrics.registry
     let router = Router(context: APIRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
-    HealthController(store: store, version: configuration.version).register(on: router.group("api/v1"))
+    router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))
+    let api = router.group("api/v1")
+    HealthController(store: store, version: configuration.version).register(on: api)
+    LeadsController(services: services).register(on: api)
+    IntakeController(services: services).register(on: api)
+    ModelsController(services: services).register(on: api)
+    KeysController(services: services).register(on: api)
+    APIMetrics.register(on: router)
     return router
 }
 
@@ -39,7 +91,7 @@ public func buildApplication(
     store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
 ) -> some ApplicationProtocol {
     Application(
-        router: buildRouter(store: store, configuration: configuration),
+        router: buildRouter(store: store, configuration: configuration, logger: logger),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }
