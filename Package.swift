@@ -82,7 +82,8 @@ let package = Package(
         .testTarget(
             name: "LeadAPITests",
             dependencies: [
-                "LeadAPI", "LeadStore",
+                "LeadAPI", "LeadStore", "LeadScoring", "LeadIngest",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LeadStore
 import Logging
+import NIOCore
 
 /// The one error shape every response uses:
 /// `{"status": "error", "message": …, "code": …, "errors": {"field": ["message", …]}}`.
@@ -102,6 +103,8 @@ extension APIError {
             default: "the request failed"
             }
             return APIError(code, message)
+        case is NIOTooManyBytesError:
+            return APIError(.payloadTooLarge, "the request body is over the limit of \(APILimits.maxBodyBytes >> 20) MiB")
         case let error as DecodingError:
             return APIError(.validationFailed, "the request body does not match the expected shape",
                             errors: Self.fieldErrors(error))

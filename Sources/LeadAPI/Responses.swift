@@ -48,9 +48,9 @@ struct ListLinks: Encodable, Sendable {
     var last: String?
     var prev: String?
     var next: String?
-    var `self`: String
+    var current: String
 
-    enum CodingKeys: String, CodingKey { case first, last, prev, next, `self` }
+    enum CodingKeys: String, CodingKey { case first, last, prev, next, current = "self" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -58,7 +58,7 @@ struct ListLinks: Encodable, Sendable {
         try c.encode(last, forKey: .last)
         try c.encode(prev, forKey: .prev)
         try c.encode(next, forKey: .next)
-        try c.encode(self.self, forKey: .self)
+        try c.encode(current, forKey: .current)
     }
 }
 
@@ -79,7 +79,7 @@ extension ListLinks {
     static func offset(path: String, query: [(String, String)], page: Int, lastPage: Int) -> ListLinks {
         func url(_ page: Int) -> String { Self.url(path: path, query: query, setting: [("page", String(page))]) }
         return ListLinks(first: url(1), last: url(lastPage), prev: page > 1 ? url(page - 1) : nil,
-                         next: page < lastPage ? url(page + 1) : nil, self: url(page))
+                         next: page < lastPage ? url(page + 1) : nil, current: url(page))
     }
 
     static func url(path: String, query: [(String, String)], setting replacements: [(String, String)], removing: Set<String> = []) -> String {

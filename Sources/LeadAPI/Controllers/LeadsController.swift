@@ -49,7 +49,7 @@ struct LeadsController {
                 first: ListLinks.url(path: path, query: query.items, setting: [], removing: ["cursor", "page"]),
                 last: nil, prev: nil,
                 next: next.map { ListLinks.url(path: path, query: query.items, setting: [("cursor", $0)], removing: ["page"]) },
-                self: ListLinks.url(path: path, query: query.items, setting: []))
+                current: ListLinks.url(path: path, query: query.items, setting: []))
             let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total,
                                 from: nil, to: nil, nextCursor: next)
             return ListResponse(data: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
@@ -144,6 +144,13 @@ struct LeadsController {
         return DataResponse(data: LeadJSON(lead: lead, factors: factors))
     }
 
+    /// 404 before looking at the body: an unknown lead is the first thing wrong with the request.
+    func requireLead(_ id: Int64) async throws {
+        guard try await store.reader.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) }) != nil else {
+            throw APIError(.notFound, "no such lead")
+        }
+    }
+
     /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
     func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> DataResponse<LeadJSON> {
         let scorer = services.scorer
@@ -176,6 +183,7 @@ struct LeadsController {
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
         let id = try Self.leadID(context)
+        try await requireLead(id)
         let changes = try await LeadBody.changes(request, context: context, creating: false)
         return try await mutate(id) { db in try LeadMutations.update(id, changes, in: db) }
     }
