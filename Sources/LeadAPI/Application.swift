@@ -4,6 +4,7 @@ import Hummingbird
 import LeadScoring
 import LeadStore
 import Logging
+import NIOCore
 
 /// What `leadlens serve` configures.
 public struct APIConfiguration: Sendable {
@@ -49,12 +50,25 @@ final class APIServices: Sendable {
     let limiter = RateLimiter()
     let changes: ChangeMonitor
     let counts = VersionedCache<LeadFilter, Int>()
-    let stats = VersionedCache<StatsKey, LeadStats>()
+    /// Encoded responses: a dashboard's poll costs no JSON encoding either.
+    let stats = VersionedCache<StatsKey, ByteBuffer>()
+    let health = VersionedCache<Int, HealthSnapshot>(capacity: 1)
     let jobs: JobRunner
 
     struct StatsKey: Hashable, Sendable {
         let filter: LeadFilter
         let day: Int64
+    }
+
+    struct HealthSnapshot: Sendable {
+        let leads: Int
+        let modelVersion: String?
+    }
+
+    /// Every write the API makes goes through here, so cached answers see it at once.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        defer { changes.noteWrite() }
+        return try await store.writer.write(body)
     }
 
     init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
@@ -77,7 +91,7 @@ public func buildRouter(
     router.add(middleware: APIErrorMiddleware())
     router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))
     let api = router.group("api/v1")
-    HealthController(store: store, version: configuration.version).register(on: api)
+    HealthController(services: services).register(on: api)
     LeadsController(services: services).register(on: api)
     IntakeController(services: services).register(on: api)
     ModelsController(services: services).register(on: api)

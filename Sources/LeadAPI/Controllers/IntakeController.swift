@@ -41,7 +41,7 @@ struct IntakeController {
                            errors: parsed.errors)
         }
         let scorer = services.scorer
-        let lead = try await services.store.writer.write { db in
+        let lead = try await services.write { db in
             let result = try Ingest.RequestSession().write([Ingest.Record(line: 1, lead: patch, event: nil)], in: db)
             _ = try scorer.rescore(ids: result.touched, in: db)
             return result.leads[0]
@@ -103,7 +103,7 @@ struct IntakeController {
         }
         let records = parsed.records
         let scorer = services.scorer
-        let (result, scored, version) = try await services.store.writer.write { db in
+        let (result, scored, version) = try await services.write { db in
             let result = try Ingest.RequestSession().write(records, in: db)
             let scorerNow = try scorer.scorer(in: db)
             let scored = try scorerNow?.rescore(ids: result.touched, in: db) ?? []

@@ -55,7 +55,7 @@ struct KeysController {
         let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
         if rate == nil { errors["rate"] = ["must look like 1000/h, 60/min or unlimited"] }
         if !errors.isEmpty { throw APIError(.validationFailed, "invalid key", errors: errors) }
-        let created = try await services.store.writer.write { db in
+        let created = try await services.write { db in
             try APIKeys.create(name: name, scopes: Set(scopes), rateLimit: rate!, in: db)
         }
         return try EditedResponse(status: .created, response: DataResponse(data: KeyJSON(key: created.record, secret: created.key)))
@@ -64,7 +64,7 @@ struct KeysController {
 
     @Sendable func revoke(_ request: Request, context: APIRequestContext) async throws -> Response {
         guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw APIError(.notFound, "no such key") }
-        let revoked = try await services.store.writer.write { db in try APIKeys.revoke(String(id), in: db) }
+        let revoked = try await services.write { db in try APIKeys.revoke(String(id), in: db) }
         guard revoked > 0 else { throw APIError(.notFound, "no such live key") }
         services.keys.invalidate()
         return Response(status: .noContent)

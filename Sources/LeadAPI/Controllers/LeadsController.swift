@@ -82,19 +82,22 @@ struct LeadsController {
     /// Totals are cached per store version: counting a million rows per page view would cost
     /// more than the page itself.
     func count(_ filter: LeadFilter) async throws -> Int {
-        try await services.counts.value(for: filter, version: await services.changes.version()) {
+        try await services.counts.value(for: filter, version: services.changes.version()) {
             try await store.reader.read { db in try LeadQuery.count(filter, in: db) }
         }
     }
 
-    @Sendable func stats(_ request: Request, context: APIRequestContext) async throws -> DataResponse<StatsJSON> {
+    @Sendable func stats(_ request: Request, context: APIRequestContext) async throws -> Response {
         let query = try LeadListQuery(request)
         let now = Date()
         let key = APIServices.StatsKey(filter: query.filter, day: Int64(now.timeIntervalSince1970) / 86_400)
-        let stats = try await services.stats.value(for: key, version: await services.changes.version()) {
-            try await store.reader.read { db in try LeadStats.compute(query.filter, now: now, in: db) }
+        let body = try await services.stats.value(for: key, version: services.changes.version()) {
+            let stats = try await store.reader.read { db in try LeadStats.compute(query.filter, now: now, in: db) }
+            return ByteBuffer(bytes: try APIJSON.encoder.encode(DataResponse(data: StatsJSON(stats))))
         }
-        return DataResponse(data: StatsJSON(stats))
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -154,7 +157,7 @@ struct LeadsController {
     /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
     func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> DataResponse<LeadJSON> {
         let scorer = services.scorer
-        let lead = try await store.writer.write { db -> LeadRecord? in
+        let lead = try await services.write { db -> LeadRecord? in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
             try body(db)
             _ = try scorer.rescore(ids: [id], in: db)
@@ -167,7 +170,7 @@ struct LeadsController {
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
         let changes = try await LeadBody.changes(request, context: context, creating: true)
         let scorer = services.scorer
-        let lead = try await store.writer.write { db -> LeadRecord in
+        let lead = try await services.write { db -> LeadRecord in
             for field in [LeadField.externalID, .email, .phone] {
                 if case let value?? = changes.columns[field] {
                     try LeadMutations.ensureAbsent(field, value, in: db)
@@ -190,7 +193,7 @@ struct LeadsController {
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
         let id = try Self.leadID(context)
-        guard try await store.writer.write({ db in try LeadMutations.delete(id, in: db) }) else {
+        guard try await services.write({ db in try LeadMutations.delete(id, in: db) }) else {
             throw APIError(.notFound, "no such lead")
         }
         return Response(status: .noContent)
@@ -368,7 +371,7 @@ struct LeadsController {
         }
         let scorer = services.scorer
         let accepted = records
-        let written = try await store.writer.write { db in
+        let written = try await services.write { db in
             let result = try Ingest.RequestSession().write(accepted, in: db)
             _ = try scorer.rescore(ids: result.touched, in: db)
             return result
@@ -388,7 +391,7 @@ struct LeadsController {
     @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> DataResponse<ImportJSON> {
         let bytes = try await LeadBody.bytes(request, context: context)
         let scorer = services.scorer
-        let result = try await store.writer.write { db in
+        let result = try await services.write { db in
             let result = try Ingest.RequestSession().writeCSV(bytes, in: db)
             _ = try scorer.rescore(ids: result.touched, in: db)
             return result
