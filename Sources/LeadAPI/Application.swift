@@ -65,10 +65,13 @@ final class APIServices: Sendable {
         let modelVersion: String?
     }
 
-    /// Every write the API makes goes through here, so cached answers see it at once.
+    let writes: WriteCoalescer
+
+    /// Every write the API makes goes through here: group-committed with the writes of
+    /// concurrent requests, and noted so cached answers see it at once.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         defer { changes.noteWrite() }
-        return try await store.writer.write(body)
+        return try await writes.write(body)
     }
 
     init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
@@ -76,6 +79,7 @@ final class APIServices: Sendable {
         self.configuration = configuration
         keys = KeyCache(store: store)
         changes = ChangeMonitor(store: store)
+        writes = WriteCoalescer(writer: store.writer)
         jobs = JobRunner(store: store, logger: logger)
     }
 }
