@@ -94,50 +94,124 @@ extension ListLinks {
     }
 }
 
-/// The lead object: flat, every key present, times as ISO 8601 UTC.
-struct LeadJSON: Encodable, Sendable {
+/// The lead object: flat, every key present, times as ISO 8601 UTC. Written with JSONWriter:
+/// lists of 100 leads are the hot path.
+struct LeadJSON: Sendable {
     let lead: LeadRecord
     var factors: [FactorJSON]?
     var matchedOn: [String]?
 
-    enum CodingKeys: String, CodingKey {
-        case id, externalID = "external_id", firstName = "first_name", lastName = "last_name", email, phone
-        case company, source, status, assignedTo = "assigned_to", value, notes, tags
-        case customFields = "custom_fields", score, probability, modelVersion = "model_version"
-        case scoredAt = "scored_at", createdAt = "created_at", updatedAt = "updated_at"
-        case lastActivityAt = "last_activity_at", factors, matchedOn = "matched_on"
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("id"); json.value(lead.id)
+        json.key("external_id"); json.value(lead.externalID)
+        json.key("first_name"); json.value(lead.firstName)
+        json.key("last_name"); json.value(lead.lastName)
+        json.key("email"); json.value(lead.email)
+        json.key("phone"); json.value(lead.phone)
+        json.key("company"); json.value(lead.company)
+        json.key("source"); json.value(lead.source)
+        json.key("status"); json.value(lead.status)
+        json.key("assigned_to"); json.value(lead.assignedTo)
+        json.key("value"); json.value(lead.value)
+        json.key("notes"); json.value(lead.notes)
+        json.key("tags")
+        json.beginArray()
+        for tag in lead.tags { json.value(tag) }
+        json.endArray()
+        json.key("custom_fields")
+        json.beginObject()
+        for (label, value) in lead.customFields.sorted(by: { $0.key < $1.key }) {
+            json.key(label)
+            json.value(value)
+        }
+        json.endObject()
+        json.key("score"); json.value(lead.score)
+        json.key("probability"); json.value(lead.probability)
+        json.key("model_version"); json.value(lead.modelVersion)
+        json.key("scored_at"); json.value(lead.scoredAt.map(APIDate.string))
+        json.key("created_at"); json.value(APIDate.string(lead.createdAt))
+        json.key("updated_at"); json.value(APIDate.string(lead.updatedAt))
+        json.key("last_activity_at"); json.value(lead.lastActivityAt.map(APIDate.string))
+        if let factors {
+            json.key("factors")
+            json.beginArray()
+            for factor in factors {
+                json.beginObject()
+                json.key("feature"); json.value(factor.feature)
+                json.key("value"); json.value(factor.value)
+                json.key("weight"); json.value(factor.weight)
+                json.key("contribution"); json.value(factor.contribution)
+                json.endObject()
+            }
+            json.endArray()
+        }
+        if let matchedOn {
+            json.key("matched_on")
+            json.beginArray()
+            for match in matchedOn { json.value(match) }
+            json.endArray()
+        }
+        json.endObject()
     }
+}
 
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(lead.id, forKey: .id)
-        try c.encode(lead.externalID, forKey: .externalID)
-        try c.encode(lead.firstName, forKey: .firstName)
-        try c.encode(lead.lastName, forKey: .lastName)
-        try c.encode(lead.email, forKey: .email)
-        try c.encode(lead.phone, forKey: .phone)
-        try c.encode(lead.company, forKey: .company)
-        try c.encode(lead.source, forKey: .source)
-        try c.encode(lead.status, forKey: .status)
-        try c.encode(lead.assignedTo, forKey: .assignedTo)
-        try c.encode(lead.value, forKey: .value)
-        try c.encode(lead.notes, forKey: .notes)
-        try c.encode(lead.tags, forKey: .tags)
-        try c.encode(lead.customFields, forKey: .customFields)
-        try c.encode(lead.score, forKey: .score)
-        try c.encode(lead.probability, forKey: .probability)
-        try c.encode(lead.modelVersion, forKey: .modelVersion)
-        try c.encode(lead.scoredAt.map(APIDate.string), forKey: .scoredAt)
-        try c.encode(APIDate.string(lead.createdAt), forKey: .createdAt)
-        try c.encode(APIDate.string(lead.updatedAt), forKey: .updatedAt)
-        try c.encode(lead.lastActivityAt.map(APIDate.string), forKey: .lastActivityAt)
-        if let factors { try c.encode(factors, forKey: .factors) }
-        if let matchedOn { try c.encode(matchedOn, forKey: .matchedOn) }
+/// `{"data": lead}`.
+struct LeadResponse: ResponseGenerator, Sendable {
+    let lead: LeadJSON
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var json = JSONWriter(capacity: 2048)
+        json.beginObject()
+        json.key("data")
+        lead.write(to: &json)
+        json.endObject()
+        return json.response()
+    }
+}
+
+/// `{"data": [lead, …]}`, with `meta` and `links` for a paginated list.
+struct LeadListResponse: ResponseGenerator, Sendable {
+    let leads: [LeadJSON]
+    var meta: ListMeta?
+    var links: ListLinks?
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var json = JSONWriter(capacity: 1024 + leads.count * 900)
+        json.beginObject()
+        json.key("data")
+        json.beginArray()
+        for lead in leads { lead.write(to: &json) }
+        json.endArray()
+        if let meta {
+            json.key("meta")
+            json.beginObject()
+            json.key("current_page"); json.value(meta.currentPage)
+            json.key("last_page"); json.value(meta.lastPage)
+            json.key("per_page"); json.value(meta.perPage)
+            json.key("total"); json.value(meta.total)
+            json.key("from"); json.value(meta.from)
+            json.key("to"); json.value(meta.to)
+            json.key("next_cursor"); json.value(meta.nextCursor)
+            json.endObject()
+        }
+        if let links {
+            json.key("links")
+            json.beginObject()
+            json.key("first"); json.value(links.first)
+            json.key("last"); json.value(links.last)
+            json.key("prev"); json.value(links.prev)
+            json.key("next"); json.value(links.next)
+            json.key("self"); json.value(links.current)
+            json.endObject()
+        }
+        json.endObject()
+        return json.response()
     }
 }
 
 /// One signed contribution to a lead's score: weight × standardized value, in logit units.
-struct FactorJSON: Encodable, Sendable {
+struct FactorJSON: Sendable {
     let feature: String
     let value: Double?
     let weight: Double
@@ -149,16 +223,6 @@ struct FactorJSON: Encodable, Sendable {
         weight = contribution.weight
         self.contribution = contribution.contribution
     }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(feature, forKey: .feature)
-        try c.encode(value, forKey: .value)
-        try c.encode(weight, forKey: .weight)
-        try c.encode(contribution, forKey: .contribution)
-    }
-
-    enum CodingKeys: String, CodingKey { case feature, value, weight, contribution }
 }
 
 /// Times on the wire: ISO 8601 in UTC, whole seconds ("2026-11-21T10:00:00Z").

@@ -36,7 +36,7 @@ struct LeadsController {
 
     // MARK: Lists
 
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> LeadListResponse {
         let query = try LeadListQuery(request)
         let path = request.uri.path
         let total = try await count(query.filter)
@@ -52,7 +52,7 @@ struct LeadsController {
                 current: ListLinks.url(path: path, query: query.items, setting: []))
             let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total,
                                 from: nil, to: nil, nextCursor: next)
-            return ListResponse(data: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+            return LeadListResponse(leads: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
         }
         let offset = (query.page - 1) * query.perPage
         let leads = try await store.reader.read { db in
@@ -65,7 +65,7 @@ struct LeadsController {
         }
         let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: leads.count, nextCursor: nextCursor)
         let links = ListLinks.offset(path: path, query: query.items.filter { $0.0 != "cursor" }, page: query.page, lastPage: meta.lastPage ?? 1)
-        return ListResponse(data: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+        return LeadListResponse(leads: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
     }
 
     static func sortValue(_ lead: LeadRecord, _ key: LeadSort.Key) -> LeadCursor.Value {
@@ -135,7 +135,7 @@ struct LeadsController {
         return id
     }
 
-    @Sendable func show(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func show(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let scorer = services.scorer
         let (lead, explanation) = try await store.reader.read { db -> (LeadRecord?, Explanation?) in
@@ -144,7 +144,7 @@ struct LeadsController {
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
         let factors = explanation.map { Array($0.top(5)).map(FactorJSON.init) } ?? []
-        return DataResponse(data: LeadJSON(lead: lead, factors: factors))
+        return LeadResponse(lead: LeadJSON(lead: lead, factors: factors))
     }
 
     /// 404 before looking at the body: an unknown lead is the first thing wrong with the request.
@@ -155,7 +155,7 @@ struct LeadsController {
     }
 
     /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
-    func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> DataResponse<LeadJSON> {
+    func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> LeadResponse {
         let scorer = services.scorer
         let lead = try await services.write { db -> LeadRecord? in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
@@ -164,7 +164,7 @@ struct LeadsController {
             return try LeadRecord.fetch(id: id, in: db)
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
-        return DataResponse(data: LeadJSON(lead: lead))
+        return LeadResponse(lead: LeadJSON(lead: lead))
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -180,11 +180,11 @@ struct LeadsController {
             _ = try scorer.rescore(ids: [id], in: db)
             return try LeadRecord.fetch(id: id, in: db)!
         }
-        return try EditedResponse(status: .created, response: DataResponse(data: LeadJSON(lead: lead)))
+        return try EditedResponse(status: .created, response: LeadResponse(lead: LeadJSON(lead: lead)))
             .response(from: request, context: context)
     }
 
-    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         try await requireLead(id)
         let changes = try await LeadBody.changes(request, context: context, creating: false)
@@ -201,7 +201,7 @@ struct LeadsController {
 
     struct StatusBody: Decodable { let status: String }
 
-    @Sendable func setStatus(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func setStatus(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let body = try await request.decode(as: StatusBody.self, context: context)
         let status = body.status.trimmingCharacters(in: .whitespaces).lowercased()
@@ -217,7 +217,7 @@ struct LeadsController {
 
     struct NotesBody: Decodable { let notes: String? }
 
-    @Sendable func setNotes(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func setNotes(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let body = try await request.decode(as: NotesBody.self, context: context)
         try LeadBody.checkLength(body.notes, field: "notes")
@@ -250,7 +250,7 @@ struct LeadsController {
         return try EditedResponse(status: .created, response: result).response(from: request, context: context)
     }
 
-    @Sendable func removeTag(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func removeTag(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let tag = context.parameters.get("tag")?.removingPercentEncoding ?? ""
         let removed = LockedFlag()
@@ -281,7 +281,7 @@ struct LeadsController {
         }
     }
 
-    @Sendable func assign(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func assign(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let body = try await request.decode(as: AssignBody.self, context: context)
         var changes = LeadMutations.Changes()
@@ -306,7 +306,7 @@ struct LeadsController {
         return ListResponse(data: result.entries.map(TimelineJSON.init), meta: meta, links: links)
     }
 
-    @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[LeadJSON]> {
+    @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> LeadListResponse {
         let id = try Self.leadID(context)
         let found = try await store.reader.read { db -> [LeadJSON] in
             let matches = try LeadMutations.duplicates(of: id, in: db)
@@ -315,7 +315,7 @@ struct LeadsController {
                 LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
             }
         }
-        return DataResponse(data: found)
+        return LeadListResponse(leads: found)
     }
 
     struct MergeBody: Decodable {
@@ -323,7 +323,7 @@ struct LeadsController {
         enum CodingKeys: String, CodingKey { case duplicateID = "duplicate_id" }
     }
 
-    @Sendable func merge(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+    @Sendable func merge(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let body = try await request.decode(as: MergeBody.self, context: context)
         guard body.duplicateID != id else {

@@ -1,0 +1,65 @@
+import Foundation
+import GRDB
+@testable import LeadAPI
+import LeadStore
+import Testing
+
+@Suite("Group commit")
+struct WriteCoalescerTests {
+    struct Refused: Error {}
+
+    @Test("concurrent writes all land; a failing one rolls back only its own changes")
+    func isolation() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let coalescer = WriteCoalescer(writer: api.store.writer)
+        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    do {
+                        let id = try await coalescer.write { db -> Int64 in
+                            try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
+                                           arguments: ["G\(i)"])
+                            if i % 7 == 0 { throw Refused() }
+                            return db.lastInsertedRowID
+                        }
+                        return (i, id > 0)
+                    } catch {
+                        return (i, false)
+                    }
+                }
+            }
+            var outcomes: [Int: Bool] = [:]
+            for await (i, ok) in group { outcomes[i] = ok }
+            return outcomes
+        }
+        let stored = Set(try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT external_id FROM leads") })
+        for i in 0..<200 {
+            #expect(outcomes[i] == (i % 7 != 0))
+            #expect(stored.contains("G\(i)") == (i % 7 != 0), "lead \(i)")
+        }
+    }
+}
+
+@Suite("JSON writing")
+struct JSONWriterTests {
+    @Test("strings with quotes, backslashes, newlines, control characters and non-ASCII round-trip")
+    func escaping() throws {
+        let samples = ["plain", "quote \" and \\ backslash", "line\nbreak\r\ttab", "\u{01}\u{1F}", "Zoë 💡 日本", "</script>", ""]
+        var json = JSONWriter()
+        json.beginObject()
+        for (index, sample) in samples.enumerated() {
+            json.key("k\(index)")
+            json.value(sample)
+        }
+        json.key("n"); json.value(Double.nan)
+        json.key("d"); json.value(0.1 + 0.2)
+        json.key("i"); json.value(Int64.min)
+        json.endObject()
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(buffer: json.buffer)) as? [String: Any])
+        for (index, sample) in samples.enumerated() { #expect(parsed["k\(index)"] as? String == sample) }
+        #expect(parsed["n"] is NSNull)
+        #expect(parsed["d"] as? Double == 0.1 + 0.2)
+        #expect((parsed["i"] as? NSNumber)?.int64Value == Int64.min)
+    }
+}
