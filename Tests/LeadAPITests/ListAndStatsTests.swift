@@ -90,6 +90,19 @@ struct ListAndStatsTests {
                 page += 1
             }
             #expect(ids == expected, "newest first, exactly the leads in range")
+
+            var walked: [Int64] = []
+            var cursor: String?
+            repeat {
+                let query = "/api/v1/leads?min_score=\(min)&max_score=\(max)&per_page=13" + (cursor.map { "&cursor=\($0)" } ?? "")
+                let reply = try await client.call(.get, query, key: api.reader)
+                walked += reply.list.map { Int64($0["id"] as! Int) }
+                cursor = reply.meta["next_cursor"] as? String
+            } while cursor != nil
+            #expect(walked == expected, "keyset pages walk the same leads")
+
+            let oldest = try await client.call(.get, "/api/v1/leads?min_score=\(min)&max_score=\(max)&direction=asc&per_page=100", key: api.reader)
+            #expect(oldest.list.map { Int64($0["id"] as! Int) } == Array(expected.reversed().prefix(100)))
         }
     }
 
