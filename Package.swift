@@ -52,7 +52,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // The OpenAPI document GET /openapi.json serves; OpenAPITests keeps it in step with the routes.
+            resources: [.copy("openapi.json")]
         ),
         .executableTarget(
             name: "leadlens",
