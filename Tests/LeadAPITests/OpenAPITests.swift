@@ -74,13 +74,21 @@ struct OpenAPITests {
     @Test("every route the router registers is documented")
     func routesAreDocumented() throws {
         let missing = try Self.registeredOperations().subtracting(Self.documentedOperations())
-        #expect(missing.isEmpty, "routes missing from openapi.json: \(missing.sorted())")
+        #expect(missing.sorted() == [], "routes missing from openapi.json")
     }
 
     @Test("every documented operation is a route")
     func documentedOperationsExist() throws {
         let missing = try Self.documentedOperations().subtracting(Self.registeredOperations())
-        #expect(missing.isEmpty, "documented in openapi.json but not registered: \(missing.sorted())")
+        #expect(missing.sorted() == [], "documented in openapi.json but not registered")
+    }
+
+    @Test("GET /openapi.json's response is the document, as JSON")
+    func response() {
+        let response = OpenAPIDocument.response()
+        #expect(response.status == .ok)
+        #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+        #expect(response.body.contentLength == OpenAPIDocument.data.count)
     }
 
     @Test("the Error schema's codes are APIError's")
@@ -116,6 +124,6 @@ struct OpenAPITests {
                 }
             }
         }
-        #expect(wrong.isEmpty, "error responses without the Error schema: \(wrong.sorted())")
+        #expect(wrong.sorted() == [], "error responses without the Error schema")
     }
 }
