@@ -1,11 +1,13 @@
 # LeadLens: two commands on a fresh Debian machine with only Swift installed.
-#   make demo   build, generate a demo dataset, ingest it, train and activate a model, score every lead
+#   make demo   build, generate a demo dataset, ingest it, train and activate a model, score every lead,
+#               then serve it (Ctrl-C stops) with a fresh API key and example requests
 #   make test   run the test suite
 # Both install the system packages they need first (apt-get; root or sudo).
 
 SWIFT        ?= swift
 DB           ?= data/leadlens.sqlite
 DEMO_LEADS   ?= 20000
+PORT         ?= 8080
 BIN          := .build/release/leadlens
 # libsqlite3-dev: GRDB links the system SQLite. libblas-dev: cblas.h and libblas.so.
 # libopenblas0: a faster libblas.so.3 via Debian alternatives. sqlite3: the bench's peer.
@@ -39,8 +41,12 @@ demo: build
 	@# the active model's on the same leads. The demo then goes on with the active model.
 	-$(BIN) train --db $(DB) --name demo --activate
 	$(BIN) score --all --db $(DB)
-	@echo
-	@echo "Demo store: $(DB). Try: $(BIN) explain L0000001 --db $(DB)"
+	@KEY=$$($(BIN) keys create --db $(DB) --name demo --scopes read,write,admin --rate unlimited 2>/dev/null) && \
+	echo && echo "Demo store: $(DB). API key (shown once): $$KEY" && echo "Try, in another terminal:" && \
+	echo "  curl -H 'Authorization: Bearer $$KEY' 'http://127.0.0.1:$(PORT)/api/v1/leads?min_score=80&max_score=100&per_page=5'" && \
+	echo "  curl -H 'Authorization: Bearer $$KEY' 'http://127.0.0.1:$(PORT)/api/v1/leads/stats'" && \
+	echo "  curl -H 'Authorization: Bearer $$KEY' -d '{\"email\": \"ada@example.com\", \"first_name\": \"Ada\"}' http://127.0.0.1:$(PORT)/api/v1/intake" && \
+	echo && exec $(BIN) serve --db $(DB) --port $(PORT)
 
 bench: build
 	python3 bench/run.py

@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
@@ -51,7 +53,10 @@ let package = Package(
                 "LeadStore", "LeadIngest", "LeadScoring",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             // The OpenAPI document GET /openapi.json serves; OpenAPITests keeps it in step with the routes.
             resources: [.copy("openapi.json")]
@@ -79,7 +84,8 @@ let package = Package(
         .testTarget(
             name: "LeadAPITests",
             dependencies: [
-                "LeadAPI", "LeadStore",
+                "LeadAPI", "LeadStore", "LeadScoring", "LeadIngest",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]

@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import LeadStore
+import Logging
+import NIOCore
 
 /// The one error shape every response uses:
 /// `{"status": "error", "message": …, "code": …, "errors": {"field": ["message", …]}}`.
@@ -75,33 +78,69 @@ public enum APIJSON {
     }
 }
 
-/// Turns every error into the API's shape: Hummingbird's own (an unknown route, a body over the
-/// limit) by status, anything else into a 500 whose details go to the log, not the client.
-struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as APIError {
-            throw error
-        } catch let error as HTTPError {
+extension APIError {
+    /// Any error as the API shows it: Hummingbird's own (an unknown route, a body over the
+    /// limit) by status, a store conflict as 409, anything else as a 500 whose details go to the
+    /// log, never to the client.
+    static func wrapping(_ error: any Error, request: Request, logger: Logger) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as HTTPError:
             let code: APIError.Code = switch error.status {
             case .notFound, .methodNotAllowed: .notFound
             case .contentTooLarge: .payloadTooLarge
             case .unauthorized: .unauthorized
             case .forbidden: .forbidden
             case .conflict: .conflict
-            case .badRequest, .unprocessableContent: .validationFailed
+            case .badRequest, .unprocessableContent, .unsupportedMediaType: .validationFailed
             default: .serverError
             }
             let message = switch code {
             case .notFound: "no such resource: \(request.method) \(request.uri.path)"
             case .payloadTooLarge: "the request body is over the limit"
-            default: error.body ?? "the request failed"
+            case .validationFailed: "the request body is malformed"
+            default: "the request failed"
             }
-            throw APIError(code, message)
+            return APIError(code, message)
+        case is NIOTooManyBytesError:
+            return APIError(.payloadTooLarge, "the request body is over the limit of \(APILimits.maxBodyBytes >> 20) MiB")
+        case let error as DecodingError:
+            return APIError(.validationFailed, "the request body does not match the expected shape",
+                            errors: Self.fieldErrors(error))
+        case LeadMutations.Failure.notFound:
+            return APIError(.notFound, "no such lead")
+        case LeadMutations.Failure.conflict(let field):
+            return APIError(.conflict, "another lead already has this \(field)", errors: [field: ["already taken by another lead"]])
+        default:
+            logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "http.path": "\(request.uri.path)"])
+            return APIError(.serverError, "the server failed to handle the request")
+        }
+    }
+
+    /// Names the field a JSON decoding error is about, without echoing the value.
+    static func fieldErrors(_ error: DecodingError) -> [String: [String]] {
+        func name(_ path: [any CodingKey], _ key: (any CodingKey)? = nil) -> String {
+            let all = path + (key.map { [$0] } ?? [])
+            return all.isEmpty ? "body" : all.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return [name(context.codingPath, key): ["is required"]]
+        case .typeMismatch(let type, let context): return [name(context.codingPath): ["expected \(type)"]]
+        case .valueNotFound(_, let context): return [name(context.codingPath): ["must not be null"]]
+        case .dataCorrupted(let context): return [name(context.codingPath): ["is not valid JSON"]]
+        @unknown default: return ["body": ["is malformed"]]
+        }
+    }
+}
+
+/// Turns every error into the API's one shape.
+struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
         } catch {
-            context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))"])
-            throw APIError(.serverError, "the server failed to handle the request")
+            throw APIError.wrapping(error, request: request, logger: context.logger)
         }
     }
 }

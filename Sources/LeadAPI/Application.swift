@@ -4,12 +4,15 @@ import Hummingbird
 import LeadScoring
 import LeadStore
 import Logging
+import NIOCore
 
 /// What `leadlens serve` configures.
 public struct APIConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var version: String
+    /// Where trained models' JSON files go (POST /models/train).
+    public var modelsDirectory = "models"
 
     public init(version: String) { self.version = version }
 }
@@ -17,6 +20,8 @@ public struct APIConfiguration: Sendable {
 /// The request context every route sees.
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The authenticated key, once AuthMiddleware has run.
+    public var apiKey: APIKey?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -24,13 +29,78 @@ public struct APIRequestContext: RequestContext {
 
     public var requestDecoder: JSONDecoder { APIJSON.decoder }
     public var responseEncoder: JSONEncoder { APIJSON.encoder }
+    /// Bodies over 10 MiB get 413 PAYLOAD_TOO_LARGE.
+    public var maxUploadSize: Int { APILimits.maxBodyBytes }
 }
 
-/// The routes, without a server: tests drive it through HummingbirdTesting.
-public func buildRouter(store: LeadStore, configuration: APIConfiguration) -> Router<APIRequestContext> {
+public enum APILimits {
+    public static let maxBodyBytes = 10 << 20
+    public static let maxPerPage = 100
+    public static let defaultPerPage = 25
+    public static let maxBulkLeads = 1000
+    public static let maxEventBatch = 5000
+}
+
+/// Everything the controllers share: the store, the scorer, caches and background jobs.
+final class APIServices: Sendable {
+    let store: LeadStore
+    let configuration: APIConfiguration
+    let scorer = ActiveScorer()
+    let keys: KeyCache
+    let limiter = RateLimiter()
+    let changes: ChangeMonitor
+    let counts = VersionedCache<LeadFilter, Int>()
+    /// Encoded responses: a dashboard's poll costs no JSON encoding either.
+    let stats = VersionedCache<StatsKey, ByteBuffer>()
+    let health = VersionedCache<Int, HealthSnapshot>(capacity: 1)
+    let jobs: JobRunner
+
+    struct StatsKey: Hashable, Sendable {
+        let filter: LeadFilter
+        let day: Int64
+    }
+
+    struct HealthSnapshot: Sendable {
+        let leads: Int
+        let modelVersion: String?
+    }
+
+    let writes: WriteCoalescer
+
+    /// Every write the API makes goes through here: group-committed with the writes of
+    /// concurrent requests, and noted so cached answers see it at once.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        defer { changes.noteWrite() }
+        return try await writes.write(body)
+    }
+
+    init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        keys = KeyCache(store: store)
+        changes = ChangeMonitor(store: store)
+        writes = WriteCoalescer(writer: store.writer)
+        jobs = JobRunner(store: store, logger: logger)
+    }
+}
+
+/// The routes, without a server: `leadlens serve` and the tests both build the app through it.
+public func buildRouter(
+    store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
+) -> Router<APIRequestContext> {
+    let services = APIServices(store: store, configuration: configuration, logger: logger)
+    _ = APIMetrics.registry
     let router = Router(context: APIRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
-    HealthController(store: store, version: configuration.version).register(on: router.group("api/v1"))
+    router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))
+    let api = router.group("api/v1")
+    HealthController(services: services).register(on: api)
+    LeadsController(services: services).register(on: api)
+    IntakeController(services: services).register(on: api)
+    ModelsController(services: services).register(on: api)
+    KeysController(services: services).register(on: api)
+    APIMetrics.register(on: router)
     return router
 }
 
@@ -39,7 +109,7 @@ public func buildApplication(
     store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
 ) -> some ApplicationProtocol {
     Application(
-        router: buildRouter(store: store, configuration: configuration),
+        router: buildRouter(store: store, configuration: configuration, logger: logger),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }

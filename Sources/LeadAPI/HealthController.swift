@@ -6,8 +6,9 @@ import LeadStore
 
 /// GET /api/v1/health: no auth, not wrapped in `data`, as load balancers and uptime checks expect.
 struct HealthController {
-    let store: LeadStore
-    let version: String
+    let services: APIServices
+    var store: LeadStore { services.store }
+    var version: String { services.configuration.version }
 
     struct Health: ResponseEncodable {
         let status: String
@@ -37,11 +38,16 @@ struct HealthController {
     }
 
     @Sendable func health(_ request: Request, context: APIRequestContext) async throws -> Health {
-        // GRDB runs the read on its own queue, off the event loop.
-        let (leads, model) = try await store.reader.read { db in
-            (try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? 0,
-             try String.fetchOne(db, sql: "SELECT version FROM models WHERE is_active = 1"))
+        // GRDB runs the reads on its own queues, off the event loop; the answer is cached per
+        // store version, so a load balancer's probes cost no counting of a million rows.
+        let snapshot = try await services.health.value(for: 0, version: services.changes.version()) {
+            try await store.reader.read { db in
+                APIServices.HealthSnapshot(
+                    leads: try LeadQuery.count(LeadFilter(), in: db),
+                    modelVersion: try String.fetchOne(db, sql: "SELECT version FROM models WHERE is_active = 1"))
+            }
         }
+        let (leads, model) = (snapshot.leads, snapshot.modelVersion)
         return Health(status: "ok", version: version, timestamp: Date(), leads: leads, modelVersion: model)
     }
 }

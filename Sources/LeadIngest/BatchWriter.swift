@@ -50,6 +50,8 @@ final class BatchWriter {
     /// Leads created, changed, or given new events in the open transaction: the ones whose
     /// score may have moved. Cleared when a transaction starts.
     var touchedInTransaction: Set<Int64> = []
+    /// Each record's lead of the last `write`, in record order, and whether it was created.
+    private(set) var resolved: [(leadID: Int64, created: Bool)] = []
 
     /// Bounds the identity caches: past this many entries they are dropped and refilled from the
     /// indexes, which keeps memory flat on inputs with millions of distinct leads.
@@ -106,6 +108,7 @@ final class BatchWriter {
         if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
             dropLeadCaches(keepingCapacity: true)
         }
+        resolved.removeAll(keepingCapacity: true)
         var batch = Batch(db: db, writer: self)
         for record in records {
             try batch.apply(record)
@@ -136,6 +139,7 @@ final class BatchWriter {
         mutating func apply(_ record: Ingest.Record) throws {
             let patch = record.lead
             let leadID: Int64
+            var created = false
             if let (existing, matchedBy) = try writer.findLive(patch.identity, db: db) {
                 leadID = existing
                 if try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db) {
@@ -149,7 +153,9 @@ final class BatchWriter {
                 leadID = try writer.create(patch, firstSeen: record.event?.occurredAt, db: db)
                 writer.createdLeads.insert(leadID)
                 counts.leadsCreated += 1
+                created = true
             }
+            writer.resolved.append((leadID, created))
             if let event = record.event {
                 pendingEvents.append((leadID, event))
             }
@@ -378,7 +384,7 @@ final class BatchWriter {
         insert.bind(9, source)
         insert.bind(10, fields[.status] ?? LeadStatus.defaultStatus)
         insert.bind(11, fields[.assignedTo])
-        insert.bind(12, fields[.notes])
+        insert.bind(12, Self.appending(patch.appendedNotes, to: fields[.notes]))
         insert.bind(13, patch.value)
         insert.bind(14, patch.createdAt ?? firstSeen ?? now)
         insert.bind(15, now)
@@ -399,7 +405,7 @@ final class BatchWriter {
     func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, db: Database) throws -> Bool {
         let identity = patch.identity
         // Most events carry nothing but the id they matched by: skip reading the row for them.
-        let touchesRow = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil
+        let touchesRow = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil || !patch.appendedNotes.isEmpty
             || (patch.sourceFallback != nil && !leadsWithSource.contains(leadID))
             || (identity.externalID != nil && matchedBy != .externalID)
             || (identity.email != nil && matchedBy != .email)
@@ -443,6 +449,12 @@ final class BatchWriter {
                 set("source", fallback)
             }
             if patch.fields[.source] != nil || patch.sourceFallback != nil { leadsWithSource.insert(leadID) }
+            if !patch.appendedNotes.isEmpty {
+                // Rightmost assignment wins in SQLite, so this overrides a replaced note above.
+                let base = patch.fields[.notes] ?? row["notes"]
+                let notes = Self.appending(patch.appendedNotes, to: base)
+                if notes != row["notes"] as String? { set("notes", notes) }
+            }
             if let value = patch.value, row["value"] as Double? != value { set("value", value) }
             if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt { set("created_at", createdAt) }
             if !assignments.isEmpty {
@@ -463,6 +475,16 @@ final class BatchWriter {
         let changed = rowChanged || customChanged || tagsChanged
         if changed { touchedInTransaction.insert(leadID) }
         return changed
+    }
+
+    /// `notes` with each of `added` on a line of its own, skipping those it already holds, so
+    /// sending the same form twice leaves one copy.
+    static func appending(_ added: [String], to notes: String?) -> String? {
+        var result = notes
+        for note in added where !(result?.contains(note) ?? false) {
+            result = result.map { $0 + "\n" + note } ?? note
+        }
+        return result
     }
 
     @discardableResult

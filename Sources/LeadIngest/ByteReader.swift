@@ -53,6 +53,18 @@ final class ByteReader {
         buffer = .allocate(capacity: capacity)
     }
 
+    /// Reads an in-memory buffer (an HTTP body) as if it were a file.
+    init(bytes: [UInt8]) {
+        fd = -1
+        ownsDescriptor = false
+        totalBytes = Int64(bytes.count)
+        capacity = max(bytes.count, 1)
+        buffer = .allocate(capacity: capacity)
+        buffer.initialize(from: bytes, count: bytes.count)
+        end = bytes.count
+        atEOF = true
+    }
+
     deinit {
         buffer.deallocate()
         if ownsDescriptor { close(fd) }

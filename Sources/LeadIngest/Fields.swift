@@ -83,6 +83,22 @@ struct LeadPatchBuilder {
         }
     }
 
+    /// Sets a custom field by its label, whatever the label would otherwise match.
+    mutating func setCustom(label: String, json: JSONValue) throws(IngestError) {
+        let text: String
+        switch json {
+        case .null: return
+        case .string(let s): text = s.trimmingWhitespace()
+        case .number(let n): text = Self.format(n)
+        case .bool(let b): text = b ? "true" : "false"
+        case .array, .object: text = json.compactText
+        }
+        if text.utf8.count > JSONParser.maxStringBytes {
+            throw IngestError(.valueTooLarge, line: line, field: label, reason: "value longer than 64 KiB")
+        }
+        if !text.isEmpty { patch.custom.append(Ingest.CustomValue(label: label, value: text)) }
+    }
+
     /// Splits a full name into first and last when those were not given on their own.
     func build() -> Ingest.LeadPatch {
         var result = patch

@@ -240,17 +240,19 @@ final class RejectCollector {
     static let sampleLimit = 20
     let path: String
     let downstream: (any Ingest.RejectSink)?
+    let sampleLimit: Int
     private(set) var count = 0
     private(set) var sample: [IngestError] = []
 
-    init(path: String, downstream: (any Ingest.RejectSink)?) {
+    init(path: String, downstream: (any Ingest.RejectSink)?, sampleLimit: Int = RejectCollector.sampleLimit) {
         self.path = path
         self.downstream = downstream
+        self.sampleLimit = sampleLimit
     }
 
     func add(_ error: IngestError, raw: @autoclosure () -> String?) {
         count += 1
-        if sample.count < Self.sampleLimit { sample.append(error) }
+        if sample.count < sampleLimit { sample.append(error) }
         downstream?.reject(error, path: path, raw: raw())
     }
 }

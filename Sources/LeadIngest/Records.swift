@@ -48,6 +48,9 @@ extension Ingest {
         public var createdAt: Int64?
         public var custom: [CustomValue] = []
         public var tags: [String] = []
+        /// Notes added to the lead's notes (each once) rather than replacing them: what an
+        /// intake form's "note" means.
+        public var appendedNotes: [String] = []
         /// utm source from context.campaign: sets the lead's source only when it has none.
         public var sourceFallback: String?
 
@@ -70,6 +73,12 @@ extension Ingest {
         public var line: Int
         public var lead: LeadPatch
         public var event: Event?
+
+        public init(line: Int, lead: LeadPatch, event: Event?) {
+            self.line = line
+            self.lead = lead
+            self.event = event
+        }
     }
 }
 

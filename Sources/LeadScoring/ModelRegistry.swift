@@ -12,6 +12,15 @@ public enum ModelRegistry {
         public var holdoutAUC: Double?
         public var isActive: Bool
         public var activatedAt: Int64?
+
+        public init(version: String, name: String, createdAt: Int64, holdoutAUC: Double?, isActive: Bool, activatedAt: Int64?) {
+            self.version = version
+            self.name = name
+            self.createdAt = createdAt
+            self.holdoutAUC = holdoutAUC
+            self.isActive = isActive
+            self.activatedAt = activatedAt
+        }
     }
 
     /// Refuses to replace a model whose holdout AUC is more than this above the newcomer's.

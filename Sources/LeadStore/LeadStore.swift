@@ -53,11 +53,17 @@ public struct LeadStore: Sendable {
             // is what a killed ingest needs; FULL would fsync every batch for no gain in safety.
             // 16 KiB pages: a third fewer B-tree pages to split and rewrite on the ingest path
             // (measured ~12% faster ingest than 4 KiB). Only takes effect on a new database.
+            // mmap: pages are read from the OS cache in place rather than copied by read(2)
+            // calls, which dominated random-access API writes on a 3 GB store (perf, measured).
+            // A larger auto-checkpoint lets a page rewritten by many small transactions reach the
+            // main file once per checkpoint instead of once per 1000 WAL pages.
             try db.execute(sql: """
                 PRAGMA page_size = 16384;
                 PRAGMA synchronous = NORMAL;
                 PRAGMA temp_store = MEMORY;
                 PRAGMA cache_size = -65536;
+                PRAGMA mmap_size = 2147418112;
+                PRAGMA wal_autocheckpoint = 8192;
                 """)
         }
         return config

@@ -9,6 +9,7 @@ public enum Schema {
         migrator.registerMigration("v2-events", migrate: createEvents)
         migrator.registerMigration("v3-scoring", migrate: createScoring)
         migrator.registerMigration("v4-api", migrate: createAPI)
+        migrator.registerMigration("v5-covering-created-at", migrate: coverCreatedAt)
         return migrator
     }
 
@@ -194,6 +195,16 @@ public enum Schema {
             DROP INDEX leads_email;
             CREATE INDEX leads_email ON leads(email);
             CREATE INDEX leads_assigned_to ON leads(assigned_to);
+            """)
+    }
+
+    /// "Leads scoring 80–100, newest first" walks created_at backwards and tests the score in
+    /// the index itself: no table row is read until one matches. Without the score in the
+    /// index, SQLite sorted every lead in the score range instead (2 s on a million leads).
+    static func coverCreatedAt(_ db: Database) throws {
+        try db.execute(sql: """
+            DROP INDEX leads_created_at;
+            CREATE INDEX leads_created_at ON leads(created_at, score);
             """)
     }
 }

@@ -16,6 +16,7 @@ struct ServeCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
+    @OptionGroup var models: ModelOptions
 
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
@@ -29,9 +30,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve")
+        // A store with no active model scores with the shipped default.
+        _ = try? models.activeModel(leadStore)
         var configuration = APIConfiguration(version: LeadLens.version)
         configuration.host = host
         configuration.port = port
+        configuration.modelsDirectory = models.directory
         let logger = store.makeLogger(label: "leadlens.api")
         let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")

@@ -114,70 +114,35 @@ struct TrainCommand: ParsableCommand {
         options.holdout = holdout
         options.minimumLabeled = minLabeled
 
-        let readStarted = Date()
-        let data: Trainer.Dataset
+        let outURL = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? models.directoryURL
+        let outcome: TrainingRun.Outcome
         do {
-            data = try Trainer.prepare(featureSpec, from: leadStore.reader, options: options)
+            outcome = try TrainingRun.run(
+                spec: featureSpec, store: leadStore, options: options, activate: activate, force: force,
+                directory: outURL,
+                prepared: { data, readSeconds in
+                    Terminal.status(String(format: "read %d training and %d holdout leads × %d features in %.2f s",
+                                           data.train.rows, data.holdout.rows, data.width, readSeconds))
+                    if let exportMatrix { try export(data, to: exportMatrix) }
+                },
+                iteration: { iteration in
+                    Terminal.status(String(format: "  iteration %2d  loss %.10f  |gradient| %.3e  step %.3g",
+                                           iteration.number, iteration.loss, iteration.gradientNorm, iteration.stepSize))
+                })
         } catch let error as SpecError {
             Terminal.error("\(error)")
             throw ExitCode(2)
         } catch let error as Trainer.Failure {
             Terminal.error("refused to train: \(error). Nothing was written.")
             throw ExitCode(1)
-        }
-        let readSeconds = Date().timeIntervalSince(readStarted)
-        Terminal.status(String(format: "read %d training and %d holdout leads × %d features in %.2f s",
-                               data.train.rows, data.holdout.rows, data.width, readSeconds))
-        if let exportMatrix { try export(data, to: exportMatrix) }
-
-        let outURL = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? models.directoryURL
-        var model: ScoringModel
-        do {
-            model = try Trainer.fit(data, name: featureSpec.name, version: "\(featureSpec.name)-v0", options: options,
-                                    readSeconds: readSeconds) { iteration in
-                Terminal.status(String(format: "  iteration %2d  loss %.10f  |gradient| %.3e  step %.3g",
-                                       iteration.number, iteration.loss, iteration.gradientNorm, iteration.stepSize))
-            }
         } catch let error as LogisticRegression.FitError {
             Terminal.error("refused to train: \(error). Nothing was written.")
             throw ExitCode(1)
         }
+        let model = outcome.model
+        let fileURL: URL? = outcome.fileURL
+        let decision = outcome.decision
         let solveSeconds = model.training.solveSeconds
-
-        // The active model is scored on the new model's holdout before taking the write lock:
-        // that read can take seconds, and other writers would wait on it.
-        func activeAUC(_ active: ScoringModel, in db: Database) -> Double? {
-            ModelRegistry.holdoutAUC(of: active, leadIDs: data.holdoutIDs, labels: data.holdout.y, asOf: options.asOf, in: db)
-        }
-        let evaluated: (version: String, auc: Double?)? = try leadStore.reader.read { db in
-            guard activate, let active = try ModelRegistry.active(in: db) else { return nil }
-            return (active.version, activeAUC(active, in: db))
-        }
-
-        // Version, file and registration in one write transaction: two runs never take the same
-        // version, and a file that cannot be written leaves nothing registered.
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        var fileURL: URL?
-        let decision: ModelRegistry.Decision
-        do {
-            decision = try leadStore.writer.write { db in
-                model.version = try ModelRegistry.nextVersion(name: featureSpec.name, directory: outURL, in: db)
-                fileURL = outURL.appendingPathComponent("\(model.version).json")
-                try ModelRegistry.register(model, in: db)
-                try model.encoded().write(to: fileURL!, options: .atomic)
-                guard activate else { return .keep(reason: "not asked to (--activate)") }
-                let active = try ModelRegistry.active(in: db)
-                // Another model was activated since it was evaluated: evaluate that one.
-                let auc = active.flatMap { $0.version == evaluated?.version ? evaluated?.auc : activeAUC($0, in: db) }
-                let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: auc, force: force)
-                if decision == .activate { try ModelRegistry.activate(version: model.version, in: db) }
-                return decision
-            }
-        } catch {
-            // Rolled back: the file must not outlive its registration.
-            if let fileURL { try? FileManager.default.removeItem(at: fileURL) }
-            throw error
-        }
         let version = model.version
 
         let m = model.metrics

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import HummingbirdTesting
 import LeadAPI
 import LeadStore
@@ -34,11 +35,16 @@ struct HealthTests {
         }
     }
 
-    @Test("an unknown route answers 404 in the one error shape")
+    @Test("an unknown route answers 404 in the one error shape (401 without a key: routes are not revealed)")
     func unknownRoute() async throws {
-        let app = buildApplication(store: try makeStore(leads: 0), configuration: APIConfiguration(version: "1"))
+        let store = try makeStore(leads: 0)
+        let key = try await store.writer.write { db in try APIKeys.create(name: "k", scopes: [.read], in: db).key }
+        let app = buildApplication(store: store, configuration: APIConfiguration(version: "1"))
         try await app.test(.router) { client in
             try await client.execute(uri: "/api/v1/nothing-here", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            try await client.execute(uri: "/api/v1/nothing-here", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
                 #expect(response.status == .notFound)
                 let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
                 #expect(body?["status"] as? String == "error")

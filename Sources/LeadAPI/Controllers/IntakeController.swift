@@ -1,0 +1,126 @@
+import Foundation
+import GRDB
+import Hummingbird
+import LeadIngest
+import LeadScoring
+import LeadStore
+
+/// POST /api/v1/intake (a web form's lead) and POST /api/v1/events (an event pipeline's
+/// Segment messages). Both write through the ingest path, so identity matching, merging and
+/// deduplication are exactly those of `leadlens ingest`, and both rescore the leads they touch
+/// before answering.
+struct IntakeController {
+    let services: APIServices
+
+    func register(on api: RouterGroup<APIRequestContext>) {
+        api.post("intake", use: intake)
+        api.post("events", use: events)
+    }
+
+    struct IntakeResult: ResponseEncodable, Sendable {
+        let status: String
+        let leadID: Int64
+        let isDuplicate: Bool
+        enum CodingKeys: String, CodingKey { case status, leadID = "lead_id", isDuplicate = "is_duplicate" }
+    }
+
+    @Sendable func intake(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
+        if contentType.hasPrefix("application/x-www-form-urlencoded") {
+            parsed = LeadInput.patch(fromForm: Self.formFields(bytes))
+        } else if let object = LeadInput.object(bytes) {
+            parsed = LeadInput.patch(from: object)
+        } else {
+            throw APIError(.validationFailed, "the body must be a JSON object or a urlencoded form",
+                           errors: ["body": ["must be a JSON object or application/x-www-form-urlencoded"]])
+        }
+        guard let patch = parsed.patch else {
+            throw APIError(.validationFailed, "invalid lead: \(parsed.errors.keys.sorted().joined(separator: ", "))",
+                           errors: parsed.errors)
+        }
+        let scorer = services.scorer
+        let lead = try await services.write { db in
+            let result = try Ingest.RequestSession().write([Ingest.Record(line: 1, lead: patch, event: nil)], in: db)
+            _ = try scorer.rescore(ids: result.touched, in: db)
+            return result.leads[0]
+        }
+        let body = IntakeResult(status: lead.created ? "created" : "updated", leadID: lead.id, isDuplicate: !lead.created)
+        return try EditedResponse(status: lead.created ? .created : .ok, response: body).response(from: request, context: context)
+    }
+
+    /// Decodes application/x-www-form-urlencoded ("+" is a space), keeping repeated keys.
+    static func formFields(_ bytes: [UInt8]) -> [(key: String, value: String)] {
+        String(decoding: bytes, as: UTF8.self).split(separator: "&").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String? {
+                String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            }
+            guard let key = decode(parts[0]), !key.isEmpty else { return nil }
+            return (key, parts.count > 1 ? decode(parts[1]) ?? "" : "")
+        }
+    }
+
+    struct EventsResult: Encodable, Sendable {
+        struct Lead: Encodable, Sendable {
+            let leadID: Int64
+            let score: Int?
+            let probability: Double?
+            let previousScore: Int?
+            let modelVersion: String?
+            enum CodingKeys: String, CodingKey {
+                case leadID = "lead_id", score, probability, previousScore = "previous_score", modelVersion = "model_version"
+            }
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(leadID, forKey: .leadID)
+                try c.encode(score, forKey: .score)
+                try c.encode(probability, forKey: .probability)
+                try c.encode(previousScore, forKey: .previousScore)
+                try c.encode(modelVersion, forKey: .modelVersion)
+            }
+        }
+
+        let eventsAdded: Int
+        let duplicates: Int
+        let leadsCreated: Int
+        let rejected: Int
+        let rejects: [RejectJSON]
+        let leads: [Lead]
+        enum CodingKeys: String, CodingKey {
+            case eventsAdded = "events_added", duplicates, leadsCreated = "leads_created", rejected, rejects, leads
+        }
+    }
+
+    @Sendable func events(_ request: Request, context: APIRequestContext) async throws -> DataResponse<EventsResult> {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        let parsed: (records: [Ingest.Record], rejects: [Ingest.ItemError])
+        do {
+            parsed = try Ingest.segmentMessages(bytes, maxMessages: APILimits.maxEventBatch)
+        } catch {
+            throw APIError(.validationFailed, error.reason, errors: [error.field ?? "body": [error.reason]])
+        }
+        let records = parsed.records
+        let scorer = services.scorer
+        let (result, scored, version) = try await services.write { db in
+            let result = try Ingest.RequestSession().write(records, in: db)
+            let scorerNow = try scorer.scorer(in: db)
+            let scored = try scorerNow?.rescore(ids: result.touched, in: db) ?? []
+            return (result, scored, scorerNow?.model.version)
+        }
+        APIMetrics.eventsIngested(result.counts.eventsAdded)
+        APIMetrics.leadsScored(scored.count)
+        let byID = Dictionary(scored.map { ($0.leadID, $0) }, uniquingKeysWith: { $1 })
+        let leads = result.touched.map { id in
+            let s = byID[id]
+            return EventsResult.Lead(leadID: id, score: s?.score, probability: s?.probability,
+                                     previousScore: s?.previousScore, modelVersion: s == nil ? nil : version)
+        }
+        return DataResponse(data: EventsResult(
+            eventsAdded: result.counts.eventsAdded, duplicates: result.counts.duplicateEvents,
+            leadsCreated: result.counts.leadsCreated, rejected: parsed.rejects.count,
+            rejects: parsed.rejects.map { RejectJSON(line: nil, index: $0.index, field: $0.field, reason: $0.reason) },
+            leads: leads))
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import GRDB
+import Hummingbird
+import LeadStore
+
+/// /api/v1/keys (admin): list, create and revoke API keys. A new key is shown once.
+struct KeysController {
+    let services: APIServices
+
+    func register(on api: RouterGroup<APIRequestContext>) {
+        api.get("keys", use: list)
+        api.post("keys", use: create)
+        api.delete("keys/:id", use: revoke)
+    }
+
+    struct KeyJSON: Encodable, Sendable {
+        let key: APIKey
+        var secret: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, prefix, scopes, rateLimit = "rate_limit", createdAt = "created_at", revokedAt = "revoked_at", key
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(key.id, forKey: .id)
+            try c.encode(key.name, forKey: .name)
+            try c.encode(key.prefix, forKey: .prefix)
+            try c.encode(Scope.allCases.filter(key.scopes.contains).map(\.rawValue), forKey: .scopes)
+            try c.encode(key.rateLimit.limit == nil ? nil : key.rateLimit.description, forKey: .rateLimit)
+            try c.encode(APIDate.string(key.createdAt), forKey: .createdAt)
+            try c.encode(key.revokedAt.map(APIDate.string), forKey: .revokedAt)
+            if let secret { try c.encode(secret, forKey: .key) }
+        }
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[KeyJSON]> {
+        let keys = try await services.store.reader.read { db in try APIKeys.list(in: db) }
+        return DataResponse(data: keys.map { KeyJSON(key: $0) })
+    }
+
+    struct CreateBody: Decodable {
+        let name: String
+        let scopes: [String]
+        let rate: String?
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let body = try await request.decode(as: CreateBody.self, context: context)
+        var errors: [String: [String]] = [:]
+        let name = body.name.trimmingCharacters(in: .whitespaces)
+        if name.isEmpty || name.count > 100 { errors["name"] = ["must be 1 to 100 characters"] }
+        let scopes = body.scopes.compactMap { Scope(rawValue: $0.lowercased()) }
+        if scopes.count != body.scopes.count || scopes.isEmpty { errors["scopes"] = ["must list read, write or admin"] }
+        let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
+        if rate == nil { errors["rate"] = ["must look like 1000/h, 60/min or unlimited"] }
+        if !errors.isEmpty { throw APIError(.validationFailed, "invalid key", errors: errors) }
+        let created = try await services.write { db in
+            try APIKeys.create(name: name, scopes: Set(scopes), rateLimit: rate!, in: db)
+        }
+        return try EditedResponse(status: .created, response: DataResponse(data: KeyJSON(key: created.record, secret: created.key)))
+            .response(from: request, context: context)
+    }
+
+    @Sendable func revoke(_ request: Request, context: APIRequestContext) async throws -> Response {
+        guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw APIError(.notFound, "no such key") }
+        let revoked = try await services.write { db in try APIKeys.revoke(String(id), in: db) }
+        guard revoked > 0 else { throw APIError(.notFound, "no such live key") }
+        services.keys.invalidate()
+        return Response(status: .noContent)
+    }
+}

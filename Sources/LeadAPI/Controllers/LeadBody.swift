@@ -1,0 +1,124 @@
+import Foundation
+import Hummingbird
+import LeadIngest
+import LeadStore
+
+/// Request bodies of the strict lead endpoints (POST /leads, PATCH and PUT /leads/{id}): the
+/// lead object's own snake_case keys, `null` to clear a field, and custom data under
+/// `custom_fields`. Read-only keys of the lead object (id, score, timestamps) are ignored so a
+/// client can send back what it read.
+enum LeadBody {
+    static let readOnly: Set<String> = [
+        "id", "score", "probability", "model_version", "scored_at", "created_at", "updated_at",
+        "last_activity_at", "factors", "matched_on",
+    ]
+    static let maxTextBytes = 64 * 1024
+
+    static func bytes(_ request: Request, context: APIRequestContext) async throws -> [UInt8] {
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        return Array(buffer.readableBytesView)
+    }
+
+    static func checkLength(_ text: String?, field: String) throws {
+        if let text, text.utf8.count > maxTextBytes {
+            throw APIError(.validationFailed, "\(field) is too long", errors: [field: ["must be at most 64 KiB"]])
+        }
+    }
+
+    static func changes(_ request: Request, context: APIRequestContext, creating: Bool) async throws -> LeadMutations.Changes {
+        let bytes = try await bytes(request, context: context)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw APIError(.validationFailed, "the body must be a JSON object", errors: ["body": ["must be a JSON object"]])
+        }
+        var changes = LeadMutations.Changes()
+        var errors: [String: [String]] = [:]
+        func fail(_ field: String, _ message: String) { errors[field, default: []].append(message) }
+
+        for (key, raw) in object.sorted(by: { $0.key < $1.key }) {
+            if readOnly.contains(key) { continue }
+            let isNull = raw is NSNull
+            if key == "custom_fields" {
+                guard let custom = raw as? [String: Any] else {
+                    if !isNull { fail(key, "must be an object") }
+                    continue
+                }
+                for (label, value) in custom {
+                    switch value {
+                    case is NSNull: changes.customFields[label] = .some(nil)
+                    case let text as String: changes.customFields[label] = text
+                    case let number as NSNumber: changes.customFields[label] = number.stringValue
+                    default: fail("custom_fields.\(label)", "must be a string, a number or null")
+                    }
+                }
+                continue
+            }
+            guard let field = LeadBody.field(key) else {
+                fail(key, "is not a lead field; put custom data in custom_fields")
+                continue
+            }
+            switch field {
+            case .value:
+                if isNull { changes.value = .some(nil) } else if let number = raw as? NSNumber, !(raw is Bool), number.doubleValue.isFinite {
+                    changes.value = number.doubleValue
+                } else {
+                    fail(key, "must be a number or null")
+                }
+            case .tags:
+                guard let tags = raw as? [String] else {
+                    if isNull { changes.tags = [] } else { fail(key, "must be an array of strings") }
+                    continue
+                }
+                changes.tags = tags.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            default:
+                if isNull {
+                    if field == .status { fail(key, "must not be null") } else { changes.columns[field] = .some(nil) }
+                    continue
+                }
+                guard var text = (raw as? String) ?? (raw as? NSNumber).flatMap({ raw is Bool ? nil : $0.stringValue }) else {
+                    fail(key, "must be a string")
+                    continue
+                }
+                text = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if text.utf8.count > maxTextBytes { fail(key, "must be at most 64 KiB"); continue }
+                switch field {
+                case .status:
+                    text = text.lowercased()
+                    if !LeadStatus.known.contains(text) {
+                        fail(key, "must be one of \(LeadStatus.known.joined(separator: ", "))")
+                        continue
+                    }
+                case .email:
+                    let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+                    if parts.count != 2 || parts[0].isEmpty || !parts[1].contains(".") || text.contains(" ") {
+                        fail(key, "must be an email address")
+                        continue
+                    }
+                case .phone:
+                    if LeadMutations.phoneDigits(text).count < 5 { fail(key, "must hold at least 5 digits"); continue }
+                default: break
+                }
+                changes.columns[field] = .some(text.isEmpty ? nil : text)
+            }
+        }
+        if creating {
+            let identity = [LeadField.externalID, .email, .phone].contains { changes.columns[$0] != nil && changes.columns[$0]! != nil }
+            if !identity, errors.isEmpty { fail("email", "a lead needs an email, a phone or an external_id") }
+        } else if changes.isEmpty, errors.isEmpty {
+            fail("body", "names no field to change")
+        }
+        if !errors.isEmpty {
+            throw APIError(.validationFailed, "invalid lead: \(errors.keys.sorted().joined(separator: ", "))", errors: errors)
+        }
+        return changes
+    }
+
+    /// The lead field a body key names: the lead object's own key, or an alias ("firstName").
+    static func field(_ key: String) -> LeadField? {
+        if key == "external_id" { return .externalID }
+        guard let field = FieldName.knownField(key) else { return nil }
+        switch field {
+        case .fullName, .anonymousID, .createdAt: return nil
+        default: return field
+        }
+    }
+}

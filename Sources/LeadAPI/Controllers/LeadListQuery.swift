@@ -1,0 +1,103 @@
+import Foundation
+import Hummingbird
+import LeadStore
+
+/// The filters, sort and page a list, an export or the stats were asked for. Every problem is
+/// collected, so one 422 names every bad parameter.
+struct LeadListQuery {
+    var filter = LeadFilter()
+    var sort = LeadSort()
+    var page = 1
+    var perPage = APILimits.defaultPerPage
+    var cursor: LeadCursor?
+    /// The query string as received, for building links.
+    var items: [(String, String)] = []
+
+    static let sortKeys = LeadSort.Key.allCases.map(\.rawValue)
+
+    init(_ request: Request) throws {
+        let parameters = request.uri.queryParameters
+        items = parameters.map { (String($0.key), String($0.value)) }
+        var errors: [String: [String]] = [:]
+        func fail(_ field: String, _ message: String) { errors[field, default: []].append(message) }
+        func text(_ name: String) -> String? {
+            guard let value = parameters[Substring(name)] else { return nil }
+            let trimmed = value.trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : trimmed
+        }
+        func integer(_ name: String, in range: ClosedRange<Int>) -> Int? {
+            guard let raw = text(name) else { return nil }
+            guard let value = Int(raw), range.contains(value) else {
+                fail(name, "must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                return nil
+            }
+            return value
+        }
+
+        if let statuses = text("status") {
+            filter.statuses = statuses.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                .filter { !$0.isEmpty }
+        }
+        filter.source = text("source")
+        filter.tag = text("tag")
+        if let assigned = text("assigned_to") {
+            filter.assignedTo = assigned.lowercased() == "unassigned" ? .unassigned : .user(assigned)
+        }
+        filter.search = text("search")
+        if let search = filter.search, search.count > 200 { fail("search", "must be at most 200 characters") }
+        if let after = text("created_after") {
+            if let parsed = APIDate.parse(after) { filter.createdFrom = parsed.millis } else {
+                fail("created_after", "must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
+            }
+        }
+        if let before = text("created_before") {
+            // A bare date includes that whole day; a date-time is exact.
+            if let parsed = APIDate.parse(before) {
+                filter.createdUntil = parsed.isDate ? parsed.millis + 86_400_000 : parsed.millis
+            } else {
+                fail("created_before", "must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
+            }
+        }
+        filter.minScore = integer("min_score", in: 0...100)
+        filter.maxScore = integer("max_score", in: 0...100)
+        if let min = filter.minScore, let max = filter.maxScore, min > max {
+            fail("min_score", "must not be above max_score")
+        }
+        if let scored = text("scored") {
+            switch scored.lowercased() {
+            case "true", "1", "yes": filter.scored = true
+            case "false", "0", "no": filter.scored = false
+            default: fail("scored", "must be true or false")
+            }
+        }
+        if let sortName = text("sort") {
+            if let key = LeadSort.Key(rawValue: sortName) { sort.key = key } else {
+                fail("sort", "must be one of \(Self.sortKeys.joined(separator: ", "))")
+            }
+        }
+        if let direction = text("direction") ?? text("order") {
+            switch direction.lowercased() {
+            case "asc": sort.descending = false
+            case "desc": sort.descending = true
+            default: fail("direction", "must be asc or desc")
+            }
+        }
+        page = integer("page", in: 1...1_000_000) ?? 1
+        perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
+        if let token = text("cursor") {
+            if let cursor = LeadCursor(token: token) {
+                if cursor.sort != sort {
+                    fail("cursor", "was made for another sort; send the same sort and direction")
+                } else {
+                    self.cursor = cursor
+                }
+            } else {
+                fail("cursor", "is not a cursor this API issued")
+            }
+        }
+        if !errors.isEmpty {
+            throw APIError(.validationFailed, "invalid query parameters: \(errors.keys.sorted().joined(separator: ", "))",
+                           errors: errors)
+        }
+    }
+}

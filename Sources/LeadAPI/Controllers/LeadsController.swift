@@ -1,0 +1,409 @@
+import Foundation
+import GRDB
+import Hummingbird
+import LeadIngest
+import LeadScoring
+import LeadStore
+import NIOCore
+
+/// /api/v1/leads: listing, reading, editing, the timeline, duplicates and merging, bulk create,
+/// CSV import and export, and the stats. All SQLite work runs on GRDB's queues, off the event loop.
+struct LeadsController {
+    let services: APIServices
+    var store: LeadStore { services.store }
+
+    func register(on api: RouterGroup<APIRequestContext>) {
+        let leads = api.group("leads")
+        leads.get(use: list)
+        leads.post(use: create)
+        leads.post("bulk", use: bulk)
+        leads.post("import", use: importCSV)
+        leads.get("export", use: export)
+        leads.get("stats", use: stats)
+        leads.get(":id", use: show)
+        leads.patch(":id", use: update)
+        leads.put(":id", use: update)
+        leads.delete(":id", use: delete)
+        leads.put(":id/status", use: setStatus)
+        leads.put(":id/notes", use: setNotes)
+        leads.post(":id/tags", use: addTag)
+        leads.delete(":id/tags/:tag", use: removeTag)
+        leads.put(":id/assign", use: assign)
+        leads.get(":id/events", use: timeline)
+        leads.get(":id/duplicates", use: duplicates)
+        leads.post(":id/merge", use: merge)
+    }
+
+    // MARK: Lists
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
+        let query = try LeadListQuery(request)
+        let path = request.uri.path
+        let total = try await count(query.filter)
+        if let cursor = query.cursor {
+            let page = try await store.reader.read { db in
+                try LeadQuery.page(query.filter, sort: query.sort, after: cursor, limit: query.perPage, in: db)
+            }
+            let next = page.next?.token
+            let links = ListLinks(
+                first: ListLinks.url(path: path, query: query.items, setting: [], removing: ["cursor", "page"]),
+                last: nil, prev: nil,
+                next: next.map { ListLinks.url(path: path, query: query.items, setting: [("cursor", $0)], removing: ["page"]) },
+                current: ListLinks.url(path: path, query: query.items, setting: []))
+            let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total,
+                                from: nil, to: nil, nextCursor: next)
+            return ListResponse(data: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+        }
+        let offset = (query.page - 1) * query.perPage
+        let leads = try await store.reader.read { db in
+            try LeadQuery.page(query.filter, sort: query.sort, offset: offset, limit: query.perPage, in: db)
+        }
+        // The cursor continues from this page's last row, so a client can switch to keyset paging.
+        var nextCursor: String?
+        if offset + leads.count < total, let last = leads.last {
+            nextCursor = LeadCursor(sort: query.sort, value: Self.sortValue(last, query.sort.key), id: last.id).token
+        }
+        let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: leads.count, nextCursor: nextCursor)
+        let links = ListLinks.offset(path: path, query: query.items.filter { $0.0 != "cursor" }, page: query.page, lastPage: meta.lastPage ?? 1)
+        return ListResponse(data: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+    }
+
+    static func sortValue(_ lead: LeadRecord, _ key: LeadSort.Key) -> LeadCursor.Value {
+        switch key {
+        case .score: lead.score.map { .integer(Int64($0)) } ?? .null
+        case .createdAt: .integer(lead.createdAt)
+        case .updatedAt: .integer(lead.updatedAt)
+        case .lastActivityAt: lead.lastActivityAt.map { .integer($0) } ?? .null
+        case .lastName: lead.lastName.map { .text($0) } ?? .null
+        case .email: lead.email.map { .text($0) } ?? .null
+        }
+    }
+
+    /// Totals are cached per store version: counting a million rows per page view would cost
+    /// more than the page itself.
+    func count(_ filter: LeadFilter) async throws -> Int {
+        try await services.counts.value(for: filter, version: services.changes.version()) {
+            try await store.reader.read { db in try LeadQuery.count(filter, in: db) }
+        }
+    }
+
+    @Sendable func stats(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let query = try LeadListQuery(request)
+        let now = Date()
+        let key = APIServices.StatsKey(filter: query.filter, day: Int64(now.timeIntervalSince1970) / 86_400)
+        let body = try await services.stats.value(for: key, version: services.changes.version()) {
+            let stats = try await store.reader.read { db in try LeadStats.compute(query.filter, now: now, in: db) }
+            return ByteBuffer(bytes: try APIJSON.encoder.encode(DataResponse(data: StatsJSON(stats))))
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+    }
+
+    @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let query = try LeadListQuery(request)
+        let store = self.store
+        let body = ResponseBody { writer in
+            var buffer = ByteBuffer()
+            buffer.writeString(LeadCSV.header)
+            var cursor: LeadCursor?
+            // Keyset pages of 1000: memory stays flat whatever the store size.
+            repeat {
+                let after = cursor
+                let page = try await store.reader.read { db in
+                    try LeadQuery.page(query.filter, sort: query.sort, after: after, limit: 1000, in: db)
+                }
+                for lead in page.leads { LeadCSV.write(lead, to: &buffer) }
+                try await writer.write(buffer)
+                buffer.clear()
+                cursor = page.next
+            } while cursor != nil
+            try await writer.finish(nil)
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/csv; charset=utf-8"
+        headers[.contentDisposition] = "attachment; filename=\"leads.csv\""
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    // MARK: One lead
+
+    static func leadID(_ context: APIRequestContext) throws -> Int64 {
+        guard let raw = context.parameters.get("id"), let id = Int64(raw), id > 0 else {
+            throw APIError(.notFound, "no such lead")
+        }
+        return id
+    }
+
+    @Sendable func show(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let scorer = services.scorer
+        let (lead, explanation) = try await store.reader.read { db -> (LeadRecord?, Explanation?) in
+            guard let lead = try LeadRecord.fetch(id: id, in: db) else { return (nil, nil) }
+            return (lead, try scorer.scorer(in: db)?.explain(leadID: id, in: db))
+        }
+        guard let lead else { throw APIError(.notFound, "no such lead") }
+        let factors = explanation.map { Array($0.top(5)).map(FactorJSON.init) } ?? []
+        return DataResponse(data: LeadJSON(lead: lead, factors: factors))
+    }
+
+    /// 404 before looking at the body: an unknown lead is the first thing wrong with the request.
+    func requireLead(_ id: Int64) async throws {
+        guard try await store.reader.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) }) != nil else {
+            throw APIError(.notFound, "no such lead")
+        }
+    }
+
+    /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
+    func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> DataResponse<LeadJSON> {
+        let scorer = services.scorer
+        let lead = try await services.write { db -> LeadRecord? in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
+            try body(db)
+            _ = try scorer.rescore(ids: [id], in: db)
+            return try LeadRecord.fetch(id: id, in: db)
+        }
+        guard let lead else { throw APIError(.notFound, "no such lead") }
+        return DataResponse(data: LeadJSON(lead: lead))
+    }
+
+    @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let changes = try await LeadBody.changes(request, context: context, creating: true)
+        let scorer = services.scorer
+        let lead = try await services.write { db -> LeadRecord in
+            for field in [LeadField.externalID, .email, .phone] {
+                if case let value?? = changes.columns[field] {
+                    try LeadMutations.ensureAbsent(field, value, in: db)
+                }
+            }
+            let id = try LeadMutations.insert(changes, in: db)
+            _ = try scorer.rescore(ids: [id], in: db)
+            return try LeadRecord.fetch(id: id, in: db)!
+        }
+        return try EditedResponse(status: .created, response: DataResponse(data: LeadJSON(lead: lead)))
+            .response(from: request, context: context)
+    }
+
+    @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        try await requireLead(id)
+        let changes = try await LeadBody.changes(request, context: context, creating: false)
+        return try await mutate(id) { db in try LeadMutations.update(id, changes, in: db) }
+    }
+
+    @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let id = try Self.leadID(context)
+        guard try await services.write({ db in try LeadMutations.delete(id, in: db) }) else {
+            throw APIError(.notFound, "no such lead")
+        }
+        return Response(status: .noContent)
+    }
+
+    struct StatusBody: Decodable { let status: String }
+
+    @Sendable func setStatus(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let body = try await request.decode(as: StatusBody.self, context: context)
+        let status = body.status.trimmingCharacters(in: .whitespaces).lowercased()
+        guard LeadStatus.known.contains(status) else {
+            throw APIError(.validationFailed, "unknown status",
+                           errors: ["status": ["must be one of \(LeadStatus.known.joined(separator: ", "))"]])
+        }
+        var changes = LeadMutations.Changes()
+        changes.columns[.status] = status
+        let update = changes
+        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+    }
+
+    struct NotesBody: Decodable { let notes: String? }
+
+    @Sendable func setNotes(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let body = try await request.decode(as: NotesBody.self, context: context)
+        try LeadBody.checkLength(body.notes, field: "notes")
+        var changes = LeadMutations.Changes()
+        changes.columns[.notes] = .some(body.notes.flatMap { $0.isEmpty ? nil : $0 })
+        let update = changes
+        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+    }
+
+    /// `{"name": …}`, or `{"tag": …}` as older clients send it.
+    struct TagBody: Decodable {
+        let name: String
+        enum CodingKeys: String, CodingKey { case name, tag }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            if let name = try c.decodeIfPresent(String.self, forKey: .name) { self.name = name } else {
+                name = try c.decode(String.self, forKey: .tag)
+            }
+        }
+    }
+
+    @Sendable func addTag(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let id = try Self.leadID(context)
+        let body = try await request.decode(as: TagBody.self, context: context)
+        let tag = body.name.trimmingCharacters(in: .whitespaces)
+        guard !tag.isEmpty, tag.count <= 100 else {
+            throw APIError(.validationFailed, "invalid tag", errors: ["name": ["must be 1 to 100 characters"]])
+        }
+        let result = try await mutate(id) { db in try LeadMutations.addTag(id, tag, in: db) }
+        return try EditedResponse(status: .created, response: result).response(from: request, context: context)
+    }
+
+    @Sendable func removeTag(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let tag = context.parameters.get("tag")?.removingPercentEncoding ?? ""
+        let removed = LockedFlag()
+        let result = try await mutate(id) { db in
+            if try LeadMutations.removeTag(id, tag, in: db) { removed.set() }
+        }
+        guard removed.value else { throw APIError(.notFound, "the lead has no such tag") }
+        return result
+    }
+
+    /// `{"user_id": … or null}`, or `userId`.
+    struct AssignBody: Decodable {
+        let userID: String?
+        enum CodingKeys: String, CodingKey { case userID = "user_id", userId }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            guard c.contains(.userID) || c.contains(.userId) else {
+                throw APIError(.validationFailed, "user_id is required (null unassigns)", errors: ["user_id": ["is required"]])
+            }
+            let key: CodingKeys = c.contains(.userID) ? .userID : .userId
+            if let text = try? c.decodeIfPresent(String.self, forKey: key) {
+                userID = text
+            } else if let number = try c.decodeIfPresent(Int64.self, forKey: key) {
+                userID = String(number)
+            } else {
+                userID = nil
+            }
+        }
+    }
+
+    @Sendable func assign(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let body = try await request.decode(as: AssignBody.self, context: context)
+        var changes = LeadMutations.Changes()
+        let user = body.userID?.trimmingCharacters(in: .whitespaces)
+        changes.columns[.assignedTo] = .some(user?.isEmpty == false ? user : nil)
+        let update = changes
+        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+    }
+
+    @Sendable func timeline(_ request: Request, context: APIRequestContext) async throws -> ListResponse<TimelineJSON> {
+        let id = try Self.leadID(context)
+        let query = try LeadListQuery(request)
+        let offset = (query.page - 1) * query.perPage
+        let result = try await store.reader.read { db -> (entries: [LeadMutations.TimelineEntry], total: Int)? in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
+            return try LeadMutations.timeline(id, offset: offset, limit: query.perPage, in: db)
+        }
+        guard let result else { throw APIError(.notFound, "no such lead") }
+        let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: result.total,
+                                   count: result.entries.count, nextCursor: nil)
+        let links = ListLinks.offset(path: request.uri.path, query: query.items, page: query.page, lastPage: meta.lastPage ?? 1)
+        return ListResponse(data: result.entries.map(TimelineJSON.init), meta: meta, links: links)
+    }
+
+    @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[LeadJSON]> {
+        let id = try Self.leadID(context)
+        let found = try await store.reader.read { db -> [LeadJSON] in
+            let matches = try LeadMutations.duplicates(of: id, in: db)
+            let byID = Dictionary(uniqueKeysWithValues: matches.map { ($0.id, $0.matches) })
+            return try LeadRecord.fetch(ids: matches.map(\.id), in: db).map {
+                LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
+            }
+        }
+        return DataResponse(data: found)
+    }
+
+    struct MergeBody: Decodable {
+        let duplicateID: Int64
+        enum CodingKeys: String, CodingKey { case duplicateID = "duplicate_id" }
+    }
+
+    @Sendable func merge(_ request: Request, context: APIRequestContext) async throws -> DataResponse<LeadJSON> {
+        let id = try Self.leadID(context)
+        let body = try await request.decode(as: MergeBody.self, context: context)
+        guard body.duplicateID != id else {
+            throw APIError(.validationFailed, "a lead cannot be merged into itself", errors: ["duplicate_id": ["must differ from the lead's id"]])
+        }
+        do {
+            return try await mutate(id) { db in try LeadMutations.merge(primary: id, duplicate: body.duplicateID, in: db) }
+        } catch LeadMutations.Failure.notFound {
+            throw APIError(.notFound, "no such duplicate lead", errors: ["duplicate_id": ["no lead has this id"]])
+        }
+    }
+
+    // MARK: Bulk and import
+
+    @Sendable func bulk(_ request: Request, context: APIRequestContext) async throws -> BulkResponse {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        guard let object = LeadInput.object(bytes) else {
+            throw APIError(.validationFailed, "the body must be a JSON object", errors: ["body": ["must be a JSON object"]])
+        }
+        guard case .array(let items)? = object["leads"] ?? object["batch"] else {
+            throw APIError(.validationFailed, "leads is required", errors: ["leads": ["must be an array of lead objects"]])
+        }
+        guard items.count <= APILimits.maxBulkLeads else {
+            throw APIError(.validationFailed, "too many leads", errors: ["leads": ["at most \(APILimits.maxBulkLeads) per request"]])
+        }
+        let defaultSource = object["source"]?.stringValue
+        let defaultNote = object["note"]?.stringValue
+        var results = [BulkItem?](repeating: nil, count: items.count)
+        var records: [Ingest.Record] = []
+        var recordIndexes: [Int] = []
+        for (index, item) in items.enumerated() {
+            guard case .object(let fields) = item else {
+                results[index] = BulkItem(index: index, errors: ["lead": ["must be a JSON object"]])
+                continue
+            }
+            let (patch, errors) = LeadInput.patch(from: fields)
+            guard var patch else {
+                results[index] = BulkItem(index: index, errors: errors)
+                continue
+            }
+            if patch.fields[.source] == nil, let defaultSource { patch.fields[.source] = defaultSource }
+            if let defaultNote, !defaultNote.isEmpty { patch.appendedNotes.append(defaultNote) }
+            records.append(Ingest.Record(line: index + 1, lead: patch, event: nil))
+            recordIndexes.append(index)
+        }
+        let scorer = services.scorer
+        let accepted = records
+        let written = try await services.write { db in
+            let result = try Ingest.RequestSession().write(accepted, in: db)
+            _ = try scorer.rescore(ids: result.touched, in: db)
+            return result
+        }
+        for (position, index) in recordIndexes.enumerated() {
+            let lead = written.leads[position]
+            results[index] = BulkItem(index: index, leadID: lead.id, email: records[position].lead.identity.email,
+                                      status: lead.created ? "created" : "duplicate")
+        }
+        let data = results.compactMap { $0 }
+        return BulkResponse(data: data, meta: .init(
+            created: data.filter { $0.status == "created" }.count,
+            duplicates: data.filter { $0.status == "duplicate" }.count,
+            failed: data.filter { $0.errors != nil }.count))
+    }
+
+    @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> DataResponse<ImportJSON> {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        let scorer = services.scorer
+        let result = try await services.write { db in
+            let result = try Ingest.RequestSession().writeCSV(bytes, in: db)
+            _ = try scorer.rescore(ids: result.touched, in: db)
+            return result
+        }
+        return DataResponse(data: ImportJSON(result))
+    }
+}
+
+/// A flag set inside a write closure and read after it.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func set() { lock.withLock { flag = true } }
+    var value: Bool { lock.withLock { flag } }
+}

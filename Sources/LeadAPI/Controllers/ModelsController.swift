@@ -1,0 +1,228 @@
+import Foundation
+import GRDB
+import Hummingbird
+import LeadScoring
+import LeadStore
+
+/// Models, training and rescoring jobs: /api/v1/models, /models/active, /models/train,
+/// /leads/rescore and /jobs/{id}.
+struct ModelsController {
+    let services: APIServices
+
+    func register(on api: RouterGroup<APIRequestContext>) {
+        api.get("models", use: list)
+        api.get("models/active", use: active)
+        api.post("models/train", use: train)
+        api.post("leads/rescore", use: rescore)
+        api.get("jobs/:id", use: job)
+    }
+
+    /// A registered model: its registry entry with the model file's metrics, calibration,
+    /// lift and coefficients, passed through as trained.
+    struct ModelJSON: Encodable, Sendable {
+        let entry: ModelRegistry.Entry
+        let body: RawJSON?
+
+        enum CodingKeys: String, CodingKey {
+            case version, name, createdAt = "created_at", isActive = "is_active", activatedAt = "activated_at"
+            case holdoutAUC = "holdout_auc", metrics, coefficients, intercept, columns, training, c = "C", iterations, converged
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(entry.version, forKey: .version)
+            try c.encode(entry.name, forKey: .name)
+            try c.encode(APIDate.string(entry.createdAt), forKey: .createdAt)
+            try c.encode(entry.isActive, forKey: .isActive)
+            try c.encode(entry.activatedAt.map(APIDate.string), forKey: .activatedAt)
+            try c.encode(entry.holdoutAUC, forKey: .holdoutAUC)
+            guard case .object(let object)? = body?.value else { return }
+            for key in [CodingKeys.metrics, .coefficients, .intercept, .columns, .training, .c, .iterations, .converged] {
+                if let value = object[key.stringValue] { try c.encode(RawJSON.RawJSONElement(value: value), forKey: key) }
+            }
+        }
+    }
+
+    static func models(in db: Database, activeOnly: Bool) throws -> [ModelJSON] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT version, name, created_at, holdout_auc, is_active, activated_at, body FROM models
+            \(activeOnly ? "WHERE is_active = 1" : "") ORDER BY created_at DESC, version DESC
+            """)
+        return rows.map { row in
+            ModelJSON(
+                entry: ModelRegistry.Entry(version: row["version"], name: row["name"], createdAt: row["created_at"],
+                                           holdoutAUC: row["holdout_auc"], isActive: row["is_active"],
+                                           activatedAt: row["activated_at"]),
+                body: RawJSON(row["body"]))
+        }
+    }
+
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[ModelJSON]> {
+        DataResponse(data: try await services.store.reader.read { db in try Self.models(in: db, activeOnly: false) })
+    }
+
+    @Sendable func active(_ request: Request, context: APIRequestContext) async throws -> DataResponse<ModelJSON> {
+        guard let model = try await services.store.reader.read({ db in try Self.models(in: db, activeOnly: true).first }) else {
+            throw APIError(.notFound, "no model is active; train one with POST /api/v1/models/train")
+        }
+        return DataResponse(data: model)
+    }
+
+    struct TrainBody: Decodable {
+        var name: String?
+        var c: Double?
+        var holdout: Double?
+        var activate: Bool?
+        var force: Bool?
+        enum CodingKeys: String, CodingKey { case name, c = "C", cLower = "c", holdout, activate, force }
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decodeIfPresent(String.self, forKey: .name)
+            c = try container.decodeIfPresent(Double.self, forKey: .c) ?? container.decodeIfPresent(Double.self, forKey: .cLower)
+            holdout = try container.decodeIfPresent(Double.self, forKey: .holdout)
+            activate = try container.decodeIfPresent(Bool.self, forKey: .activate)
+            force = try container.decodeIfPresent(Bool.self, forKey: .force)
+        }
+        init() {}
+    }
+
+    struct JobResponse: ResponseEncodable, Sendable {
+        let data: JobJSON
+        let links: [String: String]
+    }
+
+    func accepted(_ job: JobRunner.Job, request: Request, context: APIRequestContext) throws -> Response {
+        let url = "/api/v1/jobs/\(job.id)"
+        var response = try EditedResponse(status: .accepted, response: JobResponse(data: JobJSON(job), links: ["self": url]))
+            .response(from: request, context: context)
+        response.headers[.location] = url
+        return response
+    }
+
+    @Sendable func train(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        let body = bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
+            ? TrainBody() : try APIJSON.decoder.decode(TrainBody.self, from: Data(bytes))
+        var errors: [String: [String]] = [:]
+        if let c = body.c, !(c > 0 && c.isFinite) { errors["C"] = ["must be a positive number"] }
+        if let holdout = body.holdout, !(0..<1).contains(holdout) { errors["holdout"] = ["must be at least 0 and below 1"] }
+        if let name = body.name, !FeatureSpec.isValidName(name) { errors["name"] = ["must be letters, digits, dashes or underscores"] }
+        if body.force == true && body.activate != true { errors["force"] = ["only applies with activate"] }
+        let directory = URL(fileURLWithPath: services.configuration.modelsDirectory, isDirectory: true)
+        var spec: FeatureSpec
+        do {
+            spec = try FeatureSpec.load(from: directory.appendingPathComponent("features.json"))
+        } catch {
+            throw APIError(.validationFailed, "the server's feature spec (models/features.json) cannot be read")
+        }
+        if !errors.isEmpty { throw APIError(.validationFailed, "invalid training request", errors: errors) }
+        if let name = body.name { spec.name = name }
+        var options = Trainer.Options()
+        if let c = body.c { options.c = c }
+        if let holdout = body.holdout { options.holdout = holdout }
+        let store = services.store
+        let (activate, force) = (body.activate ?? false, body.force ?? false)
+        let finalSpec = spec
+        let trainingOptions = options
+        let job = try await services.jobs.start(kind: "train", parameters: [
+            "name": spec.name, "C": options.c ?? 0, "holdout": options.holdout, "activate": activate, "force": force,
+        ]) { progress in
+            do {
+                let outcome = try TrainingRun.run(
+                    spec: finalSpec, store: store, options: trainingOptions, activate: activate, force: force,
+                    directory: directory, prepared: { _, _ in progress.report(0.3) })
+                APIMetrics.trainingRun(outcome: "succeeded")
+                let m = outcome.model.metrics
+                var result: [String: Any] = [
+                    "version": outcome.model.version, "rows": outcome.model.training.rows,
+                    "log_loss": m.logLoss, "brier": m.brier, "iterations": outcome.model.iterations,
+                ]
+                if let auc = m.auc { result["auc"] = auc }
+                switch outcome.decision {
+                case .activate: result["activated"] = true
+                case .keep(let reason):
+                    result["activated"] = false
+                    result["not_activated_because"] = reason
+                }
+                return result
+            } catch let error as Trainer.Failure {
+                APIMetrics.trainingRun(outcome: "refused")
+                throw JobRunner.Failure(message: "refused to train: \(error)")
+            } catch let error as SpecError {
+                APIMetrics.trainingRun(outcome: "refused")
+                throw JobRunner.Failure(message: "the feature spec does not fit this store: \(error)")
+            } catch let error as LogisticRegression.FitError {
+                APIMetrics.trainingRun(outcome: "refused")
+                throw JobRunner.Failure(message: "refused to train: \(error)")
+            } catch {
+                APIMetrics.trainingRun(outcome: "failed")
+                throw error
+            }
+        }
+        return try accepted(job, request: request, context: context)
+    }
+
+    struct RescoreBody: Decodable {
+        var ids: [Int64]?
+    }
+
+    @Sendable func rescore(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let bytes = try await LeadBody.bytes(request, context: context)
+        let body = bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
+            ? RescoreBody() : try APIJSON.decoder.decode(RescoreBody.self, from: Data(bytes))
+        if let ids = body.ids, ids.count > 100_000 {
+            throw APIError(.validationFailed, "too many ids", errors: ["ids": ["at most 100000; omit ids to rescore every lead"]])
+        }
+        let store = services.store
+        guard let scorer = try await store.reader.read({ db in try services.scorer.scorer(in: db) }) else {
+            throw APIError(.conflict, "no model is active; train and activate one first")
+        }
+        let ids = body.ids
+        let job = try await services.jobs.start(kind: "rescore", parameters: ids.map { ["ids": $0.count] } ?? ["all": true]) { progress in
+            if let ids {
+                let scored = try store.writer.write { db in try scorer.rescore(ids: ids, in: db) }
+                APIMetrics.leadsScored(scored.count)
+                return ["scored": scored.count, "changed": scored.filter { $0.score != $0.previousScore }.count,
+                        "model_version": scorer.model.version]
+            }
+            let total = max(1, try store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? 0 })
+            let summary = try scorer.scoreAll(store.writer) { summary in
+                progress.report(Double(summary.scored) / Double(total))
+            }
+            APIMetrics.leadsScored(summary.scored)
+            return ["scored": summary.scored, "changed": summary.changed, "model_version": scorer.model.version]
+        }
+        return try accepted(job, request: request, context: context)
+    }
+
+    @Sendable func job(_ request: Request, context: APIRequestContext) async throws -> DataResponse<JobJSON> {
+        guard let raw = context.parameters.get("id"), let id = Int64(raw), let job = try await services.jobs.find(id) else {
+            throw APIError(.notFound, "no such job")
+        }
+        return DataResponse(data: JobJSON(job))
+    }
+}
+
+struct JobJSON: Encodable, Sendable {
+    let job: JobRunner.Job
+
+    init(_ job: JobRunner.Job) { self.job = job }
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, state, progress, createdAt = "created_at", startedAt = "started_at"
+        case finishedAt = "finished_at", result, error
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(job.id, forKey: .id)
+        try c.encode(job.kind, forKey: .kind)
+        try c.encode(job.state, forKey: .state)
+        try c.encode(job.progress, forKey: .progress)
+        try c.encode(APIDate.string(job.createdAt), forKey: .createdAt)
+        try c.encode(job.startedAt.map(APIDate.string), forKey: .startedAt)
+        try c.encode(job.finishedAt.map(APIDate.string), forKey: .finishedAt)
+        try c.encode(job.result.flatMap(RawJSON.init), forKey: .result)
+        try c.encode(job.error, forKey: .error)
+    }
+}

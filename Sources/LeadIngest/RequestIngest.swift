@@ -1,0 +1,186 @@
+import GRDB
+import LeadStore
+
+extension Ingest {
+    /// A rejected item of a request: its index in a batch (or the line of a CSV body).
+    public struct ItemError: Error, Sendable, Equatable {
+        public var index: Int
+        public var field: String?
+        public var reason: String
+
+        public init(index: Int, field: String?, reason: String) {
+            self.index = index
+            self.field = field
+            self.reason = reason
+        }
+    }
+
+    /// What a request's write did, and the leads whose score it may have moved.
+    public struct RequestResult: Sendable {
+        public var counts = Counts()
+        /// Each record's lead, in input order, and whether the record created it.
+        public var leads: [(id: Int64, created: Bool)] = []
+        /// Leads created, changed or given new events: the ones to rescore (ascending).
+        public var touched: [Int64] = []
+        public var rejects: [ItemError] = []
+    }
+
+    /// Writes what one HTTP request carries, inside the caller's write transaction, so the
+    /// caller can rescore the touched leads before the same commit. Each request gets its own
+    /// session, so nothing is cached across requests (or across a rollback).
+    public struct RequestSession {
+        private let writer = BatchWriter()
+
+        public init() {}
+
+        /// Writes records (leads and events).
+        public func write(_ records: [Record], in db: Database) throws -> RequestResult {
+            writer.touchedInTransaction.removeAll()
+            var result = RequestResult()
+            result.counts = try writer.write(records, in: db)
+            result.leads = writer.resolved.map { ($0.leadID, $0.created) }
+            result.touched = writer.touchedInTransaction.sorted()
+            return result
+        }
+
+        /// Ingests a CSV body with the rules of `leadlens ingest`: bad rows are rejected with
+        /// their line, good rows are written. At most `rejectLimit` rejects are listed.
+        public func writeCSV(_ bytes: [UInt8], rejectLimit: Int = 1000, in db: Database) throws -> RequestResult {
+            let reader = ByteReader(bytes: bytes)
+            var source = try RecordSource(format: .csv, reader: reader, options: Options(format: .csv))
+            let rejects = RejectCollector(path: "body", downstream: nil, sampleLimit: rejectLimit)
+            var result = RequestResult()
+            writer.touchedInTransaction.removeAll()
+            while let batch = try source.nextBatch(size: 5000, rejects: rejects) {
+                result.counts += try writer.write(batch, in: db)
+            }
+            result.counts.rejected = rejects.count
+            result.rejects = rejects.sample.map { ItemError(index: $0.line, field: $0.field, reason: $0.reason) }
+            result.touched = writer.touchedInTransaction.sorted()
+            return result
+        }
+    }
+
+    /// Parses a Segment request body: one message, or `{"batch": [...]}` of at most
+    /// `maxMessages`. Good messages come back as records; bad ones as errors by index.
+    /// Throws when the body itself is unusable (broken JSON, a batch too large).
+    public static func segmentMessages(
+        _ bytes: [UInt8], maxMessages: Int, receivedAt: Int64 = LeadStore.nowMillis()
+    ) throws(ItemError) -> (records: [Record], rejects: [ItemError]) {
+        try bytes.withUnsafeBufferPointer { (buffer) throws(ItemError) in
+            let value: JSONValue
+            do throws(JSONSyntaxError) {
+                value = try JSONParser.parse(buffer)
+            } catch {
+                throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason)")
+            }
+            var messages: [JSONValue] = [value]
+            if case .object(let object) = value, let batch = object["batch"] {
+                guard case .array(let elements) = batch else {
+                    throw ItemError(index: 0, field: "batch", reason: "expected an array of messages")
+                }
+                guard elements.count <= maxMessages else {
+                    throw ItemError(index: 0, field: "batch", reason: "at most \(maxMessages) messages per request")
+                }
+                messages = elements
+            }
+            var records: [Record] = []
+            var rejects: [ItemError] = []
+            records.reserveCapacity(messages.count)
+            for (index, message) in messages.enumerated() {
+                do throws(IngestError) {
+                    records.append(try SegmentMapper(source: buffer, line: index + 1, receivedAt: receivedAt).record(from: message))
+                } catch {
+                    rejects.append(ItemError(index: index, field: error.field, reason: error.reason))
+                }
+            }
+            return (records, rejects)
+        }
+    }
+}
+
+/// A lead as a client sends it to the intake and bulk endpoints: a flat object whose keys are
+/// matched like CSV headers, known fields first, then custom fields.
+public enum LeadInput {
+    /// Field → problems, for a 422.
+    public typealias FieldErrors = [String: [String]]
+
+    /// Parses a JSON body that must be an object.
+    public static func object(_ bytes: [UInt8]) -> JSONObject? {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let value = try? JSONParser.parse(buffer), case .object(let object) = value else { return nil }
+            return object
+        }
+    }
+
+    /// A lead patch from a flat object. `note`/`notes` (a string, strings, or `{text, tag}`)
+    /// are added to the lead's notes rather than replacing them.
+    public static func patch(from object: JSONObject) -> (patch: Ingest.LeadPatch?, errors: FieldErrors) {
+        var builder = LeadPatchBuilder(line: 1)
+        var errors: FieldErrors = [:]
+        for member in object.members {
+            let normalized = FieldName.normalize(member.key)
+            if normalized == "note" || normalized == "notes" {
+                switch notes(from: member.value) {
+                case .success(let notes): builder.patch.appendedNotes += notes
+                case .failure(let error): errors[member.key, default: []].append(error.reason)
+                }
+                continue
+            }
+            if normalized == "customfields", case .object(let custom) = member.value {
+                for field in custom.members {
+                    do { try builder.setCustom(label: field.key, json: field.value) } catch {
+                        errors[member.key + "." + field.key, default: []].append(error.reason)
+                    }
+                }
+                continue
+            }
+            do { try builder.set(key: member.key, json: member.value) } catch {
+                errors[error.field ?? member.key, default: []].append(error.reason)
+            }
+        }
+        let patch = builder.build()
+        if patch.identity.isEmpty, errors.isEmpty {
+            errors["email", default: []].append("a lead needs an email, a phone or an external_id")
+        }
+        return (errors.isEmpty ? patch : nil, errors)
+    }
+
+    /// A lead patch from form fields (application/x-www-form-urlencoded).
+    public static func patch(fromForm fields: [(key: String, value: String)]) -> (patch: Ingest.LeadPatch?, errors: FieldErrors) {
+        patch(from: JSONObject(members: fields.map { JSONMember(key: $0.key, value: .string($0.value)) }, span: 0..<0))
+    }
+
+    private static func notes(from value: JSONValue) -> Result<[String], NoteError> {
+        switch value {
+        case .null: return .success([])
+        case .string(let text):
+            let trimmed = text.trimmingWhitespace()
+            return .success(trimmed.isEmpty ? [] : [trimmed])
+        case .array(let elements):
+            var all: [String] = []
+            for element in elements {
+                switch notes(from: element) {
+                case .success(let notes): all += notes
+                case .failure(let error): return .failure(error)
+                }
+            }
+            return .success(all)
+        case .object(let object):
+            guard let text = object["text"]?.stringValue?.trimmingWhitespace() else {
+                return .failure(NoteError(reason: "a note object needs a text string"))
+            }
+            if text.isEmpty { return .success([]) }
+            if let tag = object["tag"]?.stringValue?.trimmingWhitespace(), !tag.isEmpty {
+                return .success(["[\(tag)] \(text)"])
+            }
+            return .success([text])
+        case .number, .bool:
+            return .failure(NoteError(reason: "expected a string, strings, or {text, tag}"))
+        }
+    }
+
+    struct NoteError: Error {
+        var reason: String
+    }
+}

@@ -1,0 +1,293 @@
+import Foundation
+import GRDB
+
+/// Changes to one lead that do not come from ingestion: edits, status and assignment, tags,
+/// deletion and merging. Each runs inside the caller's write transaction and records what a
+/// person would want in the lead's timeline.
+public enum LeadMutations {
+    public enum Failure: Error, Equatable {
+        /// Another lead already holds this external id, email or phone.
+        case conflict(field: String)
+        case notFound
+    }
+
+    /// Column values to set; `nil` clears a column.
+    public struct Changes: Sendable, Equatable {
+        public var columns: [LeadField: String?] = [:]
+        public var value: Double??
+        /// Replaces the lead's tags.
+        public var tags: [String]?
+        /// Label → value; `nil` removes the field.
+        public var customFields: [String: String?] = [:]
+
+        public init() {}
+
+        public var isEmpty: Bool { columns.isEmpty && value == nil && tags == nil && customFields.isEmpty }
+    }
+
+    static let columnNames: [LeadField: String] = [
+        .externalID: "external_id", .email: "email", .phone: "phone", .firstName: "first_name",
+        .lastName: "last_name", .company: "company", .source: "source", .status: "status",
+        .assignedTo: "assigned_to", .notes: "notes",
+    ]
+
+    /// Applies `changes`. Throws `.notFound` or `.conflict`; returns whether anything changed.
+    @discardableResult
+    public static func update(_ id: Int64, _ changes: Changes, now: Int64 = LeadStore.nowMillis(), in db: Database) throws -> Bool {
+        guard let current = try LeadRecord.fetch(id: id, in: db) else { throw Failure.notFound }
+        var assignments: [String] = []
+        var arguments = StatementArguments()
+        for (field, newValue) in changes.columns.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            guard let column = columnNames[field] else { continue }
+            var value = newValue
+            if field == .email { value = newValue.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } }
+            if field == .status { value = newValue.map { $0.lowercased() } }
+            if let value, [.externalID, .email, .phone].contains(field) {
+                try ensureUnique(field, value, except: id, in: db)
+            }
+            assignments.append("\(column) = ?")
+            arguments += [value]
+            if field == .phone {
+                assignments.append("phone_digits = ?")
+                arguments += [value.map(phoneDigits)]
+            }
+        }
+        if let value = changes.value {
+            assignments.append("value = ?")
+            arguments += [value]
+        }
+        if let status = changes.columns[.status], let status, status.lowercased() != current.status {
+            try recordTimeline(id, kind: "status_changed", old: current.status, new: status.lowercased(), at: now, in: db)
+        }
+        if let assigned = changes.columns[.assignedTo], assigned != current.assignedTo {
+            try recordTimeline(id, kind: "assigned", old: current.assignedTo, new: assigned, at: now, in: db)
+        }
+        if let tags = changes.tags {
+            try db.execute(sql: "DELETE FROM lead_tags WHERE lead_id = ?", arguments: [id])
+            for tag in tags { try addTagRow(id, tag, in: db) }
+        }
+        for (label, value) in changes.customFields {
+            try setCustomField(id, label: label, value: value, in: db)
+        }
+        guard !changes.isEmpty else { return false }
+        assignments.append("updated_at = ?")
+        arguments += [now, id]
+        try db.execute(sql: "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE id = ?", arguments: arguments)
+        return true
+    }
+
+    /// Creates a lead from `changes` (strict create: the caller checked for conflicts).
+    public static func insert(_ changes: Changes, now: Int64 = LeadStore.nowMillis(), in db: Database) throws -> Int64 {
+        var status = LeadStatus.defaultStatus
+        if case let value?? = changes.columns[.status] { status = value.lowercased() }
+        try db.execute(sql: "INSERT INTO leads (status, created_at, updated_at) VALUES (?, ?, ?)", arguments: [status, now, now])
+        let id = db.lastInsertedRowID
+        var rest = changes
+        rest.columns[.status] = nil
+        if !rest.isEmpty { try update(id, rest, now: now, in: db) }
+        return id
+    }
+
+    /// Throws `.conflict` when a lead already has this external id, email or phone.
+    public static func ensureAbsent(_ field: LeadField, _ value: String, in db: Database) throws {
+        try ensureUnique(field, field == .email ? value.trimmingCharacters(in: .whitespaces).lowercased() : value, except: 0, in: db)
+    }
+
+    public static func delete(_ id: Int64, in db: Database) throws -> Bool {
+        try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [id])
+        return db.changesCount > 0
+    }
+
+    public static func addTag(_ id: Int64, _ tag: String, now: Int64 = LeadStore.nowMillis(), in db: Database) throws {
+        try addTagRow(id, tag, in: db)
+        try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE id = ?", arguments: [now, id])
+    }
+
+    /// Returns whether the lead had the tag (tags compare case-insensitively).
+    public static func removeTag(_ id: Int64, _ tag: String, now: Int64 = LeadStore.nowMillis(), in db: Database) throws -> Bool {
+        try db.execute(sql: "DELETE FROM lead_tags WHERE lead_id = ? AND tag = ?", arguments: [id, tag])
+        let removed = db.changesCount > 0
+        if removed { try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE id = ?", arguments: [now, id]) }
+        return removed
+    }
+
+    static func addTagRow(_ id: Int64, _ tag: String, in db: Database) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) VALUES (?, ?)", arguments: [id, tag])
+    }
+
+    static func setCustomField(_ id: Int64, label: String, value: String?, in db: Database) throws {
+        let key = FieldName.normalize(label)
+        guard let value else {
+            try db.execute(sql: """
+                DELETE FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
+                """, arguments: [id, key])
+            return
+        }
+        try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
+        let number = Double(value).flatMap { $0.isFinite ? $0 : nil }
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO lead_custom_values (lead_id, field_id, value, number)
+            VALUES (?, (SELECT id FROM custom_fields WHERE key = ?), ?, ?)
+            """, arguments: [id, key, value, number])
+    }
+
+    static func ensureUnique(_ field: LeadField, _ value: String, except id: Int64, in db: Database) throws {
+        let sql = switch field {
+        case .externalID: "SELECT 1 FROM leads WHERE external_id = ? AND id != ? LIMIT 1"
+        case .email: "SELECT 1 FROM leads WHERE email = ? AND id != ? LIMIT 1"
+        default: "SELECT 1 FROM leads WHERE phone_digits = ? AND id != ? LIMIT 1"
+        }
+        let key = field == .phone ? phoneDigits(value) : value
+        if try Bool.fetchOne(db, sql: sql, arguments: [key, id]) != nil {
+            throw Failure.conflict(field: field.rawValue)
+        }
+    }
+
+    public static func phoneDigits(_ raw: String) -> String {
+        String(raw.unicodeScalars.filter { $0.properties.numericType == .decimal && $0.isASCII }.map(Character.init))
+    }
+
+    public static func recordTimeline(
+        _ id: Int64, kind: String, old: String?, new: String?, detail: String? = nil, at: Int64, in db: Database
+    ) throws {
+        try db.execute(sql: """
+            INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail) VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [id, at, kind, old, new, detail])
+    }
+
+    // MARK: Duplicates and merging
+
+    public enum Match: String, Sendable, CaseIterable {
+        case email, phone
+        case nameAndCompany = "name_company"
+    }
+
+    /// Other leads that look like the same person: the same email, the same phone digits, or
+    /// the same first name, last name and company (case-insensitive). At most `limit`.
+    public static func duplicates(of id: Int64, limit: Int = 50, in db: Database) throws -> [(id: Int64, matches: [Match])] {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT email, phone_digits, first_name, last_name, company FROM leads WHERE id = ?
+            """, arguments: [id]) else { throw Failure.notFound }
+        var matches: [Int64: [Match]] = [:]
+        if let email: String = row["email"] {
+            for other in try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE email = ? AND id != ? LIMIT ?",
+                                            arguments: [email, id, limit]) {
+                matches[other, default: []].append(.email)
+            }
+        }
+        if let digits: String = row["phone_digits"], digits.count >= 6 {
+            for other in try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE phone_digits = ? AND id != ? LIMIT ?",
+                                            arguments: [digits, id, limit]) {
+                matches[other, default: []].append(.phone)
+            }
+        }
+        if let first: String = row["first_name"], let last: String = row["last_name"], let company: String = row["company"] {
+            // The last_name index narrows to exact spellings; case is compared here.
+            for other in try Row.fetchAll(db, sql: """
+                SELECT id, first_name, company FROM leads
+                WHERE last_name = ? AND id != ? AND first_name IS NOT NULL AND company IS NOT NULL LIMIT 1000
+                """, arguments: [last, id])
+            where (other["first_name"] as String).lowercased() == first.lowercased()
+                && (other["company"] as String).lowercased() == company.lowercased() {
+                matches[other["id"], default: []].append(.nameAndCompany)
+            }
+        }
+        return matches.sorted { $0.key < $1.key }.prefix(limit).map { ($0.key, $0.value) }
+    }
+
+    /// Merges `duplicate` into `primary`: events, tags, notes, custom fields and timeline move
+    /// over, blank fields of the primary are filled from the duplicate, the duplicate is
+    /// deleted, and the merge is recorded on the primary's timeline.
+    public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(), in db: Database) throws {
+        guard let kept = try LeadRecord.fetch(id: primary, in: db),
+              let merged = try LeadRecord.fetch(id: duplicate, in: db) else { throw Failure.notFound }
+        let mergedIdentity = try Row.fetchOne(db, sql: "SELECT phone_digits, anonymous_id FROM leads WHERE id = ?", arguments: [duplicate])
+
+        try db.execute(sql: "UPDATE events SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        try db.execute(sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) SELECT ?, tag FROM lead_tags WHERE lead_id = ?",
+                       arguments: [primary, duplicate])
+        // The primary's own value wins where both have a field.
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO lead_custom_values (lead_id, field_id, value, number)
+            SELECT ?, field_id, value, number FROM lead_custom_values WHERE lead_id = ?
+            """, arguments: [primary, duplicate])
+        var activity = try LeadActivity.fetch(db, leadID: primary)
+        if let other = try LeadActivity.fetch(db, leadID: duplicate) {
+            if activity == nil { activity = other } else { activity!.merge(other) }
+        }
+
+        // Delete first: the duplicate's external id, email and phone may then move over.
+        try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [duplicate])
+        if let activity {
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [primary, activity.eventCount, activity.firstAt, activity.lastAt,
+                                 Data(Float64Blob.bytes(activity.counts)), Data(Float64Blob.bytes(activity.lastAtByType))])
+        }
+        var notes = kept.notes
+        if let other = merged.notes, !(notes?.contains(other) ?? false) { notes = notes.map { $0 + "\n" + other } ?? other }
+        try db.execute(sql: """
+            UPDATE leads SET
+                external_id = coalesce(external_id, ?), email = coalesce(email, ?),
+                phone = coalesce(phone, ?), phone_digits = coalesce(phone_digits, ?),
+                anonymous_id = coalesce(anonymous_id, ?),
+                first_name = coalesce(first_name, ?), last_name = coalesce(last_name, ?),
+                company = coalesce(company, ?), source = coalesce(source, ?),
+                assigned_to = coalesce(assigned_to, ?), value = coalesce(value, ?), notes = ?,
+                created_at = min(created_at, ?),
+                last_activity_at = max(coalesce(last_activity_at, 0), coalesce(?, 0)),
+                updated_at = ?
+            WHERE id = ?
+            """, arguments: [
+                merged.externalID, merged.email, merged.phone, mergedIdentity?["phone_digits"] as String?,
+                mergedIdentity?["anonymous_id"] as String?, merged.firstName, merged.lastName, merged.company,
+                merged.source, merged.assignedTo, merged.value, notes, merged.createdAt, merged.lastActivityAt,
+                now, primary,
+            ])
+        // A lead with no activity at all keeps a NULL last activity.
+        try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
+        let detail = try String(data: JSONSerialization.data(withJSONObject: [
+            "duplicate_id": duplicate, "external_id": merged.externalID as Any,
+        ].compactMapValues { $0 is NSNull ? nil : $0 }, options: [.sortedKeys]), encoding: .utf8)
+        try recordTimeline(primary, kind: "merged", old: String(duplicate), new: String(primary), detail: detail, at: now, in: db)
+    }
+
+    // MARK: Timeline
+
+    public struct TimelineEntry: Sendable, Equatable {
+        /// "event", or the lead_timeline kind.
+        public var kind: String
+        public var at: Int64
+        public var type: String?
+        public var value: Double?
+        /// The event's properties as received (JSON text).
+        public var properties: String?
+        public var oldValue: String?
+        public var newValue: String?
+        public var detail: String?
+    }
+
+    /// The lead's events and recorded changes, newest first.
+    public static func timeline(_ id: Int64, offset: Int, limit: Int, in db: Database) throws -> (entries: [TimelineEntry], total: Int) {
+        let total = try Int.fetchOne(db, sql: """
+            SELECT (SELECT count(*) FROM events WHERE lead_id = ?) + (SELECT count(*) FROM lead_timeline WHERE lead_id = ?)
+            """, arguments: [id, id]) ?? 0
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT 'event' AS kind, e.occurred_at AS at, 0 AS source, e.id AS rid, t.name, e.value, p.properties,
+                   NULL, NULL, NULL
+            FROM events e JOIN event_types t ON t.id = e.type_id LEFT JOIN event_properties p ON p.event_id = e.id
+            WHERE e.lead_id = ?
+            UNION ALL
+            SELECT kind, at, 1, id, NULL, NULL, NULL, old_value, new_value, detail FROM lead_timeline WHERE lead_id = ?
+            ORDER BY at DESC, source DESC, rid DESC
+            LIMIT ? OFFSET ?
+            """, arguments: [id, id, limit, offset])
+        let entries = rows.map { row in
+            TimelineEntry(kind: row[0], at: row[1], type: row[4], value: row[5], properties: row[6],
+                          oldValue: row[7], newValue: row[8], detail: row[9])
+        }
+        return (entries, total)
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+@testable import LeadAPI
+import LeadStore
+import Testing
+
+@Suite("Auth, scopes and rate limits")
+struct AuthTests {
+    @Test("a missing, unknown or revoked key gets 401 in the error shape; both header forms work")
+    func unauthorized() async throws {
+        let api = try TestAPI(leads: 3)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let missing = try await client.call(.get, "/api/v1/leads", key: nil)
+            #expect(missing.status == .unauthorized)
+            #expect(missing.errorCode == "UNAUTHORIZED")
+            #expect(missing.json["status"] as? String == "error")
+            let wrong = try await client.call(.get, "/api/v1/leads", key: "llk_not-a-key")
+            #expect(wrong.status == .unauthorized)
+
+            let bearer = try await client.call(.get, "/api/v1/leads", key: api.reader)
+            #expect(bearer.status == .ok)
+            var headers = HTTPFields()
+            headers[HTTPFields.Element.Name("X-API-Key")!] = api.reader
+            let viaHeader = try await client.execute(uri: "/api/v1/leads", method: .get, headers: headers) { $0.status }
+            #expect(viaHeader == .ok)
+
+            let created = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "temp", "scopes": ["read"]])
+            #expect(created.status == .created)
+            let secret = try #require(created.data["key"] as? String)
+            #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .ok)
+            let id = try #require(created.data["id"] as? Int)
+            #expect(try await client.call(.delete, "/api/v1/keys/\(id)", key: api.admin).status == .noContent)
+            #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .unauthorized)
+        }
+    }
+
+    @Test("keys are stored only as SHA-256 hashes")
+    func hashedAtRest() throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let stored = try api.store.reader.read { db in try Data.fetchAll(db, sql: "SELECT key_hash FROM api_keys") }
+        #expect(stored.count == 4)
+        #expect(stored.allSatisfy { $0.count == 32 })
+        let dump = try api.store.reader.read { db in
+            try String.fetchAll(db, sql: "SELECT name || prefix || scopes FROM api_keys").joined()
+        }
+        #expect(!dump.contains(api.admin))
+        #expect(stored.contains(APIKeys.hash(api.admin)))
+    }
+
+    @Test("a key without the route's scope gets 403", arguments: [
+        ("reader", HTTPRequest.Method.post, "/api/v1/leads"),
+        ("reader", .post, "/api/v1/events"),
+        ("writer", .get, "/api/v1/leads"),
+        ("writer", .post, "/api/v1/models/train"),
+        ("reader", .post, "/api/v1/leads/rescore"),
+        ("writer", .get, "/api/v1/keys"),
+        ("admin", .get, "/api/v1/leads/stats"),
+    ])
+    func forbidden(key: String, method: HTTPRequest.Method, path: String) async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let secret = ["reader": api.reader, "writer": api.writer, "admin": api.admin][key]!
+        try await api.app.test(.router) { client in
+            let reply = try await client.call(method, path, key: secret, json: [:])
+            #expect(reply.status == .forbidden)
+            #expect(reply.errorCode == "FORBIDDEN")
+        }
+    }
+
+    @Test("over its limit a key gets 429 with Retry-After; every response carries the rate headers")
+    func rateLimited() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let limited = try await api.store.writer.write { db in
+            try APIKeys.create(name: "tight", scopes: [.read], rateLimit: RateLimit(limit: 2, windowSeconds: 3600), in: db).key
+        }
+        try await api.app.test(.router) { client in
+            let first = try await client.call(.get, "/api/v1/leads", key: limited)
+            #expect(first.status == .ok)
+            #expect(first.header("X-RateLimit-Limit") == "2")
+            #expect(first.header("X-RateLimit-Remaining") == "1")
+            let reset = try #require(first.header("X-RateLimit-Reset").flatMap(Int64.init))
+            let now = Int64(Date().timeIntervalSince1970)
+            #expect(reset > now && reset <= now + 3600)
+            // An error response is still authenticated: it carries the headers too.
+            let second = try await client.call(.get, "/api/v1/leads/999999", key: limited)
+            #expect(second.status == .notFound)
+            #expect(second.header("X-RateLimit-Remaining") == "0")
+            let third = try await client.call(.get, "/api/v1/leads", key: limited)
+            #expect(third.status == .tooManyRequests)
+            #expect(third.errorCode == "RATE_LIMITED")
+            #expect(third.header("X-RateLimit-Remaining") == "0")
+            let retry = try #require(third.header("Retry-After").flatMap(Int64.init))
+            #expect(retry >= 1 && retry <= 3600)
+        }
+    }
+
+    @Test("fixed windows: the count resets when the window turns")
+    func windows() {
+        let clock = ManualClock(seconds: 7200)
+        let limiter = RateLimiter(clock: { clock.seconds })
+        let limit = RateLimit(limit: 2, windowSeconds: 60)
+        #expect(limiter.take(key: 1, limit: limit).allowed)
+        #expect(limiter.take(key: 1, limit: limit).allowed)
+        let refused = limiter.take(key: 1, limit: limit)
+        #expect(!refused.allowed)
+        #expect(refused.reset == 7260)
+        #expect(limiter.take(key: 2, limit: limit).allowed, "keys are counted apart")
+        clock.seconds = 7260
+        #expect(limiter.take(key: 1, limit: limit).allowed)
+        #expect(limiter.take(key: 1, limit: .unlimited).allowed)
+    }
+
+    @Test("rate strings parse as documented")
+    func rates() {
+        #expect(RateLimit(parsing: "1000/h") == RateLimit(limit: 1000, windowSeconds: 3600))
+        #expect(RateLimit(parsing: "60/min") == RateLimit(limit: 60, windowSeconds: 60))
+        #expect(RateLimit(parsing: "unlimited")?.limit == nil)
+        #expect(RateLimit(parsing: "0/h") == nil)
+        #expect(RateLimit(parsing: "ten/h") == nil)
+        #expect(RateLimit(parsing: "5/fortnight") == nil)
+    }
+
+    @Test("scopes: GET needs read, changes need write, keys/training/rescoring/reports need admin")
+    func requiredScopes() {
+        #expect(RequiredScope.for(method: .get, path: "/api/v1/leads/stats") == .read)
+        #expect(RequiredScope.for(method: .post, path: "/api/v1/intake") == .write)
+        #expect(RequiredScope.for(method: .delete, path: "/api/v1/leads/4") == .write)
+        #expect(RequiredScope.for(method: .post, path: "/api/v1/models/train") == .admin)
+        #expect(RequiredScope.for(method: .post, path: "/api/v1/leads/rescore") == .admin)
+        #expect(RequiredScope.for(method: .get, path: "/api/v1/keys") == .admin)
+        #expect(RequiredScope.for(method: .post, path: "/api/v1/reports") == .admin)
+        #expect(RequiredScope.for(method: .get, path: "/api/v1/reports") == .read)
+    }
+}
+
+final class ManualClock: @unchecked Sendable {
+    var seconds: Int64
+    init(seconds: Int64) { self.seconds = seconds }
+}

@@ -1,0 +1,350 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import LeadAPI
+import LeadScoring
+import LeadStore
+import Testing
+
+@Suite("Lead routes")
+struct LeadRoutesTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Registers and activates the shipped default model, so writes are rescored.
+    static func activateDefaultModel(_ store: LeadStore) throws {
+        let model = try ScoringModel.load(from: repository.appendingPathComponent("models/default.json"))
+        try store.writer.write { db in
+            try ModelRegistry.register(model, in: db)
+            try ModelRegistry.activate(version: model.version, in: db)
+        }
+    }
+
+    @Test("create, read, update, status, notes, tags, assign, delete")
+    func crud() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let created = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+                "email": "Grace@Example.com", "first_name": "Grace", "company": "Navy", "value": 1200,
+                "tags": ["vip"], "custom_fields": ["Budget": "50k"],
+            ])
+            #expect(created.status == .created)
+            let id = try #require(created.data["id"] as? Int)
+            #expect(created.data["email"] as? String == "grace@example.com")
+            #expect(created.data["status"] as? String == "new")
+            #expect(created.data["tags"] as? [String] == ["vip"])
+            #expect((created.data["custom_fields"] as? [String: String])?["Budget"] == "50k")
+            for key in ["score", "probability", "model_version", "scored_at", "assigned_to", "last_activity_at"] {
+                #expect(created.data.keys.contains(key), "the lead object always has \(key)")
+            }
+
+            let conflict = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "grace@example.com"])
+            #expect(conflict.status == .conflict)
+            #expect(conflict.errorCode == "CONFLICT")
+            let invalid = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "not-an-email", "status": "winning", "shoe_size": 9])
+            #expect(invalid.status == .unprocessableContent)
+            #expect(Set(invalid.fieldErrors.keys) == ["email", "status", "shoe_size"])
+            let anonymous = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["first_name": "Nobody"])
+            #expect(anonymous.status == .unprocessableContent)
+
+            let shown = try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader)
+            #expect(shown.status == .ok)
+            #expect(shown.data["factors"] is [Any])
+
+            let patched = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["company": "US Navy", "value": NSNull()])
+            #expect(patched.status == .ok)
+            #expect(patched.data["company"] as? String == "US Navy")
+            #expect(patched.data["value"] is NSNull)
+            #expect(patched.data["first_name"] as? String == "Grace", "a partial update leaves other fields")
+            let put = try await client.call(.put, "/api/v1/leads/\(id)", key: api.writer, json: ["last_name": "Hopper"])
+            #expect(put.data["last_name"] as? String == "Hopper")
+
+            let status = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "qualified"])
+            #expect(status.data["status"] as? String == "qualified")
+            let badStatus = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "great"])
+            #expect(badStatus.status == .unprocessableContent)
+            #expect(badStatus.fieldErrors["status"] != nil)
+
+            let notes = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.writer, json: ["notes": "call back Monday"])
+            #expect(notes.data["notes"] as? String == "call back Monday")
+
+            let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["tag": "navy"])
+            #expect(tagged.status == .created)
+            #expect(Set(tagged.data["tags"] as? [String] ?? []) == ["vip", "navy"])
+            let untagged = try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer)
+            #expect(untagged.data["tags"] as? [String] == ["navy"])
+            #expect(try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer).status == .notFound)
+
+            let assigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["userId": "rep-7"])
+            #expect(assigned.data["assigned_to"] as? String == "rep-7")
+            let mine = try await client.call(.get, "/api/v1/leads?assigned_to=rep-7", key: api.reader)
+            #expect(mine.list.map { $0["id"] as? Int } == [id])
+            let unassigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["user_id": NSNull()])
+            #expect(unassigned.data["assigned_to"] is NSNull)
+            #expect(try await client.call(.get, "/api/v1/leads?assigned_to=unassigned", key: api.reader).list.count == 1)
+
+            let timeline = try await client.call(.get, "/api/v1/leads/\(id)/events", key: api.reader)
+            let kinds = timeline.list.map { $0["kind"] as? String }
+            #expect(kinds.contains("status_changed"))
+            #expect(kinds.contains("assigned"))
+
+            #expect(try await client.call(.delete, "/api/v1/leads/\(id)", key: api.writer).status == .noContent)
+            #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).status == .notFound)
+        }
+    }
+
+    @Test("every lead route answers 404 for an unknown lead", arguments: [
+        (HTTPRequest.Method.get, ""), (.patch, ""), (.put, ""), (.delete, ""), (.put, "/status"), (.put, "/notes"),
+        (.post, "/tags"), (.delete, "/tags/x"), (.put, "/assign"), (.get, "/events"), (.get, "/duplicates"), (.post, "/merge"),
+    ])
+    func unknownLead(method: HTTPRequest.Method, suffix: String) async throws {
+        let api = try TestAPI(leads: 1)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let body: [String: Any] = ["status": "new", "notes": "x", "name": "t", "user_id": "u", "duplicate_id": 1, "company": "c"]
+            let key = method == .get ? api.reader : api.writer
+            let reply = try await client.call(method, "/api/v1/leads/424242\(suffix)", key: key, json: body)
+            #expect(reply.status == .notFound, "\(method) \(suffix)")
+            #expect(reply.errorCode == "NOT_FOUND")
+            let message = reply.json["message"] as? String ?? ""
+            #expect(!message.contains("SELECT") && !message.contains("sqlite"))
+        }
+    }
+
+    @Test("intake: JSON or a form, deduped by email, merged without blanking")
+    func intake() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let first = try await client.call(.post, "/api/v1/intake", key: api.writer, json: [
+                "First Name": "Ada", "E-mail": " ADA@example.com ", "company": "Engines", "note": "from the form",
+                "Budget": 5000, "tags": "math,vip",
+            ])
+            #expect(first.status == .created)
+            #expect(first.json["status"] as? String == "created")
+            #expect(first.json["is_duplicate"] as? Bool == false)
+            let id = try #require(first.json["lead_id"] as? Int)
+
+            let again = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                              raw: "email=ada%40example.com&company=&phone=555+0101&notes=second+visit",
+                                              contentType: "application/x-www-form-urlencoded")
+            #expect(again.status == .ok)
+            #expect(again.json["is_duplicate"] as? Bool == true)
+            #expect(again.json["lead_id"] as? Int == id)
+
+            let lead = try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data
+            #expect(lead["company"] as? String == "Engines", "a blank never overwrites")
+            #expect(lead["phone"] as? String == "555 0101")
+            #expect(lead["first_name"] as? String == "Ada")
+            #expect((lead["custom_fields"] as? [String: String])?["Budget"] == "5000")
+            #expect(lead["notes"] as? String == "from the form\nsecond visit")
+            #expect(Set(lead["tags"] as? [String] ?? []) == ["math", "vip"])
+
+            let none = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["first_name": "Anon"])
+            #expect(none.status == .unprocessableContent)
+            #expect(none.fieldErrors["email"] != nil)
+            let broken = try await client.call(.post, "/api/v1/intake", key: api.writer, raw: "{not json", contentType: "application/json")
+            #expect(broken.status == .unprocessableContent)
+        }
+    }
+
+    @Test("bulk: one result per item by index; valid items commit when others fail")
+    func bulk() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let reply = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer, json: [
+                "batch": [["email": "one@example.com"], ["first_name": "no identity"], ["email": "one@example.com", "company": "Dup"],
+                          "not an object", ["phone": "+1 555 0100"]],
+                "source": "expo", "note": "met at the booth",
+            ])
+            #expect(reply.status == .ok)
+            let items = reply.list
+            #expect(items.map { $0["index"] as? Int } == [0, 1, 2, 3, 4])
+            #expect(items[0]["status"] as? String == "created")
+            #expect(items[1]["errors"] != nil)
+            #expect(items[2]["status"] as? String == "duplicate")
+            #expect(items[2]["lead_id"] as? Int == items[0]["lead_id"] as? Int)
+            #expect(items[3]["errors"] != nil)
+            #expect(items[4]["status"] as? String == "created")
+            let lead = try await client.call(.get, "/api/v1/leads/\(items[0]["lead_id"] as! Int)", key: api.reader).data
+            #expect(lead["source"] as? String == "expo")
+            #expect(lead["company"] as? String == "Dup")
+            #expect(lead["notes"] as? String == "met at the booth")
+
+            let tooMany = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer,
+                                                json: ["leads": (0...1000).map { ["email": "p\($0)@example.com"] }])
+            #expect(tooMany.status == .unprocessableContent)
+            #expect(tooMany.fieldErrors["leads"] != nil)
+            #expect(try await client.call(.get, "/api/v1/leads", key: api.reader).meta["total"] as? Int == 2)
+        }
+    }
+
+    @Test("CSV import follows the ingest rules and reports rejects by line; over 10 MiB is 413")
+    func importCSV() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let csv = "\u{FEFF}Email,First Name,Lead Source,Amount\r\nx@example.com,X,web,10\r\n,,,\r\ny@example.com,\"Y, Jr\",ads,abc\r\nz@example.com,Z,ads,5\r\n"
+            let reply = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: csv, contentType: "text/csv")
+            #expect(reply.status == .ok)
+            #expect(reply.data["leads_created"] as? Int == 2)
+            #expect(reply.data["rejected"] as? Int == 2)
+            let rejects = try #require(reply.data["rejects"] as? [[String: Any]])
+            #expect(rejects.compactMap { $0["line"] as? Int }.sorted() == [3, 4])
+            #expect(rejects.contains { $0["field"] as? String == "Amount" })
+            let again = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: csv, contentType: "text/csv")
+            #expect(again.data["leads_created"] as? Int == 0, "importing twice adds nothing")
+
+            let huge = String(repeating: "a", count: APILimits.maxBodyBytes + 1)
+            let tooLarge = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: huge, contentType: "text/csv")
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(tooLarge.errorCode == "PAYLOAD_TOO_LARGE")
+        }
+    }
+
+    @Test("events: rescored before the response, deduped, rejects by index, batch limit")
+    func events() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try Self.activateDefaultModel(api.store)
+        try await api.app.test(.router) { client in
+            let batch: [String: Any] = ["batch": [
+                ["type": "identify", "userId": "u1", "traits": ["email": "u1@example.com", "company": "Acme"]],
+                ["type": "track", "userId": "u1", "event": "Demo Requested", "messageId": "m-1", "timestamp": "2026-01-02T03:04:05Z"],
+                ["type": "track", "event": "Orphan"],
+                ["type": "page", "userId": "u1", "name": "Pricing", "messageId": "m-2"],
+            ]]
+            let reply = try await client.call(.post, "/api/v1/events", key: api.writer, json: batch)
+            #expect(reply.status == .ok)
+            #expect(reply.data["events_added"] as? Int == 2)
+            #expect(reply.data["rejected"] as? Int == 1)
+            #expect((reply.data["rejects"] as? [[String: Any]])?.first?["index"] as? Int == 2)
+            let leads = try #require(reply.data["leads"] as? [[String: Any]])
+            #expect(leads.count == 1)
+            let score = try #require(leads[0]["score"] as? Int)
+            #expect(leads[0]["model_version"] as? String == "default-v0")
+            let id = try #require(leads[0]["lead_id"] as? Int)
+            let stored = try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data
+            #expect(stored["score"] as? Int == score, "the reported score is the stored one")
+            #expect((stored["factors"] as? [Any])?.isEmpty == false)
+
+            let resent = try await client.call(.post, "/api/v1/events", key: api.writer, json: batch)
+            #expect(resent.data["events_added"] as? Int == 0)
+            #expect(resent.data["duplicates"] as? Int == 2)
+
+            let timeline = try await client.call(.get, "/api/v1/leads/\(id)/events?per_page=50", key: api.reader)
+            let events = timeline.list.filter { $0["kind"] as? String == "event" }
+            #expect(events.map { $0["type"] as? String } == ["Viewed Pricing Page", "Demo Requested"], "newest first")
+            #expect(timeline.list.contains { $0["kind"] as? String == "score_changed" })
+
+            let tooMany = try await client.call(.post, "/api/v1/events", key: api.writer,
+                                                json: ["batch": (0...5000).map { ["type": "track", "userId": "u\($0)", "event": "x"] }])
+            #expect(tooMany.status == .unprocessableContent)
+            #expect(tooMany.fieldErrors["batch"] != nil)
+        }
+    }
+
+    @Test("duplicates are found by email, phone or name and company; merge moves everything over")
+    func duplicatesAndMerge() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let primary = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+                "email": "kim@example.com", "first_name": "Kim", "last_name": "Lee", "company": "Hanbit", "tags": ["a"],
+            ]).data["id"] as! Int
+            let twin = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+                "external_id": "crm-9", "first_name": "kim", "last_name": "Lee", "company": "HANBIT", "phone": "+82 10 5555 0101",
+                "tags": ["b"], "notes": "met twice", "custom_fields": ["Plan": "pro"],
+            ]).data["id"] as! Int
+            _ = try await client.call(.post, "/api/v1/events", key: api.writer,
+                                      json: ["type": "track", "userId": "crm-9", "event": "Signed Up", "messageId": "s1"])
+
+            let duplicates = try await client.call(.get, "/api/v1/leads/\(primary)/duplicates", key: api.reader)
+            #expect(duplicates.list.map { $0["id"] as? Int } == [twin])
+            #expect(duplicates.list.first?["matched_on"] as? [String] == ["name_company"])
+
+            let itself = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": primary])
+            #expect(itself.status == .unprocessableContent)
+            let missing = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": 99999])
+            #expect(missing.status == .notFound)
+
+            let merged = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": twin])
+            #expect(merged.status == .ok)
+            #expect(Set(merged.data["tags"] as? [String] ?? []) == ["a", "b"])
+            #expect(merged.data["external_id"] as? String == "crm-9")
+            #expect(merged.data["phone"] as? String == "+82 10 5555 0101")
+            #expect(merged.data["notes"] as? String == "met twice")
+            #expect((merged.data["custom_fields"] as? [String: String])?["Plan"] == "pro")
+            #expect(merged.data["last_activity_at"] is String)
+            #expect(try await client.call(.get, "/api/v1/leads/\(twin)", key: api.reader).status == .notFound)
+            let timeline = try await client.call(.get, "/api/v1/leads/\(primary)/events", key: api.reader).list
+            #expect(timeline.contains { $0["kind"] as? String == "merged" })
+            #expect(timeline.contains { $0["type"] as? String == "Signed Up" })
+            let activity = try await api.store.reader.read { db in try LeadActivity.fetch(db, leadID: Int64(primary)) }
+            #expect(activity?.eventCount == 1)
+        }
+    }
+
+    @Test("models, training and rescoring jobs, and metrics")
+    func modelsAndJobs() async throws {
+        let api = try TestAPI(leads: 600)
+        defer { api.cleanUp() }
+        let modelsDirectory = api.directory.appendingPathComponent("models")
+        try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
+        let spec = FeatureSpec.shortcut(name: "apitest", numeric: ["value"], categorical: ["source"])
+        try JSONEncoder().encode(spec).write(to: modelsDirectory.appendingPathComponent("features.json"))
+        var configuration = APIConfiguration(version: "test")
+        configuration.modelsDirectory = modelsDirectory.path
+        let app = buildApplication(store: api.store, configuration: configuration)
+        try await app.test(.router) { client in
+            #expect(try await client.call(.get, "/api/v1/models/active", key: api.reader).status == .notFound)
+            let noModel = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
+            #expect(noModel.status == .conflict)
+
+            let started = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["activate": true, "C": 0.5])
+            #expect(started.status == .accepted)
+            let location = try #require(started.header("Location"))
+            #expect(location == (started.json["links"] as? [String: String])?["self"])
+            let job = try await Self.waitForJob(client, location, key: api.reader)
+            #expect(job["state"] as? String == "succeeded", "\(job)")
+            let result = try #require(job["result"] as? [String: Any])
+            #expect(result["activated"] as? Bool == true)
+            let version = try #require(result["version"] as? String)
+
+            let active = try await client.call(.get, "/api/v1/models/active", key: api.reader).data
+            #expect(active["version"] as? String == version)
+            #expect(active["metrics"] is [String: Any])
+            #expect((active["coefficients"] as? [Any])?.isEmpty == false)
+            #expect(try await client.call(.get, "/api/v1/models", key: api.reader).list.count == 1)
+
+            let rescore = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
+            #expect(rescore.status == .accepted)
+            let rescored = try await Self.waitForJob(client, try #require(rescore.header("Location")), key: api.reader)
+            #expect((rescored["result"] as? [String: Any])?["scored"] as? Int == 600)
+            let versions = try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT model_version FROM leads") }
+            #expect(versions == [version])
+
+            let badTrain = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["C": -1, "holdout": 2])
+            #expect(badTrain.status == .unprocessableContent)
+            #expect(Set(badTrain.fieldErrors.keys) == ["C", "holdout"])
+            #expect(try await client.call(.get, "/api/v1/jobs/999", key: api.reader).status == .notFound)
+
+            let metrics = try await client.call(.get, "/metrics", key: nil)
+            #expect(metrics.status == .ok)
+            #expect(metrics.text.contains("leadlens_training_runs_total"))
+            #expect(metrics.text.contains("hb_requests"))
+            #expect(metrics.text.contains("http_server_request_duration_bucket"), "the latency histogram")
+        }
+    }
+
+    static func waitForJob(_ client: some TestClientProtocol, _ location: String, key: String) async throws -> [String: Any] {
+        for _ in 0..<300 {
+            let job = try await client.call(.get, location, key: key).data
+            if let state = job["state"] as? String, state == "succeeded" || state == "failed" { return job }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return [:]
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import LeadAPI
+import LeadStore
+import Testing
+
+@Suite("Lists, keyset pages and stats")
+struct ListAndStatsTests {
+    /// Every lead as the brute-force oracle sees it.
+    static func allLeads(_ store: LeadStore) throws -> [LeadRecord] {
+        try store.reader.read { db in
+            try LeadRecord.fetch(ids: try Int64.fetchAll(db, sql: "SELECT id FROM leads ORDER BY id"), in: db)
+        }
+    }
+
+    @Test("offset pagination: meta and links add up")
+    func pageArithmetic() async throws {
+        let api = try TestAPI(leads: 53)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let last = try await client.call(.get, "/api/v1/leads?per_page=10&page=6&status=new,converted,contacted,qualified,lost", key: api.reader)
+            #expect(last.status == .ok)
+            #expect(last.meta["total"] as? Int == 53)
+            #expect(last.meta["per_page"] as? Int == 10)
+            #expect(last.meta["current_page"] as? Int == 6)
+            #expect(last.meta["last_page"] as? Int == 6)
+            #expect(last.meta["from"] as? Int == 51)
+            #expect(last.meta["to"] as? Int == 53)
+            #expect(last.list.count == 3)
+            #expect(last.meta["next_cursor"] is NSNull)
+            let links = try #require(last.json["links"] as? [String: Any])
+            #expect(links["next"] is NSNull)
+            #expect((links["prev"] as? String)?.contains("page=5") == true)
+            #expect((links["first"] as? String)?.contains("page=1") == true)
+            #expect((links["last"] as? String)?.contains("page=6") == true)
+            #expect((links["self"] as? String)?.contains("status=") == true, "links keep the filters")
+
+            let first = try await client.call(.get, "/api/v1/leads", key: api.reader)
+            #expect(first.meta["per_page"] as? Int == 25)
+            #expect(first.meta["from"] as? Int == 1)
+            #expect(first.meta["to"] as? Int == 25)
+            #expect(first.meta["last_page"] as? Int == 3)
+            #expect(first.meta["next_cursor"] is String)
+
+            let beyond = try await client.call(.get, "/api/v1/leads?page=9", key: api.reader)
+            #expect(beyond.list.isEmpty)
+            #expect(beyond.meta["from"] is NSNull)
+        }
+    }
+
+    @Test("bad query parameters give 422 naming each field", arguments: [
+        ("per_page=101", "per_page"), ("per_page=0", "per_page"), ("min_score=90&max_score=10", "min_score"),
+        ("min_score=-1", "min_score"), ("max_score=101", "max_score"), ("sort=salary", "sort"),
+        ("direction=sideways", "direction"), ("created_after=yesterday", "created_after"),
+        ("scored=maybe", "scored"), ("cursor=garbage", "cursor"), ("page=0", "page"),
+    ])
+    func badQueries(query: String, field: String) async throws {
+        let api = try TestAPI(leads: 2)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            for path in ["/api/v1/leads", "/api/v1/leads/stats", "/api/v1/leads/export"] where !(path.hasSuffix("stats") && field == "cursor") {
+                let reply = try await client.call(.get, "\(path)?\(query)", key: api.reader)
+                #expect(reply.status == .unprocessableContent, "\(path)?\(query)")
+                #expect(reply.errorCode == "VALIDATION_FAILED")
+                #expect(reply.fieldErrors[field] != nil, "\(path)?\(query) names \(field)")
+            }
+        }
+    }
+
+    @Test("min/max score filters equal a brute-force filter of all leads", arguments: [
+        (80, 100), (0, 0), (50, 50), (0, 100), (33, 66),
+    ])
+    func scoreFilters(min: Int, max: Int) async throws {
+        let api = try TestAPI(leads: 400)
+        defer { api.cleanUp() }
+        let expected = try Self.allLeads(api.store)
+            .filter { ($0.score ?? -1) >= min && ($0.score ?? 101) <= max }
+            .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+            .map(\.id)
+        try await api.app.test(.router) { client in
+            var ids: [Int64] = []
+            var page = 1
+            while true {
+                let reply = try await client.call(.get, "/api/v1/leads?min_score=\(min)&max_score=\(max)&per_page=100&page=\(page)", key: api.reader)
+                #expect(reply.meta["total"] as? Int == expected.count)
+                ids += reply.list.map { Int64($0["id"] as! Int) }
+                if reply.list.count < 100 { break }
+                page += 1
+            }
+            #expect(ids == expected, "newest first, exactly the leads in range")
+        }
+    }
+
+    @Test("sorting by score puts unscored leads last descending and first ascending")
+    func scoreSort() async throws {
+        let api = try TestAPI(leads: 120)
+        defer { api.cleanUp() }
+        let all = try Self.allLeads(api.store)
+        try await api.app.test(.router) { client in
+            for descending in [true, false] {
+                let expected = all.sorted {
+                    let l = ($0.score ?? -1, $0.id), r = ($1.score ?? -1, $1.id)
+                    return descending ? l > r : l < r
+                }.map(\.id)
+                var ids: [Int64] = []
+                var cursor: String?
+                repeat {
+                    let query = "/api/v1/leads?sort=score&direction=\(descending ? "desc" : "asc")&per_page=7" + (cursor.map { "&cursor=\($0)" } ?? "")
+                    let reply = try await client.call(.get, query, key: api.reader)
+                    #expect(reply.status == .ok)
+                    ids += reply.list.map { Int64($0["id"] as! Int) }
+                    cursor = reply.meta["next_cursor"] as? String
+                } while cursor != nil
+                #expect(ids == expected, "keyset walk by score \(descending ? "desc" : "asc")")
+            }
+        }
+    }
+
+    @Test("keyset pages stay exact while leads are being inserted", arguments: ["created_at", "last_name", "email"])
+    func keysetUnderInserts(sort: String) async throws {
+        let api = try TestAPI(leads: 150)
+        defer { api.cleanUp() }
+        let before = Set(try Self.allLeads(api.store).map(\.id))
+        try await api.app.test(.router) { client in
+            var seen: [Int64] = []
+            var cursor: String?
+            var inserted = 0
+            repeat {
+                let query = "/api/v1/leads?sort=\(sort)&per_page=20" + (cursor.map { "&cursor=\($0)" } ?? "")
+                let reply = try await client.call(.get, query, key: api.reader)
+                #expect(reply.status == .ok)
+                seen += reply.list.map { Int64($0["id"] as! Int) }
+                cursor = reply.meta["next_cursor"] as? String
+                // Meanwhile, new leads arrive at both ends of the order.
+                for side in ["a", "z"] {
+                    let created = try await client.call(.post, "/api/v1/intake", key: api.writer, json: [
+                        "email": "\(side)\(inserted)-new@example.com", "last_name": "\(side)new\(inserted)",
+                    ])
+                    #expect(created.status == .created)
+                    inserted += 1
+                }
+            } while cursor != nil
+            #expect(Set(seen).count == seen.count, "no lead appears twice")
+            #expect(before.isSubset(of: Set(seen)), "every lead present at the start appears")
+        }
+    }
+
+    @Test("stats equal a brute-force recomputation, filtered and not")
+    func statsBruteForce() async throws {
+        let now = LeadStore.nowMillis()
+        let api = try TestAPI(leads: 500, now: now)
+        defer { api.cleanUp() }
+        let all = try Self.allLeads(api.store)
+        let thirtyDaysAgo = now - 30 * 86_400_000
+        let afterString = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(thirtyDaysAgo) / 1000))
+        try await api.app.test(.router) { client in
+            for (query, leads) in [("", all), ("?created_after=\(afterString)", all.filter { $0.createdAt >= thirtyDaysAgo / 1000 * 1000 }),
+                                   ("?source=web&tag=vip", all.filter { $0.source == "web" && $0.tags.contains("vip") })] {
+                let reply = try await client.call(.get, "/api/v1/leads/stats\(query)", key: api.reader)
+                #expect(reply.status == .ok)
+                let data = reply.data
+                #expect(data["total"] as? Int == leads.count, "total \(query)")
+                let byStatus = Dictionary(grouping: leads, by: \.status).mapValues(\.count)
+                #expect(data["by_status"] as? [String: Int] == byStatus)
+                let converted = leads.filter { $0.status == "converted" }.count
+                #expect(data["converted"] as? Int == converted)
+
+                let sources = try #require(data["by_source"] as? [[String: Any]])
+                for (source, group) in Dictionary(grouping: leads, by: \.source) {
+                    let row = try #require(sources.first { ($0["source"] as? String) == source })
+                    #expect(row["count"] as? Int == group.count)
+                    #expect(row["converted"] as? Int == group.filter { $0.status == "converted" }.count)
+                    let expected = group.compactMap(\.probability).reduce(0, +)
+                    #expect(abs((row["expected_conversions"] as? Double ?? -1) - expected) < 1e-9)
+                    let scores = group.compactMap(\.score)
+                    if scores.isEmpty { #expect(row["avg_score"] is NSNull) } else {
+                        #expect(abs((row["avg_score"] as? Double ?? -1) - Double(scores.reduce(0, +)) / Double(scores.count)) < 1e-9)
+                    }
+                }
+                #expect(sources.count == Set(leads.map(\.source)).count)
+
+                let histogram = try #require(data["score_histogram"] as? [[String: Any]])
+                #expect(histogram.count == 10)
+                for (index, bucket) in histogram.enumerated() {
+                    let inBucket = leads.filter { $0.score.map { min($0 / 10, 9) == index } ?? false }
+                    #expect(bucket["min"] as? Int == index * 10)
+                    #expect(bucket["max"] as? Int == (index == 9 ? 100 : index * 10 + 9))
+                    #expect(bucket["count"] as? Int == inBucket.count)
+                    #expect(bucket["converted"] as? Int == inBucket.filter { $0.status == "converted" }.count)
+                }
+                let averages = try #require(data["avg_score_by_status"] as? [String: Double])
+                for (status, group) in Dictionary(grouping: leads, by: \.status) {
+                    let scores = group.compactMap(\.score)
+                    guard !scores.isEmpty else { continue }
+                    #expect(abs(averages[status]! - Double(scores.reduce(0, +)) / Double(scores.count)) < 1e-9)
+                }
+
+                let daily = try #require(data["daily"] as? [[String: Any]])
+                #expect(daily.count == 30)
+                let dayMillis: Int64 = 86_400_000
+                let today = now / dayMillis
+                for (offset, day) in daily.enumerated() {
+                    let number = today - 29 + Int64(offset)
+                    #expect(day["date"] as? String == LeadStats.dayString(number))
+                    #expect(day["new"] as? Int == leads.filter { $0.createdAt / dayMillis == number }.count)
+                }
+            }
+
+            // The dashboard's cached answer follows new data at once.
+            let before = try await client.call(.get, "/api/v1/leads/stats", key: api.reader).data["total"] as? Int
+            _ = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "fresh@example.com"])
+            let after = try await client.call(.get, "/api/v1/leads/stats", key: api.reader).data["total"] as? Int
+            #expect(after == (before ?? 0) + 1)
+        }
+    }
+
+    @Test("the CSV export has the JSON field names as header and parses back to the filtered leads")
+    func export() async throws {
+        let api = try TestAPI(leads: 2300)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            _ = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                      json: ["email": "quote@example.com", "company": "Acme, \"Inc\"", "notes": "line one\nline two"])
+            let reply = try await client.call(.get, "/api/v1/leads/export?min_score=10", key: api.reader)
+            #expect(reply.status == .ok)
+            #expect(reply.header("Content-Type")?.hasPrefix("text/csv") == true)
+            let rows = CSVReader.parse(reply.text)
+            let header = try #require(rows.first)
+            let one = try await client.call(.get, "/api/v1/leads?per_page=1", key: api.reader).list[0]
+            #expect(Set(header) == Set(one.keys), "header names equal the lead object's keys")
+            let total = try await client.call(.get, "/api/v1/leads?min_score=10", key: api.reader).meta["total"] as? Int
+            #expect(rows.count - 1 == total)
+            let all = try await client.call(.get, "/api/v1/leads/export", key: api.reader)
+            let parsed = CSVReader.parse(all.text)
+            let companyColumn = try #require(header.firstIndex(of: "company"))
+            let notesColumn = try #require(header.firstIndex(of: "notes"))
+            let quoted = try #require(parsed.first { $0[companyColumn] == "Acme, \"Inc\"" })
+            #expect(quoted[notesColumn] == "line one\nline two")
+        }
+    }
+}
+
+/// A minimal RFC 4180 reader for checking what the server writes.
+enum CSVReader {
+    static func parse(_ text: String) -> [[String]] {
+        var rows: [[String]] = []
+        var row: [String] = []
+        var field = ""
+        var inQuotes = false
+        var iterator = Array(text).makeIterator()
+        var pending: Character? = nil
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if inQuotes {
+                if c == "\"" {
+                    if let next = iterator.next() {
+                        if next == "\"" { field.append("\"") } else { inQuotes = false; pending = next }
+                    } else { inQuotes = false }
+                } else { field.append(c) }
+                continue
+            }
+            switch c {
+            case "\"": inQuotes = true
+            case ",": row.append(field); field = ""
+            case "\r\n", "\n": row.append(field); rows.append(row); row = []; field = ""
+            default: field.append(c)
+            }
+        }
+        if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
+        return rows
+    }
+}

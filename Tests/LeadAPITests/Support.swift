@@ -1,0 +1,116 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import LeadAPI
+import LeadStore
+import NIOCore
+import Testing
+
+/// A file store in a temporary folder (so the server's reader pool and change monitor are
+/// real), seeded with deterministic leads, and keys of every scope.
+struct TestAPI {
+    let store: LeadStore
+    let directory: URL
+    let admin: String
+    let reader: String
+    let writer: String
+    let everything: String
+
+    static let statuses = ["new", "contacted", "qualified", "converted", "lost"]
+    static let sources = ["web", "ads", "referral", nil]
+
+    init(leads: Int = 0, now: Int64 = LeadStore.nowMillis()) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-api-\(UUID().uuidString)")
+        store = try LeadStore.open(path: directory.appendingPathComponent("store.sqlite").path)
+        (admin, reader, writer, everything) = try store.writer.write { db in
+            try Self.seed(leads, now: now, in: db)
+            return (try APIKeys.create(name: "admin", scopes: [.admin], rateLimit: .unlimited, in: db).key,
+                    try APIKeys.create(name: "reader", scopes: [.read], rateLimit: .unlimited, in: db).key,
+                    try APIKeys.create(name: "writer", scopes: [.write], rateLimit: .unlimited, in: db).key,
+                    try APIKeys.create(name: "all", scopes: [.read, .write, .admin], rateLimit: .unlimited, in: db).key)
+        }
+    }
+
+    /// Leads spread over 60 days before `now`, with every status, a few sources, scores of
+    /// 0–100 or none, and a tag on some.
+    static func seed(_ count: Int, now: Int64, in db: Database) throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for i in 0..<count {
+            let created = now - Int64(next() % (60 * 86_400_000))
+            let scored = next() % 5 != 0
+            let score = Int(next() % 101)
+            let probability = Double(score) / 100 * 0.98 + 0.01
+            try db.execute(sql: """
+                INSERT INTO leads (external_id, email, first_name, last_name, company, source, status, assigned_to,
+                                   created_at, updated_at, score, probability, model_version, scored_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [
+                    "E\(i)", "person\(i)@example.com", "First\(i)", "Last\(i % 37)", "Company \(i % 11)",
+                    sources[Int(next() % 4)], statuses[Int(next() % 5)], i % 3 == 0 ? "rep-\(i % 2)" : nil,
+                    created, created, scored ? score : nil, scored ? probability : nil, scored ? "test-v1" : nil,
+                    scored ? now : nil,
+                ])
+            if i % 4 == 0 {
+                try db.execute(sql: "INSERT INTO lead_tags (lead_id, tag) VALUES (?, 'vip')", arguments: [db.lastInsertedRowID])
+            }
+        }
+    }
+
+    var app: some ApplicationProtocol {
+        buildApplication(store: store, configuration: APIConfiguration(version: "test"))
+    }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// One decoded response.
+struct Reply {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let body: ByteBuffer
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+    }
+    var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+    var list: [[String: Any]] { json["data"] as? [[String: Any]] ?? [] }
+    var meta: [String: Any] { json["meta"] as? [String: Any] ?? [:] }
+    var errorCode: String? { json["code"] as? String }
+    var fieldErrors: [String: [String]] { json["errors"] as? [String: [String]] ?? [:] }
+    var text: String { String(buffer: body) }
+
+    func header(_ name: String) -> String? {
+        HTTPFields.Element.Name(name).flatMap { headers[$0] }
+    }
+}
+
+extension TestClientProtocol {
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, key: String?, json: Any? = nil, raw: String? = nil,
+        contentType: String? = nil
+    ) async throws -> Reply {
+        var headers = HTTPFields()
+        if let key { headers[.authorization] = "Bearer \(key)" }
+        var body: ByteBuffer?
+        if let json {
+            body = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json))
+            headers[.contentType] = "application/json"
+        } else if let raw {
+            body = ByteBuffer(string: raw)
+        }
+        if let contentType { headers[.contentType] = contentType }
+        return try await execute(uri: uri, method: method, headers: headers, body: body) { response in
+            Reply(status: response.status, headers: response.headers, body: response.body)
+        }
+    }
+}
