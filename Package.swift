@@ -57,7 +57,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // The OpenAPI document GET /openapi.json serves; OpenAPITests keeps it in step with the routes.
+            resources: [.copy("openapi.json")]
         ),
         .executableTarget(
             name: "leadlens",
