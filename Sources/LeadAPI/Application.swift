@@ -101,6 +101,7 @@ public func buildRouter(
     ModelsController(services: services).register(on: api)
     KeysController(services: services).register(on: api)
     APIMetrics.register(on: router)
+    router.get("openapi.json") { _, _ in OpenAPIDocument.response() }
     return router
 }
 
