@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LeadIngest", targets: ["LeadIngest"]),
         .library(name: "LeadScoring", targets: ["LeadScoring"]),
         .library(name: "LeadAPI", targets: ["LeadAPI"]),
+        .library(name: "LeadReports", targets: ["LeadReports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -19,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // Already in the graph through Hummingbird; named here so the report scheduler is a Service.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
@@ -54,11 +58,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "LeadReports",
+            dependencies: [
+                "LeadStore", "LeadScoring",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Mustache templates, read at run time so a report's look changes without Swift.
+            resources: [.copy("Templates")]
+        ),
         .executableTarget(
             name: "leadlens",
             dependencies: [
-                "LeadStore", "LeadIngest", "LeadScoring", "LeadAPI",
+                "LeadStore", "LeadIngest", "LeadScoring", "LeadAPI", "LeadReports",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -81,6 +98,10 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
+        ),
+        .testTarget(
+            name: "LeadReportsTests",
+            dependencies: ["LeadReports", "LeadStore", "LeadScoring", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "LeadLensCLITests",
