@@ -144,8 +144,9 @@ struct SummaryView {
     // MARK: - Charts
 
     static func dailyChart(_ days: [LeadStats.Day]) -> DailyChart {
-        // More than ~120 bars get thinner than a pixel on paper: group days into weeks (or more).
-        let groupSize = max(1, Int((Double(days.count) / 120).rounded(.up)))
+        // More than ~120 bars get too thin to read, on paper above all: group days into weeks,
+        // or 30-day blocks past ~2 years.
+        let groupSize = days.count <= 120 ? 1 : days.count <= 840 ? 7 : 30
         let groups: [(label: String, first: String, count: Int)] = stride(from: 0, to: days.count, by: groupSize).map { start in
             let slice = days[start..<min(start + groupSize, days.count)]
             let label = slice.count == 1 ? slice.first!.date : "\(slice.first!.date) – \(slice.last!.date)"
@@ -169,7 +170,7 @@ struct SummaryView {
         let gridlines = axis.ticks.map { tick in
             Gridline(y: Format.coordinate(bottom - tick / max(axis.maximum, 1) * (bottom - top)), label: Format.integer(Int(tick)))
         }
-        let caption = groupSize == 1 ? "New leads per day (UTC)" : "New leads per \(groupSize == 7 ? "week" : "\(groupSize) days") (UTC)"
+        let caption = groupSize == 1 ? "New leads per day (UTC)" : "New leads per \(groupSize == 7 ? "week" : "30 days") (UTC)"
         return DailyChart(gridlines: gridlines, bars: bars, xLabels: xLabels, caption: caption)
     }
 
@@ -309,29 +310,27 @@ enum FactorLabel {
     static func describe(_ factor: Explanation.Contribution) -> String {
         let name = factor.feature
         let value = factor.value
+        let isZero = (value ?? 0) == 0
         func amount(_ v: Double?) -> String { v.map { Format.number($0) } ?? "unknown" }
         if name.hasPrefix("count:") {
-            return "\(name.dropFirst(6)): \(amount(value))×"
+            let event = name.dropFirst(6)
+            return isZero ? "No \(event)" : "\(event) ×\(amount(value))"
         }
         if name.hasPrefix("count_"), let colon = name.firstIndex(of: ":") {
-            let window = name[name.index(name.startIndex, offsetBy: 6)..<colon].dropLast()  // "30d" → "30"
-            return "\(name[name.index(after: colon)...]): \(amount(value))× in \(window) days"
+            let days = name[name.index(name.startIndex, offsetBy: 6)..<colon].dropLast()  // "30d" → "30"
+            let event = name[name.index(after: colon)...]
+            return isZero ? "No \(event) in \(days) days" : "\(event) ×\(amount(value)) in \(days) days"
         }
-        if name == "days_since_activity" {
-            return "Last activity \(amount(value)) days ago"
-        }
-        if name.hasPrefix("days_since:") {
-            return "\(name.dropFirst(11)) \(amount(value)) days ago"
-        }
+        if name == "days_since_activity" { return "Last activity \(amount(value)) days ago" }
+        if name.hasPrefix("days_since:") { return "\(name.dropFirst(11)) \(amount(value)) days ago" }
         if name == "lead_age_days" { return "Lead age \(amount(value)) days" }
-        if name == "free_email_domain" { return value == 1 ? "Free email address" : "Business email address" }
-        if name.hasPrefix("has:") {
-            return (value ?? 0) != 0 ? "Has \(name.dropFirst(4))" : "No \(name.dropFirst(4))"
-        }
+        if name == "free_email_domain" { return isZero ? "Business email address" : "Free email address" }
+        if name.hasPrefix("has:") { return isZero ? "No \(name.dropFirst(4))" : "Has \(name.dropFirst(4))" }
         if let equals = name.firstIndex(of: "=") {
-            let field = name[..<equals], category = name[name.index(after: equals)...]
-            let shown = category == "(other)" ? "another \(field)" : String(category)
-            return (value ?? 0) != 0 ? "\(field.capitalized): \(shown)" : "\(field.capitalized) not \(shown)"
+            let field = name[..<equals].capitalized
+            var category = String(name[name.index(after: equals)...])
+            if category == "(other)" { category = "other" }
+            return isZero ? "\(field) not \(category)" : "\(field): \(category)"
         }
         return factor.imputed ? "\(name): unknown" : "\(name): \(amount(value))"
     }
@@ -368,7 +367,9 @@ enum Format {
 
     /// A count as a count, anything else with one decimal.
     static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e12 ? integer(Int(value)) : decimal(value, digits: 1)
+        // Counts come back through expm1(log1p(n)), a few ulps off n: still a count.
+        let whole = value.rounded()
+        return abs(value - whole) < 1e-6 && abs(value) < 1e12 ? integer(Int(whole)) : decimal(value, digits: 1)
     }
 
     static func coordinate(_ value: Double) -> String {
