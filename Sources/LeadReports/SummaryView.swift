@@ -350,6 +350,8 @@ enum Format {
 
     static func decimal(_ value: Double, digits: Int) -> String {
         guard value.isFinite else { return "–" }
+        // Past 10^15 the integer arithmetic below would overflow; no count of leads gets there.
+        guard abs(value) < 1e15 else { return String(format: "%.3g", value) }
         let scaled = (abs(value) * pow(10, Double(digits))).rounded()
         let whole = Int(scaled / pow(10, Double(digits)))
         let fraction = Int(scaled) - whole * Int(pow(10, Double(digits)))
