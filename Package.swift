@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LeadIngest", targets: ["LeadIngest"]),
         .library(name: "LeadScoring", targets: ["LeadScoring"]),
         .library(name: "LeadAPI", targets: ["LeadAPI"]),
+        .library(name: "LeadReports", targets: ["LeadReports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -21,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // Already in the graph through Hummingbird; named here so the report scheduler is a Service.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
@@ -50,7 +54,7 @@ let package = Package(
         .target(
             name: "LeadAPI",
             dependencies: [
-                "LeadStore", "LeadIngest", "LeadScoring",
+                "LeadStore", "LeadIngest", "LeadScoring", "LeadReports",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -61,11 +65,24 @@ let package = Package(
             // The OpenAPI document GET /openapi.json serves; OpenAPITests keeps it in step with the routes.
             resources: [.copy("openapi.json")]
         ),
+        .target(
+            name: "LeadReports",
+            dependencies: [
+                "LeadStore", "LeadScoring",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Mustache templates, read at run time so a report's look changes without Swift.
+            resources: [.copy("Templates")]
+        ),
         .executableTarget(
             name: "leadlens",
             dependencies: [
-                "LeadStore", "LeadIngest", "LeadScoring", "LeadAPI",
+                "LeadStore", "LeadIngest", "LeadScoring", "LeadAPI", "LeadReports",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,6 +106,10 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
+        ),
+        .testTarget(
+            name: "LeadReportsTests",
+            dependencies: ["LeadReports", "LeadStore", "LeadScoring", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "LeadLensCLITests",

@@ -13,6 +13,10 @@ public struct APIConfiguration: Sendable {
     public var version: String
     /// Where trained models' JSON files go (POST /models/train).
     public var modelsDirectory = "models"
+    /// Where reports are written and served from.
+    public var reportsDirectory = "reports"
+    /// Reports kept when POST /reports writes one; nil keeps all.
+    public var reportKeep: Int?
 
     public init(version: String) { self.version = version }
 }
@@ -100,6 +104,7 @@ public func buildRouter(
     IntakeController(services: services).register(on: api)
     ModelsController(services: services).register(on: api)
     KeysController(services: services).register(on: api)
+    ReportsController(services: services).register(on: api)
     APIMetrics.register(on: router)
     router.get("openapi.json") { _, _ in OpenAPIDocument.response() }
     return router

@@ -16,7 +16,7 @@ struct LeadLens: AsyncParsableCommand {
             Exit status: 0 success, 1 some input rows rejected, 2 unusable arguments or an unreadable file.
             """,
         version: version,
-        subcommands: [IngestCommand.self, GenerateCommand.self, TrainCommand.self, ScoreCommand.self, ExplainCommand.self, ModelsCommand.self, ServeCommand.self, KeysCommand.self, KernelBenchCommand.self, TrainBenchCommand.self]
+        subcommands: [IngestCommand.self, GenerateCommand.self, TrainCommand.self, ScoreCommand.self, ExplainCommand.self, ModelsCommand.self, ReportCommand.self, ServeCommand.self, KeysCommand.self, KernelBenchCommand.self, TrainBenchCommand.self]
     )
 
     /// Usage errors exit with status 2, as the exit-status contract above says, instead of

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import LeadAPI
 import LeadStore
+import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.")
     var port = 8080
 
+    @OptionGroup(title: "Scheduled reports") var reports: ReportScheduleOptions
+
     func validate() throws {
         if !(1...65_535).contains(port) { throw ValidationError("--port must be between 1 and 65535.") }
     }
@@ -36,9 +39,14 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.modelsDirectory = models.directory
+        configuration.reportsDirectory = reports.reportsDir
+        configuration.reportKeep = reports.reportKeep
         let logger = store.makeLogger(label: "leadlens.api")
         let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
-        try await app.runService()
+        // The report scheduler, when --report-schedule is given, runs in the server's service group.
+        let schedulers = try reports.schedulers(store: leadStore, database: store.db, logger: store.makeLogger(label: "leadlens.reports"))
+        try await ServiceGroup(configuration: .init(
+            services: [app as any Service] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }

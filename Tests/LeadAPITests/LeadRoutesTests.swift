@@ -348,3 +348,54 @@ struct LeadRoutesTests {
         return [:]
     }
 }
+
+@Suite("Report routes")
+struct ReportRoutesTests {
+    @Test("POST makes a report whose numbers are the stats endpoint's; GET lists it and serves its files")
+    func reports() async throws {
+        let api = try TestAPI(leads: 300)
+        defer { api.cleanUp() }
+        var configuration = APIConfiguration(version: "test")
+        configuration.reportsDirectory = api.directory.appendingPathComponent("reports").path
+        let app = buildApplication(store: api.store, configuration: configuration)
+        try await app.test(.router) { client in
+            #expect(try await client.call(.post, "/api/v1/reports", key: api.reader).status == .forbidden)
+            let bad = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2026-02-01", "to": "2026-01-01"])
+            #expect(bad.status == .unprocessableContent)
+            #expect(bad.fieldErrors["from"] != nil)
+
+            let made = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["period": "30d"])
+            #expect(made.status == .created)
+            let id = try #require(made.data["id"] as? String)
+            let files = try #require(made.data["files"] as? [[String: Any]])
+            #expect(files.contains { $0["name"] as? String == "summary.html" })
+
+            let list = try await client.call(.get, "/api/v1/reports", key: api.reader)
+            #expect(list.list.map { $0["id"] as? String } == [id])
+            #expect((list.json["links"] as? [String: String])?["self"] == "/api/v1/reports")
+
+            let html = try await client.call(.get, "/api/v1/reports/\(id)/summary.html", key: api.reader)
+            #expect(html.status == .ok)
+            #expect(html.header("Content-Type")?.hasPrefix("text/html") == true)
+            let csv = try await client.call(.get, "/api/v1/reports/\(id)/by_status.csv", key: api.reader)
+            #expect(csv.header("Content-Type")?.hasPrefix("text/csv") == true)
+
+            // The report's by_status.csv counts equal the stats endpoint's for the same period.
+            let period = try #require(made.data["period"] as? [String: String])
+            let from = try #require(period["from"])
+            let to = try #require(period["to"])
+            let stats = try await client.call(.get, "/api/v1/leads/stats?created_after=\(from)&created_before=\(to)", key: api.reader)
+            let rows = CSVReader.parse(csv.text)
+            let header = try #require(rows.first)
+            let statusColumn = try #require(header.firstIndex(of: "status"))
+            let countColumn = try #require(header.firstIndex(where: { $0 == "count" || $0 == "leads" }))
+            var fromCSV: [String: Int] = [:]
+            for row in rows.dropFirst() where row.count > countColumn { fromCSV[row[statusColumn]] = Int(row[countColumn]) }
+            let byStatus = try #require(stats.data["by_status"] as? [String: Int])
+            #expect(fromCSV.filter { $0.value > 0 } == byStatus.filter { $0.value > 0 })
+
+            #expect(try await client.call(.get, "/api/v1/reports/\(id)/..%2F..%2Fstore.sqlite", key: api.reader).status == .notFound)
+            #expect(try await client.call(.get, "/api/v1/reports/2026-01-01-000000/summary.html", key: api.reader).status == .notFound)
+        }
+    }
+}
