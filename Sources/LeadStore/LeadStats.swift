@@ -60,7 +60,7 @@ public struct LeadStats: Sendable, Equatable {
             SELECT status, source,
                    CASE WHEN score IS NULL THEN -1 WHEN score >= 90 THEN 9 ELSE score / 10 END AS bucket,
                    count(*), total(score), total(probability)
-            FROM leads WHERE \(conditions)
+            FROM leads \(try scanHint(filter, in: db)) WHERE \(conditions)
             GROUP BY 1, 2, 3
             """, arguments: arguments)
 
@@ -108,6 +108,17 @@ public struct LeadStats: Sendable, Equatable {
     }
 
     static let dayMillis: Int64 = 86_400_000
+
+    /// "NOT INDEXED" when the filter keeps over a quarter of the leads. Without statistics
+    /// SQLite reads such a set through an index (created_at for a period, status for the GROUP
+    /// BY), one random table page per lead: 8.8 s for 1.14M leads against 3.1 s for a scan
+    /// (measured for the report benchmark). Counting first is cheap: the filters' indexes cover it.
+    public static func scanHint(_ filter: LeadFilter, in db: Database) throws -> String {
+        if filter.search != nil { return "NOT INDEXED" }  // a LIKE '%…%' reads every row anyway
+        let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? 0
+        if filter.isEmpty || total < 10_000 { return filter.isEmpty ? "NOT INDEXED" : "" }
+        return try LeadQuery.count(filter, in: db) * 4 > total ? "NOT INDEXED" : ""
+    }
 
     /// New leads per UTC day for the `days` days ending on now's day, zeros included.
     static func daily(_ filter: LeadFilter, now: Date, days: Int, in db: Database) throws -> [Day] {
