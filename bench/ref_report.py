@@ -90,7 +90,7 @@ def main() -> None:
         rows = 0
         for r in db.execute(f"""SELECT id, external_id, first_name, last_name, email, company, source, status, score,
                                        probability, model_version, assigned_to, created_at, last_activity_at
-                                FROM leads WHERE {where} ORDER BY created_at, id""", args):
+                                FROM leads WHERE {where} ORDER BY id""", args):
             w.writerow(list(r[:12]) + [iso(r[12]), iso(r[13])])
             rows += 1
     json.dump({"leads": total, "rows": rows, "top": [t[0] for t in top]}, open(out / "index.json", "w"))

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import LeadStore
 
 /// The report's CSV files. Aggregates come straight from the snapshot's `LeadStats`; leads.csv
@@ -10,21 +11,53 @@ enum CSVFiles {
         "probability", "model_version", "assigned_to", "created_at", "last_activity_at",
     ]
 
-    /// Every lead of the period, oldest first. Returns the row count.
+    /// Every lead of the period, in id (arrival) order. Returns the row count.
+    ///
+    /// Not `LeadRecord.forEach`: its keyset pages in created_at order visit the table in random
+    /// order (a 1.14M-lead store took 86 s). One statement in rowid order reads it sequentially,
+    /// through a cursor, so memory stays flat; and the report needs no tags or custom fields.
     static func writeLeads(to url: URL, period: Reports.Period, reader: any DatabaseReader,
                            isCancelled: () -> Bool = { false }) throws -> Int {
         let csv = try CSVWriter(url: url)
         try csv.writeHeader(leadsHeader)
-        try LeadRecord.forEach(period.filter, chunkSize: 2000, reader: reader) { leads in
-            if isCancelled() { throw CancellationError() }
-            for lead in leads {
-                try csv.write([
-                    String(lead.id), CSVWriter.text(lead.externalID), CSVWriter.text(lead.firstName),
-                    CSVWriter.text(lead.lastName), CSVWriter.text(lead.email), CSVWriter.text(lead.company),
-                    CSVWriter.text(lead.source), CSVWriter.text(lead.status), CSVWriter.number(lead.score),
-                    CSVWriter.number(lead.probability), CSVWriter.text(lead.modelVersion), CSVWriter.text(lead.assignedTo),
-                    CSVWriter.timestamp(lead.createdAt), CSVWriter.timestamp(lead.lastActivityAt),
-                ])
+        try reader.read { db in
+            let filter = period.filter
+            let (conditions, arguments) = filter.whereClause()
+            let statement = try db.makeStatement(sql: """
+                SELECT id, external_id, first_name, last_name, email, company, source, status, score,
+                       probability, model_version, assigned_to, created_at, last_activity_at
+                FROM leads \(try LeadStats.scanHint(filter, in: db)) WHERE \(conditions) ORDER BY id
+                """)
+            try statement.setArguments(arguments)
+            // The C API on the hot path: column bytes go straight into the CSV buffer, with no
+            // String or boxed value per field (GRDB rows cost several seconds per million leads).
+            let handle = statement.sqliteStatement
+            func text(_ column: Int32) -> UnsafeBufferPointer<UInt8>? {
+                guard sqlite3_column_type(handle, column) != SQLITE_NULL, let bytes = sqlite3_column_text(handle, column) else { return nil }
+                return UnsafeBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(handle, column)))
+            }
+            func integer(_ column: Int32) -> Int64? {
+                sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, column)
+            }
+            func real(_ column: Int32) -> Double? {
+                sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : sqlite3_column_double(handle, column)
+            }
+            while true {
+                let code = sqlite3_step(handle)
+                if code == SQLITE_DONE { break }
+                guard code == SQLITE_ROW else {
+                    throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                }
+                if csv.rows % 10_000 == 0, isCancelled() { throw CancellationError() }
+                csv.field(integer(0))
+                for column: Int32 in 1...7 { csv.field(utf8: text(column), guardFormula: true) }
+                csv.field(integer(8))
+                csv.field(real(9))
+                csv.field(utf8: text(10), guardFormula: true)
+                csv.field(utf8: text(11), guardFormula: true)
+                csv.field(timestamp: integer(12))
+                csv.field(timestamp: integer(13))
+                try csv.endRow()
             }
         }
         try csv.close()

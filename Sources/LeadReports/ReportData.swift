@@ -46,16 +46,16 @@ extension Reports {
     /// the factors of the model that scored it, computed as of when it was scored so they explain
     /// the score shown.
     static func topOpenLeads(period: Period, in db: Database) throws -> [TopLead] {
-        var filter = period.filter
-        filter.scored = true
-        let (conditions, arguments) = filter.whereClause()
+        // Walks the score index from the top (the period's bounds are kept off the created_at
+        // index with unary +), so it stops after 50 matches instead of sorting the period.
         let closed = Array(closedStatuses).sorted()
         let ids = try Int64.fetchAll(db, sql: """
             SELECT id FROM leads
-            WHERE \(conditions) AND status NOT IN (\(databaseQuestionMarks(count: closed.count)))
+            WHERE +created_at >= ? AND +created_at < ? AND score IS NOT NULL
+              AND status NOT IN (\(databaseQuestionMarks(count: closed.count)))
             ORDER BY score DESC, probability DESC, id
             LIMIT ?
-            """, arguments: arguments + StatementArguments(closed) + [topLeadCount])
+            """, arguments: [period.from, period.until] + StatementArguments(closed) + [topLeadCount])
         var scorers: [String: LeadScorer?] = [:]
         return try LeadRecord.fetch(ids: ids, in: db).map { lead in
             var factors: [Explanation.Contribution] = []

@@ -72,12 +72,12 @@ struct ReportTests {
         }
         #expect(daily.rows.count == 31, "30 days from 10:00 touch 31 UTC days")
 
-        // leads.csv: the period's leads, oldest first, values as stored.
+        // leads.csv: the period's leads, in id order, values as stored.
         let leads = try CSVReader.table(file(manifest, "leads.csv"))
         #expect(leads.header == CSVFiles.leadsHeader)
         let stored = try store.reader.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT id, company, status, score, probability FROM leads WHERE created_at >= ? AND created_at < ? ORDER BY created_at, id
+                SELECT id, company, status, score, probability FROM leads WHERE created_at >= ? AND created_at < ? ORDER BY id
                 """, arguments: [period.from, period.until])
         }
         #expect(leads.rows.map { Int64($0["id"]!)! } == stored.map { $0[0] as Int64 })
