@@ -435,37 +435,6 @@ def python_stats(store: Path, created_from_ms: int | None) -> float:
 # Report
 
 
-class Figures:
-    def __init__(self) -> None:
-        self.rows: list[list[str]] = []
-
-    def section(self, title: str) -> None:
-        self.rows.append([title])
-
-    def add(self, figure: str, value: str, target: str = "", result: str = "", notes: str = "") -> None:
-        self.rows.append(["", figure, value, target, result, notes])
-
-    def print(self) -> None:
-        header = ["figure", "value", "target", "result", "notes"]
-        body = [r[1:] for r in self.rows if len(r) > 1]
-        widths = [max(len(str(x[i])) for x in body + [header]) for i in range(4)]
-
-        def line(cells):
-            return "  ".join([cells[0].ljust(widths[0]), cells[1].rjust(widths[1]), cells[2].ljust(widths[2]),
-                              cells[3].ljust(widths[3]), cells[4]]).rstrip()
-
-        print()
-        print("== API benchmark: every figure, its target and the result ==")
-        print(line(header))
-        print(line(["-" * w for w in widths] + ["-----"]))
-        for r in self.rows:
-            print(r[0] if len(r) == 1 else line(r[1:]))
-        verdicts = [r[4] for r in self.rows if len(r) > 1]
-        print(f"targets: {verdicts.count('met')} met, {verdicts.count('MISSED')} missed, "
-              f"{verdicts.count('FAILED')} failed to measure")
-        sys.stdout.flush()
-
-
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -486,7 +455,7 @@ def main() -> None:
     binary = h.leadlens_bin()
     print(f"== api: leadlens serve under wrk ({THREADS} threads, {CONNECTIONS} connections, {SECONDS} s × "
           f"{RUNS} runs per scenario) on {LEADS:,} leads ==", flush=True)
-    fig = Figures()
+    fig = h.Figures("API benchmark")
     scenarios_all = ["1. GET /api/v1/health vs GET /api/v1/leads/stats", "2. stats, last 30 days",
                      "3. leads with score 80–100", "4. POST /api/v1/events", "5. POST /api/v1/intake"]
 

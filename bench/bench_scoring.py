@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -390,39 +390,6 @@ def parse_score(stdout: str, stderr: str) -> dict:
 # Figures table
 
 
-@dataclass
-class Figures:
-    rows: list = field(default_factory=list)   # [section, figure, value, target, result, notes]
-
-    def section(self, title: str) -> None:
-        self.rows.append([title])
-
-    def add(self, figure: str, value: str, target: str = "", result: str = "", notes: str = "") -> None:
-        self.rows.append(["", figure, value, target, result, notes])
-
-    def print(self) -> None:
-        header = ["figure", "value", "target", "result", "notes"]
-        body = [r[1:] for r in self.rows if len(r) > 1]
-        widths = [max(len(str(x[i])) for x in body + [header]) for i in range(4)]
-
-        def line(cells):
-            return "  ".join([str(cells[0]).ljust(widths[0]), str(cells[1]).rjust(widths[1]),
-                              str(cells[2]).ljust(widths[2]), str(cells[3]).ljust(widths[3]),
-                              str(cells[4])]).rstrip()
-
-        print()
-        print("== scoring benchmark: every figure, its target and the result ==")
-        print(line(header))
-        print(line(["-" * w for w in widths] + ["-----"]))
-        for r in self.rows:
-            print(r[0] if len(r) == 1 else line(r[1:]))
-        misses = sum(1 for r in self.rows if len(r) > 1 and r[4] == "MISS")
-        passes = sum(1 for r in self.rows if len(r) > 1 and r[4] == "pass")
-        print(f"targets: {passes} pass, {misses} MISS"
-              + ("" if passes + misses else " (none measured)"))
-        sys.stdout.flush()
-
-
 def verdict(ok: bool | None) -> str:
     return "" if ok is None else ("pass" if ok else "MISS")
 
@@ -449,7 +416,7 @@ def main() -> None:
     binary = h.leadlens_bin()
     print(f"== scoring: train on ≥1M labeled leads vs scikit-learn, rescore, kernel vs numpy, "
           f"model quality ({RUNS} run{'s' if RUNS != 1 else ''} each) ==", flush=True)
-    fig = Figures()
+    fig = h.Figures("scoring benchmark")
     process_rows: list[h.Result] = []
 
     blases = find_blas(binary) if os.path.exists(binary) else \

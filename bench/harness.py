@@ -400,3 +400,43 @@ def main_guard(main: Callable[[], None]) -> None:
         print(f"{Path(sys.argv[0]).name}: benchmark ERROR (reported, not fatal)", flush=True)
     sys.stdout.flush()
     sys.exit(0)
+
+
+class Figures:
+    """The closing table of a benchmark: sections, and figure rows of
+    (figure, value, target, result, notes).  The last line counts each result word
+    (e.g. "3 met, 2 MISSED")."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.rows: list[list[str]] = []
+
+    def section(self, title: str) -> None:
+        self.rows.append([title])
+
+    def add(self, figure: str, value: str, target: str = "", result: str = "", notes: str = "") -> None:
+        self.rows.append(["", figure, value, target, result, notes])
+
+    def print(self) -> None:
+        header = ["figure", "value", "target", "result", "notes"]
+        body = [r[1:] for r in self.rows if len(r) > 1]
+        widths = [max(len(str(x[i])) for x in body + [header]) for i in range(4)]
+
+        def line(cells):
+            return "  ".join([str(cells[0]).ljust(widths[0]), str(cells[1]).rjust(widths[1]),
+                              str(cells[2]).ljust(widths[2]), str(cells[3]).ljust(widths[3]),
+                              str(cells[4])]).rstrip()
+
+        print()
+        print(f"== {self.title}: every figure, its target and the result ==")
+        print(line(header))
+        print(line(["-" * w for w in widths] + ["-----"]))
+        for r in self.rows:
+            print(r[0] if len(r) == 1 else line(r[1:]))
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            if len(r) > 1 and r[4]:
+                counts[r[4]] = counts.get(r[4], 0) + 1
+        print("targets: " + (", ".join(f"{n} {word}" for word, n in counts.items()) or "none measured"))
+        sys.stdout.flush()
+

@@ -10,26 +10,22 @@ struct HealthController {
     var store: LeadStore { services.store }
     var version: String { services.configuration.version }
 
-    struct Health: ResponseEncodable {
+    /// Every key always present: `model_version` is null, not absent, when no model is active.
+    struct Health: JSONWritable, Sendable {
         let status: String
         let version: String
         let timestamp: Date
         let leads: Int
         let modelVersion: String?
 
-        enum CodingKeys: String, CodingKey {
-            case status, version, timestamp, leads
-            case modelVersion = "model_version"
-        }
-
-        // Null, not absent, when no model is active: the key is part of the contract.
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(status, forKey: .status)
-            try container.encode(version, forKey: .version)
-            try container.encode(timestamp, forKey: .timestamp)
-            try container.encode(leads, forKey: .leads)
-            try container.encode(modelVersion, forKey: .modelVersion)
+        func write(to json: inout JSONWriter) {
+            json.beginObject()
+            json.key("status"); json.value(status)
+            json.key("version"); json.value(version)
+            json.key("timestamp"); json.value(APIDate.string(Int64(timestamp.timeIntervalSince1970 * 1000)))
+            json.key("leads"); json.value(leads)
+            json.key("model_version"); json.value(modelVersion)
+            json.endObject()
         }
     }
 
@@ -37,7 +33,7 @@ struct HealthController {
         group.get("health", use: health)
     }
 
-    @Sendable func health(_ request: Request, context: APIRequestContext) async throws -> Health {
+    @Sendable func health(_ request: Request, context: APIRequestContext) async throws -> Response {
         // GRDB runs the reads on its own queues, off the event loop; the answer is cached per
         // store version, so a load balancer's probes cost no counting of a million rows.
         let snapshot = try await services.health.value(for: 0, version: services.changes.version()) {
@@ -48,6 +44,8 @@ struct HealthController {
             }
         }
         let (leads, model) = (snapshot.leads, snapshot.modelVersion)
-        return Health(status: "ok", version: version, timestamp: Date(), leads: leads, modelVersion: model)
+        var json = JSONWriter(capacity: 256)
+        Health(status: "ok", version: version, timestamp: Date(), leads: leads, modelVersion: model).write(to: &json)
+        return json.response()
     }
 }

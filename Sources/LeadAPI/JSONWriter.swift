@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LeadIngest
 import NIOCore
 
 /// Writes JSON straight into a ByteBuffer, for the hot list responses. Foundation's JSONEncoder
@@ -131,11 +132,28 @@ struct JSONWriter {
     }
 }
 
+/// A value the API writes as JSON. Every key is written, null when it has no value: the
+/// response shapes are contracts, and Foundation's encoder would drop nil keys.
+protocol JSONWritable {
+    func write(to json: inout JSONWriter)
+}
+
 extension JSONWriter {
     /// The response: `application/json` with the written bytes.
     func response(status: HTTPResponse.Status = .ok) -> Response {
+        Self.response(buffer, status: status)
+    }
+
+    static func response(_ bytes: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: bytes))
+    }
+
+    /// JSON text stored as received (event properties, a timeline detail), written as a value;
+    /// null when it does not parse.
+    mutating func rawJSON(_ text: String?) {
+        guard let text, (try? JSONParser.parse(text)) != nil else { return null() }
+        raw(ByteBuffer(string: text))
     }
 }

@@ -3,6 +3,7 @@ import GRDB
 import LeadStore
 import Logging
 import NIOPosix
+import Synchronization
 
 /// Background jobs (training, rescoring): recorded in the store's `jobs` table so any client
 /// can follow them at /api/v1/jobs/{id}, and run on NIO's blocking thread pool, never on an
@@ -21,11 +22,10 @@ final class JobRunner: Sendable {
     }
 
     /// A job's view of itself: progress reports, throttled to one write every half second.
-    final class Progress: @unchecked Sendable {
+    final class Progress: Sendable {
         private let store: LeadStore
         private let id: Int64
-        private let lock = NSLock()
-        private var lastWrite = Date.distantPast
+        private let lastWrite = Mutex(Date.distantPast)
 
         init(store: LeadStore, id: Int64) {
             self.store = store
@@ -34,7 +34,7 @@ final class JobRunner: Sendable {
 
         func report(_ fraction: Double) {
             let now = Date()
-            let due = lock.withLock {
+            let due = lastWrite.withLock { lastWrite in
                 guard now.timeIntervalSince(lastWrite) >= 0.5 else { return false }
                 lastWrite = now
                 return true

@@ -8,15 +8,8 @@ struct DataResponse<Payload: Encodable & Sendable>: ResponseEncodable, Sendable 
     let data: Payload
 }
 
-/// `{"data": […], "meta": {…}, "links": {…}}`: every list.
-struct ListResponse<Item: Encodable & Sendable>: ResponseEncodable, Sendable {
-    let data: [Item]
-    let meta: ListMeta
-    let links: ListLinks
-}
-
 /// Offset and keyset pagination, in one shape: with `cursor=` the page numbers are null.
-struct ListMeta: Encodable, Sendable {
+struct ListMeta: JSONWritable, Sendable {
     var currentPage: Int?
     var lastPage: Int?
     var perPage: Int
@@ -25,40 +18,34 @@ struct ListMeta: Encodable, Sendable {
     var to: Int?
     var nextCursor: String?
 
-    enum CodingKeys: String, CodingKey {
-        case currentPage = "current_page", lastPage = "last_page", perPage = "per_page", total, from, to
-        case nextCursor = "next_cursor"
-    }
-
-    // Every key is always present, null when it has no value.
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(currentPage, forKey: .currentPage)
-        try c.encode(lastPage, forKey: .lastPage)
-        try c.encode(perPage, forKey: .perPage)
-        try c.encode(total, forKey: .total)
-        try c.encode(from, forKey: .from)
-        try c.encode(to, forKey: .to)
-        try c.encode(nextCursor, forKey: .nextCursor)
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("current_page"); json.value(currentPage)
+        json.key("last_page"); json.value(lastPage)
+        json.key("per_page"); json.value(perPage)
+        json.key("total"); json.value(total)
+        json.key("from"); json.value(from)
+        json.key("to"); json.value(to)
+        json.key("next_cursor"); json.value(nextCursor)
+        json.endObject()
     }
 }
 
-struct ListLinks: Encodable, Sendable {
+struct ListLinks: JSONWritable, Sendable {
     var first: String?
     var last: String?
     var prev: String?
     var next: String?
     var current: String
 
-    enum CodingKeys: String, CodingKey { case first, last, prev, next, current = "self" }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(first, forKey: .first)
-        try c.encode(last, forKey: .last)
-        try c.encode(prev, forKey: .prev)
-        try c.encode(next, forKey: .next)
-        try c.encode(current, forKey: .current)
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("first"); json.value(first)
+        json.key("last"); json.value(last)
+        json.key("prev"); json.value(prev)
+        json.key("next"); json.value(next)
+        json.key("self"); json.value(current)
+        json.endObject()
     }
 }
 
@@ -96,7 +83,7 @@ extension ListLinks {
 
 /// The lead object: flat, every key present, times as ISO 8601 UTC. Written with JSONWriter:
 /// lists of 100 leads are the hot path.
-struct LeadJSON: Sendable {
+struct LeadJSON: JSONWritable, Sendable {
     let lead: LeadRecord
     var factors: [FactorJSON]?
     var matchedOn: [String]?
@@ -156,54 +143,47 @@ struct LeadJSON: Sendable {
     }
 }
 
-/// `{"data": lead}`.
-struct LeadResponse: ResponseGenerator, Sendable {
-    let lead: LeadJSON
+/// `{"data": item}`.
+struct WrittenData<Item: JSONWritable & Sendable>: ResponseGenerator, Sendable {
+    let data: Item
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        JSONWriter.response(bytes)
+    }
+
+    /// The encoded body, also what the stats cache keeps.
+    var bytes: ByteBuffer {
         var json = JSONWriter(capacity: 2048)
         json.beginObject()
         json.key("data")
-        lead.write(to: &json)
+        data.write(to: &json)
         json.endObject()
-        return json.response()
+        return json.buffer
     }
 }
 
-/// `{"data": [lead, …]}`, with `meta` and `links` for a paginated list.
-struct LeadListResponse: ResponseGenerator, Sendable {
-    let leads: [LeadJSON]
+typealias LeadResponse = WrittenData<LeadJSON>
+
+/// `{"data": [item, …]}`, with `meta` and `links` for a paginated list.
+struct ListResponse<Item: JSONWritable & Sendable>: ResponseGenerator, Sendable {
+    let data: [Item]
     var meta: ListMeta?
     var links: ListLinks?
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var json = JSONWriter(capacity: 1024 + leads.count * 900)
+        var json = JSONWriter(capacity: 1024 + data.count * 900)
         json.beginObject()
         json.key("data")
         json.beginArray()
-        for lead in leads { lead.write(to: &json) }
+        for item in data { item.write(to: &json) }
         json.endArray()
         if let meta {
             json.key("meta")
-            json.beginObject()
-            json.key("current_page"); json.value(meta.currentPage)
-            json.key("last_page"); json.value(meta.lastPage)
-            json.key("per_page"); json.value(meta.perPage)
-            json.key("total"); json.value(meta.total)
-            json.key("from"); json.value(meta.from)
-            json.key("to"); json.value(meta.to)
-            json.key("next_cursor"); json.value(meta.nextCursor)
-            json.endObject()
+            meta.write(to: &json)
         }
         if let links {
             json.key("links")
-            json.beginObject()
-            json.key("first"); json.value(links.first)
-            json.key("last"); json.value(links.last)
-            json.key("prev"); json.value(links.prev)
-            json.key("next"); json.value(links.next)
-            json.key("self"); json.value(links.current)
-            json.endObject()
+            links.write(to: &json)
         }
         json.endObject()
         return json.response()
@@ -234,32 +214,4 @@ enum APIDate {
         func pad(_ v: Int64) -> String { v < 10 ? "0\(v)" : String(v) }
         return "\(LeadStats.dayString(day))T\(pad(secondOfDay / 3600)):\(pad(secondOfDay / 60 % 60)):\(pad(secondOfDay % 60))Z"
     }
-
-    /// A date ("2026-11-21", midnight UTC) or a date-time with a zone, as unix ms, and whether
-    /// it was a bare date.
-    static func parse(_ text: String) -> (millis: Int64, isDate: Bool)? {
-        let text = text.trimmingCharacters(in: .whitespaces)
-        if text.count == 10, let date = dateOnly.date(from: text) {
-            return (Int64(date.timeIntervalSince1970 * 1000), true)
-        }
-        for formatter in dateTimes {
-            if let date = formatter.date(from: text) { return (Int64((date.timeIntervalSince1970 * 1000).rounded()), false) }
-        }
-        return nil
-    }
-
-    nonisolated(unsafe) static let dateOnly: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withFullDate]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f
-    }()
-
-    nonisolated(unsafe) static let dateTimes: [ISO8601DateFormatter] = {
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return [plain, fractional]
-    }()
 }

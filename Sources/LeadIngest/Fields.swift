@@ -130,7 +130,7 @@ struct LeadPatchBuilder {
 
 extension JSONValue {
     /// Compact JSON text, for nested custom values.
-    var compactText: String {
+    public var compactText: String {
         var out = ""
         write(to: &out)
         return out

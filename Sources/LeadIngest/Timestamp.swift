@@ -79,6 +79,13 @@ public enum Timestamp {
         return seconds * 1000 + Int64(millis)
     }
 
+    /// The exclusive end of a range a person wrote as "to" or "before": a bare date
+    /// (YYYY-MM-DD) includes that whole UTC day, a date-time is exact.
+    public static func parseEnd(_ text: String) -> Int64? {
+        guard let millis = parseISO8601(text) else { return nil }
+        return text.trimmingCharacters(in: .whitespaces).utf8.count == 10 ? millis + 86_400_000 : millis
+    }
+
     /// Epoch numbers: values above 10^11 are taken as milliseconds (10^11 s is the year 5138).
     public static func fromEpoch(_ value: Double) -> Int64? {
         guard value.isFinite, value >= 0, value < 1e14 else { return nil }

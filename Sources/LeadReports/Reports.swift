@@ -18,6 +18,12 @@ public enum Reports {
             self.name = name
         }
 
+        /// N from "Nd" (N days up to now, 1–36600); nil for anything else.
+        public static func days(in text: String) -> Int? {
+            guard text.hasSuffix("d"), let days = Int(text.dropLast()), (1...36_600).contains(days) else { return nil }
+            return days
+        }
+
         /// The `days` days up to `now`.
         public static func last(days: Int, now: Date = Date()) -> Period {
             let until = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))

@@ -41,15 +41,9 @@ struct KeysCommand: ParsableCommand {
         }
 
         func parsedScopes() throws -> Set<Scope> {
-            var result = Set<Scope>()
-            for part in scopes.split(separator: ",") {
-                let name = part.trimmingCharacters(in: .whitespaces).lowercased()
-                guard let scope = Scope(rawValue: name) else {
-                    throw ValidationError("unknown scope '\(name)': use read, write or admin.")
-                }
-                result.insert(scope)
+            guard let result = Scope.set(named: scopes.split(separator: ",")) else {
+                throw ValidationError("--scopes must list read, write or admin, comma-separated; got '\(scopes)'.")
             }
-            if result.isEmpty { throw ValidationError("--scopes must name at least one scope.") }
             return result
         }
 

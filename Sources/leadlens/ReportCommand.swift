@@ -171,7 +171,7 @@ enum ReportArguments {
 
     static func periodSpec(_ text: String, option: String) throws -> PeriodSpec {
         if text.lowercased() == "all" { return .all }
-        guard text.hasSuffix("d"), let days = Int(text.dropLast()), (1...36_600).contains(days) else {
+        guard let days = Reports.Period.days(in: text) else {
             throw ValidationError("\(option) must be Nd (N days up to now, 1-36600) or all, got \"\(text)\".")
         }
         return .days(days)
@@ -196,11 +196,10 @@ enum ReportArguments {
         }
         var end = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
         if let to {
-            guard let parsed = Timestamp.parseISO8601(to) else {
+            guard let parsed = Timestamp.parseEnd(to) else {
                 throw ValidationError("--to must be YYYY-MM-DD or an ISO 8601 datetime, got \"\(to)\".")
             }
-            let isDateOnly = to.trimmingCharacters(in: .whitespaces).count == 10
-            end = isDateOnly ? parsed + 86_400_000 : parsed
+            end = parsed
         }
         guard start < end else {
             throw ValidationError("--from (\(from)) is after --to (\(to ?? "now")): the period would be empty.")

@@ -7,6 +7,16 @@ import LeadStore
 /// keys, training, rescoring and reports. Scopes are independent: admin does not imply read.
 public enum Scope: String, CaseIterable, Sendable, Codable {
     case read, write, admin
+
+    /// The scopes named (case-insensitive, spaces trimmed); nil when a name is unknown or none is given.
+    public static func set(named names: some Sequence<some StringProtocol>) -> Set<Scope>? {
+        var scopes = Set<Scope>()
+        for name in names {
+            guard let scope = Scope(rawValue: name.trimmingCharacters(in: .whitespaces).lowercased()) else { return nil }
+            scopes.insert(scope)
+        }
+        return scopes.isEmpty ? nil : scopes
+    }
 }
 
 /// Requests allowed per fixed window; nil limit means unlimited.

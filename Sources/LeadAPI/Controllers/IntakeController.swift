@@ -62,38 +62,40 @@ struct IntakeController {
         }
     }
 
-    struct EventsResult: Encodable, Sendable {
-        struct Lead: Encodable, Sendable {
-            let leadID: Int64
-            let score: Int?
-            let probability: Double?
-            let previousScore: Int?
-            let modelVersion: String?
-            enum CodingKeys: String, CodingKey {
-                case leadID = "lead_id", score, probability, previousScore = "previous_score", modelVersion = "model_version"
-            }
-            func encode(to encoder: any Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(leadID, forKey: .leadID)
-                try c.encode(score, forKey: .score)
-                try c.encode(probability, forKey: .probability)
-                try c.encode(previousScore, forKey: .previousScore)
-                try c.encode(modelVersion, forKey: .modelVersion)
-            }
-        }
+    struct EventsResult: JSONWritable, Sendable {
+        let counts: Ingest.Counts
+        let rejects: [Ingest.ItemError]
+        let touched: [Int64]
+        let scored: [LeadScorer.Scored]
+        let modelVersion: String?
 
-        let eventsAdded: Int
-        let duplicates: Int
-        let leadsCreated: Int
-        let rejected: Int
-        let rejects: [RejectJSON]
-        let leads: [Lead]
-        enum CodingKeys: String, CodingKey {
-            case eventsAdded = "events_added", duplicates, leadsCreated = "leads_created", rejected, rejects, leads
+        func write(to json: inout JSONWriter) {
+            json.beginObject()
+            json.key("events_added"); json.value(counts.eventsAdded)
+            json.key("duplicates"); json.value(counts.duplicateEvents)
+            json.key("leads_created"); json.value(counts.leadsCreated)
+            json.key("rejected"); json.value(rejects.count)
+            json.key("rejects")
+            json.rejects(rejects.map { RejectJSON(position: .index($0.index), field: $0.field, reason: $0.reason) })
+            json.key("leads")
+            json.beginArray()
+            let byID = Dictionary(scored.map { ($0.leadID, $0) }, uniquingKeysWith: { $1 })
+            for id in touched {
+                let lead = byID[id]
+                json.beginObject()
+                json.key("lead_id"); json.value(id)
+                json.key("score"); json.value(lead?.score)
+                json.key("probability"); json.value(lead?.probability)
+                json.key("previous_score"); json.value(lead?.previousScore)
+                json.key("model_version"); json.value(lead == nil ? nil : modelVersion)
+                json.endObject()
+            }
+            json.endArray()
+            json.endObject()
         }
     }
 
-    @Sendable func events(_ request: Request, context: APIRequestContext) async throws -> DataResponse<EventsResult> {
+    @Sendable func events(_ request: Request, context: APIRequestContext) async throws -> WrittenData<EventsResult> {
         let bytes = try await LeadBody.bytes(request, context: context)
         let parsed: (records: [Ingest.Record], rejects: [Ingest.ItemError])
         do {
@@ -111,16 +113,7 @@ struct IntakeController {
         }
         APIMetrics.eventsIngested(result.counts.eventsAdded)
         APIMetrics.leadsScored(scored.count)
-        let byID = Dictionary(scored.map { ($0.leadID, $0) }, uniquingKeysWith: { $1 })
-        let leads = result.touched.map { id in
-            let s = byID[id]
-            return EventsResult.Lead(leadID: id, score: s?.score, probability: s?.probability,
-                                     previousScore: s?.previousScore, modelVersion: s == nil ? nil : version)
-        }
-        return DataResponse(data: EventsResult(
-            eventsAdded: result.counts.eventsAdded, duplicates: result.counts.duplicateEvents,
-            leadsCreated: result.counts.leadsCreated, rejected: parsed.rejects.count,
-            rejects: parsed.rejects.map { RejectJSON(line: nil, index: $0.index, field: $0.field, reason: $0.reason) },
-            leads: leads))
+        return WrittenData(data: EventsResult(
+            counts: result.counts, rejects: parsed.rejects, touched: result.touched, scored: scored, modelVersion: version))
     }
 }

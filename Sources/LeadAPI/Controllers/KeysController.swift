@@ -50,13 +50,13 @@ struct KeysController {
         var errors: [String: [String]] = [:]
         let name = body.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 100 { errors["name"] = ["must be 1 to 100 characters"] }
-        let scopes = body.scopes.compactMap { Scope(rawValue: $0.lowercased()) }
-        if scopes.count != body.scopes.count || scopes.isEmpty { errors["scopes"] = ["must list read, write or admin"] }
+        let scopes = Scope.set(named: body.scopes)
+        if scopes == nil { errors["scopes"] = ["must list read, write or admin"] }
         let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
         if rate == nil { errors["rate"] = ["must look like 1000/h, 60/min or unlimited"] }
         if !errors.isEmpty { throw APIError(.validationFailed, "invalid key", errors: errors) }
         let created = try await services.write { db in
-            try APIKeys.create(name: name, scopes: Set(scopes), rateLimit: rate!, in: db)
+            try APIKeys.create(name: name, scopes: scopes!, rateLimit: rate!, in: db)
         }
         return try EditedResponse(status: .created, response: DataResponse(data: KeyJSON(key: created.record, secret: created.key)))
             .response(from: request, context: context)

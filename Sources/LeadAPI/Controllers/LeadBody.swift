@@ -19,6 +19,13 @@ enum LeadBody {
         return Array(buffer.readableBytesView)
     }
 
+    /// A JSON body a client may leave out: `empty` when it sends no bytes (or only whitespace).
+    static func optional<Body: Decodable>(_ request: Request, context: APIRequestContext, empty: Body) async throws -> Body {
+        let bytes = try await bytes(request, context: context)
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return empty }
+        return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
+    }
+
     static func checkLength(_ text: String?, field: String) throws {
         if let text, text.utf8.count > maxTextBytes {
             throw APIError(.validationFailed, "\(field) is too long", errors: [field: ["must be at most 64 KiB"]])

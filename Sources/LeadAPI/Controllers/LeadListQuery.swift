@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LeadIngest
 import LeadStore
 
 /// The filters, sort and page a list, an export or the stats were asked for. Every problem is
@@ -46,14 +47,14 @@ struct LeadListQuery {
         filter.search = text("search")
         if let search = filter.search, search.count > 200 { fail("search", "must be at most 200 characters") }
         if let after = text("created_after") {
-            if let parsed = APIDate.parse(after) { filter.createdFrom = parsed.millis } else {
+            if let millis = Timestamp.parseISO8601(after) { filter.createdFrom = millis } else {
                 fail("created_after", "must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
             }
         }
         if let before = text("created_before") {
             // A bare date includes that whole day; a date-time is exact.
-            if let parsed = APIDate.parse(before) {
-                filter.createdUntil = parsed.isDate ? parsed.millis + 86_400_000 : parsed.millis
+            if let millis = Timestamp.parseEnd(before) {
+                filter.createdUntil = millis
             } else {
                 fail("created_before", "must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
             }

@@ -5,139 +5,87 @@ import LeadStore
 import NIOCore
 
 /// GET /leads/stats.
-struct StatsJSON: Encodable, Sendable {
+struct StatsJSON: JSONWritable, Sendable {
     let stats: LeadStats
 
     init(_ stats: LeadStats) { self.stats = stats }
 
-    enum CodingKeys: String, CodingKey {
-        case total, converted, conversionRate = "conversion_rate", scored, avgScore = "avg_score"
-        case expectedConversions = "expected_conversions", byStatus = "by_status", bySource = "by_source"
-        case scoreHistogram = "score_histogram", avgScoreByStatus = "avg_score_by_status", daily
-    }
-
-    struct Source: Encodable {
-        let row: LeadStats.SourceRow
-        enum CodingKeys: String, CodingKey {
-            case source, count, converted, conversionRate = "conversion_rate", avgScore = "avg_score"
-            case expectedConversions = "expected_conversions"
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("total"); json.value(stats.total)
+        json.key("converted"); json.value(stats.converted)
+        json.key("conversion_rate"); json.value(stats.conversionRate)
+        json.key("scored"); json.value(stats.scored)
+        json.key("avg_score"); json.value(stats.averageScore)
+        json.key("expected_conversions"); json.value(stats.expectedConversions)
+        json.key("by_status")
+        json.beginObject()
+        for (status, count) in stats.byStatus.sorted(by: { $0.key < $1.key }) {
+            json.key(status); json.value(count)
         }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(row.source, forKey: .source)
-            try c.encode(row.count, forKey: .count)
-            try c.encode(row.converted, forKey: .converted)
-            try c.encode(row.conversionRate, forKey: .conversionRate)
-            try c.encode(row.averageScore, forKey: .avgScore)
-            try c.encode(row.expectedConversions, forKey: .expectedConversions)
+        json.endObject()
+        json.key("by_source")
+        json.beginArray()
+        for row in stats.bySource {
+            json.beginObject()
+            json.key("source"); json.value(row.source)
+            json.key("count"); json.value(row.count)
+            json.key("converted"); json.value(row.converted)
+            json.key("conversion_rate"); json.value(row.conversionRate)
+            json.key("avg_score"); json.value(row.averageScore)
+            json.key("expected_conversions"); json.value(row.expectedConversions)
+            json.endObject()
         }
-    }
-
-    struct Bucket: Encodable {
-        let bucket: LeadStats.Bucket
-        enum CodingKeys: String, CodingKey { case min, max, count, converted, conversionRate = "conversion_rate" }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(bucket.min, forKey: .min)
-            try c.encode(bucket.max, forKey: .max)
-            try c.encode(bucket.count, forKey: .count)
-            try c.encode(bucket.converted, forKey: .converted)
-            try c.encode(bucket.conversionRate, forKey: .conversionRate)
+        json.endArray()
+        json.key("score_histogram")
+        json.beginArray()
+        for bucket in stats.scoreHistogram {
+            json.beginObject()
+            json.key("min"); json.value(bucket.min)
+            json.key("max"); json.value(bucket.max)
+            json.key("count"); json.value(bucket.count)
+            json.key("converted"); json.value(bucket.converted)
+            json.key("conversion_rate"); json.value(bucket.conversionRate)
+            json.endObject()
         }
-    }
-
-    struct Day: Encodable {
-        let date: String
-        let new: Int
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(stats.total, forKey: .total)
-        try c.encode(stats.converted, forKey: .converted)
-        try c.encode(stats.conversionRate, forKey: .conversionRate)
-        try c.encode(stats.scored, forKey: .scored)
-        try c.encode(stats.averageScore, forKey: .avgScore)
-        try c.encode(stats.expectedConversions, forKey: .expectedConversions)
-        try c.encode(stats.byStatus, forKey: .byStatus)
-        try c.encode(stats.bySource.map(Source.init), forKey: .bySource)
-        try c.encode(stats.scoreHistogram.map(Bucket.init), forKey: .scoreHistogram)
-        try c.encode(stats.averageScoreByStatus, forKey: .avgScoreByStatus)
-        try c.encode(stats.daily.map { Day(date: $0.date, new: $0.new) }, forKey: .daily)
+        json.endArray()
+        json.key("avg_score_by_status")
+        json.beginObject()
+        for (status, average) in stats.averageScoreByStatus.sorted(by: { $0.key < $1.key }) {
+            json.key(status); json.value(average)
+        }
+        json.endObject()
+        json.key("daily")
+        json.beginArray()
+        for day in stats.daily {
+            json.beginObject()
+            json.key("date"); json.value(day.date)
+            json.key("new"); json.value(day.new)
+            json.endObject()
+        }
+        json.endArray()
+        json.endObject()
     }
 }
 
 /// One timeline entry: an ingested event, or a recorded change.
-struct TimelineJSON: Encodable, Sendable {
+struct TimelineJSON: JSONWritable, Sendable {
     let entry: LeadMutations.TimelineEntry
 
     init(_ entry: LeadMutations.TimelineEntry) { self.entry = entry }
 
-    enum CodingKeys: String, CodingKey {
-        case kind, at, type, value, properties, oldValue = "old_value", newValue = "new_value", detail
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("kind"); json.value(entry.kind)
+        json.key("at"); json.value(APIDate.string(entry.at))
+        json.key("type"); json.value(entry.type)
+        json.key("value"); json.value(entry.value)
+        json.key("properties"); json.rawJSON(entry.properties)
+        json.key("old_value"); json.value(entry.oldValue)
+        json.key("new_value"); json.value(entry.newValue)
+        json.key("detail"); json.rawJSON(entry.detail)
+        json.endObject()
     }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(entry.kind, forKey: .kind)
-        try c.encode(APIDate.string(entry.at), forKey: .at)
-        try c.encode(entry.type, forKey: .type)
-        try c.encode(entry.value, forKey: .value)
-        try c.encode(entry.properties.flatMap(RawJSON.init), forKey: .properties)
-        try c.encode(entry.oldValue, forKey: .oldValue)
-        try c.encode(entry.newValue, forKey: .newValue)
-        try c.encode(entry.detail.flatMap(RawJSON.init), forKey: .detail)
-    }
-}
-
-/// JSON text stored as received, re-encoded as a value rather than a string.
-struct RawJSON: Encodable {
-    let value: JSONValue
-
-    init?(_ text: String) {
-        guard let value = try? JSONParser.parse(text) else { return nil }
-        self.value = value
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        try Self.encode(value, to: encoder)
-    }
-
-    private static func encode(_ value: JSONValue, to encoder: any Encoder) throws {
-        switch value {
-        case .null:
-            var c = encoder.singleValueContainer()
-            try c.encodeNil()
-        case .bool(let b):
-            var c = encoder.singleValueContainer()
-            try c.encode(b)
-        case .number(let n):
-            var c = encoder.singleValueContainer()
-            try c.encode(n)
-        case .string(let s):
-            var c = encoder.singleValueContainer()
-            try c.encode(s)
-        case .array(let elements):
-            var c = encoder.unkeyedContainer()
-            for element in elements { try c.encode(RawJSONElement(value: element)) }
-        case .object(let object):
-            var c = encoder.container(keyedBy: AnyKey.self)
-            for member in object.members { try c.encode(RawJSONElement(value: member.value), forKey: AnyKey(member.key)) }
-        }
-    }
-
-    struct RawJSONElement: Encodable {
-        let value: JSONValue
-        func encode(to encoder: any Encoder) throws { try RawJSON.encode(value, to: encoder) }
-    }
-}
-
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ string: String) { stringValue = string }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }
 
 /// POST /leads/bulk: one result per item, by index.
@@ -187,41 +135,48 @@ struct BulkResponse: ResponseEncodable, Sendable {
 }
 
 /// POST /leads/import and the events endpoint: what was written, and what was rejected.
-struct RejectJSON: Encodable, Sendable {
-    let line: Int?
-    let index: Int?
+struct RejectJSON: JSONWritable, Sendable {
+    /// The CSV line (import) or the batch index (events): whichever the input has.
+    enum Position: Sendable { case line(Int), index(Int) }
+
+    let position: Position
     let field: String?
     let reason: String
 
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        if let line { try c.encode(line, forKey: .line) }
-        if let index { try c.encode(index, forKey: .index) }
-        try c.encode(field, forKey: .field)
-        try c.encode(reason, forKey: .reason)
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        switch position {
+        case .line(let line): json.key("line"); json.value(line)
+        case .index(let index): json.key("index"); json.value(index)
+        }
+        json.key("field"); json.value(field)
+        json.key("reason"); json.value(reason)
+        json.endObject()
     }
-
-    enum CodingKeys: String, CodingKey { case line, index, field, reason }
 }
 
-struct ImportJSON: Encodable, Sendable {
-    let leadsCreated: Int
-    let leadsUpdated: Int
-    let leadsUnchanged: Int
-    let rejected: Int
-    let rejects: [RejectJSON]
-
-    init(_ result: Ingest.RequestResult) {
-        leadsCreated = result.counts.leadsCreated
-        leadsUpdated = result.counts.leadsUpdated
-        leadsUnchanged = result.counts.leadsUnchanged
-        rejected = result.counts.rejected
-        rejects = result.rejects.map { RejectJSON(line: $0.index, index: nil, field: $0.field, reason: $0.reason) }
+extension JSONWriter {
+    mutating func rejects(_ rejects: [RejectJSON]) {
+        beginArray()
+        for reject in rejects { reject.write(to: &self) }
+        endArray()
     }
+}
 
-    enum CodingKeys: String, CodingKey {
-        case leadsCreated = "leads_created", leadsUpdated = "leads_updated", leadsUnchanged = "leads_unchanged"
-        case rejected, rejects
+struct ImportJSON: JSONWritable, Sendable {
+    let result: Ingest.RequestResult
+
+    init(_ result: Ingest.RequestResult) { self.result = result }
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("leads_created"); json.value(result.counts.leadsCreated)
+        json.key("leads_updated"); json.value(result.counts.leadsUpdated)
+        json.key("leads_unchanged"); json.value(result.counts.leadsUnchanged)
+        json.key("rejected"); json.value(result.counts.rejected)
+        json.key("rejects")
+        json.rejects(result.rejects.map { RejectJSON(position: .line($0.index), field: $0.field, reason: $0.reason) })
+        json.endObject()
     }
 }
 

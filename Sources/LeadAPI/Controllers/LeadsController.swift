@@ -36,7 +36,7 @@ struct LeadsController {
 
     // MARK: Lists
 
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> LeadListResponse {
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let query = try LeadListQuery(request)
         let path = request.uri.path
         let total = try await count(query.filter)
@@ -52,7 +52,7 @@ struct LeadsController {
                 current: ListLinks.url(path: path, query: query.items, setting: []))
             let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total,
                                 from: nil, to: nil, nextCursor: next)
-            return LeadListResponse(leads: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+            return ListResponse(data: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
         }
         let offset = (query.page - 1) * query.perPage
         let leads = try await store.reader.read { db in
@@ -65,7 +65,7 @@ struct LeadsController {
         }
         let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: leads.count, nextCursor: nextCursor)
         let links = ListLinks.offset(path: path, query: query.items.filter { $0.0 != "cursor" }, page: query.page, lastPage: meta.lastPage ?? 1)
-        return LeadListResponse(leads: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+        return ListResponse(data: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
     }
 
     static func sortValue(_ lead: LeadRecord, _ key: LeadSort.Key) -> LeadCursor.Value {
@@ -93,11 +93,9 @@ struct LeadsController {
         let key = APIServices.StatsKey(filter: query.filter, day: Int64(now.timeIntervalSince1970) / 86_400)
         let body = try await services.stats.value(for: key, version: services.changes.version()) {
             let stats = try await store.reader.read { db in try LeadStats.compute(query.filter, now: now, in: db) }
-            return ByteBuffer(bytes: try APIJSON.encoder.encode(DataResponse(data: StatsJSON(stats))))
+            return WrittenData(data: StatsJSON(stats)).bytes
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+        return JSONWriter.response(body)
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -144,10 +142,11 @@ struct LeadsController {
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
         let factors = explanation.map { Array($0.top(5)).map(FactorJSON.init) } ?? []
-        return LeadResponse(lead: LeadJSON(lead: lead, factors: factors))
+        return LeadResponse(data: LeadJSON(lead: lead, factors: factors))
     }
 
-    /// 404 before looking at the body: an unknown lead is the first thing wrong with the request.
+    /// 404 rather than a complaint about the body: an unknown lead is the first thing wrong
+    /// with such a request. Asked only when the body is bad; `mutate` checks the good path.
     func requireLead(_ id: Int64) async throws {
         guard try await store.reader.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) }) != nil else {
             throw APIError(.notFound, "no such lead")
@@ -164,7 +163,7 @@ struct LeadsController {
             return try LeadRecord.fetch(id: id, in: db)
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
-        return LeadResponse(lead: LeadJSON(lead: lead))
+        return LeadResponse(data: LeadJSON(lead: lead))
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -180,14 +179,19 @@ struct LeadsController {
             _ = try scorer.rescore(ids: [id], in: db)
             return try LeadRecord.fetch(id: id, in: db)!
         }
-        return try EditedResponse(status: .created, response: LeadResponse(lead: LeadJSON(lead: lead)))
+        return try EditedResponse(status: .created, response: LeadResponse(data: LeadJSON(lead: lead)))
             .response(from: request, context: context)
     }
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
-        try await requireLead(id)
-        let changes = try await LeadBody.changes(request, context: context, creating: false)
+        let changes: LeadMutations.Changes
+        do {
+            changes = try await LeadBody.changes(request, context: context, creating: false)
+        } catch {
+            try await requireLead(id)
+            throw error
+        }
         return try await mutate(id) { db in try LeadMutations.update(id, changes, in: db) }
     }
 
@@ -253,12 +257,9 @@ struct LeadsController {
     @Sendable func removeTag(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let tag = context.parameters.get("tag")?.removingPercentEncoding ?? ""
-        let removed = LockedFlag()
-        let result = try await mutate(id) { db in
-            if try LeadMutations.removeTag(id, tag, in: db) { removed.set() }
+        return try await mutate(id) { db in
+            guard try LeadMutations.removeTag(id, tag, in: db) else { throw APIError(.notFound, "the lead has no such tag") }
         }
-        guard removed.value else { throw APIError(.notFound, "the lead has no such tag") }
-        return result
     }
 
     /// `{"user_id": … or null}`, or `userId`.
@@ -306,7 +307,7 @@ struct LeadsController {
         return ListResponse(data: result.entries.map(TimelineJSON.init), meta: meta, links: links)
     }
 
-    @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> LeadListResponse {
+    @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let id = try Self.leadID(context)
         let found = try await store.reader.read { db -> [LeadJSON] in
             let matches = try LeadMutations.duplicates(of: id, in: db)
@@ -315,7 +316,7 @@ struct LeadsController {
                 LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
             }
         }
-        return LeadListResponse(leads: found)
+        return ListResponse(data: found)
     }
 
     struct MergeBody: Decodable {
@@ -388,7 +389,7 @@ struct LeadsController {
             failed: data.filter { $0.errors != nil }.count))
     }
 
-    @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> DataResponse<ImportJSON> {
+    @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> WrittenData<ImportJSON> {
         let bytes = try await LeadBody.bytes(request, context: context)
         let scorer = services.scorer
         let result = try await services.write { db in
@@ -396,14 +397,6 @@ struct LeadsController {
             _ = try scorer.rescore(ids: result.touched, in: db)
             return result
         }
-        return DataResponse(data: ImportJSON(result))
+        return WrittenData(data: ImportJSON(result))
     }
-}
-
-/// A flag set inside a write closure and read after it.
-final class LockedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag = false
-    func set() { lock.withLock { flag = true } }
-    var value: Bool { lock.withLock { flag } }
 }

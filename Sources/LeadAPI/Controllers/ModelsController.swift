@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Hummingbird
+import LeadIngest
 import LeadScoring
 import LeadStore
 
@@ -19,27 +20,30 @@ struct ModelsController {
 
     /// A registered model: its registry entry with the model file's metrics, calibration,
     /// lift and coefficients, passed through as trained.
-    struct ModelJSON: Encodable, Sendable {
+    struct ModelJSON: JSONWritable, Sendable {
         let entry: ModelRegistry.Entry
-        let body: RawJSON?
+        /// The model file as registered.
+        let body: JSONValue?
 
-        enum CodingKeys: String, CodingKey {
-            case version, name, createdAt = "created_at", isActive = "is_active", activatedAt = "activated_at"
-            case holdoutAUC = "holdout_auc", metrics, coefficients, intercept, columns, training, c = "C", iterations, converged
-        }
+        static let passedThrough = ["metrics", "coefficients", "intercept", "columns", "training", "C", "iterations", "converged"]
 
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(entry.version, forKey: .version)
-            try c.encode(entry.name, forKey: .name)
-            try c.encode(APIDate.string(entry.createdAt), forKey: .createdAt)
-            try c.encode(entry.isActive, forKey: .isActive)
-            try c.encode(entry.activatedAt.map(APIDate.string), forKey: .activatedAt)
-            try c.encode(entry.holdoutAUC, forKey: .holdoutAUC)
-            guard case .object(let object)? = body?.value else { return }
-            for key in [CodingKeys.metrics, .coefficients, .intercept, .columns, .training, .c, .iterations, .converged] {
-                if let value = object[key.stringValue] { try c.encode(RawJSON.RawJSONElement(value: value), forKey: key) }
+        func write(to json: inout JSONWriter) {
+            json.beginObject()
+            json.key("version"); json.value(entry.version)
+            json.key("name"); json.value(entry.name)
+            json.key("created_at"); json.value(APIDate.string(entry.createdAt))
+            json.key("is_active"); json.value(entry.isActive)
+            json.key("activated_at"); json.value(entry.activatedAt.map(APIDate.string))
+            json.key("holdout_auc"); json.value(entry.holdoutAUC)
+            if case .object(let object)? = body {
+                for key in Self.passedThrough {
+                    if let value = object[key] {
+                        json.key(key)
+                        json.raw(ByteBuffer(string: value.compactText))
+                    }
+                }
             }
+            json.endObject()
         }
     }
 
@@ -53,19 +57,19 @@ struct ModelsController {
                 entry: ModelRegistry.Entry(version: row["version"], name: row["name"], createdAt: row["created_at"],
                                            holdoutAUC: row["holdout_auc"], isActive: row["is_active"],
                                            activatedAt: row["activated_at"]),
-                body: RawJSON(row["body"]))
+                body: try? JSONParser.parse(row["body"] as String))
         }
     }
 
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[ModelJSON]> {
-        DataResponse(data: try await services.store.reader.read { db in try Self.models(in: db, activeOnly: false) })
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<ModelJSON> {
+        ListResponse(data: try await services.store.reader.read { db in try Self.models(in: db, activeOnly: false) })
     }
 
-    @Sendable func active(_ request: Request, context: APIRequestContext) async throws -> DataResponse<ModelJSON> {
+    @Sendable func active(_ request: Request, context: APIRequestContext) async throws -> WrittenData<ModelJSON> {
         guard let model = try await services.store.reader.read({ db in try Self.models(in: db, activeOnly: true).first }) else {
             throw APIError(.notFound, "no model is active; train one with POST /api/v1/models/train")
         }
-        return DataResponse(data: model)
+        return WrittenData(data: model)
     }
 
     struct TrainBody: Decodable {
@@ -86,23 +90,25 @@ struct ModelsController {
         init() {}
     }
 
-    struct JobResponse: ResponseEncodable, Sendable {
-        let data: JobJSON
-        let links: [String: String]
-    }
 
     func accepted(_ job: JobRunner.Job, request: Request, context: APIRequestContext) throws -> Response {
         let url = "/api/v1/jobs/\(job.id)"
-        var response = try EditedResponse(status: .accepted, response: JobResponse(data: JobJSON(job), links: ["self": url]))
-            .response(from: request, context: context)
+        var json = JSONWriter()
+        json.beginObject()
+        json.key("data")
+        JobJSON(job).write(to: &json)
+        json.key("links")
+        json.beginObject()
+        json.key("self"); json.value(url)
+        json.endObject()
+        json.endObject()
+        var response = json.response(status: .accepted)
         response.headers[.location] = url
         return response
     }
 
     @Sendable func train(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let bytes = try await LeadBody.bytes(request, context: context)
-        let body = bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
-            ? TrainBody() : try APIJSON.decoder.decode(TrainBody.self, from: Data(bytes))
+        let body = try await LeadBody.optional(request, context: context, empty: TrainBody())
         var errors: [String: [String]] = [:]
         if let c = body.c, !(c > 0 && c.isFinite) { errors["C"] = ["must be a positive number"] }
         if let holdout = body.holdout, !(0..<1).contains(holdout) { errors["holdout"] = ["must be at least 0 and below 1"] }
@@ -167,9 +173,7 @@ struct ModelsController {
     }
 
     @Sendable func rescore(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let bytes = try await LeadBody.bytes(request, context: context)
-        let body = bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
-            ? RescoreBody() : try APIJSON.decoder.decode(RescoreBody.self, from: Data(bytes))
+        let body = try await LeadBody.optional(request, context: context, empty: RescoreBody())
         if let ids = body.ids, ids.count > 100_000 {
             throw APIError(.validationFailed, "too many ids", errors: ["ids": ["at most 100000; omit ids to rescore every lead"]])
         }
@@ -195,34 +199,30 @@ struct ModelsController {
         return try accepted(job, request: request, context: context)
     }
 
-    @Sendable func job(_ request: Request, context: APIRequestContext) async throws -> DataResponse<JobJSON> {
+    @Sendable func job(_ request: Request, context: APIRequestContext) async throws -> WrittenData<JobJSON> {
         guard let raw = context.parameters.get("id"), let id = Int64(raw), let job = try await services.jobs.find(id) else {
             throw APIError(.notFound, "no such job")
         }
-        return DataResponse(data: JobJSON(job))
+        return WrittenData(data: JobJSON(job))
     }
 }
 
-struct JobJSON: Encodable, Sendable {
+struct JobJSON: JSONWritable, Sendable {
     let job: JobRunner.Job
 
     init(_ job: JobRunner.Job) { self.job = job }
 
-    enum CodingKeys: String, CodingKey {
-        case id, kind, state, progress, createdAt = "created_at", startedAt = "started_at"
-        case finishedAt = "finished_at", result, error
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(job.id, forKey: .id)
-        try c.encode(job.kind, forKey: .kind)
-        try c.encode(job.state, forKey: .state)
-        try c.encode(job.progress, forKey: .progress)
-        try c.encode(APIDate.string(job.createdAt), forKey: .createdAt)
-        try c.encode(job.startedAt.map(APIDate.string), forKey: .startedAt)
-        try c.encode(job.finishedAt.map(APIDate.string), forKey: .finishedAt)
-        try c.encode(job.result.flatMap(RawJSON.init), forKey: .result)
-        try c.encode(job.error, forKey: .error)
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("id"); json.value(job.id)
+        json.key("kind"); json.value(job.kind)
+        json.key("state"); json.value(job.state)
+        json.key("progress"); json.value(job.progress)
+        json.key("created_at"); json.value(APIDate.string(job.createdAt))
+        json.key("started_at"); json.value(job.startedAt.map(APIDate.string))
+        json.key("finished_at"); json.value(job.finishedAt.map(APIDate.string))
+        json.key("result"); json.rawJSON(job.result)
+        json.key("error"); json.value(job.error)
+        json.endObject()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LeadIngest
 import LeadReports
 import LeadStore
 
@@ -83,9 +84,7 @@ struct ReportsController {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let bytes = try await LeadBody.bytes(request, context: context)
-        let body = bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
-            ? CreateBody() : try APIJSON.decoder.decode(CreateBody.self, from: Data(bytes))
+        let body = try await LeadBody.optional(request, context: context, empty: CreateBody())
         let now = Date()
         let nowMillis = Int64(now.timeIntervalSince1970 * 1000)
         let period: Reports.Period
@@ -93,23 +92,23 @@ struct ReportsController {
             guard body.period == nil else {
                 throw APIError(.validationFailed, "give period or from/to, not both", errors: ["period": ["not with from/to"]])
             }
-            guard let from = body.from.flatMap(APIDate.parse) else {
+            guard let from = body.from.flatMap(Timestamp.parseISO8601) else {
                 throw APIError(.validationFailed, "invalid from", errors: ["from": ["must be a date or an ISO 8601 date-time"]])
             }
             var until = nowMillis
             if let to = body.to {
-                guard let parsed = APIDate.parse(to) else {
+                guard let parsed = Timestamp.parseEnd(to) else {
                     throw APIError(.validationFailed, "invalid to", errors: ["to": ["must be a date or an ISO 8601 date-time"]])
                 }
-                until = parsed.isDate ? parsed.millis + 86_400_000 : parsed.millis
+                until = parsed
             }
-            guard from.millis < until else {
+            guard from < until else {
                 throw APIError(.validationFailed, "from is after to", errors: ["from": ["must be before to"]])
             }
-            period = Reports.Period(from: from.millis, until: until)
+            period = Reports.Period(from: from, until: until)
         } else {
             let text = body.period ?? "30d"
-            guard text.hasSuffix("d"), let days = Int(text.dropLast()), (1...36_600).contains(days) else {
+            guard let days = Reports.Period.days(in: text) else {
                 throw APIError(.validationFailed, "invalid period", errors: ["period": ["must be Nd, N days up to now"]])
             }
             period = .last(days: days, now: now)
