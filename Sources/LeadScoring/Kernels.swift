@@ -11,6 +11,7 @@ public enum Kernels {
     public static func multiply(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                 by w: UnsafeBufferPointer<Double>, into y: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count >= rows * cols && w.count >= cols && y.count >= rows, "matrix and vector sizes disagree")
+        BLASThreads.pinnedToCallingThread
         guard rows > 0 else { return }
         guard cols > 0 else {
             for i in 0..<rows { y[i] = 0 }
@@ -24,6 +25,7 @@ public enum Kernels {
     public static func accumulateTransposed(_ x: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                             by r: UnsafeBufferPointer<Double>, into g: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count >= rows * cols && r.count >= rows && g.count >= cols, "matrix and vector sizes disagree")
+        BLASThreads.pinnedToCallingThread
         guard rows > 0, cols > 0 else { return }
         cblas_dgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(cols), 1.0,
                     x.baseAddress, Int32(cols), r.baseAddress, 1, 1.0, g.baseAddress, 1)
@@ -34,6 +36,7 @@ public enum Kernels {
     public static func accumulateGram(_ b: UnsafeBufferPointer<Double>, rows: Int, cols: Int,
                                       into c: UnsafeMutableBufferPointer<Double>) {
         precondition(b.count >= rows * cols && c.count >= cols * cols, "matrix sizes disagree")
+        BLASThreads.pinnedToCallingThread
         guard rows > 0, cols > 0 else { return }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1.0,
                     b.baseAddress, Int32(cols), 1.0, c.baseAddress, Int32(cols))
@@ -85,28 +88,20 @@ public enum Kernels {
 import Glibc
 #endif
 
-/// OpenBLAS runs its kernels on a thread pool whose idle workers spin for a while after each
-/// call. Scoring makes one small dgemv per chunk between long stretches of SQLite work on the
-/// calling thread, so the spinning workers only take a core from it: scoring runs OpenBLAS on
-/// one thread (measured ~15% faster on 2 cores). With reference BLAS, which has no threads,
-/// this does nothing.
-public enum BLASThreads {
+/// OpenBLAS runs its kernels on a thread pool whose idle workers spin (sched_yield) for a while
+/// after each call. LeadLens's BLAS calls are small dgemv/dsyrk blocks between long stretches of
+/// SQLite and Swift work, so the spinning workers only take a core from the threads doing that work:
+/// a 1M-event ingest that rescored through the default pool took 21.7 s, against 16.5 s on one thread.
+/// The setting is process-wide in OpenBLAS, so it is made once, before the first call, rather than
+/// toggled around calls that may run concurrently. With reference BLAS, which has no threads, this
+/// does nothing.
+enum BLASThreads {
     private typealias SetThreads = @convention(c) (Int32) -> Void
-    private typealias GetThreads = @convention(c) () -> Int32
 
-    private static let functions: (set: SetThreads, get: GetThreads)? = {
+    /// Evaluated once, thread-safely, by the first kernel call.
+    static let pinnedToCallingThread: Void = {
         let process = dlopen(nil, RTLD_NOW)
-        guard let set = dlsym(process, "openblas_set_num_threads"),
-              let get = dlsym(process, "openblas_get_num_threads") else { return nil }
-        return (unsafeBitCast(set, to: SetThreads.self), unsafeBitCast(get, to: GetThreads.self))
+        guard let symbol = dlsym(process, "openblas_set_num_threads") else { return }
+        unsafeBitCast(symbol, to: SetThreads.self)(1)
     }()
-
-    /// Runs `body` with BLAS on one thread, then restores the previous count.
-    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
-        guard let functions else { return try body() }
-        let previous = functions.get()
-        functions.set(1)
-        defer { functions.set(previous) }
-        return try body()
-    }
 }

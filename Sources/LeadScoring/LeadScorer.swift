@@ -66,11 +66,6 @@ public final class LeadScorer: Sendable {
     /// writers get the lock between chunks.
     public func scoreAll(_ writer: any DatabaseWriter, asOf: Int64 = LeadStore.nowMillis(), chunkSize: Int = 50_000,
                          progress: ((Summary) -> Void)? = nil) throws -> Summary {
-        try BLASThreads.singleThreaded { try scoreAllChunks(writer, asOf: asOf, chunkSize: chunkSize, progress: progress) }
-    }
-
-    private func scoreAllChunks(_ writer: any DatabaseWriter, asOf: Int64, chunkSize: Int,
-                                progress: ((Summary) -> Void)?) throws -> Summary {
         let reader = try writer.read { db in
             FeatureReader(layout: try self.layout(in: db), asOf: asOf,
                           historical: try FeatureReader.needsHistory(db, asOf: asOf))

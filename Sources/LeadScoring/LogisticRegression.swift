@@ -62,9 +62,7 @@ public enum LogisticRegression {
         x: [Double], rows: Int, cols: Int, y: [Double], options: Options = Options(),
         progress: ((Iteration) -> Void)? = nil
     ) throws -> Fit {
-        try BLASThreads.singleThreaded {
-            try newton(x: x, rows: rows, cols: cols, y: y, options: options, progress: progress)
-        }
+        try newton(x: x, rows: rows, cols: cols, y: y, options: options, progress: progress)
     }
 
     private static func newton(
