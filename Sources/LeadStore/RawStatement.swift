@@ -96,3 +96,12 @@ public struct RawStatement {
     /// Rows changed by the last statement on this connection.
     public var changes: Int32 { connection.map { sqlite3_changes($0) } ?? 0 }
 }
+
+extension Database {
+    /// The main database's file path; nil for an in-memory or temporary database.
+    public var mainFilePath: String? {
+        guard let name = sqlite3_db_filename(sqliteConnection, "main") else { return nil }
+        let path = String(cString: name)
+        return path.isEmpty ? nil : path
+    }
+}

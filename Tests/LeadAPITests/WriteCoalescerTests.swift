@@ -2,11 +2,16 @@ import Foundation
 import GRDB
 @testable import LeadAPI
 import LeadStore
+import Synchronization
 import Testing
 
 @Suite("Group commit")
 struct WriteCoalescerTests {
     struct Refused: Error {}
+
+    final class RunCounts: Sendable {
+        let runs = Mutex<[Int: Int]>([:])
+    }
 
     @Test("concurrent writes all land; a failing one rolls back only its own changes")
     func isolation() async throws {
@@ -37,6 +42,43 @@ struct WriteCoalescerTests {
         for i in 0..<200 {
             #expect(outcomes[i] == (i % 7 != 0))
             #expect(stored.contains("G\(i)") == (i % 7 != 0), "lead \(i)")
+        }
+        let count = try await api.store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") }
+        #expect(count == stored.count, "a request re-run after a rollback wrote its lead once")
+    }
+
+    @Test("a failure that wrote nothing fails alone, without re-running the batch")
+    func cleanFailures() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let coalescer = WriteCoalescer(writer: api.store.writer)
+        let counter = RunCounts()
+        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    do {
+                        try await coalescer.write { db in
+                            counter.runs.withLock { $0[i, default: 0] += 1 }
+                            if i % 5 == 0 { throw Refused() }
+                            try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
+                                           arguments: ["C\(i)"])
+                        }
+                        return (i, true)
+                    } catch {
+                        return (i, false)
+                    }
+                }
+            }
+            var outcomes: [Int: Bool] = [:]
+            for await (i, ok) in group { outcomes[i] = ok }
+            return outcomes
+        }
+        let stored = Set(try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT external_id FROM leads") })
+        let counts = counter.runs.withLock { $0 }
+        for i in 0..<200 {
+            #expect(outcomes[i] == (i % 5 != 0))
+            #expect(stored.contains("C\(i)") == (i % 5 != 0), "lead \(i)")
+            #expect(counts[i] == 1, "request \(i) ran \(counts[i] ?? 0) times")
         }
     }
 }

@@ -318,6 +318,37 @@ struct PipelineTests {
         #expect(abs(explained[1499] - before.probability) > 1e-6)
     }
 
+    @Test("a scorer's cached layout follows event types added after it was resolved, per store")
+    func layoutFollowsDictionaries() throws {
+        let model = try trainedModel(TestStore.make(syntheticLeads(count: 1500)), spec: FeatureSpec(name: "test", features: [
+            .eventCount("Demo Requested"), .presence(field: "phone"),
+        ]))
+        let demoWeight = try #require(model.columns.firstIndex { $0.contains("Demo Requested") }.map { model.weights[$0] })
+        #expect(abs(demoWeight) > 1e-3)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let first = try LeadStore.open(path: directory.appendingPathComponent("a.sqlite").path)
+        let second = try LeadStore.open(path: directory.appendingPathComponent("b.sqlite").path)
+        let lead = { (id: String, types: [String]) in
+            TestLead(externalID: id, createdAt: testAsOf - 5 * TestStore.day, events: types.map { ($0, testAsOf - TestStore.day) })
+        }
+        let scorer = LeadScorer(model: model)
+        // Resolved while "Demo Requested" is not in the store yet.
+        try TestStore.insert([lead("a", ["Email Opened"])], into: first)
+        let withoutDemos = try first.writer.write { try scorer.rescore(ids: [1], in: $0, asOf: testAsOf) }[0].probability
+        try TestStore.insert([lead("b", ["Email Opened", "Demo Requested", "Demo Requested"])], into: first)
+        // A second store whose dictionary has the same size but other names.
+        try TestStore.insert([lead("c", ["Demo Requested"])], into: second)
+
+        for (store, id) in [(first, Int64(2)), (second, Int64(1))] {
+            let cached = try store.writer.write { try scorer.rescore(ids: [id], in: $0, asOf: testAsOf) }[0].probability
+            let fresh = try store.reader.read { try LeadScorer(model: model).explain(leadID: id, in: $0, asOf: testAsOf) }!.probability
+            #expect(abs(cached - fresh) < 1e-12)
+            #expect(abs(cached - withoutDemos) > 1e-6, "the demo events count")
+        }
+    }
+
     @Test("incremental rescoring equals a full rescore, and score changes land in the timeline")
     func incremental() throws {
         let store = try TestStore.make(syntheticLeads(count: 800))
