@@ -525,22 +525,29 @@ final class BatchWriter {
 
     func typeID(for name: String, db: Database) throws -> Int {
         if let id = typeIDs[name] { return id }
-        try db.execute(sql: "INSERT OR IGNORE INTO event_types (name) VALUES (?)", arguments: [name])
-        guard let id = try Int.fetchOne(db, sql: "SELECT id FROM event_types WHERE name = ?", arguments: [name]) else {
-            throw DatabaseError(message: "event type vanished during ingest")
-        }
-        typeIDs[name] = id
-        return id
+        let id = try Self.dictionaryID(
+            select: "SELECT id FROM event_types WHERE name = ?", insert: "INSERT INTO event_types (name) VALUES (?)",
+            key: name, arguments: [name], db: db)
+        typeIDs[name] = Int(id)
+        return Int(id)
     }
 
     private func customFieldID(label: String, db: Database) throws -> Int64 {
         let key = FieldName.normalize(label)
         if let id = customFieldIDs[key] { return id }
-        try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
-        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM custom_fields WHERE key = ?", arguments: [key]) else {
-            throw DatabaseError(message: "custom field vanished during ingest")
-        }
+        let id = try Self.dictionaryID(
+            select: "SELECT id FROM custom_fields WHERE key = ?", insert: "INSERT INTO custom_fields (key, label) VALUES (?, ?)",
+            key: key, arguments: [key, label], db: db)
         customFieldIDs[key] = id
         return id
+    }
+
+    /// A dictionary row's id, added when new. Looked up first: API requests start with empty
+    /// caches and almost always find the row, and the statements stay prepared across requests.
+    private static func dictionaryID(select: String, insert: String, key: String, arguments: StatementArguments,
+                                     db: Database) throws -> Int64 {
+        if let id = try Int64.fetchOne(db.cachedStatement(sql: select), arguments: [key]) { return id }
+        try db.cachedStatement(sql: insert).execute(arguments: arguments)
+        return db.lastInsertedRowID
     }
 }

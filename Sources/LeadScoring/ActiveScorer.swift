@@ -13,7 +13,7 @@ public final class ActiveScorer: Sendable {
 
     /// The scorer for the active model, or nil when no model is active.
     public func scorer(in db: Database) throws -> LeadScorer? {
-        guard let active = try String.fetchOne(db, sql: "SELECT version FROM models WHERE is_active = 1") else {
+        guard let active = try String.fetchOne(db.cachedStatement(sql: "SELECT version FROM models WHERE is_active = 1")) else {
             return nil
         }
         if let scorer = current.withLock({ $0 }), scorer.model.version == active { return scorer }
