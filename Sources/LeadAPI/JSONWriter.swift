@@ -105,14 +105,15 @@ struct JSONWriter {
 
     private mutating func writeQuoted(_ text: String) {
         buffer.writeInteger(UInt8(ascii: "\""))
-        var pending = text.utf8.startIndex
-        let utf8 = text.utf8
-        var index = utf8.startIndex
-        // Copy runs of plain bytes at once; escape quotes, backslashes and control characters.
-        while index != utf8.endIndex {
-            let byte = utf8[index]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
-                if pending != index { buffer.writeBytes(utf8[pending..<index]) }
+        var text = text
+        // Over contiguous UTF-8 (native strings already are): copy runs of plain bytes at once,
+        // escape quotes, backslashes and control characters.
+        text.withUTF8 { bytes in
+            var pending = 0
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 else { continue }
+                if pending != index { buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[pending..<index]))) }
                 switch byte {
                 case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
                 case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
@@ -123,11 +124,10 @@ struct JSONWriter {
                     let hex = String(byte, radix: 16)
                     buffer.writeString("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
                 }
-                pending = utf8.index(after: index)
+                pending = index + 1
             }
-            index = utf8.index(after: index)
+            if pending != bytes.count { buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[pending...]))) }
         }
-        if pending != utf8.endIndex { buffer.writeBytes(utf8[pending..<utf8.endIndex]) }
         buffer.writeInteger(UInt8(ascii: "\""))
     }
 }

@@ -199,9 +199,9 @@ public enum LeadQuery {
             return try LeadRecord.fetch(ids: rows.map(\.id), in: db)
         }
         let (conditions, arguments) = filter.whereClause(scoreViaSortIndex: sort.key != .score)
-        let ids = try Int64.fetchAll(db, sql: """
+        let ids = try Int64.fetchAll(db.cachedStatement(sql: """
             SELECT id FROM leads WHERE \(conditions) ORDER BY \(sort.orderBy) LIMIT ? OFFSET ?
-            """, arguments: arguments + [limit, offset])
+            """), arguments: arguments + [limit, offset])
         return try LeadRecord.fetch(ids: ids, in: db)
     }
 
@@ -260,7 +260,7 @@ public enum LeadQuery {
             }
             sql += " LIMIT ?"
             partArguments += [limit + 1 - rows.count]
-            for row in try Row.fetchAll(db, sql: sql, arguments: partArguments) {
+            for row in try Row.fetchAll(db.cachedStatement(sql: sql), arguments: partArguments) {
                 rows.append((row[0], row[1]))
             }
         }
@@ -281,11 +281,12 @@ public enum LeadQuery {
     }
 
     /// "Leads scoring 80–100, newest first", and any creation-time order with score bounds: one
-    /// stream per score value from the (score, created_at) index, each already in order, merged.
-    /// Every stream seeks to its first row and reads at most a page, so the cost is bounded by
-    /// (scores in range) × page size however rare high scores are among the newest leads, and a
-    /// deep keyset page costs the same. (Walking created_at and testing scores read 54,000 index
-    /// entries for the first page on a million leads; sorting the whole range read 59,000.)
+    /// stream per score value from the (score, created_at) index, each already in order, merged
+    /// here a row at a time. Every stream seeks once and is read only as far as the page needs,
+    /// so a page costs (scores in range) seeks plus its rows however rare high scores are among
+    /// the newest leads, and a deep keyset page costs the same. (Walking created_at and testing
+    /// scores read 54,000 index entries for the first page on a million leads; sorting the
+    /// whole range read 59,000; an SQL UNION ALL of the streams took 2 ms to merge 100 rows.)
     /// Nil when the query is not of that shape.
     static func newestInScoreRange(
         _ filter: LeadFilter, sort: LeadSort, after seek: (createdAt: Int64, id: Int64)?, limit: Int, offset: Int,
@@ -298,25 +299,43 @@ public enum LeadQuery {
         let (conditions, arguments) = filter.whereClause(withScoreBounds: false)
         let direction = sort.descending ? "DESC" : "ASC"
         let comparison = sort.descending ? "<" : ">"
-        var members: [String] = []
-        var allArguments = StatementArguments()
+
+        // The score is a literal (an integer 0...100, never client text), so each stream is a
+        // statement of its own that stays prepared, and all of them can be open at once.
+        var streams: [RawStatement] = []
+        defer { for stream in streams { stream.reset() } }
+        var heads: [(createdAt: Int64, id: Int64)?] = []
         for score in low...high {
-            var member = "SELECT id, created_at FROM leads WHERE \(conditions) AND score = ?"
-            allArguments += arguments
-            allArguments += [score]
+            var sql = "SELECT id, created_at FROM leads WHERE \(conditions) AND score = \(score)"
+            var streamArguments = arguments
             if let seek {
-                member += " AND (created_at, id) \(comparison) (?, ?)"
-                allArguments += [seek.createdAt, seek.id]
+                sql += " AND (created_at, id) \(comparison) (?, ?)"
+                streamArguments += [seek.createdAt, seek.id]
             }
-            member += " ORDER BY created_at \(direction), id \(direction) LIMIT ?"
-            allArguments += [limit + offset]
-            members.append("SELECT * FROM (\(member))")
+            sql += " ORDER BY created_at \(direction), id \(direction)"
+            let stream = try RawStatement(db, sql: sql)
+            try stream.bind(streamArguments)
+            streams.append(stream)
+            heads.append(try stream.step() ? (stream.int64(1), stream.int64(0)) : nil)
         }
-        allArguments += [limit, offset]
-        let rows = try Row.fetchAll(db, sql: """
-            \(members.joined(separator: " UNION ALL "))
-            ORDER BY created_at \(direction), id \(direction) LIMIT ? OFFSET ?
-            """, arguments: allArguments)
-        return rows.map { ($0[0], $0[1]) }
+        func precedes(_ a: (createdAt: Int64, id: Int64), _ b: (createdAt: Int64, id: Int64)) -> Bool {
+            sort.descending ? (a.createdAt, a.id) > (b.createdAt, b.id) : (a.createdAt, a.id) < (b.createdAt, b.id)
+        }
+        var rows: [(id: Int64, createdAt: Int64)] = []
+        rows.reserveCapacity(limit)
+        var skipped = 0
+        while rows.count < limit {
+            var best: Int?
+            for index in heads.indices {
+                guard let head = heads[index] else { continue }
+                if let current = best, let bestHead = heads[current], !precedes(head, bestHead) { continue }
+                best = index
+            }
+            guard let best, let head = heads[best] else { break }
+            if skipped < offset { skipped += 1 } else { rows.append((head.id, head.createdAt)) }
+            let stream = streams[best]
+            heads[best] = try stream.step() ? (stream.int64(1), stream.int64(0)) : nil
+        }
+        return rows
     }
 }

@@ -49,6 +49,11 @@ public struct RawStatement {
         }
     }
 
+    /// Binds every parameter at once, of any type GRDB converts.
+    public func bind(_ arguments: StatementArguments) throws {
+        try statement.setArguments(arguments)
+    }
+
     /// Steps once: true when a row is available. Call ``reset()`` when done with the rows.
     @discardableResult
     public func step() throws -> Bool {
