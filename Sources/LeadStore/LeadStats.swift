@@ -147,8 +147,8 @@ public struct LeadStats: Sendable, Equatable {
         }
     }
 
-    /// yyyy-MM-dd of a day number since the epoch (proleptic Gregorian, UTC).
-    public static func dayString(_ day: Int64) -> String {
+    /// The proleptic Gregorian (UTC) date of a day number since the epoch.
+    public static func civilDate(_ day: Int64) -> (year: Int64, month: Int64, day: Int64) {
         // Howard Hinnant's civil_from_days: exact, and no Calendar or formatter per call.
         let z = day + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
@@ -158,7 +158,12 @@ public struct LeadStats: Sendable, Equatable {
         let mp = (5 * doy + 2) / 153
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    /// yyyy-MM-dd of a day number since the epoch (proleptic Gregorian, UTC).
+    public static func dayString(_ day: Int64) -> String {
+        let (y, m, d) = civilDate(day)
         func pad(_ v: Int64, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s

@@ -105,4 +105,26 @@ struct JSONWriterTests {
         #expect(abs((parsed["d"] as? Double ?? 0) - 0.3) < 1e-15)
         #expect((parsed["i"] as? NSNumber)?.int64Value == Int64.min)
     }
+
+    @Test("dates are ISO 8601 UTC seconds, equal to Foundation's formatter, before and after the epoch")
+    func dates() throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        var generator = SystemRandomNumberGenerator()
+        let fixed: [Int64] = [0, -1, 999, 1000, -1000, -1001, 951_782_400_000, 4_107_542_399_999, 253_402_300_799_000]
+        // From 1600: before the 1582 reform Foundation's calendar is Julian, the API's proleptic Gregorian.
+        let random = (0..<2000).map { _ in Int64.random(in: -11_676_096_000_000...253_402_300_799_999, using: &generator) }
+        for millis in fixed + random {
+            let seconds = (Double(millis) / 1000).rounded(.down)
+            let expected = formatter.string(from: Date(timeIntervalSince1970: seconds))
+            #expect(APIDate.string(millis) == expected, "\(millis)")
+        }
+        var json = JSONWriter()
+        json.beginArray()
+        json.date(1_790_000_000_123)
+        json.date(nil)
+        json.endArray()
+        #expect(String(buffer: json.buffer) == #"["2026-09-21T14:13:20Z",null]"#)
+    }
 }
