@@ -56,6 +56,9 @@ final class APIServices: Sendable {
     let counts = VersionedCache<LeadFilter, Int>()
     /// Encoded responses: a dashboard's poll costs no JSON encoding either.
     let stats = VersionedCache<StatsKey, ByteBuffer>()
+    /// Encoded lead-list pages by request path and query: many sales reps polling the same
+    /// "scoring 80–100, newest first" view read the store once per change, not once each.
+    let pages = VersionedCache<String, ByteBuffer>(capacity: 128)
     let health = VersionedCache<Int, HealthSnapshot>(capacity: 1)
     let jobs: JobRunner
 

@@ -171,6 +171,11 @@ struct ListResponse<Item: JSONWritable & Sendable>: ResponseGenerator, Sendable 
     var links: ListLinks?
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        JSONWriter.response(bytes)
+    }
+
+    /// The encoded body, also what the list-page cache keeps.
+    var bytes: ByteBuffer {
         var json = JSONWriter(capacity: 1024 + data.count * 900)
         json.beginObject()
         json.key("data")
@@ -186,7 +191,7 @@ struct ListResponse<Item: JSONWritable & Sendable>: ResponseGenerator, Sendable 
             links.write(to: &json)
         }
         json.endObject()
-        return json.response()
+        return json.buffer
     }
 }
 

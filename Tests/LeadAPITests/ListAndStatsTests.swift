@@ -226,6 +226,21 @@ struct ListAndStatsTests {
             _ = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "fresh@example.com"])
             let after = try await client.call(.get, "/api/v1/leads/stats", key: api.reader).data["total"] as? Int
             #expect(after == (before ?? 0) + 1)
+
+            // So do cached list pages: a new lead heads the newest-first page, and an edit shows.
+            let newest = "/api/v1/leads?sort=created_at&direction=desc&per_page=5"
+            let first = try await client.call(.get, newest, key: api.reader)
+            #expect(first.list.first?["email"] as? String == "fresh@example.com")
+            let again = try await client.call(.get, newest, key: api.reader)
+            #expect(again.text == first.text, "an unchanged store answers the same page")
+            _ = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "fresher@example.com"])
+            let moved = try await client.call(.get, newest, key: api.reader)
+            #expect(moved.list.first?["email"] as? String == "fresher@example.com")
+            #expect(moved.meta["total"] as? Int == (first.meta["total"] as? Int ?? 0) + 1)
+            let id = try #require(moved.list.first?["id"] as? Int)
+            _ = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["company": "Edited Co"])
+            let edited = try await client.call(.get, newest, key: api.reader)
+            #expect(edited.list.first?["company"] as? String == "Edited Co")
         }
     }
 

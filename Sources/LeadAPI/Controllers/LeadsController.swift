@@ -36,9 +36,16 @@ struct LeadsController {
 
     // MARK: Lists
 
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
-        let query = try LeadListQuery(request)
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> Response {
+        let query = try LeadListQuery(request)  // a bad query is a 422, never a cached page
         let path = request.uri.path
+        let body = try await services.pages.value(for: request.uri.description, version: services.changes.version()) {
+            try await page(query, path: path).bytes
+        }
+        return JSONWriter.response(body)
+    }
+
+    private func page(_ query: LeadListQuery, path: String) async throws -> ListResponse<LeadJSON> {
         let total = try await count(query.filter)
         if let cursor = query.cursor {
             let page = try await store.reader.read { db in
