@@ -10,6 +10,8 @@ public final class LeadScorer: Sendable {
     public let model: ScoringModel
     private let standardizer: Standardizer
     private let weights: [Double]
+    /// The detail of each score change this scorer records in a lead's timeline.
+    private let timelineDetail: String
 
     public struct Summary: Sendable, Equatable {
         public var scored = 0
@@ -43,6 +45,8 @@ public final class LeadScorer: Sendable {
         self.model = model
         standardizer = Standardizer(means: model.means, stds: model.stds)
         weights = model.weights
+        let detail = try? JSONSerialization.data(withJSONObject: ["model_version": model.version], options: [.sortedKeys])
+        timelineDetail = detail.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         self.afterChunkRead = afterChunkRead
     }
 
@@ -204,7 +208,7 @@ public final class LeadScorer: Sendable {
             INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail)
             VALUES (?, ?, 'score_changed', ?, ?, ?)
             """)
-        let detail = String(decoding: try JSONEncoder().encode(["model_version": model.version]), as: UTF8.self)
+        let detail = timelineDetail
         var results: [Scored] = []
         results.reserveCapacity(rows.count)
         for i in 0..<rows.count {
