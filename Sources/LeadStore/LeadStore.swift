@@ -15,11 +15,18 @@ public struct LeadStore: Sendable {
     }
 
     /// Opens (creating when needed) the store at `path` and migrates it to the current schema.
-    public static func open(path: String, logger: Logger = Logger(label: "leadlens.store")) throws -> LeadStore {
+    ///
+    /// - Parameter memoryMapped: read pages through mmap(2) rather than read(2). The server's
+    ///   random-access writes spent most of their time copying pages with read(2) (perf,
+    ///   measured), so it maps the file; a command that scans the store (a report, a rescore)
+    ///   does not, because every mapped page it touches counts in its resident size: a
+    ///   1.1M-lead report peaked at 694 MiB mapped, against 192 MiB read.
+    public static func open(path: String, logger: Logger = Logger(label: "leadlens.store"),
+                            memoryMapped: Bool = false) throws -> LeadStore {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let pool = try DatabasePool(path: path, configuration: configuration())
+        let pool = try DatabasePool(path: path, configuration: configuration(memoryMapped: memoryMapped))
         let store = LeadStore(writer: pool)
         try store.migrate(logger: logger)
         return store
@@ -42,7 +49,7 @@ public struct LeadStore: Sendable {
         logger.info("migrated store", metadata: ["store.migrations": "\(pending.joined(separator: ","))"])
     }
 
-    static func configuration() -> Configuration {
+    static func configuration(memoryMapped: Bool = false) -> Configuration {
         var config = Configuration()
         config.label = "leadlens"
         // Readers never wait on the writer in WAL mode; writers from other processes (a second
@@ -53,8 +60,6 @@ public struct LeadStore: Sendable {
             // is what a killed ingest needs; FULL would fsync every batch for no gain in safety.
             // 16 KiB pages: a third fewer B-tree pages to split and rewrite on the ingest path
             // (measured ~12% faster ingest than 4 KiB). Only takes effect on a new database.
-            // mmap: pages are read from the OS cache in place rather than copied by read(2)
-            // calls, which dominated random-access API writes on a 3 GB store (perf, measured).
             // A larger auto-checkpoint lets a page rewritten by many small transactions reach the
             // main file once per checkpoint instead of once per 1000 WAL pages.
             try db.execute(sql: """
@@ -62,9 +67,9 @@ public struct LeadStore: Sendable {
                 PRAGMA synchronous = NORMAL;
                 PRAGMA temp_store = MEMORY;
                 PRAGMA cache_size = -65536;
-                PRAGMA mmap_size = 2147418112;
                 PRAGMA wal_autocheckpoint = 8192;
                 """)
+            if memoryMapped { try db.execute(sql: "PRAGMA mmap_size = 2147418112") }
         }
         return config
     }

@@ -32,7 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve")
+        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", memoryMapped: true)
         // A store with no active model scores with the shipped default.
         _ = try? models.activeModel(leadStore)
         var configuration = APIConfiguration(version: LeadLens.version)
