@@ -1,4 +1,5 @@
 import Foundation
+import LeadStore
 
 /// A 5-field cron expression — minute, hour, day of month, month, day of week — with `*`, single
 /// values, ranges `a-b`, steps `*/n`, `a-b/n` and `a/n`, lists `a,b-c`, month names JAN–DEC,
@@ -192,15 +193,8 @@ enum Civil {
     static func floorMod(_ a: Int64, _ b: Int64) -> Int64 { a - floorDiv(a, b) * b }
 
     static func date(fromDays days: Int64) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = floorDiv(z, 146_097)
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (Int(yoe + era * 400 + (m <= 2 ? 1 : 0)), Int(m), Int(d))
+        let date = LeadStats.civilDate(days)
+        return (Int(date.year), Int(date.month), Int(date.day))
     }
 
     static func days(year: Int, month: Int, day: Int) -> Int64 {

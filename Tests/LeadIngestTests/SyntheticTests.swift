@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import LeadStore
 @testable import LeadIngest
 
 @Suite("Synthetic data generator")
@@ -288,7 +289,7 @@ struct SyntheticTests {
         for days in stride(from: -135_000, through: 2_900_000, by: 997) {
             let date = Date(timeIntervalSince1970: Double(days) * 86_400)
             let c = calendar.dateComponents([.year, .month, .day], from: date)
-            let (y, m, d) = Synthetic.civil(fromDays: Int64(days))
+            let (y, m, d) = LeadStats.civilDate(Int64(days))
             #expect(Int(y) == c.year && Int(m) == c.month && Int(d) == c.day, "day \(days)")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LeadStore
 
 extension Synthetic {
     /// Append-only buffered file writer with hand-rolled, locale-free formatting of the few shapes we
@@ -161,7 +162,7 @@ extension Synthetic {
         mutating func isoTimestamp(epochMillis ms: Int64, milliseconds: Bool) {
             let (secs, msPart) = Self.floorDivMod(ms, 1000)
             let (days, secOfDay) = Self.floorDivMod(secs, 86_400)
-            let (y, m, d) = Synthetic.civil(fromDays: days)
+            let (y, m, d) = LeadStats.civilDate(days)
             padded(Int(y), width: 4)
             byte(UInt8(ascii: "-")); two(Int(m))
             byte(UInt8(ascii: "-")); two(Int(d))
@@ -231,18 +232,5 @@ extension Synthetic {
                 byte(UInt8(ascii: "\""))
             }
         }
-    }
-
-    /// Proleptic Gregorian (year, month, day) from days since 1970-01-01 (Howard Hinnant's algorithm).
-    static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 }
