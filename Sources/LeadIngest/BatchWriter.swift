@@ -161,8 +161,14 @@ final class BatchWriter {
             }
         }
 
-        /// Inserts the pending events; duplicates (by dedupe key, in the store or earlier in
-        /// the batch) are skipped by INSERT OR IGNORE and simply do not come back from RETURNING.
+        /// What an event is unique by: its dedupe key within its lead.
+        struct EventKey: Hashable {
+            var leadID: Int64
+            var dedupeKey: Int64
+        }
+
+        /// Inserts the pending events; duplicates (the same lead and dedupe key, in the store or
+        /// earlier in the batch) are skipped by INSERT OR IGNORE and do not come back from RETURNING.
         mutating func insertPendingEvents() throws {
             var properties: [(eventID: Int64, messageID: String?, json: String)] = []
             var start = 0
@@ -170,12 +176,14 @@ final class BatchWriter {
                 let end = min(start + Self.rowsPerStatement, pendingEvents.count)
                 let rows = end - start
                 let insert = try RawStatement(db, sql: rows == Self.rowsPerStatement ? Self.insertEventsFullSQL : Self.insertEventsSQL(rows: rows))
-                var position: [Int64: Int] = [:]
+                var position: [EventKey: Int] = [:]
                 position.reserveCapacity(end - start)
                 var parameter: Int32 = 1
                 for index in start..<end {
                     let (leadID, event) = pendingEvents[index]
-                    if position[event.dedupeKey] == nil { position[event.dedupeKey] = index }
+                    // The first of a key's copies is the one inserted.
+                    let key = EventKey(leadID: leadID, dedupeKey: event.dedupeKey)
+                    if position[key] == nil { position[key] = index }
                     insert.bind(parameter, leadID)
                     insert.bind(parameter + 1, event.occurredAt)
                     insert.bind(parameter + 2, Int64(try writer.typeID(for: event.typeName, db: db)))
@@ -188,9 +196,9 @@ final class BatchWriter {
                 while try insert.step() {
                     inserted += 1
                     let eventID = insert.int64(0)
-                    guard let index = position[insert.int64(1)] else { continue }
+                    guard let index = position[EventKey(leadID: insert.int64(1), dedupeKey: insert.int64(2))] else { continue }
                     let (leadID, event) = pendingEvents[index]
-                    activity[leadID, default: LeadActivity()].add(typeID: Int(insert.int64(2)), at: event.occurredAt)
+                    activity[leadID, default: LeadActivity()].add(typeID: Int(insert.int64(3)), at: event.occurredAt)
                     if event.properties != nil || event.messageID != nil {
                         properties.append((eventID, event.messageID, event.properties ?? "{}"))
                     }
@@ -227,7 +235,7 @@ final class BatchWriter {
         static func insertEventsSQL(rows: Int) -> String {
             "INSERT OR IGNORE INTO events (lead_id, occurred_at, type_id, value, dedupe_key) VALUES "
                 + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-                + " RETURNING id, dedupe_key, type_id"
+                + " RETURNING id, lead_id, dedupe_key, type_id"
         }
 
         static func insertPropertiesSQL(rows: Int) -> String {
@@ -241,8 +249,14 @@ final class BatchWriter {
             let select = try RawStatement(db, sql: """
                 SELECT event_count, first_at, last_at, type_counts, type_last_at FROM lead_activity WHERE lead_id = ?
                 """)
-            let upsert = try RawStatement(db, sql: """
-                INSERT OR REPLACE INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at)
+            // An existing row is updated rather than replaced: with its blobs the same size, SQLite
+            // overwrites the cell in place instead of deleting and re-inserting it.
+            let update = try RawStatement(db, sql: """
+                UPDATE lead_activity SET event_count = ?2, first_at = ?3, last_at = ?4, type_counts = ?5, type_last_at = ?6
+                WHERE lead_id = ?1
+                """)
+            let insert = try RawStatement(db, sql: """
+                INSERT INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at)
                 VALUES (?, ?, ?, ?, ?, ?)
                 """)
             let touchLead = try RawStatement(db, sql: """
@@ -252,7 +266,8 @@ final class BatchWriter {
                 writer.touchedInTransaction.insert(leadID)
                 var total = delta
                 select.bind(1, leadID)
-                if try select.step() {
+                let exists = try select.step()
+                if exists {
                     var stored = LeadActivity(
                         eventCount: select.int64(0), firstAt: select.int64(1), lastAt: select.int64(2),
                         counts: Float64Blob.decode(select.blob(3)), lastAtByType: Float64Blob.decode(select.blob(4)))
@@ -260,6 +275,7 @@ final class BatchWriter {
                     total = stored
                 }
                 select.reset()
+                let upsert = exists ? update : insert
                 upsert.bind(1, leadID)
                 upsert.bind(2, total.eventCount)
                 upsert.bind(3, total.firstAt)

@@ -125,6 +125,20 @@ extension LeadActivity {
         }
         return result
     }
+
+    /// One lead's aggregate recomputed from its events; nil when it has none.
+    public static func recompute(_ db: Database, leadID: Int64) throws -> LeadActivity? {
+        var result: LeadActivity?
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT type_id, count(*), min(occurred_at), max(occurred_at)
+            FROM events WHERE lead_id = ? GROUP BY type_id
+            """, arguments: [leadID])
+        while let row = try rows.next() {
+            result = result ?? LeadActivity()
+            result!.add(typeID: row[0], count: row[1], first: row[2], last: row[3])
+        }
+        return result
+    }
 }
 
 extension Float64Blob {

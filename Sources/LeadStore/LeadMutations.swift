@@ -203,7 +203,11 @@ public enum LeadMutations {
               let merged = try LeadRecord.fetch(id: duplicate, in: db) else { throw Failure.notFound }
         let mergedIdentity = try Row.fetchOne(db, sql: "SELECT phone_digits, anonymous_id FROM leads WHERE id = ?", arguments: [duplicate])
 
-        try db.execute(sql: "UPDATE events SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        // Dedupe keys are unique per lead: an event both leads received (one message, resolved to
+        // each before they were known to be one person) is kept once, on the primary.
+        try db.execute(sql: "UPDATE OR IGNORE events SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        try db.execute(sql: "DELETE FROM events WHERE lead_id = ?", arguments: [duplicate])
+        let droppedSharedEvents = db.changesCount > 0
         try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         try db.execute(sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) SELECT ?, tag FROM lead_tags WHERE lead_id = ?",
                        arguments: [primary, duplicate])
@@ -213,7 +217,9 @@ public enum LeadMutations {
             SELECT ?, field_id, value, number FROM lead_custom_values WHERE lead_id = ?
             """, arguments: [primary, duplicate])
         var activity = try LeadActivity.fetch(db, leadID: primary)
-        if let other = try LeadActivity.fetch(db, leadID: duplicate) {
+        if droppedSharedEvents {
+            activity = try LeadActivity.recompute(db, leadID: primary)
+        } else if let other = try LeadActivity.fetch(db, leadID: duplicate) {
             if activity == nil { activity = other } else { activity!.merge(other) }
         }
 

@@ -33,6 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", memoryMapped: true)
+        try leadStore.prepareForServing()
         // A store with no active model scores with the shipped default.
         _ = try? models.activeModel(leadStore)
         var configuration = APIConfiguration(version: LeadLens.version)
@@ -46,7 +47,10 @@ struct ServeCommand: AsyncParsableCommand {
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
         // The report scheduler, when --report-schedule is given, runs in the server's service group.
         let schedulers = try reports.schedulers(store: leadStore, database: store.db, logger: store.makeLogger(label: "leadlens.reports"))
+        // Services stop in reverse order: the checkpointer last, after the server's final commits.
+        let checkpointer = WALCheckpointer(path: store.db, logger: store.makeLogger(label: "leadlens.checkpoint"))
         try await ServiceGroup(configuration: .init(
-            services: [app as any Service] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+            services: [checkpointer as any Service, app] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)).run()
     }
 }

@@ -89,6 +89,56 @@ struct ActivityTests {
     }
 }
 
+@Suite("Event dedupe")
+struct EventDedupeTests {
+    /// Two leads each given `keys` as events of type 1 at times 10, 20, …
+    private func twoLeads(_ first: [Int64], _ second: [Int64]) throws -> LeadStore {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            try db.execute(sql: "INSERT INTO event_types (id, name) VALUES (1, 'Viewed'), (2, 'Clicked')")
+            for (lead, keys) in [(1, first), (2, second)] {
+                try db.execute(sql: "INSERT INTO leads (id, email, created_at, updated_at) VALUES (?, ?, 0, 0)",
+                               arguments: [lead, "p\(lead)@x.io"])
+                for (index, key) in keys.enumerated() {
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO events (lead_id, occurred_at, type_id, dedupe_key) VALUES (?, ?, ?, ?)
+                        """, arguments: [lead, 10 * (index + 1) * lead, 1 + index % 2, key])
+                }
+            }
+            for (lead, activity) in try LeadActivity.recompute(db) {
+                try db.execute(sql: """
+                    INSERT INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [lead, activity.eventCount, activity.firstAt, activity.lastAt,
+                                     Data(Float64Blob.bytes(activity.counts)), Data(Float64Blob.bytes(activity.lastAtByType))])
+            }
+        }
+        return store
+    }
+
+    @Test("a dedupe key is unique within its lead, not across leads")
+    func uniquePerLead() throws {
+        let store = try twoLeads([7, 7, 8], [7])
+        try store.reader.read { (db: Database) throws in
+            #expect(try Int.fetchAll(db, sql: "SELECT lead_id FROM events ORDER BY lead_id, dedupe_key") == [1, 1, 2])
+        }
+    }
+
+    @Test("a merge keeps an event both leads received once, and the aggregate equals a recomputation")
+    func mergeDropsSharedEvents() throws {
+        for (first, second, kept) in [([1, 2, 3], [3, 4] as [Int64], 4), ([1, 2], [5, 6], 4), ([], [9], 1)] as [([Int64], [Int64], Int)] {
+            let store = try twoLeads(first, second)
+            try store.writer.write { db in try LeadMutations.merge(primary: 1, duplicate: 2, in: db) }
+            try store.reader.read { (db: Database) throws in
+                #expect(try Int64.fetchAll(db, sql: "SELECT dedupe_key FROM events WHERE lead_id = 1 ORDER BY dedupe_key")
+                        == Array(Set(first + second)).sorted())
+                #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events") == kept)
+                #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
+            }
+        }
+    }
+}
+
 @Suite("Lead lookup")
 struct LeadLookupTests {
     @Test("external id first, then LeadLens id; #N always the id; emails case-insensitive")

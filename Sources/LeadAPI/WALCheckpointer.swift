@@ -1,0 +1,40 @@
+import GRDB
+import LeadStore
+import Logging
+import ServiceLifecycle
+
+/// Checkpoints the store's WAL from a connection of its own, off the request path (see
+/// ``LeadStore/prepareForServing()``). Runs beside the server in its service group and stops
+/// with it.
+public struct WALCheckpointer: Service {
+    let path: String
+    let interval: Duration
+    let logger: Logger
+
+    public init(path: String, interval: Duration = .milliseconds(100), logger: Logger) {
+        self.path = path
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var configuration = Configuration()
+        configuration.label = "leadlens.checkpoint"
+        let connection = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? connection.close() }
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return  // cancelled
+            }
+            do {
+                try await LeadStore.checkpoint(connection)
+            } catch {
+                // A busy or failed checkpoint is retried on the next tick; the writer's own
+                // backstop checkpoint keeps the WAL bounded meanwhile.
+                logger.warning("checkpoint failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
