@@ -107,12 +107,15 @@ def run_prep(cmd: list, ok_codes=(0,)) -> tuple[str, float]:
 
 
 def prepare(binary: str) -> dict:
-    """The cached 1M-lead store, built when missing: generate, ingest --no-score, score --all."""
+    """The cached 1M-lead store, built when missing or laid out differently from a store this
+    build writes (page size, schema): generate, ingest --no-score, score --all."""
     stamp = DATA / "stamp.json"
     if not os.environ.get("BENCH_REFRESH") and stamp.is_file() and STORE.is_file():
         try:
             meta = json.loads(stamp.read_text())
-            if meta.get("requested_leads") == LEADS and meta.get("seed") == SEED:
+            if stale := h.stale_store(binary, STORE):
+                h.log(f"  prep: rebuilding the cached store: {stale}")
+            elif meta.get("requested_leads") == LEADS and meta.get("seed") == SEED:
                 h.log(f"  prep: cached {h.rel(STORE)} ({meta['leads']:,} leads, {meta['events']:,} events; "
                       "BENCH_REFRESH=1 rebuilds)")
                 return meta

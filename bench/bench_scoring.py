@@ -297,6 +297,9 @@ def prepare_big(binary: str) -> dict:
     stamp = BIG / "stamp.json"
     store = BIG / "store.sqlite"
     meta = read_stamp(stamp, requested_leads=BIG_LEADS, seed=SEED)
+    if meta and store.is_file() and (stale := h.stale_store(binary, store)):
+        h.log(f"  prep: rebuilding the cached store: {stale}")
+        meta = None
     if meta and store.is_file():
         h.log(f"  prep: cached {h.rel(store)} ({meta['leads']:,} leads; BENCH_REFRESH=1 rebuilds)")
         meta["cached"] = True

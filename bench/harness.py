@@ -94,6 +94,37 @@ def remove_db(path: os.PathLike | str) -> None:
             pass
 
 
+def store_layout(path: os.PathLike | str) -> dict:
+    """What decides whether a cached store stands for one this build writes: the page size and
+    the schema migrations applied."""
+    import sqlite3
+    con = sqlite3.connect(path)
+    try:
+        return {"page_size": con.execute("PRAGMA page_size").fetchone()[0],
+                "migrations": [r[0] for r in con.execute("SELECT identifier FROM grdb_migrations ORDER BY rowid")]}
+    finally:
+        con.close()
+
+
+def stale_store(binary: str, path: os.PathLike | str) -> str | None:
+    """Why the cached store at `path` differs from a new store of this build, or None when it
+    does not (then timing it measures this build, with no migration at start)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        empty = os.path.join(tmp, "empty.sqlite")
+        code, _, _ = spawn([binary, "keys", "list", "--db", empty], timeout=120)
+        if code != 0:
+            return f"{binary} keys list failed ({code})"
+        wanted = store_layout(empty)
+    try:
+        cached = store_layout(path)
+    except Exception as e:  # noqa: BLE001  (any unreadable cache is rebuilt)
+        return f"unreadable: {e}"
+    if cached == wanted:
+        return None
+    return (f"it has {cached['page_size']} B pages and {len(cached['migrations'])} migrations, "
+            f"this build writes {wanted['page_size']} B and {len(wanted['migrations'])}")
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

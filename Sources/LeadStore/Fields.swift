@@ -25,6 +25,23 @@ public enum FieldName {
     /// Case-insensitive, with spaces, underscores, dashes and dots ignored: "First Name",
     /// "first_name", "firstName" and "FIRST-NAME" all normalize to "firstname".
     public static func normalize(_ raw: some StringProtocol) -> String {
+        // Keys are almost always ASCII: lowercase their bytes without Unicode property lookups.
+        let ascii = raw.utf8.withContiguousStorageIfAvailable { bytes -> String? in
+            guard bytes.allSatisfy({ $0 < 0x80 }) else { return nil }
+            return String(unsafeUninitializedCapacity: bytes.count) { out in
+                var count = 0
+                for byte in bytes {
+                    switch byte {
+                    case UInt8(ascii: " "), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "\t"): continue
+                    case UInt8(ascii: "A")...UInt8(ascii: "Z"): out[count] = byte + 32
+                    default: out[count] = byte
+                    }
+                    count += 1
+                }
+                return count
+            }
+        }
+        if let ascii = ascii ?? nil { return ascii }
         var out = ""
         out.reserveCapacity(raw.utf8.count)
         for scalar in raw.unicodeScalars {

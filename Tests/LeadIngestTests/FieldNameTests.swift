@@ -28,4 +28,14 @@ struct FieldNameTests {
         let forms = ["Plan Interest", "plan_interest", "planInterest", "PLAN-INTEREST", " plan interest "]
         #expect(Set(forms.map(FieldName.normalize)) == ["planinterest"])
     }
+
+    @Test("Non-ASCII keys lowercase by Unicode rules, ASCII ones byte by byte, to the same forms")
+    func normalizeUnicode() {
+        #expect(FieldName.normalize("Größe_Ärger") == "größeärger")
+        #expect(FieldName.normalize("ÉTAT-Civil") == "étatcivil")
+        #expect(FieldName.normalize("E-MAIL.Address\t") == "emailaddress")
+        #expect(FieldName.normalize(Substring("xx First_Name").dropFirst(3)) == "firstname")
+        #expect(FieldName.normalize("") == "")
+        #expect(FieldName.knownField("É-mail") == nil && FieldName.knownField("E-Mail") == .email)
+    }
 }

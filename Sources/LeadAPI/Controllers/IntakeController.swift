@@ -17,11 +17,21 @@ struct IntakeController {
         api.post("events", use: events)
     }
 
-    struct IntakeResult: ResponseEncodable, Sendable {
-        let status: String
+    /// Intake's reply is not wrapped in `data`: `{"status", "lead_id", "is_duplicate"}`, as the
+    /// seed API's form clients read it.
+    struct IntakeResult: Sendable {
+        let created: Bool
         let leadID: Int64
-        let isDuplicate: Bool
-        enum CodingKeys: String, CodingKey { case status, leadID = "lead_id", isDuplicate = "is_duplicate" }
+
+        var response: Response {
+            var json = JSONWriter(capacity: 80)
+            json.beginObject()
+            json.key("status"); json.value(created ? "created" : "updated")
+            json.key("lead_id"); json.value(leadID)
+            json.key("is_duplicate"); json.value(!created)
+            json.endObject()
+            return JSONWriter.response(json.buffer, status: created ? .created : .ok)
+        }
     }
 
     @Sendable func intake(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -46,8 +56,7 @@ struct IntakeController {
             _ = try scorer.rescore(ids: result.touched, in: db)
             return result.leads[0]
         }
-        let body = IntakeResult(status: lead.created ? "created" : "updated", leadID: lead.id, isDuplicate: !lead.created)
-        return try EditedResponse(status: lead.created ? .created : .ok, response: body).response(from: request, context: context)
+        return IntakeResult(created: lead.created, leadID: lead.id).response
     }
 
     /// Decodes application/x-www-form-urlencoded ("+" is a space), keeping repeated keys.
