@@ -12,8 +12,8 @@ import Synchronization
 /// failure after a write rolls the whole transaction back, and each request of the batch then runs
 /// again in a transaction of its own; request bodies are plain database work, safe to re-run.
 /// Savepoints per request would isolate failures too, but SQLite copies every page a savepoint
-/// first touches into its sub-journal: 16 KiB per random page, tens of MB for one batch of
-/// events, and statement releases inside a savepoint walk that in-memory journal from its start.
+/// first touches into its sub-journal (tens of MB for one batch of events with 16 KiB pages),
+/// and statement releases inside a savepoint walk that in-memory journal from its start.
 /// They made POST /events ~5× slower.
 final class WriteCoalescer: Sendable {
     private typealias Work = @Sendable (Database) throws -> any Sendable

@@ -16,7 +16,8 @@ extension Ingest {
         public var batchSize = 5_000
         /// A transaction commits once it holds this many records, or after ``commitInterval``.
         /// Large transactions amortize the index pages every commit rewrites into the WAL: the
-        /// dedupe index takes inserts at random places, so one page may hold many of a batch's keys.
+        /// leads' indexes (email, name, ...) take inserts at random places, so one page may hold
+        /// many of a batch's keys.
         public var recordsPerTransaction = 100_000
         public var commitInterval: TimeInterval = 2
         /// NDJSON lines longer than this are rejected unread; a Segment batch is at most 500 KB.
