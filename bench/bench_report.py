@@ -41,9 +41,15 @@ OUT_PEER = SCRATCH / "peer"
 def find_store(binary: str) -> Path:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     mine = sorted(glob.glob(str(SCRATCH / "big-*.sqlite")))
+    if mine and (stale := h.stale_store(binary, mine[0])):
+        h.log(f"rebuilding {h.rel(mine[0])}: {stale}")
+        for suffix in ("", "-wal", "-shm"):
+            Path(mine[0] + suffix).unlink(missing_ok=True)
+        mine = []
     if mine:
         return Path(mine[0])
-    scoring = sorted(glob.glob(str(h.OUT / "scoring" / "big-*-s7" / "store.sqlite")))
+    scoring = [p for p in sorted(glob.glob(str(h.OUT / "scoring" / "big-*-s7" / "store.sqlite")))
+               if not h.stale_store(binary, p)]
     target = SCRATCH / f"big-{LEADS}.sqlite"
     if scoring:
         h.log(f"copying {h.rel(scoring[0])} to {h.rel(target)}")

@@ -30,7 +30,10 @@ public struct WALCheckpointer: Service {
             }
             do {
                 try await LeadStore.checkpoint(connection)
+            } catch is CancellationError {
+                return
             } catch {
+                if Task.isCancelled { return }  // interrupted mid-checkpoint by the cancellation
                 // A busy or failed checkpoint is retried on the next tick; the writer's own
                 // backstop checkpoint keeps the WAL bounded meanwhile.
                 logger.warning("checkpoint failed", metadata: ["error": "\(error)"])

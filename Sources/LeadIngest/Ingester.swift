@@ -15,9 +15,9 @@ extension Ingest {
         /// Records parsed and written per batch; also the granularity at which a stop request is seen.
         public var batchSize = 5_000
         /// A transaction commits once it holds this many records, or after ``commitInterval``.
-        /// Large transactions amortize the index pages every commit rewrites into the WAL: the
-        /// leads' indexes (email, name, ...) take inserts at random places, so one page may hold
-        /// many of a batch's keys.
+        /// Large transactions amortize the index pages every commit rewrites into the WAL: events
+        /// for scattered leads insert at random places of the per-lead event indexes, as leads do
+        /// in theirs (email, name, ...), so one page may hold many of a batch's keys.
         public var recordsPerTransaction = 100_000
         public var commitInterval: TimeInterval = 2
         /// NDJSON lines longer than this are rejected unread; a Segment batch is at most 500 KB.

@@ -25,10 +25,9 @@ struct AuthTests {
             headers[HTTPFields.Element.Name("X-API-Key")!] = api.reader
             let viaHeader = try await client.execute(uri: "/api/v1/leads", method: .get, headers: headers) { $0.status }
             #expect(viaHeader == .ok)
-            for (value, expected) in [("bearer  \(api.reader)\t ", HTTPResponse.Status.ok), ("Bearer  ", .unauthorized)] {
-                let padded = try await client.execute(uri: "/api/v1/leads", method: .get, headers: [.authorization: value]) { $0.status }
-                #expect(padded == expected, "Authorization: \(value.prefix(9))…")
-            }
+            let padded = try await client.execute(uri: "/api/v1/leads", method: .get,
+                                                  headers: [.authorization: "bearer \t \(api.reader)"]) { $0.status }
+            #expect(padded == .ok)
 
             let created = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "temp", "scopes": ["read"]])
             #expect(created.status == .created)

@@ -27,6 +27,10 @@ struct WALCheckpointerTests {
             }
         }
         #expect(fileSize(path) < before + 1_000_000, "the writer checkpointed by itself")
+        let (backstop, cache) = try await store.writer.writeWithoutTransaction { db in
+            (try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"), try Int.fetchOne(db, sql: "PRAGMA cache_size"))
+        }
+        #expect(backstop == (512 << 20) / 4096 && cache == -524_288)
 
         let checkpointer = WALCheckpointer(path: path, interval: .milliseconds(10), logger: Logger(label: "test"))
         let running = Task { try await checkpointer.run() }
@@ -34,14 +38,9 @@ struct WALCheckpointerTests {
         while fileSize(path) < before + 2_000_000, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        running.cancel()
-        try await running.value  // returns once cancelled
+        // Only a checkpoint grows the main file: the leads' pages reached it from the service.
         #expect(fileSize(path) >= before + 2_000_000)
-
-        // The main file alone now holds the leads: a copy of it without the WAL has them all.
-        let copy = directory.appendingPathComponent("main-only.sqlite").path
-        try FileManager.default.copyItem(atPath: path, toPath: copy)
-        let mainOnly = try DatabaseQueue(path: copy)
-        #expect(try await mainOnly.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 4000)
+        running.cancel()
+        try await running.value  // returns, without an error, once cancelled
     }
 }

@@ -52,9 +52,9 @@ struct AuthMiddleware: RouterMiddleware {
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
+                // Header values arrive with outer whitespace already stripped (swift-http-types).
                 let token = parts[1].trimmingPrefix(while: { $0 == " " || $0 == "\t" })
-                let end = token.lastIndex(where: { $0 != " " && $0 != "\t" })
-                return end.map { String(token[...$0]) }
+                return token.isEmpty ? nil : String(token)
             }
         }
         if let header = HTTPFields.Element.Name("X-API-Key"), let key = request.headers[header], !key.isEmpty {
