@@ -22,7 +22,7 @@ struct HealthController {
             json.beginObject()
             json.key("status"); json.value(status)
             json.key("version"); json.value(version)
-            json.key("timestamp"); json.value(APIDate.string(Int64(timestamp.timeIntervalSince1970 * 1000)))
+            json.key("timestamp"); json.date(Int64(timestamp.timeIntervalSince1970 * 1000))
             json.key("leads"); json.value(leads)
             json.key("model_version"); json.value(modelVersion)
             json.endObject()

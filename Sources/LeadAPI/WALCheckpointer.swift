@@ -1,11 +1,11 @@
 import GRDB
-import LeadStore
 import Logging
 import ServiceLifecycle
 
-/// Checkpoints the store's WAL from a connection of its own, off the request path (see
-/// ``LeadStore/prepareForServing()``). Runs beside the server in its service group and stops
-/// with it.
+/// Checkpoints a serving store's WAL (see `LeadStore.open(path:logger:serving:)`) from a
+/// connection of its own, off the request path. A passive checkpoint copies committed WAL frames
+/// into the database file without waiting for, or blocking, the writer or readers. Runs beside
+/// the server in its service group and stops with it.
 public struct WALCheckpointer: Service {
     let path: String
     let interval: Duration
@@ -29,7 +29,7 @@ public struct WALCheckpointer: Service {
                 return  // cancelled
             }
             do {
-                try await LeadStore.checkpoint(connection)
+                _ = try await connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             } catch is CancellationError {
                 return
             } catch {

@@ -16,19 +16,33 @@ public struct LeadStore: Sendable {
 
     /// Opens (creating when needed) the store at `path` and migrates it to the current schema.
     ///
-    /// - Parameter memoryMapped: read pages through mmap(2) rather than read(2). The server's
-    ///   random-access writes spent most of their time copying pages with read(2) (perf,
-    ///   measured), so it maps the file; a command that scans the store (a report, a rescore)
-    ///   does not, because every mapped page it touches counts in its resident size: a
-    ///   1.1M-lead report peaked at 694 MiB mapped, against 192 MiB read.
+    /// - Parameter serving: open for a long-running server, whose writes are many small commits
+    ///   on random rows of a large store:
+    ///   - pages are read through mmap(2) rather than read(2): the server's random-access writes
+    ///     spent most of their time copying pages with read(2) (perf, measured). A command that
+    ///     scans the store (a report, a rescore) does not map it, because every mapped page it
+    ///     touches counts in its resident size: a 1.1M-lead report peaked at 694 MiB mapped,
+    ///     against 192 MiB read;
+    ///   - the writer gets a 512 MiB page cache (it grows only as pages are used), so a group
+    ///     commit of random leads does not spill dirty pages into the WAL before it commits;
+    ///   - the writer leaves checkpoints to a connection of its own (the API's `WALCheckpointer`),
+    ///     so it no longer copies the WAL into the database file and fsyncs it inside a request's
+    ///     commit (perf: about a fifth of the writer's samples under POST /events). It still
+    ///     checkpoints past 512 MiB of WAL, a backstop should that never happen.
     public static func open(path: String, logger: Logger = Logger(label: "leadlens.store"),
-                            memoryMapped: Bool = false) throws -> LeadStore {
+                            serving: Bool = false) throws -> LeadStore {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let pool = try DatabasePool(path: path, configuration: configuration(memoryMapped: memoryMapped))
+        let pool = try DatabasePool(path: path, configuration: configuration(memoryMapped: serving))
         let store = LeadStore(writer: pool)
         try store.migrate(logger: logger)
+        if serving {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA cache_size = -524288")
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(try walPages(bytes: 512 << 20, db))")
+            }
+        }
         return store
     }
 
@@ -78,35 +92,9 @@ public struct LeadStore: Sendable {
 }
 
 extension LeadStore {
-    /// Settings for a long-running server's writer connection, which takes many small commits
-    /// scattered over a large store:
-    /// - a 512 MiB page cache (it grows only as pages are used), so a group commit of random
-    ///   leads does not spill dirty pages into the WAL before it commits;
-    /// - checkpoints run by ``checkpoint(_:)`` from another connection, so the writer no longer
-    ///   copies the WAL into the database file and fsyncs it inside a request's commit (perf: a
-    ///   quarter of POST /events' writer time). The writer still checkpoints past 512 MiB of WAL,
-    ///   as a backstop should that never happen.
-    public func prepareForServing() throws {
-        try writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA cache_size = -524288")
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(try Self.walPages(bytes: 512 << 20, db))")
-        }
-    }
-
     /// `bytes` of WAL in pages of this database (older stores have 16 KiB pages).
     static func walPages(bytes: Int, _ db: Database) throws -> Int {
         bytes / max(512, try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096)
-    }
-
-    /// Runs a passive checkpoint on `connection`, a connection of its own to this store's file:
-    /// it copies committed WAL frames into the database file without waiting for, or blocking,
-    /// the writer or readers. Returns the WAL's frame count and how many are checkpointed.
-    @discardableResult
-    public static func checkpoint(_ connection: DatabaseQueue) async throws -> (walFrames: Int, checkpointed: Int) {
-        try await connection.writeWithoutTransaction { db in
-            let result = try db.checkpoint(.passive)
-            return (result.walFrameCount, result.checkpointedFrameCount)
-        }
     }
 
     /// Current time in the store's unit: unix milliseconds.

@@ -43,9 +43,9 @@ enum DateArgument {
 
 extension LeadStore {
     /// Opens the store for a command, exiting with status 2 when it cannot be opened.
-    static func openForCommand(_ options: StoreOptions, label: String, memoryMapped: Bool = false) throws -> LeadStore {
+    static func openForCommand(_ options: StoreOptions, label: String, serving: Bool = false) throws -> LeadStore {
         do {
-            return try LeadStore.open(path: options.db, logger: options.makeLogger(label: label), memoryMapped: memoryMapped)
+            return try LeadStore.open(path: options.db, logger: options.makeLogger(label: label), serving: serving)
         } catch {
             Terminal.error("cannot open the store at \(options.db): \(error)")
             throw ExitCode(2)

@@ -32,8 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", memoryMapped: true)
-        try leadStore.prepareForServing()
+        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", serving: true)
         // A store with no active model scores with the shipped default.
         _ = try? models.activeModel(leadStore)
         var configuration = APIConfiguration(version: LeadLens.version)

@@ -16,8 +16,7 @@ struct WALCheckpointerTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("store.sqlite").path
-        let store = try LeadStore.open(path: path)
-        try store.prepareForServing()
+        let store = try LeadStore.open(path: path, serving: true)
         let before = fileSize(path)
         // ~2 MB of leads: far below the writer's own 512 MiB checkpoint backstop.
         try await store.writer.write { db in

@@ -9,6 +9,22 @@ import Testing
 struct WriteCoalescerTests {
     struct Refused: Error {}
 
+    /// Runs `write(i)` for 0..<count at once; i → whether it returned true (false when it threw).
+    static func concurrentWrites(_ count: Int, _ write: @escaping @Sendable (Int) async throws -> Bool) async -> [Int: Bool] {
+        await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<count {
+                group.addTask { (i, (try? await write(i)) ?? false) }
+            }
+            var outcomes: [Int: Bool] = [:]
+            for await (i, ok) in group { outcomes[i] = ok }
+            return outcomes
+        }
+    }
+
+    static func externalIDs(_ api: TestAPI) async throws -> Set<String> {
+        Set(try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT external_id FROM leads") })
+    }
+
     final class RunCounts: Sendable {
         let runs = Mutex<[Int: Int]>([:])
     }
@@ -18,27 +34,16 @@ struct WriteCoalescerTests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let coalescer = WriteCoalescer(writer: api.store.writer)
-        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
-            for i in 0..<200 {
-                group.addTask {
-                    do {
-                        let id = try await coalescer.write { db -> Int64 in
-                            try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
-                                           arguments: ["G\(i)"])
-                            if i % 7 == 0 { throw Refused() }
-                            return db.lastInsertedRowID
-                        }
-                        return (i, id > 0)
-                    } catch {
-                        return (i, false)
-                    }
-                }
+        let outcomes = await Self.concurrentWrites(200) { i in
+            let id = try await coalescer.write { db -> Int64 in
+                try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
+                               arguments: ["G\(i)"])
+                if i % 7 == 0 { throw Refused() }
+                return db.lastInsertedRowID
             }
-            var outcomes: [Int: Bool] = [:]
-            for await (i, ok) in group { outcomes[i] = ok }
-            return outcomes
+            return id > 0
         }
-        let stored = Set(try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT external_id FROM leads") })
+        let stored = try await Self.externalIDs(api)
         for i in 0..<200 {
             #expect(outcomes[i] == (i % 7 != 0))
             #expect(stored.contains("G\(i)") == (i % 7 != 0), "lead \(i)")
@@ -53,27 +58,16 @@ struct WriteCoalescerTests {
         defer { api.cleanUp() }
         let coalescer = WriteCoalescer(writer: api.store.writer)
         let counter = RunCounts()
-        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
-            for i in 0..<200 {
-                group.addTask {
-                    do {
-                        try await coalescer.write { db in
-                            counter.runs.withLock { $0[i, default: 0] += 1 }
-                            if i % 5 == 0 { throw Refused() }
-                            try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
-                                           arguments: ["C\(i)"])
-                        }
-                        return (i, true)
-                    } catch {
-                        return (i, false)
-                    }
-                }
+        let outcomes = await Self.concurrentWrites(200) { i in
+            try await coalescer.write { db in
+                counter.runs.withLock { $0[i, default: 0] += 1 }
+                if i % 5 == 0 { throw Refused() }
+                try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)",
+                               arguments: ["C\(i)"])
             }
-            var outcomes: [Int: Bool] = [:]
-            for await (i, ok) in group { outcomes[i] = ok }
-            return outcomes
+            return true
         }
-        let stored = Set(try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT external_id FROM leads") })
+        let stored = try await Self.externalIDs(api)
         let counts = counter.runs.withLock { $0 }
         for i in 0..<200 {
             #expect(outcomes[i] == (i % 5 != 0))

@@ -77,7 +77,7 @@ struct TimelineJSON: JSONWritable, Sendable {
     func write(to json: inout JSONWriter) {
         json.beginObject()
         json.key("kind"); json.value(entry.kind)
-        json.key("at"); json.value(APIDate.string(entry.at))
+        json.key("at"); json.date(entry.at)
         json.key("type"); json.value(entry.type)
         json.key("value"); json.value(entry.value)
         json.key("properties"); json.rawJSON(entry.properties)
