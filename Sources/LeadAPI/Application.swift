@@ -73,6 +73,8 @@ final class APIServices: Sendable {
     }
 
     let writes: WriteCoalescer
+    /// POST /events requests, merged per transaction.
+    let events: EventBatcher
 
     /// Every write the API makes goes through here: group-committed with the writes of
     /// concurrent requests, and noted so cached answers see it at once.
@@ -87,6 +89,7 @@ final class APIServices: Sendable {
         keys = KeyCache(store: store)
         changes = ChangeMonitor(store: store)
         writes = WriteCoalescer(writer: store.writer)
+        events = EventBatcher(writes: writes, scorer: scorer)
         jobs = JobRunner(store: store, logger: logger)
     }
 }

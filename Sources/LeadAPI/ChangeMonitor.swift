@@ -34,7 +34,7 @@ final class ChangeMonitor: Sendable {
         Task.detached { [weak self] in
             while let monitor = self {
                 if let version = try? await watcher.read({ db in try Int.fetchOne(db, sql: "PRAGMA data_version") }) {
-                    monitor.sampled.store(version ?? 0, ordering: .releasing)
+                    monitor.sampled.store(version, ordering: .releasing)
                 }
                 try? await Task.sleep(for: Self.interval)
             }
@@ -62,17 +62,29 @@ final class VersionedCache<Key: Hashable & Sendable, Value: Sendable>: Sendable 
         self.capacity = capacity
     }
 
-    /// The cached value for `key` at `version`, or `compute()`'s, which is then cached.
-    func value(for key: Key, version: Int?, compute: () async throws -> Value) async throws -> Value {
-        if let version, let hit = entries.withLock({ $0.version == version ? $0.values[key] : nil }) {
+    /// Computations under way: concurrent misses of one key at one version share one computation.
+    /// After a write every polling dashboard misses at once, and each computing the stats of a
+    /// 1M-lead store itself made the first answers to 16 connections take over a second.
+    private let inFlight = Mutex<[Key: (version: Int, task: Task<Value, any Error>)]>([:])
+
+    /// The cached value for `key` at `version`, or `compute()`'s, which is then cached. Without a
+    /// version nothing is cached or shared.
+    func value(for key: Key, version: Int?, compute: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        guard let version else { return try await compute() }
+        if let hit = entries.withLock({ $0.version == version ? $0.values[key] : nil }) {
             return hit
         }
-        let value = try await compute()
-        if let version {
-            entries.withLock { entries in
-                if entries.version != version || entries.values.count >= capacity { entries = (version, [:]) }
-                entries.values[key] = value
-            }
+        let task = inFlight.withLock { flights in
+            if let flight = flights[key], flight.version == version { return flight.task }
+            let task = Task { try await compute() }
+            flights[key] = (version, task)
+            return task
+        }
+        defer { inFlight.withLock { if $0[key]?.task == task { $0[key] = nil } } }
+        let value = try await task.value
+        entries.withLock { entries in
+            if entries.version != version || entries.values.count >= capacity { entries = (version, [:]) }
+            entries.values[key] = value
         }
         return value
     }

@@ -50,8 +50,18 @@ final class BatchWriter {
     /// Leads created, changed, or given new events in the open transaction: the ones whose
     /// score may have moved. Cleared when a transaction starts.
     var touchedInTransaction: Set<Int64> = []
-    /// Each record's lead of the last `write`, in record order, and whether it was created.
-    private(set) var resolved: [(leadID: Int64, created: Bool)] = []
+    /// What the last `write` did with each record, in record order.
+    private(set) var outcomes: [RecordOutcome] = []
+
+    struct RecordOutcome {
+        var leadID: Int64
+        /// The record created its lead.
+        var created = false
+        /// The record changed an existing lead's fields, custom values or tags.
+        var changed = false
+        /// The record's event was new to its lead (false without an event, or for a duplicate).
+        var eventAdded = false
+    }
 
     /// Bounds the identity caches: past this many entries they are dropped and refilled from the
     /// indexes, which keeps memory flat on inputs with millions of distinct leads.
@@ -108,7 +118,7 @@ final class BatchWriter {
         if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
             dropLeadCaches(keepingCapacity: true)
         }
-        resolved.removeAll(keepingCapacity: true)
+        outcomes.removeAll(keepingCapacity: true)
         var batch = Batch(db: db, writer: self)
         for record in records {
             try batch.apply(record)
@@ -126,7 +136,8 @@ final class BatchWriter {
         let writer: BatchWriter
         var counts = Ingest.Counts()
         var activity: [Int64: LeadActivity] = [:]
-        var pendingEvents: [(leadID: Int64, event: Ingest.Event)] = []
+        /// Each pending event with its lead and its record's position in `outcomes`.
+        var pendingEvents: [(leadID: Int64, event: Ingest.Event, record: Int)] = []
 
         /// Rows per multi-row INSERT: 100 × 5 parameters stays far below SQLite's limit.
         static let rowsPerStatement = 100
@@ -139,10 +150,11 @@ final class BatchWriter {
         mutating func apply(_ record: Ingest.Record) throws {
             let patch = record.lead
             let leadID: Int64
-            var created = false
+            var created = false, changed = false
             if let (existing, matchedBy) = try writer.findLive(patch.identity, db: db) {
                 leadID = existing
                 if try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db) {
+                    changed = true
                     if !writer.createdLeads.contains(leadID), writer.updatedLeads.insert(leadID).inserted {
                         counts.leadsUpdated += 1
                     }
@@ -155,10 +167,10 @@ final class BatchWriter {
                 counts.leadsCreated += 1
                 created = true
             }
-            writer.resolved.append((leadID, created))
             if let event = record.event {
-                pendingEvents.append((leadID, event))
+                pendingEvents.append((leadID, event, writer.outcomes.count))
             }
+            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed))
         }
 
         /// What an event is unique by: its dedupe key within its lead.
@@ -180,7 +192,7 @@ final class BatchWriter {
                 position.reserveCapacity(end - start)
                 var parameter: Int32 = 1
                 for index in start..<end {
-                    let (leadID, event) = pendingEvents[index]
+                    let (leadID, event, _) = pendingEvents[index]
                     // The first of a key's copies is the one inserted.
                     let key = EventKey(leadID: leadID, dedupeKey: event.dedupeKey)
                     if position[key] == nil { position[key] = index }
@@ -197,7 +209,8 @@ final class BatchWriter {
                     inserted += 1
                     let eventID = insert.int64(0)
                     guard let index = position[EventKey(leadID: insert.int64(1), dedupeKey: insert.int64(2))] else { continue }
-                    let (leadID, event) = pendingEvents[index]
+                    let (leadID, event, record) = pendingEvents[index]
+                    writer.outcomes[record].eventAdded = true
                     activity[leadID, default: LeadActivity()].add(typeID: Int(insert.int64(3)), at: event.occurredAt)
                     if event.properties != nil || event.messageID != nil {
                         properties.append((eventID, event.messageID, event.properties ?? "{}"))

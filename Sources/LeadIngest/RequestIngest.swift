@@ -35,11 +35,48 @@ extension Ingest {
 
         /// Writes records (leads and events).
         public func write(_ records: [Record], in db: Database) throws -> RequestResult {
+            try write(groups: [records], in: db)[0]
+        }
+
+        /// Writes the records of several requests in one pass, then splits what happened back
+        /// by request: each result is what writing its group alone, right after the groups
+        /// before it, would have given (a lead created by an earlier group counts as updated in a
+        /// later one; an event sent by two groups is added by the first). One pass means each
+        /// lead's activity is folded once however many requests touched it.
+        public func write(groups: [[Record]], in db: Database) throws -> [RequestResult] {
             writer.touchedInTransaction.removeAll()
+            _ = try writer.write(groups.count == 1 ? groups[0] : Array(groups.joined()), in: db)
+            var results: [RequestResult] = []
+            results.reserveCapacity(groups.count)
+            var start = 0
+            for group in groups {
+                results.append(Self.result(of: writer.outcomes[start..<start + group.count], records: group))
+                start += group.count
+            }
+            return results
+        }
+
+        private static func result(of outcomes: ArraySlice<BatchWriter.RecordOutcome>, records: [Record]) -> RequestResult {
             var result = RequestResult()
-            result.counts = try writer.write(records, in: db)
-            result.leads = writer.resolved.map { ($0.leadID, $0.created) }
-            result.touched = writer.touchedInTransaction.sorted()
+            result.leads.reserveCapacity(records.count)
+            var created = Set<Int64>(), updated = Set<Int64>(), touched = Set<Int64>()
+            for (outcome, record) in zip(outcomes, records) {
+                let lead = outcome.leadID
+                if outcome.created {
+                    result.counts.leadsCreated += 1
+                    created.insert(lead)
+                } else if outcome.changed {
+                    if !created.contains(lead), updated.insert(lead).inserted { result.counts.leadsUpdated += 1 }
+                } else if record.event == nil {
+                    result.counts.leadsUnchanged += 1
+                }
+                if record.event != nil {
+                    if outcome.eventAdded { result.counts.eventsAdded += 1 } else { result.counts.duplicateEvents += 1 }
+                }
+                if outcome.created || outcome.changed || outcome.eventAdded { touched.insert(lead) }
+                result.leads.append((lead, outcome.created))
+            }
+            result.touched = touched.sorted()
             return result
         }
 
