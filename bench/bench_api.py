@@ -516,6 +516,7 @@ def main() -> None:
         key_note = f"no API key ({e}); requests go without one"
         print(key_note, flush=True)
 
+    unclean: list[str] = []  # write scenarios' servers that did not stop cleanly
     try:
         health = Scenario("health", "GET", "/api/v1/health", "get.lua")
         stats = Scenario("stats", "GET", "/api/v1/leads/stats", "get.lua")
@@ -559,7 +560,8 @@ def main() -> None:
         for i, s in enumerate((events, events_hot, intake)):
             if i > 0:  # each write scenario on the store as built, not on what the one before wrote
                 peaks.append(server.peak_rss_mib())
-                stop_server(server)
+                if "cleanly" not in (how := stop_server(server)):
+                    unclean.append(f"after {(events, events_hot, intake)[i - 1].name}: {how}")
                 try:
                     fresh_copy()
                     server = start_server(binary)
@@ -636,8 +638,9 @@ def main() -> None:
         fig.add("leads created", "n/a", f"≥ {TARGET_INTAKE_PER_S:,}/s", "FAILED", intake.error)
 
     fig.section("server")
-    fig.add("shutdown on SIGTERM", "clean" if "cleanly" in stopped else "NOT clean", "clean",
-            verdict("cleanly" in stopped), stopped)
+    clean = "cleanly" in stopped and not unclean
+    fig.add("shutdown on SIGTERM", "clean" if clean else "NOT clean", "clean", verdict(clean),
+            "; ".join(unclean + [stopped]))
     fig.add("server peak RSS", f"{rss:.0f} MiB" if rss else "n/a", "", "", "VmHWM before shutdown")
     if key_note:
         fig.add("API key", "none", "", "", key_note)

@@ -43,8 +43,7 @@ def find_store(binary: str) -> Path:
     mine = sorted(glob.glob(str(SCRATCH / "big-*.sqlite")))
     if mine and (stale := h.stale_store(binary, mine[0])):
         h.log(f"rebuilding {h.rel(mine[0])}: {stale}")
-        for suffix in ("", "-wal", "-shm"):
-            Path(mine[0] + suffix).unlink(missing_ok=True)
+        h.remove_db(mine[0])
         mine = []
     if mine:
         return Path(mine[0])

@@ -76,11 +76,11 @@ final class APIServices: Sendable {
     /// POST /events requests, merged per transaction.
     let events: EventBatcher
 
-    /// Every write the API makes goes through here: group-committed with the writes of
-    /// concurrent requests, and noted so cached answers see it at once.
+    /// Every write the API makes goes through here (or through `events`, which shares the
+    /// coalescer): group-committed with the writes of concurrent requests. The coalescer notes
+    /// each transaction, so cached answers see it before its requests are answered.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        defer { changes.noteWrite() }
-        return try await writes.write(body)
+        try await writes.write(body)
     }
 
     init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
@@ -88,7 +88,8 @@ final class APIServices: Sendable {
         self.configuration = configuration
         keys = KeyCache(store: store)
         changes = ChangeMonitor(store: store)
-        writes = WriteCoalescer(writer: store.writer)
+        let changes = changes
+        writes = WriteCoalescer(writer: store.writer, afterTransaction: { changes.noteWrite() })
         events = EventBatcher(writes: writes, scorer: scorer)
         jobs = JobRunner(store: store, logger: logger)
     }

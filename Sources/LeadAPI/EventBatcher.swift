@@ -87,18 +87,22 @@ final class EventBatcher: Sendable {
     private func flush() async {
         let taken = Taken()
         let scorer = self.scorer
+        let written: Result<[Outcome], any Error>
         do {
             // Taken inside the transaction, as late as possible: whatever queued meanwhile joins.
-            let outcomes = try await writes.write { db in
+            written = .success(try await writes.write { db in
                 try Self.write(taken.get(self.takeQueued).map(\.records), scorer: scorer, in: db)
-            }
-            for (pending, outcome) in zip(taken.get(takeQueued), outcomes) { pending.continuation.resume(returning: outcome) }
+            })
         } catch {
-            let requests = taken.get(takeQueued)
-            guard requests.count > 1 else {
-                requests.first?.continuation.resume(throwing: error)
-                return
-            }
+            written = .failure(error)
+        }
+        let requests = taken.get(takeQueued)  // also when the transaction never ran its body
+        switch written {
+        case .success(let outcomes):
+            for (pending, outcome) in zip(requests, outcomes) { pending.continuation.resume(returning: outcome) }
+        case .failure(let error) where requests.count == 1:
+            requests[0].continuation.resume(throwing: error)
+        case .failure:
             for pending in requests {
                 let records = pending.records
                 do {

@@ -23,12 +23,20 @@ final class WriteCoalescer: Sendable {
     }
 
     private let writer: any DatabaseWriter
+    /// Runs after every transaction, committed or not, before its requests are answered.
+    private let afterTransaction: @Sendable () -> Void
     private let queue = Mutex<(pending: [Pending], draining: Bool)>(([], false))
     /// Bounds one transaction: events requests carry up to 5000 events each.
     static let maxRequestsPerTransaction = 64
 
-    init(writer: any DatabaseWriter) {
+    init(writer: any DatabaseWriter, afterTransaction: @escaping @Sendable () -> Void = {}) {
         self.writer = writer
+        self.afterTransaction = afterTransaction
+    }
+
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        defer { afterTransaction() }
+        return try await writer.write(body)
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -57,12 +65,12 @@ final class WriteCoalescer: Sendable {
             if batch.isEmpty { return }
             let works = batch.map(\.work)
             do {
-                let results = try await writer.write { db in try Self.runTogether(works, in: db) }
+                let results = try await transaction { db in try Self.runTogether(works, in: db) }
                 for (pending, result) in zip(batch, results) { pending.continuation.resume(with: result) }
             } catch is FailedAfterWriting where batch.count > 1 {
                 for pending in batch {
                     let result: Result<any Sendable, any Error>
-                    do { result = .success(try await writer.write { db in try pending.work(db) }) } catch { result = .failure(error) }
+                    do { result = .success(try await transaction { db in try pending.work(db) }) } catch { result = .failure(error) }
                     pending.continuation.resume(with: result)
                 }
             } catch let failure as FailedAfterWriting {

@@ -44,7 +44,6 @@ extension Ingest {
         /// later one; an event sent by two groups is added by the first). One pass means each
         /// lead's activity is folded once however many requests touched it.
         public func write(groups: [[Record]], in db: Database) throws -> [RequestResult] {
-            writer.touchedInTransaction.removeAll()
             _ = try writer.write(groups.count == 1 ? groups[0] : Array(groups.joined()), in: db)
             var results: [RequestResult] = []
             results.reserveCapacity(groups.count)

@@ -114,28 +114,23 @@ extension LeadActivity {
     /// Recomputes every aggregate from the events table. The maintained aggregates must always
     /// equal this; `leadlens` uses it to check and repair a store.
     public static func recompute(_ db: Database) throws -> [Int64: LeadActivity] {
-        var result: [Int64: LeadActivity] = [:]
-        let rows = try Row.fetchCursor(db, sql: """
-            SELECT lead_id, type_id, count(*), min(occurred_at), max(occurred_at)
-            FROM events GROUP BY lead_id, type_id
-            """)
-        while let row = try rows.next() {
-            let leadID: Int64 = row[0]
-            result[leadID, default: LeadActivity()].add(typeID: row[1], count: row[2], first: row[3], last: row[4])
-        }
-        return result
+        try recompute(db, only: nil)
     }
 
     /// One lead's aggregate recomputed from its events; nil when it has none.
     public static func recompute(_ db: Database, leadID: Int64) throws -> LeadActivity? {
-        var result: LeadActivity?
+        try recompute(db, only: leadID)[leadID]
+    }
+
+    private static func recompute(_ db: Database, only leadID: Int64?) throws -> [Int64: LeadActivity] {
+        var result: [Int64: LeadActivity] = [:]
         let rows = try Row.fetchCursor(db, sql: """
-            SELECT type_id, count(*), min(occurred_at), max(occurred_at)
-            FROM events WHERE lead_id = ? GROUP BY type_id
-            """, arguments: [leadID])
+            SELECT lead_id, type_id, count(*), min(occurred_at), max(occurred_at)
+            FROM events \(leadID == nil ? "" : "WHERE lead_id = ?") GROUP BY lead_id, type_id
+            """, arguments: leadID.map { [$0] } ?? [])
         while let row = try rows.next() {
-            result = result ?? LeadActivity()
-            result!.add(typeID: row[0], count: row[1], first: row[2], last: row[3])
+            let lead: Int64 = row[0]
+            result[lead, default: LeadActivity()].add(typeID: row[1], count: row[2], first: row[3], last: row[4])
         }
         return result
     }

@@ -114,7 +114,6 @@ struct IntakeController {
         } catch {
             throw APIError(.validationFailed, error.reason, errors: [error.field ?? "body": [error.reason]])
         }
-        defer { services.changes.noteWrite() }  // as `services.write` does: cached answers see it at once
         let outcome = try await services.events.write(parsed.records)
         let result = outcome.result, scored = outcome.scored
         APIMetrics.eventsIngested(result.counts.eventsAdded)
