@@ -35,6 +35,9 @@ extension Ingest {
         /// Polls until `shouldStop` turns true.
         public func run(shouldStop: @escaping () -> Bool) throws {
             logger.info("watching for files", metadata: ["watch.directory": "\(directory.path)"])
+            // A watched folder takes small files while the store serves queries: no bulk load
+            // here, and one that a one-off ingest left unfinished is completed first.
+            try ingester.store.restoreDeferredIndexes()
             while !shouldStop() {
                 _ = try scan(shouldStop: shouldStop)
                 let deadline = Date().addingTimeInterval(pollInterval)

@@ -11,6 +11,7 @@ public enum Schema {
         migrator.registerMigration("v4-api", migrate: createAPI)
         migrator.registerMigration("v5-covering-created-at", migrate: coverCreatedAt)
         migrator.registerMigration("v6-dedupe-per-lead", migrate: dedupePerLead)
+        migrator.registerMigration("v7-deferred-indexes", migrate: createDeferredIndexes)
         return migrator
     }
 
@@ -224,6 +225,19 @@ public enum Schema {
         try db.execute(sql: """
             DROP INDEX events_dedupe_key;
             CREATE UNIQUE INDEX events_lead_dedupe ON events(lead_id, dedupe_key);
+            """)
+    }
+
+    /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see
+    /// ``DeferredIndexes``). A migration that changes one of ``DeferredIndexes/names`` must
+    /// use IF EXISTS, since after an interrupted bulk load the index may be absent, and one that
+    /// drops such an index for good must also delete its row here.
+    static func createDeferredIndexes(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE deferred_indexes (
+                name TEXT PRIMARY KEY,
+                sql  TEXT NOT NULL
+            );
             """)
     }
 }

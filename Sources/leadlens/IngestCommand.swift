@@ -81,8 +81,27 @@ struct IngestCommand: ParsableCommand {
 
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
         let ingester = Ingester(store: leadStore, logger: logger, beforeCommit: rescoring?.hook)
+        // Into an empty store, the query indexes are built once at the end (see DeferredIndexes).
+        // They are built however the loop ends, a stop request or an unreadable file included.
+        let bulkLoad: Bool
+        do {
+            bulkLoad = try leadStore.deferIndexesIfEmpty()
+        } catch {
+            Terminal.error("cannot prepare the store at \(store.db): \(error)")
+            throw ExitCode(2)
+        }
         var anyRejected = false
         var unreadable = false
+        defer {
+            if bulkLoad {
+                Terminal.status("building indexes")
+                do {
+                    try leadStore.restoreDeferredIndexes()
+                } catch {
+                    Terminal.error("building the indexes failed: \(error); the next ingest or serve builds them")
+                }
+            }
+        }
         for path in paths {
             if stop.isStopped { break }
             let bar = Terminal.isInteractive ? ProgressBar(label: path == "-" ? "stdin" : (path as NSString).lastPathComponent) : nil

@@ -33,6 +33,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", serving: true)
+        let logger = store.makeLogger(label: "leadlens.api")
+        do {
+            // An ingest killed during a bulk load leaves its query indexes unbuilt: lists and
+            // stats would scan without them.
+            try leadStore.restoreDeferredIndexes()
+        } catch {
+            logger.warning("could not build the indexes an interrupted bulk load deferred; the next ingest will",
+                           metadata: ["error": "\(error)"])
+        }
         // A store with no active model scores with the shipped default.
         _ = try? models.activeModel(leadStore)
         var configuration = APIConfiguration(version: LeadLens.version)
@@ -41,7 +50,6 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.modelsDirectory = models.directory
         configuration.reportsDirectory = reports.reportsDir
         configuration.reportKeep = reports.reportKeep
-        let logger = store.makeLogger(label: "leadlens.api")
         let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
         // The report scheduler, when --report-schedule is given, runs in the server's service group.

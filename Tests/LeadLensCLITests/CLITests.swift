@@ -33,6 +33,23 @@ struct CLITests {
         }
     }
 
+    @Test("An ingest into an empty store builds its deferred indexes before it exits, even when a file fails")
+    func bulkLoadEndsFullyIndexed() throws {
+        let events = try file("events.ndjson", """
+            {"type":"track","event":"Demo Requested","userId":"u1","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}
+            {"type":"identify","userId":"u2","traits":{"email":"b@x.io","lastName":"Byron"}}
+
+            """)
+        #expect(try ingest([events, directory.appendingPathComponent("missing.ndjson").path]) == 2)
+        let store = try LeadStore.open(path: db)
+        #expect(try !store.reader.read(DeferredIndexes.arePending))
+        #expect(try indexDefinitions(store) == indexDefinitions(LeadStore.inMemory()))
+        let lastNames = try store.reader.read { db in
+            try String.fetchAll(db, sql: "SELECT last_name FROM leads INDEXED BY leads_last_name WHERE last_name IS NOT NULL")
+        }
+        #expect(lastNames == ["Byron"])
+    }
+
     @Test func exitStatusIsZeroWhenClean() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         #expect(try ingest([path]) == 0)
@@ -129,10 +146,16 @@ struct CrashTests {
         // check: consistent, then completed by the same command with no duplicates
         let store = try LeadStore.open(path: db)
         #expect(try store.reader.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
-        if killedMidway { #expect(afterKill > 0 && afterKill < total) }
+        if killedMidway {
+            #expect(afterKill > 0 && afterKill < total)
+            // The run began on an empty store, so it was a bulk load with its query indexes deferred.
+            #expect(try store.reader.read(DeferredIndexes.arePending))
+        }
         let second = try run()
         second.waitUntilExit()
         #expect(second.terminationStatus == 0)
+        #expect(try !store.reader.read(DeferredIndexes.arePending))
+        #expect(try indexDefinitions(store) == indexDefinitions(LeadStore.inMemory()))
         let (events, distinct, maintained, recomputed) = try store.reader.read { db in
             (try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
              try Int.fetchOne(db, sql: "SELECT count(DISTINCT dedupe_key) FROM events") ?? 0,
@@ -142,5 +165,14 @@ struct CrashTests {
         #expect(events == total && distinct == total)
         #expect(maintained == recomputed)
         #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == total / 10)
+    }
+}
+
+/// Every index of a store by name, with the SQL that created it.
+func indexDefinitions(_ store: LeadStore) throws -> [String: String] {
+    try store.reader.read { db in
+        Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+            SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+            """).map { ($0["name"] as String, $0["sql"] as String) })
     }
 }

@@ -1,0 +1,79 @@
+import GRDB
+@testable import LeadStore
+import Testing
+
+@Suite("Deferred indexes")
+struct DeferredIndexesTests {
+    /// Every index of the store by name, with the SQL that created it.
+    private func indexes(_ store: LeadStore) throws -> [String: String] {
+        try store.reader.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+                SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+                """).map { ($0["name"] as String, $0["sql"] as String) })
+        }
+    }
+
+    @Test("An empty store drops exactly the query indexes and builds them back as they were")
+    func defersAndRestoresOnAnEmptyStore() throws {
+        let store = try LeadStore.inMemory()
+        let before = try indexes(store)
+        #expect(Set(DeferredIndexes.names).isSubset(of: before.keys), "a deferrable index is missing from the schema")
+
+        #expect(try store.deferIndexesIfEmpty())
+
+        let during = try indexes(store)
+        #expect(Set(during.keys) == Set(before.keys).subtracting(DeferredIndexes.names))
+        // Lookups and uniqueness stay: ingest resolves leads and dedupes events through them.
+        for kept in ["leads_external_id", "leads_email", "leads_phone_digits", "leads_anonymous_id", "events_lead_dedupe"] {
+            #expect(during[kept] != nil, "\(kept) was dropped")
+        }
+        #expect(try store.reader.read(DeferredIndexes.arePending))
+
+        try store.restoreDeferredIndexes()
+        #expect(try indexes(store) == before)
+        #expect(try !store.reader.read(DeferredIndexes.arePending))
+    }
+
+    @Test func aStoreHoldingLeadsKeepsItsIndexes() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES ('L1', 1, 1)")
+        }
+        let before = try indexes(store)
+        #expect(try !store.deferIndexesIfEmpty())
+        #expect(try indexes(store) == before)
+    }
+
+    @Test("A load interrupted with indexes deferred goes on deferring them, even with leads stored")
+    func anInterruptedLoadStaysDeferred() throws {
+        let store = try LeadStore.inMemory()
+        let before = try indexes(store)
+        #expect(try store.deferIndexesIfEmpty())
+        // The interrupted load committed a lead before it stopped.
+        try store.writer.write { db in
+            try db.execute(sql: "INSERT INTO leads (external_id, score, created_at, updated_at) VALUES ('L1', 90, 1, 1)")
+        }
+        #expect(try store.deferIndexesIfEmpty())
+        #expect(try indexes(store)["leads_score"] == nil)
+
+        try store.restoreDeferredIndexes()
+        #expect(try indexes(store) == before)
+        // The rebuilt index holds the rows written while it was gone.
+        let viaIndex = try store.reader.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM leads INDEXED BY leads_score WHERE score >= 80")
+        }
+        #expect(viaIndex == 1)
+    }
+
+    @Test("Restoring skips an index something else built meanwhile, and runs twice harmlessly")
+    func restoreIsIdempotent() throws {
+        let store = try LeadStore.inMemory()
+        let before = try indexes(store)
+        #expect(try store.deferIndexesIfEmpty())
+        try store.writer.write { db in try db.execute(sql: before["leads_status"]!) }
+
+        try store.restoreDeferredIndexes()
+        try store.restoreDeferredIndexes()
+        #expect(try indexes(store) == before)
+    }
+}
