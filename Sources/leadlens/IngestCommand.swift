@@ -81,11 +81,18 @@ struct IngestCommand: ParsableCommand {
 
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
         let ingester = Ingester(store: leadStore, logger: logger, beforeCommit: rescoring?.hook)
-        // Into an empty store, the query indexes are built once at the end (see DeferredIndexes).
-        // They are built however the loop ends, a stop request or an unreadable file included.
+        // Into an empty store, files load with the query indexes built once at the end (see
+        // DeferredIndexes), however the loop ends, a stop request or an unreadable file included.
+        // Not from stdin: an event pipeline may keep it open for days, and the store serves
+        // queries meanwhile; indexes a killed load left pending are built first instead.
         let bulkLoad: Bool
         do {
-            bulkLoad = try leadStore.deferIndexesIfEmpty()
+            if paths.contains("-") {
+                try leadStore.restoreDeferredIndexes()
+                bulkLoad = false
+            } else {
+                bulkLoad = try leadStore.deferIndexesIfEmpty()
+            }
         } catch {
             Terminal.error("cannot prepare the store at \(store.db): \(error)")
             throw ExitCode(2)
