@@ -36,8 +36,12 @@ extension Ingest {
         public func run(shouldStop: @escaping () -> Bool) throws {
             logger.info("watching for files", metadata: ["watch.directory": "\(directory.path)"])
             // A watched folder takes small files while the store serves queries: no bulk load
-            // here, and one that a one-off ingest left unfinished is completed first.
-            try ingester.store.restoreDeferredIndexes()
+            // here, and the indexes of one that was killed are built first.
+            do {
+                try ingester.store.restoreDeferredIndexes()
+            } catch {
+                logger.warning("could not build the indexes a killed bulk load left", metadata: ["error": "\(error)"])
+            }
             while !shouldStop() {
                 _ = try scan(shouldStop: shouldStop)
                 let deadline = Date().addingTimeInterval(pollInterval)

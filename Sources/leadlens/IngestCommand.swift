@@ -82,28 +82,33 @@ struct IngestCommand: ParsableCommand {
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
         let ingester = Ingester(store: leadStore, logger: logger, beforeCommit: rescoring?.hook)
         // Into an empty store, files load with the query indexes built once at the end (see
-        // DeferredIndexes), however the loop ends, a stop request or an unreadable file included.
+        // DeferredIndexes), whether the loop ends, stops on request, or meets an unreadable file;
+        // only a kill (or a second Ctrl-C) leaves them to the next ingest or serve.
         // Not from stdin: an event pipeline may keep it open for days, and the store serves
         // queries meanwhile; indexes a killed load left pending are built first instead.
-        let bulkLoad: Bool
-        do {
-            if paths.contains("-") {
+        let bulkLoad: BulkLoad?
+        if paths.contains("-") {
+            bulkLoad = nil
+            do {
                 try leadStore.restoreDeferredIndexes()
-                bulkLoad = false
-            } else {
-                bulkLoad = try leadStore.deferIndexesIfEmpty()
+            } catch {
+                Terminal.status("warning: could not build the indexes a killed bulk load left: \(error)")
             }
-        } catch {
-            Terminal.error("cannot prepare the store at \(store.db): \(error)")
-            throw ExitCode(2)
+        } else {
+            do {
+                bulkLoad = try leadStore.beginBulkLoad()
+            } catch {
+                Terminal.error("cannot prepare the store at \(store.db): \(error)")
+                throw ExitCode(2)
+            }
         }
         var anyRejected = false
         var unreadable = false
         defer {
-            if bulkLoad {
+            if let bulkLoad {
                 Terminal.status("building indexes")
                 do {
-                    try leadStore.restoreDeferredIndexes()
+                    try bulkLoad.finish()
                 } catch {
                     Terminal.error("building the indexes failed: \(error); the next ingest or serve builds them")
                 }

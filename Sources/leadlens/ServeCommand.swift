@@ -36,10 +36,12 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = store.makeLogger(label: "leadlens.api")
         do {
             // An ingest killed during a bulk load leaves its query indexes unbuilt: lists and
-            // stats would scan without them.
-            try leadStore.restoreDeferredIndexes()
+            // stats would scan without them. A load still running builds them when it ends.
+            if try !leadStore.restoreDeferredIndexes() {
+                logger.notice("a bulk load is running; lists and stats are slower until it builds its indexes")
+            }
         } catch {
-            logger.warning("could not build the indexes an interrupted bulk load deferred; the next ingest will",
+            logger.warning("could not build the indexes a killed bulk load left; the next ingest will",
                            metadata: ["error": "\(error)"])
         }
         // A store with no active model scores with the shipped default.

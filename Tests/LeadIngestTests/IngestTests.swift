@@ -63,6 +63,36 @@ struct IngestTests {
         #expect(seen.batches.isEmpty)
     }
 
+    @Test("An event whose only news is a utm source sets a sourceless lead's source once, and touches no other lead")
+    func utmSourceOnAnExistingLead() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        final class Seen: @unchecked Sendable { var batches: [[Int64]] = [] }
+        let seen = Seen()
+        let ingester = Ingester(store: store) { _, ids in seen.batches.append(ids) }
+        _ = try ingester.ingest(path: try directory.write("leads.csv", "id,email,source\nL1,a@x.io,\nL2,b@x.io,referral\n").path)
+        let utm = try directory.write("utm.ndjson", """
+            {"type":"track","event":"Email Opened","userId":"L1","messageId":"u1","context":{"campaign":{"source":"google"}}}
+            {"type":"track","event":"Email Opened","userId":"L1","messageId":"u2","context":{"campaign":{"source":"bing"}}}
+            {"type":"track","event":"Email Opened","userId":"L2","messageId":"u3","context":{"campaign":{"source":"google"}}}
+
+            """)
+        seen.batches.removeAll()
+        let first = try ingester.ingest(path: utm.path).counts
+        // L1 gains a source (the first utm wins: a lead's source is set only when it has none);
+        // L2 keeps its own. Both got events, so both are rescored.
+        #expect(first.leadsUpdated == 1 && first.eventsAdded == 3)
+        #expect(try store.leads().map(\.source) == ["google", "referral"])
+        #expect(seen.batches == [[1, 2]])
+
+        // A fresh writer, with no cache of which leads have a source, changes nothing either.
+        seen.batches.removeAll()
+        let again = try Ingester(store: store) { _, ids in seen.batches.append(ids) }.ingest(path: utm.path).counts
+        #expect(again.leadsUpdated == 0 && again.duplicateEvents == 3)
+        #expect(try store.leads().map(\.source) == ["google", "referral"])
+        #expect(seen.batches.isEmpty)
+    }
+
     @Test("A failing before-commit hook rolls the transaction back")
     func failingHookRollsBack() throws {
         struct HookFailure: Error {}

@@ -132,6 +132,18 @@ struct JSONParserTests {
         #expect(value["a"] == .array([.number(1), .array([])]))
     }
 
+    @Test("Raw UTF-8 strings keep their text, ASCII or not, wherever the high bytes sit")
+    func rawUTF8Strings() throws {
+        for text in ["plain ascii", "é漢😀", "ends with é", "é starts", "x😀", ""] {
+            let value = try JSONParser.parse(#"{"k":""# + text + #"","next":"ok"}"#)
+            #expect(value["k"] == .string(text))
+            #expect(value["next"] == .string("ok"))
+        }
+        // A lone continuation byte right before the closing quote is still invalid.
+        let invalid: [UInt8] = Array(#"{"a":"ab"#.utf8) + [0x80] + Array(#""}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) { try invalid.withUnsafeBufferPointer { try JSONParser.parse($0) } }
+    }
+
     @Test("Rejects what is not JSON", arguments: [
         "{", #"{"a":}"#, #"{"a":1,}"#, "[1 2]", #"{"a":1} x"#, "tru", #"{"a":"\x"}"#, "01", #""\ud800""#, "{\"a\":\"\u{01}\"}",
     ])

@@ -31,6 +31,22 @@ struct WatcherTests {
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L3"])
     }
 
+    @Test("Watching builds the indexes a killed bulk load left pending before it takes any file")
+    func buildsIndexesAKilledLoadLeft() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        #expect(try store.beginBulkLoad() != nil)  // dropped unfinished: the loader died
+        #expect(try store.reader.read(DeferredIndexes.arePending))
+
+        try Ingest.Watcher(directory: directory.url, store: store).run { true }
+
+        #expect(try !store.reader.read(DeferredIndexes.arePending))
+        let built = try store.reader.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        #expect(Set(DeferredIndexes.names).isSubset(of: built))
+    }
+
     @Test("A second drop under the same name keeps the first in done/, and its rejects follow its new name")
     func sameNameDropsKeepEarlierFiles() throws {
         let directory = try TemporaryDirectory()

@@ -41,6 +41,8 @@ struct CLITests {
 
             """)
         #expect(try ingest([events, directory.appendingPathComponent("missing.ndjson").path]) == 2)
+        // It ran as a bulk load: only a loader takes the lock (beside the store) on an empty store.
+        #expect(FileManager.default.fileExists(atPath: db + "-loader.lock"))
         let store = try LeadStore.open(path: db)
         #expect(try !store.reader.read(DeferredIndexes.arePending))
         #expect(try indexDefinitions(store) == indexDefinitions(LeadStore.inMemory()))

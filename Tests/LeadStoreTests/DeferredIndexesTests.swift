@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 @testable import LeadStore
 import Testing
@@ -19,7 +20,7 @@ struct DeferredIndexesTests {
         let before = try indexes(store)
         #expect(Set(DeferredIndexes.names).isSubset(of: before.keys), "a deferrable index is missing from the schema")
 
-        #expect(try store.deferIndexesIfEmpty())
+        let load = try #require(try store.beginBulkLoad())
 
         let during = try indexes(store)
         #expect(Set(during.keys) == Set(before.keys).subtracting(DeferredIndexes.names))
@@ -29,7 +30,7 @@ struct DeferredIndexesTests {
         }
         #expect(try store.reader.read(DeferredIndexes.arePending))
 
-        try store.restoreDeferredIndexes()
+        try load.finish()
         #expect(try indexes(store) == before)
         #expect(try !store.reader.read(DeferredIndexes.arePending))
     }
@@ -40,7 +41,7 @@ struct DeferredIndexesTests {
             try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES ('L1', 1, 1)")
         }
         let before = try indexes(store)
-        #expect(try !store.deferIndexesIfEmpty())
+        #expect(try store.beginBulkLoad() == nil)
         #expect(try indexes(store) == before)
     }
 
@@ -48,15 +49,15 @@ struct DeferredIndexesTests {
     func anInterruptedLoadStaysDeferred() throws {
         let store = try LeadStore.inMemory()
         let before = try indexes(store)
-        #expect(try store.deferIndexesIfEmpty())
+        #expect(try store.beginBulkLoad() != nil)  // then dropped unfinished, as a kill would
         // The interrupted load committed a lead before it stopped.
         try store.writer.write { db in
             try db.execute(sql: "INSERT INTO leads (external_id, score, created_at, updated_at) VALUES ('L1', 90, 1, 1)")
         }
-        #expect(try store.deferIndexesIfEmpty())
+        let resumed = try #require(try store.beginBulkLoad())
         #expect(try indexes(store)["leads_score"] == nil)
 
-        try store.restoreDeferredIndexes()
+        try resumed.finish()
         #expect(try indexes(store) == before)
         // The rebuilt index holds the rows written while it was gone.
         let viaIndex = try store.reader.read { db in
@@ -69,11 +70,32 @@ struct DeferredIndexesTests {
     func restoreIsIdempotent() throws {
         let store = try LeadStore.inMemory()
         let before = try indexes(store)
-        #expect(try store.deferIndexesIfEmpty())
+        #expect(try store.beginBulkLoad() != nil)
         try store.writer.write { db in try db.execute(sql: before["leads_status"]!) }
 
-        try store.restoreDeferredIndexes()
-        try store.restoreDeferredIndexes()
+        #expect(try store.restoreDeferredIndexes())
+        #expect(try store.restoreDeferredIndexes())
         #expect(try indexes(store) == before)
+    }
+
+    @Test("While a load holds the loader lock no one else builds its indexes or starts another; once it dies, anyone does")
+    func theLoaderLockKeepsOthersOut() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-bulk-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("store.sqlite").path
+        let loader = try LeadStore.open(path: path)
+        let before = try indexes(loader)
+        // Another process's view of the same file: flock(2) locks conflict between open files.
+        let other = try LeadStore.open(path: path)
+
+        var load = try loader.beginBulkLoad()
+        #expect(load != nil)
+        #expect(try other.beginBulkLoad() == nil, "a second loader started while the first runs")
+        #expect(try !other.restoreDeferredIndexes(), "indexes were built in the middle of a running load")
+        #expect(try indexes(other)["leads_score"] == nil)
+
+        load = nil  // the loader dies without building them: the kernel releases its lock
+        #expect(try other.restoreDeferredIndexes())
+        #expect(try indexes(other) == before)
     }
 }
