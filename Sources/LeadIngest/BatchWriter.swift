@@ -125,7 +125,30 @@ final class BatchWriter {
         }
         try batch.insertPendingEvents()
         try batch.flushActivity()
-        return batch.counts
+        return Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
+    }
+
+    /// Counts what `outcomes` did with `records` (the two in step). A lead counts as created or
+    /// updated once however often it recurs: `created` and `updated` carry the leads that already
+    /// have, so one count can span a file's writes or cover one request's share of a write.
+    static func counts(of outcomes: some Sequence<RecordOutcome>, records: some Sequence<Ingest.Record>,
+                       created: inout Set<Int64>, updated: inout Set<Int64>) -> Ingest.Counts {
+        var counts = Ingest.Counts()
+        for (outcome, record) in zip(outcomes, records) {
+            let lead = outcome.leadID
+            if outcome.created {
+                counts.leadsCreated += 1
+                created.insert(lead)
+            } else if outcome.changed {
+                if !created.contains(lead), updated.insert(lead).inserted { counts.leadsUpdated += 1 }
+            } else if record.event == nil {
+                counts.leadsUnchanged += 1
+            }
+            if record.event != nil {
+                if outcome.eventAdded { counts.eventsAdded += 1 } else { counts.duplicateEvents += 1 }
+            }
+        }
+        return counts
     }
 
     /// One batch's running state. Leads are resolved record by record, in order; the batch's
@@ -137,7 +160,6 @@ final class BatchWriter {
         /// Read in place by index: copying a record (a dozen reference-counted fields) once per
         /// pass cost about 5% of the writer (perf).
         let records: [Ingest.Record]
-        var counts = Ingest.Counts()
         var activity: [Int64: LeadActivity] = [:]
         /// Each pending event's lead and record; a record's index is also its place in `outcomes`.
         var pendingEvents: [(leadID: Int64, record: Int)] = []
@@ -153,26 +175,16 @@ final class BatchWriter {
 
         mutating func apply(_ index: Int) throws {
             let patch = records[index].lead
-            let hasEvent = records[index].event != nil
             let leadID: Int64
             var created = false, changed = false
             if let (existing, matchedBy) = try writer.findLive(patch.identity, db: db) {
                 leadID = existing
-                if try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db) {
-                    changed = true
-                    if !writer.createdLeads.contains(leadID), writer.updatedLeads.insert(leadID).inserted {
-                        counts.leadsUpdated += 1
-                    }
-                } else if !hasEvent {
-                    counts.leadsUnchanged += 1
-                }
+                changed = try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db)
             } else {
                 leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt, db: db)
-                writer.createdLeads.insert(leadID)
-                counts.leadsCreated += 1
                 created = true
             }
-            if hasEvent { pendingEvents.append((leadID, index)) }
+            if records[index].event != nil { pendingEvents.append((leadID, index)) }
             writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed))
         }
 
@@ -207,10 +219,8 @@ final class BatchWriter {
                     insert.bind(parameter + 4, event.dedupeKey)
                     parameter += 5
                 }
-                var inserted = 0
                 defer { insert.reset() }
                 while try insert.step() {
-                    inserted += 1
                     let eventID = insert.int64(0)
                     guard let index = position[EventKey(leadID: insert.int64(1), dedupeKey: insert.int64(2))] else { continue }
                     let (leadID, record) = pendingEvents[index]
@@ -221,8 +231,6 @@ final class BatchWriter {
                         properties.append((eventID, event.messageID, event.properties ?? "{}"))
                     }
                 }
-                counts.eventsAdded += inserted
-                counts.duplicateEvents += (end - start) - inserted
                 start = end
             }
             pendingEvents.removeAll(keepingCapacity: true)

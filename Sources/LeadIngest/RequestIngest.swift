@@ -57,25 +57,10 @@ extension Ingest {
 
         private static func result(of outcomes: ArraySlice<BatchWriter.RecordOutcome>, records: [Record]) -> RequestResult {
             var result = RequestResult()
-            result.leads.reserveCapacity(records.count)
-            var created = Set<Int64>(), updated = Set<Int64>(), touched = Set<Int64>()
-            for (outcome, record) in zip(outcomes, records) {
-                let lead = outcome.leadID
-                if outcome.created {
-                    result.counts.leadsCreated += 1
-                    created.insert(lead)
-                } else if outcome.changed {
-                    if !created.contains(lead), updated.insert(lead).inserted { result.counts.leadsUpdated += 1 }
-                } else if record.event == nil {
-                    result.counts.leadsUnchanged += 1
-                }
-                if record.event != nil {
-                    if outcome.eventAdded { result.counts.eventsAdded += 1 } else { result.counts.duplicateEvents += 1 }
-                }
-                if outcome.created || outcome.changed || outcome.eventAdded { touched.insert(lead) }
-                result.leads.append((lead, outcome.created))
-            }
-            result.touched = touched.sorted()
+            var created = Set<Int64>(), updated = Set<Int64>()
+            result.counts = BatchWriter.counts(of: outcomes, records: records, created: &created, updated: &updated)
+            result.leads = outcomes.map { ($0.leadID, $0.created) }
+            result.touched = Set(outcomes.lazy.filter { $0.created || $0.changed || $0.eventAdded }.map(\.leadID)).sorted()
             return result
         }
 
