@@ -83,13 +83,21 @@ final class APIServices: Sendable {
         try await writes.write(body)
     }
 
+    /// A write whose touched leads are rescored with the active model in the same transaction,
+    /// together with those of the requests it commits with (see ``WriteCoalescer``).
+    func write<T: Sendable>(rescoringTouched body: @escaping @Sendable (Database) throws -> (T, touched: [Int64])) async throws -> T {
+        try await writes.write(rescoringTouched: body)
+    }
+
     init(store: LeadStore, configuration: APIConfiguration, logger: Logger) {
         self.store = store
         self.configuration = configuration
         keys = KeyCache(store: store)
         changes = ChangeMonitor(store: store)
         let changes = changes
-        writes = WriteCoalescer(writer: store.writer, afterTransaction: { changes.noteWrite() })
+        let scorer = scorer
+        writes = WriteCoalescer(writer: store.writer, rescore: { db, ids in _ = try scorer.rescore(ids: ids, in: db) },
+                                afterTransaction: { changes.noteWrite() })
         events = EventBatcher(writes: writes, scorer: scorer)
         jobs = JobRunner(store: store, logger: logger)
     }

@@ -181,6 +181,53 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("intake, bulk and import commit their leads already scored by the active model")
+    func writesAreScoredBeforeCommit() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try Self.activateDefaultModel(api.store)
+        try await api.app.test(.router) { client in
+            // Concurrent intakes share transactions, and so one rescoring pass.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<24 {
+                    group.addTask {
+                        let reply = try await client.call(.post, "/api/v1/intake", key: api.writer, json: [
+                            "email": "form\(i)@example.com", "company": i % 2 == 0 ? "Acme" : "", "Budget": i * 100,
+                        ])
+                        #expect(reply.status == .created)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let bulk = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer, json: [
+                "leads": [["email": "bulk1@example.com", "value": 900], ["email": "form3@example.com", "company": "Later Co"]],
+            ])
+            #expect(bulk.list.map { $0["status"] as? String } == ["created", "duplicate"])
+            let imported = try await client.call(.post, "/api/v1/leads/import", key: api.writer,
+                                                 raw: "email,company\r\ncsv1@example.com,Initech\r\n", contentType: "text/csv")
+            #expect(imported.data["leads_created"] as? Int == 1)
+        }
+        let (version, unscored) = try await api.store.reader.read { db in
+            (try String.fetchOne(db, sql: "SELECT version FROM models WHERE is_active = 1"),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE score IS NULL OR model_version IS NOT (SELECT version FROM models WHERE is_active = 1)"))
+        }
+        #expect(version != nil && unscored == 0)
+        // Scoring again changes nothing: each stored score reflects its lead's committed fields,
+        // the duplicate's merged company included.
+        // (Only the seconds between the two passes move time-based features, far below 1e-6.)
+        let (stored, rescored) = try await api.store.writer.write { db in
+            let stored = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, probability FROM leads").map {
+                (($0[0] as Int64), ($0[1] as Double))
+            })
+            let scorer = try #require(try ActiveScorer().scorer(in: db))
+            return (stored, try scorer.rescore(ids: Array(stored.keys), in: db))
+        }
+        #expect(rescored.count == 26)
+        for lead in rescored {
+            #expect(abs(lead.probability - (stored[lead.leadID] ?? -1)) < 1e-6, "lead \(lead.leadID)")
+        }
+    }
+
     @Test("CSV import follows the ingest rules and reports rejects by line; over 10 MiB is 413")
     func importCSV() async throws {
         let api = try TestAPI()

@@ -77,6 +77,83 @@ struct WriteCoalescerTests {
     }
 }
 
+extension WriteCoalescerTests {
+    /// Rescoring stand-in: marks the leads it is given (score 50) and records each call's ids.
+    final class RescoreLog: Sendable {
+        let calls = Mutex<[[Int64]]>([])
+        /// The external id of a lead that cannot be rescored.
+        let poisoned: String?
+
+        init(poisoned: String? = nil) { self.poisoned = poisoned }
+
+        var rescore: WriteCoalescer.Rescore {
+            { db, ids in
+                for id in ids where self.poisoned != nil {
+                    let externalID = try String.fetchOne(db, sql: "SELECT external_id FROM leads WHERE id = ?", arguments: [id])
+                    if externalID == self.poisoned { throw Refused() }
+                }
+                for id in ids { try db.execute(sql: "UPDATE leads SET score = 50 WHERE id = ?", arguments: [id]) }
+                self.calls.withLock { $0.append(ids) }
+            }
+        }
+    }
+
+    static func insertLead(_ externalID: String, in db: Database) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES (?, 0, 0)", arguments: [externalID])
+        return db.lastInsertedRowID
+    }
+
+    @Test("touched leads are rescored once each, per transaction, before it commits")
+    func rescoresTouchedLeadsOnce() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let log = RescoreLog()
+        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore)
+        let outcomes = await Self.concurrentWrites(100) { i in
+            let id = try await coalescer.write(rescoringTouched: { db in
+                let id = try Self.insertLead("R\(i)", in: db)
+                return (id, [id, id])  // named twice: still rescored once
+            })
+            return id > 0
+        }
+        #expect(outcomes.values.allSatisfy { $0 })
+        let unscored = try await api.store.reader.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE score IS NULL")
+        }
+        #expect(unscored == 0, "every committed lead was rescored in its transaction")
+        let calls = log.calls.withLock { $0 }
+        let rescored = calls.flatMap { $0 }
+        #expect(rescored.count == 100 && Set(rescored).count == 100, "each lead once")
+        #expect(calls.allSatisfy { $0 == $0.sorted() }, "ids in ascending order, for range reads")
+        // A plain write names no leads and triggers no rescoring.
+        _ = try await coalescer.write { db in try Self.insertLead("plain", in: db) }
+        #expect(log.calls.withLock { $0.count } == calls.count)
+    }
+
+    @Test("a failed rescore rolls the batch back; each request then commits or fails on its own")
+    func failedRescoreIsolated() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let log = RescoreLog(poisoned: "F13")
+        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore)
+        let outcomes = await Self.concurrentWrites(60) { i in
+            let id = try await coalescer.write(rescoringTouched: { db in
+                let id = try Self.insertLead("F\(i)", in: db)
+                return (id, [id])
+            })
+            return id > 0
+        }
+        let failed = outcomes.filter { !$0.value }.map(\.key)
+        #expect(failed == [13], "only the request whose lead cannot be rescored fails")
+        let (leads, unscored) = try await api.store.reader.read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? -1,
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE score IS NULL") ?? -1)
+        }
+        #expect(leads == 59 && unscored == 0)
+        #expect(try await Self.externalIDs(api) == Set((0..<60).filter { $0 != 13 }.map { "F\($0)" }))
+    }
+}
+
 @Suite("JSON writing")
 struct JSONWriterTests {
     @Test("strings with quotes, backslashes, newlines, control characters and non-ASCII round-trip")

@@ -52,12 +52,10 @@ struct IntakeController {
         }
         // Not through `services.events`: intake requests rarely share leads, and the extra hop cost
         // about 10% of intake's throughput (measured).
-        let scorer = services.scorer
-        let lead = try await services.write { db in
+        let lead = try await services.write(rescoringTouched: { db in
             let result = try Ingest.RequestSession().write([Ingest.Record(line: 1, lead: patch, event: nil)], in: db)
-            _ = try scorer.rescore(ids: result.touched, in: db)
-            return result.leads[0]
-        }
+            return (result.leads[0], result.touched)
+        })
         return IntakeResult(created: lead.created, leadID: lead.id).response
     }
 

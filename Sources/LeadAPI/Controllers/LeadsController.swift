@@ -377,13 +377,11 @@ struct LeadsController {
             records.append(Ingest.Record(line: index + 1, lead: patch, event: nil))
             recordIndexes.append(index)
         }
-        let scorer = services.scorer
         let accepted = records
-        let written = try await services.write { db in
+        let written = try await services.write(rescoringTouched: { db in
             let result = try Ingest.RequestSession().write(accepted, in: db)
-            _ = try scorer.rescore(ids: result.touched, in: db)
-            return result
-        }
+            return (result, result.touched)
+        })
         for (position, index) in recordIndexes.enumerated() {
             let lead = written.leads[position]
             results[index] = BulkItem(index: index, leadID: lead.id, email: records[position].lead.identity.email,
@@ -398,12 +396,10 @@ struct LeadsController {
 
     @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> WrittenData<ImportJSON> {
         let bytes = try await LeadBody.bytes(request, context: context)
-        let scorer = services.scorer
-        let result = try await services.write { db in
+        let result = try await services.write(rescoringTouched: { db in
             let result = try Ingest.RequestSession().writeCSV(bytes, in: db)
-            _ = try scorer.rescore(ids: result.touched, in: db)
-            return result
-        }
+            return (result, result.touched)
+        })
         return WrittenData(data: ImportJSON(result))
     }
 }
