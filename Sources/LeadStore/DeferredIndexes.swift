@@ -16,7 +16,7 @@ public enum DeferredIndexes {
     /// No write relies on one for correctness; an API merge or delete of a lead scans the
     /// timeline without `lead_timeline_lead`, so it is slower while the index is deferred.
     public static let names = [
-        "leads_status", "leads_source", "leads_created_at", "leads_score", "leads_score_created",
+        "leads_status", "leads_source", "leads_created_at", "leads_score_created",
         "leads_updated_at", "leads_last_activity_at", "leads_last_name", "leads_assigned_to",
         "lead_timeline_lead", "lead_tags_tag", "lead_custom_values_field",
     ]

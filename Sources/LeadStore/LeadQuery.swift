@@ -103,7 +103,9 @@ public struct LeadFilter: Sendable, Hashable {
 }
 
 /// A list's order. Ties are broken by id in the same direction, so the order is total and a
-/// keyset cursor (the last row's value and id) names an exact position. NULL sorts lowest, as
+/// keyset cursor (the last row's value and id) names an exact position. Scores tie often (101
+/// values), so a score order breaks ties by creation time first: newest first among equal scores
+/// when descending, walked straight from the (score, created_at) index. NULL sorts lowest, as
 /// SQLite orders it: unscored leads come last when sorting by score descending.
 public struct LeadSort: Sendable, Hashable {
     public enum Key: String, CaseIterable, Sendable {
@@ -116,6 +118,8 @@ public struct LeadSort: Sendable, Hashable {
 
         var isText: Bool { self == .lastName || self == .email }
         var isNullable: Bool { self != .createdAt && self != .updatedAt }
+        /// Breaks ties before the id: created_at never is NULL, so a seek on it is plain.
+        var tieColumn: String? { self == .score ? "created_at" : nil }
     }
 
     public var key: Key
@@ -128,11 +132,13 @@ public struct LeadSort: Sendable, Hashable {
 
     var orderBy: String {
         let direction = descending ? "DESC" : "ASC"
-        return "\(key.rawValue) \(direction), id \(direction)"
+        let tie = key.tieColumn.map { "\($0) \(direction), " } ?? ""
+        return "\(key.rawValue) \(direction), \(tie)id \(direction)"
     }
 }
 
-/// A position in a sorted list: the sort value and id of the last row a page returned.
+/// A position in a sorted list: the sort value, tie-breaking creation time (score orders only)
+/// and id of the last row a page returned.
 public struct LeadCursor: Sendable, Hashable {
     public enum Value: Sendable, Hashable {
         case null
@@ -142,17 +148,34 @@ public struct LeadCursor: Sendable, Hashable {
 
     public var sort: LeadSort
     public var value: Value
+    /// The row's created_at when the sort breaks ties by it (``LeadSort/Key/tieColumn``).
+    public var createdAt: Int64?
     public var id: Int64
 
-    public init(sort: LeadSort, value: Value, id: Int64) {
+    public init(sort: LeadSort, value: Value, createdAt: Int64? = nil, id: Int64) {
         self.sort = sort
         self.value = value
+        self.createdAt = createdAt
         self.id = id
+    }
+
+    /// The position right after `lead` in `sort` order.
+    public init(after lead: LeadRecord, sort: LeadSort) {
+        let value: Value = switch sort.key {
+        case .score: lead.score.map { .integer(Int64($0)) } ?? .null
+        case .createdAt: .integer(lead.createdAt)
+        case .updatedAt: .integer(lead.updatedAt)
+        case .lastActivityAt: lead.lastActivityAt.map { .integer($0) } ?? .null
+        case .lastName: lead.lastName.map { .text($0) } ?? .null
+        case .email: lead.email.map { .text($0) } ?? .null
+        }
+        self.init(sort: sort, value: value, createdAt: sort.key.tieColumn == nil ? nil : lead.createdAt, id: lead.id)
     }
 
     /// An opaque, URL-safe token.
     public var token: String {
         var object: [String: Any] = ["k": sort.key.rawValue, "d": sort.descending ? 1 : 0, "i": id]
+        if let createdAt { object["c"] = createdAt }
         switch value {
         case .null: break
         case .integer(let v): object["n"] = v
@@ -175,6 +198,9 @@ public struct LeadCursor: Sendable, Hashable {
         else { return nil }
         sort = LeadSort(key: key, descending: direction == 1)
         self.id = id
+        createdAt = (object["c"] as? NSNumber)?.int64Value
+        // A score cursor from before score orders broke ties by creation time names no position.
+        guard key.tieColumn == nil || createdAt != nil else { return nil }
         if let text = object["s"] as? String, key.isText {
             value = .text(text)
         } else if let number = object["n"] as? NSNumber, !key.isText {
@@ -223,6 +249,14 @@ public enum LeadQuery {
         let column = sort.key.rawValue
         let direction = sort.descending ? "DESC" : "ASC"
         let comparison = sort.descending ? "<" : ">"
+        // The columns after the sort value that order its ties, and the cursor's values for them.
+        let tie = sort.key.tieColumn
+        let tail = (tie.map { "\($0), " } ?? "") + "id"
+        let tailOrder = (tie.map { "\($0) \(direction), " } ?? "") + "id \(direction)"
+        let tailValues: StatementArguments = cursor.map { cursor in
+            tie == nil ? [cursor.id] : [cursor.createdAt ?? 0, cursor.id]
+        } ?? []
+        let tailPlaceholders = tie == nil ? "?" : "?, ?"
 
         // NULL sorts lowest. Descending: the non-null values, then the NULLs; ascending: the
         // reverse. Each part is its own index range, read only as far as the page needs.
@@ -233,35 +267,37 @@ public enum LeadQuery {
         case nil:
             parts = nullsFirst ? [(.nulls, nil), (.values, nil)] : [(.values, nil), (.nulls, nil)]
         case .null?:
-            let seek: (sql: String, arguments: StatementArguments) = ("id \(comparison) ?", [cursor!.id])
+            let seek: (sql: String, arguments: StatementArguments) = ("(\(tail)) \(comparison) (\(tailPlaceholders))", tailValues)
             parts = nullsFirst ? [(.nulls, seek), (.values, nil)] : [(.nulls, seek)]
         case .integer(let value)?:
-            let seek: (sql: String, arguments: StatementArguments) = ("(\(column), id) \(comparison) (?, ?)", [value, cursor!.id])
+            let seek: (sql: String, arguments: StatementArguments) = (
+                "(\(column), \(tail)) \(comparison) (?, \(tailPlaceholders))", [value] + tailValues)
             parts = nullsFirst ? [(.values, seek)] : [(.values, seek), (.nulls, nil)]
         case .text(let value)?:
-            let seek: (sql: String, arguments: StatementArguments) = ("(\(column), id) \(comparison) (?, ?)", [value, cursor!.id])
+            let seek: (sql: String, arguments: StatementArguments) = (
+                "(\(column), \(tail)) \(comparison) (?, \(tailPlaceholders))", [value] + tailValues)
             parts = nullsFirst ? [(.values, seek)] : [(.values, seek), (.nulls, nil)]
         }
         if !sort.key.isNullable { parts.removeAll { $0.0 == .nulls } }
 
-        var rows: [(id: Int64, value: DatabaseValue)] = []
+        var rows: [(id: Int64, value: DatabaseValue, createdAt: Int64)] = []
         for (part, seek) in parts where rows.count <= limit {
-            var sql = "SELECT id, \(column) FROM leads WHERE \(conditions)"
+            var sql = "SELECT id, \(column), created_at FROM leads WHERE \(conditions)"
             var partArguments = arguments
             switch part {
             case .values:
                 if sort.key.isNullable { sql += " AND \(column) IS NOT NULL" }
                 if let seek { sql += " AND \(seek.sql)"; partArguments += seek.arguments }
-                sql += " ORDER BY \(column) \(direction), id \(direction)"
+                sql += " ORDER BY \(column) \(direction), \(tailOrder)"
             case .nulls:
                 sql += " AND \(column) IS NULL"
                 if let seek { sql += " AND \(seek.sql)"; partArguments += seek.arguments }
-                sql += " ORDER BY id \(direction)"
+                sql += " ORDER BY \(tailOrder)"
             }
             sql += " LIMIT ?"
             partArguments += [limit + 1 - rows.count]
             for row in try Row.fetchAll(db.cachedStatement(sql: sql), arguments: partArguments) {
-                rows.append((row[0], row[1]))
+                rows.append((row[0], row[1], row[2]))
             }
         }
         let hasMore = rows.count > limit
@@ -275,7 +311,7 @@ public enum LeadQuery {
             case .string(let v): .text(v)
             case .blob: .null
             }
-            next = LeadCursor(sort: sort, value: value, id: last.id)
+            next = LeadCursor(sort: sort, value: value, createdAt: tie == nil ? nil : last.createdAt, id: last.id)
         }
         return (try LeadRecord.fetch(ids: rows.map(\.id), in: db), next)
     }

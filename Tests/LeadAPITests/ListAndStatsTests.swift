@@ -106,7 +106,7 @@ struct ListAndStatsTests {
         }
     }
 
-    @Test("sorting by score puts unscored leads last descending and first ascending")
+    @Test("sorting by score puts unscored leads last descending and first ascending, ties by creation time")
     func scoreSort() async throws {
         let api = try TestAPI(leads: 120)
         defer { api.cleanUp() }
@@ -114,9 +114,15 @@ struct ListAndStatsTests {
         try await api.app.test(.router) { client in
             for descending in [true, false] {
                 let expected = all.sorted {
-                    let l = ($0.score ?? -1, $0.id), r = ($1.score ?? -1, $1.id)
+                    let l = ($0.score ?? -1, $0.createdAt, $0.id), r = ($1.score ?? -1, $1.createdAt, $1.id)
                     return descending ? l > r : l < r
                 }.map(\.id)
+                var paged: [Int64] = []
+                for page in 1...18 {
+                    let query = "/api/v1/leads?sort=score&direction=\(descending ? "desc" : "asc")&per_page=7&page=\(page)"
+                    paged += try await client.call(.get, query, key: api.reader).list.map { Int64($0["id"] as! Int) }
+                }
+                #expect(paged == expected, "offset pages by score \(descending ? "desc" : "asc")")
                 var ids: [Int64] = []
                 var cursor: String?
                 repeat {
@@ -131,7 +137,7 @@ struct ListAndStatsTests {
         }
     }
 
-    @Test("keyset pages stay exact while leads are being inserted", arguments: ["created_at", "last_name", "email"])
+    @Test("keyset pages stay exact while leads are being inserted", arguments: ["created_at", "score", "last_name", "email"])
     func keysetUnderInserts(sort: String) async throws {
         let api = try TestAPI(leads: 150)
         defer { api.cleanUp() }

@@ -55,13 +55,13 @@ struct DeferredIndexesTests {
             try db.execute(sql: "INSERT INTO leads (external_id, score, created_at, updated_at) VALUES ('L1', 90, 1, 1)")
         }
         let resumed = try #require(try store.beginBulkLoad())
-        #expect(try indexes(store)["leads_score"] == nil)
+        #expect(try indexes(store)["leads_score_created"] == nil)
 
         try resumed.finish()
         #expect(try indexes(store) == before)
         // The rebuilt index holds the rows written while it was gone.
         let viaIndex = try store.reader.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM leads INDEXED BY leads_score WHERE score >= 80")
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM leads INDEXED BY leads_score_created WHERE score >= 80")
         }
         #expect(viaIndex == 1)
     }
@@ -92,7 +92,7 @@ struct DeferredIndexesTests {
         #expect(load != nil)
         #expect(try other.beginBulkLoad() == nil, "a second loader started while the first runs")
         #expect(try !other.restoreDeferredIndexes(), "indexes were built in the middle of a running load")
-        #expect(try indexes(other)["leads_score"] == nil)
+        #expect(try indexes(other)["leads_score_created"] == nil)
 
         load = nil  // the loader dies without building them: the kernel releases its lock
         #expect(try other.restoreDeferredIndexes())

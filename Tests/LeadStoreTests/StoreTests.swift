@@ -20,7 +20,7 @@ struct StoreTests {
                 #expect(try db.tableExists(table), "missing table \(table)")
             }
             let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'")
-            for index in ["leads_status", "leads_source", "leads_created_at", "leads_score", "leads_email", "leads_external_id", "leads_phone_digits"] {
+            for index in ["leads_status", "leads_source", "leads_created_at", "leads_score_created", "leads_email", "leads_external_id", "leads_phone_digits"] {
                 #expect(indexes.contains(index), "missing index \(index)")
             }
         }
@@ -51,6 +51,37 @@ struct StoreTests {
             }
             #expect(completed, "upgrading from \(previous)")
             #expect(email == "a@x.io")
+        }
+    }
+
+    @Test("v8 drops the score-only index, also when a killed bulk load had left it to build")
+    func scoreIndexGoes() throws {
+        for deferred in [false, true] {
+            let path = temporaryPath()
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            do {
+                let old = try DatabasePool(path: path)
+                try Schema.migrator.migrate(old, upTo: "v7-deferred-indexes")
+                if deferred {
+                    try old.write { db in
+                        try db.execute(sql: """
+                            INSERT INTO deferred_indexes SELECT name, sql FROM sqlite_master WHERE name IN ('leads_score', 'leads_status');
+                            DROP INDEX leads_score; DROP INDEX leads_status;
+                            """)
+                    }
+                }
+                try old.close()
+            }
+            let store = try LeadStore.open(path: path)
+            let (indexes, pending) = try store.reader.read { db in
+                (try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'"),
+                 try String.fetchAll(db, sql: "SELECT name FROM deferred_indexes ORDER BY name"))
+            }
+            #expect(!indexes.contains("leads_score") && indexes.contains("leads_score_created"))
+            #expect(pending == (deferred ? ["leads_status"] : []), "only the indexes a load still has to build stay recorded")
+            #expect(try store.restoreDeferredIndexes())
+            #expect(try store.reader.read { db in try db.indexes(on: "leads").contains { $0.name == "leads_status" } })
         }
     }
 
@@ -159,5 +190,30 @@ struct LeadLookupTests {
             #expect(try LeadLookup.find("nobody", in: db) == nil)
             #expect(try LeadLookup.find("#99", in: db) == nil)
         }
+    }
+}
+
+@Suite("Lead cursors")
+struct LeadCursorTests {
+    @Test("tokens round-trip; a score cursor carries the creation time its ties are ordered by")
+    func roundTrip() throws {
+        let cursors = [
+            LeadCursor(sort: LeadSort(key: .score, descending: true), value: .integer(87), createdAt: 1_790_000_000_123, id: 42),
+            LeadCursor(sort: LeadSort(key: .score, descending: false), value: .null, createdAt: -5, id: 7),
+            LeadCursor(sort: LeadSort(key: .lastName, descending: false), value: .text("O'Brien ü"), id: 9),
+            LeadCursor(sort: LeadSort(key: .createdAt, descending: true), value: .integer(1_790_000_000_000), id: 1),
+        ]
+        for cursor in cursors {
+            #expect(LeadCursor(token: cursor.token) == cursor)
+            #expect(!cursor.token.contains("+") && !cursor.token.contains("/") && !cursor.token.contains("="))
+        }
+    }
+
+    @Test("a score cursor without a creation time (issued before score ties broke by it) is refused")
+    func scoreCursorNeedsCreationTime() throws {
+        let legacy = LeadCursor(sort: LeadSort(key: .score, descending: true), value: .integer(87), id: 42)
+        #expect(LeadCursor(token: legacy.token) == nil)
+        let byName = LeadCursor(sort: LeadSort(key: .email, descending: true), value: .text("a@x.io"), id: 3)
+        #expect(LeadCursor(token: byName.token)?.createdAt == nil)
     }
 }

@@ -68,22 +68,11 @@ struct LeadsController {
         // The cursor continues from this page's last row, so a client can switch to keyset paging.
         var nextCursor: String?
         if offset + leads.count < total, let last = leads.last {
-            nextCursor = LeadCursor(sort: query.sort, value: Self.sortValue(last, query.sort.key), id: last.id).token
+            nextCursor = LeadCursor(after: last, sort: query.sort).token
         }
         let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: leads.count, nextCursor: nextCursor)
         let links = ListLinks.offset(path: path, query: query.items.filter { $0.0 != "cursor" }, page: query.page, lastPage: meta.lastPage ?? 1)
         return ListResponse(data: leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
-    }
-
-    static func sortValue(_ lead: LeadRecord, _ key: LeadSort.Key) -> LeadCursor.Value {
-        switch key {
-        case .score: lead.score.map { .integer(Int64($0)) } ?? .null
-        case .createdAt: .integer(lead.createdAt)
-        case .updatedAt: .integer(lead.updatedAt)
-        case .lastActivityAt: lead.lastActivityAt.map { .integer($0) } ?? .null
-        case .lastName: lead.lastName.map { .text($0) } ?? .null
-        case .email: lead.email.map { .text($0) } ?? .null
-        }
     }
 
     /// Totals are cached per store version: counting a million rows per page view would cost
