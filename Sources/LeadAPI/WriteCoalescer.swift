@@ -39,6 +39,9 @@ final class WriteCoalescer: Sendable {
     /// Bounds one transaction: events requests carry up to 5000 events each.
     static let maxRequestsPerTransaction = 64
 
+    /// Requests waiting for a transaction.
+    var queuedRequests: Int { queue.withLock { $0.pending.count } }
+
     init(writer: any DatabaseWriter, rescore: @escaping Rescore = { _, _ in },
          afterTransaction: @escaping @Sendable () -> Void = {}) {
         self.writer = writer
@@ -96,7 +99,7 @@ final class WriteCoalescer: Sendable {
                     do {
                         result = .success(try await transaction { db in
                             let (answer, touched) = try pending.work(db)
-                            if !touched.isEmpty { try rescore(db, touched) }
+                            if !touched.isEmpty { try rescore(db, Array(Set(touched)).sorted()) }
                             return answer
                         })
                     } catch {

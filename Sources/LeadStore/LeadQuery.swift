@@ -118,7 +118,7 @@ public struct LeadSort: Sendable, Hashable {
 
         var isText: Bool { self == .lastName || self == .email }
         var isNullable: Bool { self != .createdAt && self != .updatedAt }
-        /// Breaks ties before the id: created_at never is NULL, so a seek on it is plain.
+        /// Breaks ties before the id: created_at is never NULL, so a seek on it is plain.
         var tieColumn: String? { self == .score ? "created_at" : nil }
     }
 
@@ -198,9 +198,9 @@ public struct LeadCursor: Sendable, Hashable {
         else { return nil }
         sort = LeadSort(key: key, descending: direction == 1)
         self.id = id
-        createdAt = (object["c"] as? NSNumber)?.int64Value
-        // A score cursor from before score orders broke ties by creation time names no position.
-        guard key.tieColumn == nil || createdAt != nil else { return nil }
+        // Absent from score cursors issued before score ties broke by creation time: the page
+        // looks it up by the id (see `page(_:sort:after:limit:in:)`).
+        createdAt = key.tieColumn == nil ? nil : (object["c"] as? NSNumber)?.int64Value
         if let text = object["s"] as? String, key.isText {
             value = .text(text)
         } else if let number = object["n"] as? NSNumber, !key.isText {
@@ -213,6 +213,10 @@ public struct LeadCursor: Sendable, Hashable {
 
 /// Reads pages of leads.
 public enum LeadQuery {
+    /// A score cursor without its creation time whose lead has since been deleted: the
+    /// position it named cannot be found again.
+    public struct CursorExpired: Error {}
+
     /// How many leads match.
     public static func count(_ filter: LeadFilter, in db: Database) throws -> Int {
         let (conditions, arguments) = filter.whereClause()
@@ -253,9 +257,19 @@ public enum LeadQuery {
         let tie = sort.key.tieColumn
         let tail = (tie.map { "\($0), " } ?? "") + "id"
         let tailOrder = (tie.map { "\($0) \(direction), " } ?? "") + "id \(direction)"
-        let tailValues: StatementArguments = cursor.map { cursor in
-            tie == nil ? [cursor.id] : [cursor.createdAt ?? 0, cursor.id]
-        } ?? []
+        var tailValues: StatementArguments = []
+        if let cursor {
+            if tie == nil {
+                tailValues = [cursor.id]
+            } else {
+                // created_at never changes, so a cursor without it is resolved from its lead.
+                guard let createdAt = try cursor.createdAt ?? Int64.fetchOne(
+                    db, sql: "SELECT created_at FROM leads WHERE id = ?", arguments: [cursor.id]) else {
+                    throw CursorExpired()
+                }
+                tailValues = [createdAt, cursor.id]
+            }
+        }
         let tailPlaceholders = tie == nil ? "?" : "?, ?"
 
         // NULL sorts lowest. Descending: the non-null values, then the NULLs; ascending: the
@@ -282,7 +296,8 @@ public enum LeadQuery {
 
         var rows: [(id: Int64, value: DatabaseValue, createdAt: Int64)] = []
         for (part, seek) in parts where rows.count <= limit {
-            var sql = "SELECT id, \(column), created_at FROM leads WHERE \(conditions)"
+            // created_at only when it orders ties: other sorts stay index-only reads.
+            var sql = "SELECT id, \(column)\(tie == nil ? "" : ", created_at") FROM leads WHERE \(conditions)"
             var partArguments = arguments
             switch part {
             case .values:
@@ -297,7 +312,7 @@ public enum LeadQuery {
             sql += " LIMIT ?"
             partArguments += [limit + 1 - rows.count]
             for row in try Row.fetchAll(db.cachedStatement(sql: sql), arguments: partArguments) {
-                rows.append((row[0], row[1], row[2]))
+                rows.append((row[0], row[1], tie == nil ? 0 : row[2]))
             }
         }
         let hasMore = rows.count > limit

@@ -187,7 +187,7 @@ struct LeadRoutesTests {
         defer { api.cleanUp() }
         try Self.activateDefaultModel(api.store)
         try await api.app.test(.router) { client in
-            // Concurrent intakes share transactions, and so one rescoring pass.
+            // Concurrent intakes, which may share transactions and so a rescoring pass.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<24 {
                     group.addTask {

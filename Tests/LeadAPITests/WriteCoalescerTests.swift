@@ -103,14 +103,20 @@ extension WriteCoalescerTests {
         return db.lastInsertedRowID
     }
 
-    @Test("touched leads are rescored once each, per transaction, before it commits")
+    @Test("touched leads are rescored once each, in one pass per transaction, before it commits")
     func rescoresTouchedLeadsOnce() async throws {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let log = RescoreLog()
-        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore)
+        let transactions = Mutex(0)
+        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore,
+                                       afterTransaction: { transactions.withLock { $0 += 1 } })
         let outcomes = await Self.concurrentWrites(100) { i in
             let id = try await coalescer.write(rescoringTouched: { db in
+                // The first transaction waits for the other requests to queue, so they share
+                // the next ones whatever the machine's timing.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while i == 0, coalescer.queuedRequests < 99, ContinuousClock.now < deadline { usleep(1000) }
                 let id = try Self.insertLead("R\(i)", in: db)
                 return (id, [id, id])  // named twice: still rescored once
             })
@@ -125,6 +131,8 @@ extension WriteCoalescerTests {
         let rescored = calls.flatMap { $0 }
         #expect(rescored.count == 100 && Set(rescored).count == 100, "each lead once")
         #expect(calls.allSatisfy { $0 == $0.sorted() }, "ids in ascending order, for range reads")
+        let count = transactions.withLock { $0 }
+        #expect(calls.count == count && count < 100, "one pass per transaction (\(calls.count) passes, \(count) transactions)")
         // A plain write names no leads and triggers no rescoring.
         _ = try await coalescer.write { db in try Self.insertLead("plain", in: db) }
         #expect(log.calls.withLock { $0.count } == calls.count)

@@ -209,11 +209,33 @@ struct LeadCursorTests {
         }
     }
 
-    @Test("a score cursor without a creation time (issued before score ties broke by it) is refused")
-    func scoreCursorNeedsCreationTime() throws {
-        let legacy = LeadCursor(sort: LeadSort(key: .score, descending: true), value: .integer(87), id: 42)
-        #expect(LeadCursor(token: legacy.token) == nil)
-        let byName = LeadCursor(sort: LeadSort(key: .email, descending: true), value: .text("a@x.io"), id: 3)
-        #expect(LeadCursor(token: byName.token)?.createdAt == nil)
+    @Test("a score cursor without a creation time (issued before v8) resumes from its lead, or expires with it")
+    func legacyScoreCursor() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            // Equal scores with creation times against id order, so the tie order matters.
+            for (i, createdAt) in [50, 10, 40, 20, 30, 60].enumerated() {
+                try db.execute(sql: "INSERT INTO leads (external_id, score, created_at, updated_at) VALUES (?, ?, ?, 0)",
+                               arguments: ["L\(i)", i == 5 ? 90 : 70, createdAt])
+            }
+        }
+        let sort = LeadSort(key: .score, descending: true)
+        let (first, _) = try store.reader.read { db in try LeadQuery.page(LeadFilter(), sort: sort, after: nil, limit: 3, in: db) }
+        let last = try #require(first.last)
+        let full = LeadCursor(after: last, sort: sort)
+        let legacy = try #require(LeadCursor(token: LeadCursor(sort: sort, value: full.value, id: full.id).token))
+        #expect(legacy.createdAt == nil && full.createdAt != nil)
+        let (viaFull, viaLegacy) = try store.reader.read { db in
+            (try LeadQuery.page(LeadFilter(), sort: sort, after: full, limit: 10, in: db).leads.map(\.id),
+             try LeadQuery.page(LeadFilter(), sort: sort, after: legacy, limit: 10, in: db).leads.map(\.id))
+        }
+        #expect(first.map(\.id) + viaFull == [6, 1, 3, 5, 4, 2], "score desc, then newest first")
+        #expect(viaLegacy == viaFull)
+        try store.writer.write { db in try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [last.id]) }
+        #expect(throws: LeadQuery.CursorExpired.self) {
+            try store.reader.read { db in try LeadQuery.page(LeadFilter(), sort: sort, after: legacy, limit: 10, in: db) }
+        }
+        let byName = LeadCursor(sort: LeadSort(key: .email, descending: true), value: .text("a@x.io"), createdAt: 5, id: 3)
+        #expect(LeadCursor(token: byName.token)?.createdAt == nil, "only score cursors carry a creation time")
     }
 }

@@ -48,8 +48,14 @@ struct LeadsController {
     private func page(_ query: LeadListQuery, path: String) async throws -> ListResponse<LeadJSON> {
         let total = try await count(query.filter)
         if let cursor = query.cursor {
-            let page = try await store.reader.read { db in
-                try LeadQuery.page(query.filter, sort: query.sort, after: cursor, limit: query.perPage, in: db)
+            let page: (leads: [LeadRecord], next: LeadCursor?)
+            do {
+                page = try await store.reader.read { db in
+                    try LeadQuery.page(query.filter, sort: query.sort, after: cursor, limit: query.perPage, in: db)
+                }
+            } catch is LeadQuery.CursorExpired {
+                throw APIError(.validationFailed, "the cursor has expired",
+                               errors: ["cursor": ["has expired: its lead was deleted; start again from the first page"]])
             }
             let next = page.next?.token
             let links = ListLinks(
