@@ -28,7 +28,10 @@ public struct LeadStore: Sendable {
     ///   - the writer leaves checkpoints to a connection of its own (the API's `WALCheckpointer`),
     ///     so it no longer copies the WAL into the database file and fsyncs it inside a request's
     ///     commit (perf: about a fifth of the writer's samples under POST /events). It still
-    ///     checkpoints past 512 MiB of WAL, a backstop should that never happen.
+    ///     checkpoints past 512 MiB of WAL, a backstop should that never happen;
+    ///   - when the WAL starts over, a file grown past 512 MiB (one huge transaction) is cut
+    ///     back to that size, so the disk it holds stays bounded while smaller cycles keep
+    ///     reusing its blocks.
     public static func open(path: String, logger: Logger = Logger(label: "leadlens.store"),
                             serving: Bool = false) throws -> LeadStore {
         let url = URL(fileURLWithPath: path)
@@ -41,6 +44,7 @@ public struct LeadStore: Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA cache_size = -524288")
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = \(try walPages(bytes: 512 << 20, db))")
+                try db.execute(sql: "PRAGMA journal_size_limit = \(512 << 20)")
             }
         }
         return store

@@ -57,7 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
         // The report scheduler, when --report-schedule is given, runs in the server's service group.
         let schedulers = try reports.schedulers(store: leadStore, database: store.db, logger: store.makeLogger(label: "leadlens.reports"))
         // Services stop in reverse order: the checkpointer last, after the server's final commits.
-        let checkpointer = WALCheckpointer(path: store.db, logger: store.makeLogger(label: "leadlens.checkpoint"))
+        let checkpointer = WALCheckpointer(path: store.db, writer: leadStore.writer, logger: store.makeLogger(label: "leadlens.checkpoint"))
         try await ServiceGroup(configuration: .init(
             services: [checkpointer as any Service, app] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)).run()

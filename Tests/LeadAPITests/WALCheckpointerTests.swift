@@ -42,4 +42,33 @@ struct WALCheckpointerTests {
         running.cancel()
         try await running.value  // returns, without an error, once cancelled
     }
+    @Test("under writes that never pause, the writer lets the WAL start over once it passes its bound")
+    func walStartsOverUnderSustainedWrites() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("store.sqlite").path
+        let store = try LeadStore.open(path: path, serving: true)
+        let limit = try await store.writer.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA journal_size_limit") }
+        #expect(limit == 512 << 20)
+        let checkpointer = WALCheckpointer(path: path, writer: store.writer, interval: .milliseconds(5),
+                                           restartBytes: 1 << 20, logger: Logger(label: "test"))
+        let running = Task { try await checkpointer.run() }
+        // 40 MB in back-to-back transactions of 40 KB: a passive checkpoint beside them never
+        // finds the writer between a complete copy and its next transaction, so without the
+        // writer's help the WAL would hold all 40 MB.
+        var largest = 0
+        let note = String(repeating: "n", count: 40_000)
+        for batch in 0..<1000 {
+            try await store.writer.write { db in
+                try db.execute(sql: "INSERT INTO leads (external_id, notes, created_at, updated_at) VALUES (?, ?, 0, 0)",
+                               arguments: ["W\(batch)", note])
+            }
+            largest = max(largest, fileSize(path + "-wal"))
+        }
+        running.cancel()
+        try await running.value
+        #expect(largest < 12_000_000, "the WAL reached \(largest) bytes")
+        let count = try await store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") }
+        #expect(count == 1000)
+    }
 }
