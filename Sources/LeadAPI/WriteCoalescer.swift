@@ -98,10 +98,10 @@ final class WriteCoalescer: Sendable {
                     let result: Result<any Sendable, any Error>
                     do {
                         result = .success(try await transaction { db in
-                            let (answer, touched) = try pending.work(db)
-                            if !touched.isEmpty { try rescore(db, Array(Set(touched)).sorted()) }
-                            return answer
+                            try Self.runTogether([pending.work], rescore: rescore, in: db)[0].get()
                         })
+                    } catch let failure as FailedAfterWriting {
+                        result = .failure(failure.underlying)
                     } catch {
                         result = .failure(error)
                     }

@@ -294,7 +294,7 @@ public enum LeadQuery {
         }
         if !sort.key.isNullable { parts.removeAll { $0.0 == .nulls } }
 
-        var rows: [(id: Int64, value: DatabaseValue, createdAt: Int64)] = []
+        var rows: [(id: Int64, value: DatabaseValue, createdAt: Int64?)] = []
         for (part, seek) in parts where rows.count <= limit {
             // created_at only when it orders ties: other sorts stay index-only reads.
             var sql = "SELECT id, \(column)\(tie == nil ? "" : ", created_at") FROM leads WHERE \(conditions)"
@@ -312,7 +312,7 @@ public enum LeadQuery {
             sql += " LIMIT ?"
             partArguments += [limit + 1 - rows.count]
             for row in try Row.fetchAll(db.cachedStatement(sql: sql), arguments: partArguments) {
-                rows.append((row[0], row[1], tie == nil ? 0 : row[2]))
+                rows.append((row[0], row[1], tie == nil ? nil : row[2]))
             }
         }
         let hasMore = rows.count > limit
@@ -326,7 +326,7 @@ public enum LeadQuery {
             case .string(let v): .text(v)
             case .blob: .null
             }
-            next = LeadCursor(sort: sort, value: value, createdAt: tie == nil ? nil : last.createdAt, id: last.id)
+            next = LeadCursor(sort: sort, value: value, createdAt: last.createdAt, id: last.id)
         }
         return (try LeadRecord.fetch(ids: rows.map(\.id), in: db), next)
     }

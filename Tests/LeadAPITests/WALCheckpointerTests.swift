@@ -11,12 +11,24 @@ struct WALCheckpointerTests {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
     }
 
+    /// A store opened for serving in a folder of its own.
+    private struct ServingStore {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)")
+        var path: String { directory.appendingPathComponent("store.sqlite").path }
+        let store: LeadStore
+
+        init() throws {
+            store = try LeadStore.open(path: directory.appendingPathComponent("store.sqlite").path, serving: true)
+        }
+
+        func cleanUp() { try? FileManager.default.removeItem(at: directory) }
+    }
+
     @Test("a serving store's commits reach the main file through the checkpointer, not the writer")
     func checkpointsFromItsOwnConnection() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("store.sqlite").path
-        let store = try LeadStore.open(path: path, serving: true)
+        let serving = try ServingStore()
+        defer { serving.cleanUp() }
+        let (store, path) = (serving.store, serving.path)
         let before = fileSize(path)
         // ~2 MB of leads: far below the writer's own 512 MiB checkpoint backstop.
         try await store.writer.write { db in
@@ -26,10 +38,11 @@ struct WALCheckpointerTests {
             }
         }
         #expect(fileSize(path) < before + 1_000_000, "the writer checkpointed by itself")
-        let (backstop, cache) = try await store.writer.writeWithoutTransaction { db in
-            (try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"), try Int.fetchOne(db, sql: "PRAGMA cache_size"))
+        let (backstop, cache, walLimit) = try await store.writer.writeWithoutTransaction { db in
+            (try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"), try Int.fetchOne(db, sql: "PRAGMA cache_size"),
+             try Int.fetchOne(db, sql: "PRAGMA journal_size_limit"))
         }
-        #expect(backstop == (512 << 20) / 4096 && cache == -524_288)
+        #expect(backstop == (512 << 20) / 4096 && cache == -524_288 && walLimit == 512 << 20)
 
         let checkpointer = WALCheckpointer(path: path, interval: .milliseconds(10), logger: Logger(label: "test"))
         let running = Task { try await checkpointer.run() }
@@ -42,14 +55,12 @@ struct WALCheckpointerTests {
         running.cancel()
         try await running.value  // returns, without an error, once cancelled
     }
+
     @Test("under writes that never pause, the writer lets the WAL start over once it passes its bound")
     func walStartsOverUnderSustainedWrites() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("store.sqlite").path
-        let store = try LeadStore.open(path: path, serving: true)
-        let limit = try await store.writer.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA journal_size_limit") }
-        #expect(limit == 512 << 20)
+        let serving = try ServingStore()
+        defer { serving.cleanUp() }
+        let (store, path) = (serving.store, serving.path)
         let checkpointer = WALCheckpointer(path: path, writer: store.writer, interval: .milliseconds(5),
                                            restartBytes: 1 << 20, logger: Logger(label: "test"))
         let running = Task { try await checkpointer.run() }

@@ -9,6 +9,16 @@ struct StoreTests {
         FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-\(UUID().uuidString)/store.sqlite").path
     }
 
+    /// A database file at `path` migrated up to `migration` only, then `setup`, then closed:
+    /// what an older version of LeadLens left behind.
+    private func leaveDatabase(at path: String, upTo migration: String, _ setup: (Database) throws -> Void = { _ in }) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let old = try DatabasePool(path: path)
+        try Schema.migrator.migrate(old, upTo: migration)
+        try old.write(setup)
+        try old.close()
+    }
+
     @Test func migratesAnEmptyDatabaseToWALWithEveryMigration() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
@@ -32,15 +42,9 @@ struct StoreTests {
         for previous in identifiers.dropLast() {
             let path = temporaryPath()
             defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             // setup: a database left at an older version, with a lead in it
-            do {
-                let old = try DatabasePool(path: path)
-                try Schema.migrator.migrate(old, upTo: previous)
-                try old.write { db in
-                    try db.execute(sql: "INSERT INTO leads (external_id, email, created_at, updated_at) VALUES ('L1', 'a@x.io', 1, 1)")
-                }
-                try old.close()
+            try leaveDatabase(at: path, upTo: previous) { db in
+                try db.execute(sql: "INSERT INTO leads (external_id, email, created_at, updated_at) VALUES ('L1', 'a@x.io', 1, 1)")
             }
             // act
             let store = try LeadStore.open(path: path)
@@ -59,19 +63,12 @@ struct StoreTests {
         for deferred in [false, true] {
             let path = temporaryPath()
             defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            do {
-                let old = try DatabasePool(path: path)
-                try Schema.migrator.migrate(old, upTo: "v7-deferred-indexes")
-                if deferred {
-                    try old.write { db in
-                        try db.execute(sql: """
-                            INSERT INTO deferred_indexes SELECT name, sql FROM sqlite_master WHERE name IN ('leads_score', 'leads_status');
-                            DROP INDEX leads_score; DROP INDEX leads_status;
-                            """)
-                    }
-                }
-                try old.close()
+            try leaveDatabase(at: path, upTo: "v7-deferred-indexes") { db in
+                guard deferred else { return }
+                try db.execute(sql: """
+                    INSERT INTO deferred_indexes SELECT name, sql FROM sqlite_master WHERE name IN ('leads_score', 'leads_status');
+                    DROP INDEX leads_score; DROP INDEX leads_status;
+                    """)
             }
             let store = try LeadStore.open(path: path)
             let (indexes, pending) = try store.reader.read { db in
