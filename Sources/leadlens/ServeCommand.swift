@@ -36,12 +36,13 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = store.makeLogger(label: "leadlens.api")
         do {
             // An ingest killed during a bulk load leaves its query indexes unbuilt: lists and
-            // stats would scan without them. A load still running builds them when it ends.
+            // stats would scan without them. A load still running builds them when it ends, or,
+            // should it be killed, the DeferredIndexBuilder below does.
             if try !leadStore.restoreDeferredIndexes() {
-                logger.notice("a bulk load is running; lists and stats are slower until it builds its indexes")
+                logger.notice("a bulk load is running; lists and stats are slower until its indexes are built")
             }
         } catch {
-            logger.warning("could not build the indexes a killed bulk load left; the next ingest will",
+            logger.warning("could not build the indexes a killed bulk load left; retrying while serving",
                            metadata: ["error": "\(error)"])
         }
         // A store with no active model scores with the shipped default.
@@ -58,8 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
         let schedulers = try reports.schedulers(store: leadStore, database: store.db, logger: store.makeLogger(label: "leadlens.reports"))
         // Services stop in reverse order: the checkpointer last, after the server's final commits.
         let checkpointer = WALCheckpointer(path: store.db, writer: leadStore.writer, logger: store.makeLogger(label: "leadlens.checkpoint"))
+        let indexBuilder = DeferredIndexBuilder(store: leadStore, logger: logger)
         try await ServiceGroup(configuration: .init(
-            services: [checkpointer as any Service, app] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint],
+            services: [checkpointer as any Service, indexBuilder, app] + schedulers, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)).run()
     }
 }
