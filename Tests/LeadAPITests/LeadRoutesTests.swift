@@ -146,6 +146,14 @@ struct LeadRoutesTests {
             #expect(none.fieldErrors["email"] != nil)
             let broken = try await client.call(.post, "/api/v1/intake", key: api.writer, raw: "{not json", contentType: "application/json")
             #expect(broken.status == .unprocessableContent)
+
+            // `curl -d '{...}'` sends JSON labelled as a form: still read as JSON.
+            let curled = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                               raw: #" {"email": "grace@example.com", "first_name": "Grace"}"#,
+                                               contentType: "application/x-www-form-urlencoded")
+            #expect(curled.status == .created)
+            let grace = try #require(curled.json["lead_id"] as? Int)
+            #expect(try await client.call(.get, "/api/v1/leads/\(grace)", key: api.reader).data["first_name"] as? String == "Grace")
         }
     }
 

@@ -38,7 +38,8 @@ struct IntakeController {
         let bytes = try await LeadBody.bytes(request, context: context)
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
-        if contentType.hasPrefix("application/x-www-form-urlencoded") {
+        // `curl -d '{...}'` labels JSON as a form; a form body never starts with "{".
+        if contentType.hasPrefix("application/x-www-form-urlencoded"), bytes.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
             parsed = LeadInput.patch(fromForm: Self.formFields(bytes))
         } else if let object = LeadInput.object(bytes) {
             parsed = LeadInput.patch(from: object)
@@ -57,6 +58,10 @@ struct IntakeController {
             return (result.leads[0], result.touched)
         })
         return IntakeResult(created: lead.created, leadID: lead.id).response
+    }
+
+    private static func isJSONWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
     }
 
     /// Decodes application/x-www-form-urlencoded ("+" is a space), keeping repeated keys.
