@@ -18,6 +18,13 @@ struct AuthTests {
             #expect(missing.json["status"] as? String == "error")
             let wrong = try await client.call(.get, "/api/v1/leads", key: "llk_not-a-key")
             #expect(wrong.status == .unauthorized)
+            // Paths the router reads as an API route need a key however they are spelled.
+            for path in ["//api/v1/leads", "/api//v1/leads/1", "/api/v1/leads/", "/api/v1///keys"] {
+                #expect(try await client.call(.get, path, key: nil).status == .unauthorized, "\(path)")
+            }
+            #expect(try await client.call(.post, "//api/v1/keys", key: nil, json: ["name": "x", "scopes": ["admin"]]).status
+                    == .unauthorized)
+            #expect(try await client.call(.get, "/api/v1/health/", key: nil).status == .ok)
 
             let bearer = try await client.call(.get, "/api/v1/leads", key: api.reader)
             #expect(bearer.status == .ok)
@@ -61,6 +68,13 @@ struct AuthTests {
         ("reader", .post, "/api/v1/leads/rescore"),
         ("writer", .get, "/api/v1/keys"),
         ("admin", .get, "/api/v1/leads/stats"),
+        ("writer", .get, "/api/v1/reports"),
+        ("writer", .post, "/api/v1/reports"),
+        // The router skips empty segments and a trailing slash; the scope check must too.
+        ("writer", .post, "/api/v1//keys"),
+        ("writer", .post, "/api/v1/models//train"),
+        ("writer", .post, "/api/v1/leads/rescore/"),
+        ("reader", .delete, "//api/v1/leads/1"),
     ])
     func forbidden(key: String, method: HTTPRequest.Method, path: String) async throws {
         let api = try TestAPI()
@@ -129,14 +143,16 @@ struct AuthTests {
 
     @Test("scopes: GET needs read, changes need write, keys/training/rescoring/reports need admin")
     func requiredScopes() {
-        #expect(RequiredScope.for(method: .get, path: "/api/v1/leads/stats") == .read)
-        #expect(RequiredScope.for(method: .post, path: "/api/v1/intake") == .write)
-        #expect(RequiredScope.for(method: .delete, path: "/api/v1/leads/4") == .write)
-        #expect(RequiredScope.for(method: .post, path: "/api/v1/models/train") == .admin)
-        #expect(RequiredScope.for(method: .post, path: "/api/v1/leads/rescore") == .admin)
-        #expect(RequiredScope.for(method: .get, path: "/api/v1/keys") == .admin)
-        #expect(RequiredScope.for(method: .post, path: "/api/v1/reports") == .admin)
-        #expect(RequiredScope.for(method: .get, path: "/api/v1/reports") == .read)
+        #expect(RequiredScope.for(method: .get, route: "/api/v1/leads/stats") == .read)
+        #expect(RequiredScope.for(method: .post, route: "/api/v1/intake") == .write)
+        #expect(RequiredScope.for(method: .delete, route: "/api/v1/leads/{id}") == .write)
+        #expect(RequiredScope.for(method: .post, route: "/api/v1/models/train") == .admin)
+        #expect(RequiredScope.for(method: .post, route: "/api/v1/leads/rescore") == .admin)
+        #expect(RequiredScope.for(method: .get, route: "/api/v1/keys") == .admin)
+        #expect(RequiredScope.for(method: .delete, route: "/api/v1/keys/{id}") == .admin)
+        #expect(RequiredScope.for(method: .post, route: "/api/v1/reports") == .admin)
+        #expect(RequiredScope.for(method: .get, route: "/api/v1/reports/{id}/{file}") == .read)
+        #expect(RequiredScope.for(method: .get, route: "/api/v1/keysight") == .read, "a prefix of a word is not the keys route")
     }
 }
 

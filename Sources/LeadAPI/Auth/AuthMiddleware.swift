@@ -13,8 +13,11 @@ struct AuthMiddleware: RouterMiddleware {
     let limiter: RateLimiter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
-        guard path.hasPrefix("/api/v1/"), path != "/api/v1/health" else {
+        // Decided on the route the router matched, never on the path as sent: the router skips
+        // empty segments, so "//api/v1/keys" reaches the keys route while failing a text test
+        // on the path. Without a match (a 404 in the making) the path is normalized the same way.
+        let route = Self.route(request, context: context)
+        guard route.hasPrefix("/api/v1/"), route != "/api/v1/health" else {
             return try await next(request, context)
         }
         guard let secret = Self.presentedKey(request) else {
@@ -32,7 +35,7 @@ struct AuthMiddleware: RouterMiddleware {
             throw APIError(.rateLimited, "rate limit exceeded: \(key.rateLimit) for this key", headers: headers)
         }
         do {
-            let required = RequiredScope.for(method: request.method, path: path)
+            let required = RequiredScope.for(method: request.method, route: route)
             guard key.scopes.contains(required) else {
                 throw APIError(.forbidden, "this key lacks the \(required.rawValue) scope")
             }
@@ -46,6 +49,13 @@ struct AuthMiddleware: RouterMiddleware {
             apiError.headers.append(contentsOf: rateHeaders)
             throw apiError
         }
+    }
+
+    /// The matched route's pattern ("/api/v1/leads/{id}"), or without one the request's path
+    /// with empty segments dropped, as the router reads it.
+    static func route(_ request: Request, context: Context) -> String {
+        if let matched = context.endpointPath, matched != "NotFound" { return matched }
+        return "/" + request.uri.path.split(separator: "/").joined(separator: "/")
     }
 
     static func presentedKey(_ request: Request) -> String? {
@@ -65,12 +75,12 @@ struct AuthMiddleware: RouterMiddleware {
 }
 
 /// The scope each route needs: admin for keys, training, rescoring and making reports; read
-/// for every other GET; write for every other change.
+/// for every other GET (reading a report included); write for every other change.
 enum RequiredScope {
-    static func `for`(method: HTTPRequest.Method, path: String) -> Scope {
-        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
-        if trimmed.hasPrefix("/api/v1/keys") { return .admin }
-        if method == .post, ["/api/v1/models/train", "/api/v1/leads/rescore", "/api/v1/reports"].contains(trimmed) {
+    /// `route` is a route pattern, or a path normalized as ``AuthMiddleware/route(_:context:)`` does.
+    static func `for`(method: HTTPRequest.Method, route: String) -> Scope {
+        if route == "/api/v1/keys" || route.hasPrefix("/api/v1/keys/") { return .admin }
+        if method == .post, ["/api/v1/models/train", "/api/v1/leads/rescore", "/api/v1/reports"].contains(route) {
             return .admin
         }
         return method == .get || method == .head ? .read : .write
