@@ -39,25 +39,14 @@ public struct FeatureReader: Sendable {
 
     static let millisecondsPerDay = 86_400_000.0
 
-    /// Count events and last-seen times from the events table, up to `asOf`, instead of the
-    /// all-time activity aggregate: for a scoring time in the past, later events must not count.
-    public let historical: Bool
-
-    public init(layout: FeatureLayout, asOf: Int64, historical: Bool = false) {
+    public init(layout: FeatureLayout, asOf: Int64) {
         self.layout = layout
         self.asOf = asOf
-        self.historical = historical
-    }
-
-    /// Whether any lead has activity after `asOf`, i.e. whether a reader at `asOf` must be
-    /// ``historical``. One scan of the leads at most; callers ask once per run.
-    public static func needsHistory(_ db: Database, asOf: Int64) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE last_activity_at > ? LIMIT 1", arguments: [asOf]) != nil
     }
 
     /// Up to `limit` leads with id > `after`, ascending.
     public func read(_ db: Database, after: Int64, limit: Int) throws -> FeatureRows {
-        var chunk = Chunk(layout: layout)
+        var chunk = Chunk(layout: layout, asOf: asOf)
         chunk.reserve(limit)
         let leads = try RawStatement(db, sql: leadSQL(where: "id > ? ORDER BY id LIMIT ?"))
         leads.bind(1, after)
@@ -76,7 +65,7 @@ public struct FeatureReader: Sendable {
         // fill one chunk, so the per-chunk work (buffers, the category caches) is paid once for
         // a transaction's thousands of scattered leads rather than once per lead.
         if ids.count >= 16, zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }) {
-            var chunk = Chunk(layout: layout)
+            var chunk = Chunk(layout: layout, asOf: asOf)
             chunk.reserve(ids.count)
             let leads = try RawStatement(db, sql: leadSQL(where: "id BETWEEN ? AND ? ORDER BY id"))
             var start = 0
@@ -101,7 +90,7 @@ public struct FeatureReader: Sendable {
             }
             return chunk.finish(self)
         }
-        var chunk = Chunk(layout: layout)
+        var chunk = Chunk(layout: layout, asOf: asOf)
         let leads = try RawStatement(db, sql: leadSQL(where: "id = ?"))
         for id in ids {
             leads.bind(1, id)
@@ -116,7 +105,7 @@ public struct FeatureReader: Sendable {
 
     private func leadSQL(where clause: String) -> String {
         let extra = layout.leadTextColumns.map { ", \($0)" }.joined()
-        return "SELECT id, created_at, status, score, value\(extra) FROM leads WHERE \(clause)"
+        return "SELECT id, created_at, status, score, value\(extra), last_activity_at FROM leads WHERE \(clause)"
     }
 
     /// Raw per-lead inputs gathered by the queries, before columns are computed.
@@ -140,9 +129,13 @@ public struct FeatureReader: Sendable {
         var customText: [String?] = []    // rows × customFieldIDs
         var customNumber: [Double?] = []  // rows × customFieldIDs
         var windowCounts: [Int: [Double]] = [:]  // window days → rows × typeIndexes
+        let asOf: Int64
+        /// Rows whose lead has events after `asOf`: the all-time aggregate would count them.
+        var activeAfterAsOf: [Bool] = []
 
-        init(layout: FeatureLayout) {
+        init(layout: FeatureLayout, asOf: Int64) {
             self.layout = layout
+            self.asOf = asOf
             var indexes: [Int] = []
             for column in layout.columns {
                 let used: Int?
@@ -163,7 +156,7 @@ public struct FeatureReader: Sendable {
             ids.reserveCapacity(count); createdAt.reserveCapacity(count); status.reserveCapacity(count)
             scores.reserveCapacity(count); value.reserveCapacity(count); lastAt.reserveCapacity(count)
             texts.reserveCapacity(count * textWidth); present.reserveCapacity(count * textWidth)
-            freeEmail.reserveCapacity(count)
+            freeEmail.reserveCapacity(count); activeAfterAsOf.reserveCapacity(count)
             typeCounts.reserveCapacity(count * typeIndexes.count); typeLastAt.reserveCapacity(count * typeIndexes.count)
             customText.reserveCapacity(count * customWidth); customNumber.reserveCapacity(count * customWidth)
         }
@@ -185,6 +178,8 @@ public struct FeatureReader: Sendable {
                 if i == layout.emailSlot, notBlank, let bytes { isFree = FreeMail.isFree(storedEmail: bytes) }
             }
             freeEmail.append(isFree)
+            let lastActivity = Int32(5 + layout.leadTextColumns.count)
+            activeAfterAsOf.append(!s.isNull(lastActivity) && s.int64(lastActivity) > asOf)
             lastAt.append(nil)
             typeCounts.append(contentsOf: repeatElement(0, count: typeIndexes.count))
             typeLastAt.append(contentsOf: repeatElement(0, count: typeIndexes.count))
@@ -215,7 +210,10 @@ public struct FeatureReader: Sendable {
         mutating func readDetails(_ db: Database, from: Int64, to: Int64, rows: Range<Int>, reader: FeatureReader) throws {
             let t = typeIndexes.count
             let needsActivity = t > 0 || layout.columns.contains(where: { if case .daysSince = $0.source { true } else { false } })
-            if needsActivity && reader.historical {
+            // Scoring at a time some of these leads have events after (a past as-of, or events
+            // stamped ahead of this clock) counts their events up to it from the events table;
+            // otherwise the all-time aggregate is exact and far cheaper.
+            if needsActivity && rows.contains(where: { activeAfterAsOf[$0] }) {
                 let events = try RawStatement(db, sql: """
                     SELECT lead_id, type_id, count(*), max(occurred_at) FROM events
                     WHERE lead_id BETWEEN ? AND ? AND occurred_at <= ?

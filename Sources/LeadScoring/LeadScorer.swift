@@ -98,8 +98,7 @@ public final class LeadScorer: Sendable {
     public func scoreAll(_ writer: any DatabaseWriter, asOf: Int64 = LeadStore.nowMillis(), chunkSize: Int = 50_000,
                          progress: ((Summary) -> Void)? = nil) throws -> Summary {
         let reader = try writer.read { db in
-            FeatureReader(layout: try self.layout(in: db), asOf: asOf,
-                          historical: try FeatureReader.needsHistory(db, asOf: asOf))
+            FeatureReader(layout: try self.layout(in: db), asOf: asOf)
         }
         if let pool = writer as? DatabasePool {
             return try scorePipelined(pool, reader: reader, chunkSize: chunkSize, progress: progress)
@@ -245,8 +244,7 @@ public final class LeadScorer: Sendable {
     /// largest magnitude first. intercept + Σ contributions = logit, and σ(logit) = probability.
     public func explain(leadID: Int64, in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> Explanation? {
         let layout = try layout(in: db)
-        let historical = try Bool.fetchOne(db, sql: "SELECT last_activity_at > ? FROM leads WHERE id = ?", arguments: [asOf, leadID]) ?? false
-        let rows = try FeatureReader(layout: layout, asOf: asOf, historical: historical).read(db, ids: [leadID])
+        let rows = try FeatureReader(layout: layout, asOf: asOf).read(db, ids: [leadID])
         guard rows.count == 1 else { return nil }
         var z = rows.values
         standardizer.apply(&z, rows: 1)

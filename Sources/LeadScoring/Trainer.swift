@@ -68,8 +68,7 @@ public enum Trainer {
         guard options.holdout >= 0, options.holdout < 1 else { throw Failure.badHoldout(options.holdout) }
         return try reader.read { db in
             let layout = try FeatureLayout.resolve(spec, in: db, training: true)
-            let featureReader = FeatureReader(layout: layout, asOf: options.asOf,
-                                              historical: try FeatureReader.needsHistory(db, asOf: options.asOf))
+            let featureReader = FeatureReader(layout: layout, asOf: options.asOf)
             let width = layout.columns.count
             var trainX: [Double] = [], trainY: [Double] = []
             var holdX: [Double] = [], holdY: [Double] = []

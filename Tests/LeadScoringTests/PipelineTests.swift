@@ -408,6 +408,34 @@ struct PipelineTests {
         #expect(try store.reader.read { try scorer.explain(leadID: 99_999, in: $0) } == nil)
     }
 
+    @Test("scoring at a past date counts only the events up to it, whichever path scores the lead")
+    func pastScoresAgreeAcrossPaths() throws {
+        let store = try TestStore.make(syntheticLeads(count: 600))
+        let scorer = LeadScorer(model: try trainedModel(store))
+        let past = testAsOf - 60 * TestStore.day
+        let active = try store.reader.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE last_activity_at > ? ORDER BY id LIMIT 40", arguments: [past])
+        }
+        #expect(active.count >= 20, "the data has too few leads active after the as-of date")
+        _ = try scorer.scoreAll(store.writer, asOf: past)
+        let byScoreAll = try store.reader.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, probability FROM leads").map { ($0[0] as Int64, $0[1] as Double) })
+        }
+        // A run of ascending ids, a single lead, and ids out of order: three ways the reader reads.
+        for ids in [active, [active[3]], active.reversed()] {
+            let rescored = try store.writer.write { try scorer.rescore(ids: ids, in: $0, asOf: past) }
+            #expect(rescored.count == ids.count)
+            for lead in rescored {
+                #expect(abs(lead.probability - byScoreAll[lead.leadID]!) < 1e-12, "lead \(lead.leadID)")
+            }
+        }
+        let explained = try #require(try store.reader.read { try scorer.explain(leadID: active[0], in: $0, asOf: past) })
+        #expect(abs(sigmoid(explained.logit) - byScoreAll[active[0]]!) < 1e-12)
+        // Scored now, the same leads count their later events, so some probabilities move.
+        let now = try store.writer.write { try scorer.rescore(ids: active, in: $0, asOf: testAsOf) }
+        #expect(now.contains { abs($0.probability - byScoreAll[$0.leadID]!) > 1e-6 })
+    }
+
     @Test("extreme values at scoring time count as missing: no lead gets a NaN score")
     func extremeValuesScore() throws {
         let model = try trainedModel(try TestStore.make(syntheticLeads(count: 500)))
@@ -434,13 +462,13 @@ struct PipelineTests {
             TestLead(externalID: "b", status: "lost", createdAt: testAsOf + 3 * day),
         ])
         let spec = FeatureSpec(features: [.eventCount("Demo Requested", transform: .none), Feature(kind: .daysSinceActivity)])
-        let rows = try store.reader.read { db -> FeatureRows in
-            #expect(try FeatureReader.needsHistory(db, asOf: testAsOf))
-            #expect(try !FeatureReader.needsHistory(db, asOf: testAsOf + 10 * day))
+        let (rows, later) = try store.reader.read { db -> (FeatureRows, FeatureRows) in
             let layout = try FeatureLayout.resolve(spec, in: db, training: true)
-            return try FeatureReader(layout: layout, asOf: testAsOf, historical: true).read(db, ids: [1])
+            return (try FeatureReader(layout: layout, asOf: testAsOf).read(db, ids: [1]),
+                    try FeatureReader(layout: layout, asOf: testAsOf + 10 * day).read(db, ids: [1]))
         }
         #expect(Array(rows.row(0)) == [1, 50])
+        #expect(Array(later.row(0)) == [2, 5])
         var options = Trainer.Options(asOf: testAsOf)
         options.minimumLabeled = 1
         options.holdout = 0
