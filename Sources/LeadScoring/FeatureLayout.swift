@@ -293,7 +293,15 @@ public struct FeatureLayout: Sendable {
         }
 
         /// The k most frequent values in the store, most frequent first (ties by value).
+        /// The `k` most frequent values of a field, as category keys. SQLite's lower() and trim()
+        /// fold less than ``FeatureLayout/categoryKey(_:)`` (ASCII case only, spaces only): its
+        /// groups are folded again here, so no two columns match the same key.
         func topValues(_ ref: FieldRef?, k: Int) throws -> [String] {
+            var seen = Set<String>()
+            return try mostFrequent(ref, k: k).map(FeatureLayout.categoryKey).filter { !$0.isEmpty && seen.insert($0).inserted }
+        }
+
+        private func mostFrequent(_ ref: FieldRef?, k: Int) throws -> [String] {
             switch ref {
             case .lead(_, let field):
                 let column = FeatureLayout.textColumns[field]!

@@ -229,7 +229,9 @@ public struct Feature: Codable, Sendable, Equatable {
         case .categorical:
             guard let field, !field.isEmpty else { throw fail("needs \"field\"") }
             if values == nil && topK == nil { throw fail("needs \"values\" or \"top_k\"") }
-            if let values, values.isEmpty || values.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            // A trained top_k feature whose field held no value yet lists none: its one column
+            // is "other" (values != nil with top_k implies other, see below).
+            if let values, (values.isEmpty && topK == nil) || values.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
                 throw fail("\"values\" must list non-blank values")
             }
             if let topK, !(1...FeatureSpec.maxTopK).contains(topK) { throw fail("top_k must be between 1 and \(FeatureSpec.maxTopK)") }

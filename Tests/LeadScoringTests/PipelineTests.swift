@@ -436,6 +436,26 @@ struct PipelineTests {
         #expect(now.contains { abs($0.probability - byScoreAll[$0.leadID]!) > 1e-6 })
     }
 
+    @Test("a top_k category trained before its field held any value, or held it in many spellings, still scores")
+    func topKCategoriesFoldAndMayBeEmpty() throws {
+        var leads = syntheticLeads(count: 300)
+        for i in leads.indices {
+            leads[i].custom["Region"] = ["Ödegaard", "ödegaard", "\tÖDEGAARD ", "Åsa"][i % 4]
+        }
+        let store = try TestStore.make(leads)
+        var spec = smallSpec()
+        spec.features += [.categorical(field: "assigned_to", topK: 3), .categorical(field: "Region", topK: 5)]
+        let model = try trainedModel(store, spec: spec)
+        let assigned = try #require(model.features.features.first { $0.field == "assigned_to" })
+        #expect(assigned.values == [] && assigned.other == true)
+        let region = try #require(model.features.features.first { $0.field == "Region" })
+        #expect(region.values == ["ödegaard", "åsa"], "one column per category key")
+        // The saved model reloads and scores: the spec it carries passes validation.
+        let reloaded = try JSONDecoder().decode(ScoringModel.self, from: JSONEncoder().encode(model))
+        let summary = try LeadScorer(model: reloaded).scoreAll(store.writer, asOf: testAsOf)
+        #expect(summary.scored == 300)
+    }
+
     @Test("extreme values at scoring time count as missing: no lead gets a NaN score")
     func extremeValuesScore() throws {
         let model = try trainedModel(try TestStore.make(syntheticLeads(count: 500)))
