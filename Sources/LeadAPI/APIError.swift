@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LeadIngest
 import LeadStore
 import Logging
 import NIOCore
@@ -108,6 +109,10 @@ extension APIError {
         case let error as DecodingError:
             return APIError(.validationFailed, "the request body does not match the expected shape",
                             errors: Self.fieldErrors(error))
+        case let error as IngestFileError:
+            // A CSV body nothing can be read from (an unreadable header row): the reason names a
+            // line, never a value.
+            return APIError(.validationFailed, "the body cannot be ingested: \(error.reason)", errors: ["body": [error.reason]])
         case LeadMutations.Failure.notFound:
             return APIError(.notFound, "no such lead")
         case LeadMutations.Failure.conflict(let field):

@@ -68,6 +68,19 @@ struct LeadRoutesTests {
 
             let notes = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.writer, json: ["notes": "call back Monday"])
             #expect(notes.data["notes"] as? String == "call back Monday")
+            // A misspelled key is refused rather than read as "clear the notes".
+            let misspelled = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.writer, json: ["note": "x"])
+            #expect(misspelled.status == .unprocessableContent && misspelled.fieldErrors["notes"] != nil)
+            #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["notes"] as? String == "call back Monday")
+
+            // Bodies of a fixed shape name the field a wrong type is in.
+            for (path, body, field) in [("status", ["status": 5], "status"), ("assign", ["user_id": ["x"]], "user_id"),
+                                        ("tags", ["name": true], "name"), ("merge", ["duplicate_id": "14"], "duplicate_id")] as [(String, [String: Any], String)] {
+                let reply = try await client.call(path == "tags" || path == "merge" ? .post : .put, "/api/v1/leads/\(id)/\(path)",
+                                                  key: api.writer, json: body)
+                #expect(reply.status == .unprocessableContent, "\(path)")
+                #expect(reply.fieldErrors[field] != nil, "\(path): \(reply.json)")
+            }
 
             let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["tag": "navy"])
             #expect(tagged.status == .created)
@@ -251,6 +264,14 @@ struct LeadRoutesTests {
             #expect(rejects.contains { $0["field"] as? String == "Amount" })
             let again = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: csv, contentType: "text/csv")
             #expect(again.data["leads_created"] as? Int == 0, "importing twice adds nothing")
+
+            // A header row that is not UTF-8: nothing can be mapped, a 422 on the body.
+            let unreadable = try await client.execute(
+                uri: "/api/v1/leads/import", method: .post,
+                headers: [.authorization: "Bearer \(api.writer)", .contentType: "text/csv"],
+                body: ByteBuffer(bytes: Array("email,".utf8) + [0xFF] + Array("\nx@example.com,a\n".utf8))) { $0 }
+            #expect(unreadable.status == .unprocessableContent)
+            #expect(String(buffer: unreadable.body).contains("\"body\""))
 
             let huge = String(repeating: "a", count: APILimits.maxBodyBytes + 1)
             let tooLarge = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: huge, contentType: "text/csv")

@@ -46,7 +46,7 @@ struct KeysController {
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let body = try await request.decode(as: CreateBody.self, context: context)
+        let body = try await LeadBody.decode(CreateBody.self, request, context: context)
         var errors: [String: [String]] = [:]
         let name = body.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 100 { errors["name"] = ["must be 1 to 100 characters"] }

@@ -19,6 +19,12 @@ enum LeadBody {
         return Array(buffer.readableBytesView)
     }
 
+    /// A JSON body of a fixed shape. Decoded here rather than by `request.decode`, which turns
+    /// a decoding error into a bare 400: the error shape names the field (see APIError.fieldErrors).
+    static func decode<Body: Decodable>(_ type: Body.Type, _ request: Request, context: APIRequestContext) async throws -> Body {
+        try APIJSON.decoder.decode(Body.self, from: Data(try await bytes(request, context: context)))
+    }
+
     /// A JSON body a client may leave out: `empty` when it sends no bytes (or only whitespace).
     static func optional<Body: Decodable>(_ request: Request, context: APIRequestContext, empty: Body) async throws -> Body {
         let bytes = try await bytes(request, context: context)

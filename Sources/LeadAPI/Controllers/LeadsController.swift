@@ -209,7 +209,7 @@ struct LeadsController {
 
     @Sendable func setStatus(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
-        let body = try await request.decode(as: StatusBody.self, context: context)
+        let body = try await LeadBody.decode(StatusBody.self, request, context: context)
         let status = body.status.trimmingCharacters(in: .whitespaces).lowercased()
         guard LeadStatus.known.contains(status) else {
             throw APIError(.validationFailed, "unknown status",
@@ -221,11 +221,23 @@ struct LeadsController {
         return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
     }
 
-    struct NotesBody: Decodable { let notes: String? }
+    /// `{"notes": …}`; null or "" clears them. The key is required: a body that misspells it
+    /// (`{"note": …}`) must not wipe the notes.
+    struct NotesBody: Decodable {
+        let notes: String?
+        enum CodingKeys: String, CodingKey { case notes }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            guard c.contains(.notes) else {
+                throw APIError(.validationFailed, "notes is required (null clears them)", errors: ["notes": ["is required"]])
+            }
+            notes = try c.decodeNil(forKey: .notes) ? nil : c.decode(String.self, forKey: .notes)
+        }
+    }
 
     @Sendable func setNotes(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
-        let body = try await request.decode(as: NotesBody.self, context: context)
+        let body = try await LeadBody.decode(NotesBody.self, request, context: context)
         try LeadBody.checkLength(body.notes, field: "notes")
         var changes = LeadMutations.Changes()
         changes.columns[.notes] = .some(body.notes.flatMap { $0.isEmpty ? nil : $0 })
@@ -247,7 +259,7 @@ struct LeadsController {
 
     @Sendable func addTag(_ request: Request, context: APIRequestContext) async throws -> Response {
         let id = try Self.leadID(context)
-        let body = try await request.decode(as: TagBody.self, context: context)
+        let body = try await LeadBody.decode(TagBody.self, request, context: context)
         let tag = body.name.trimmingCharacters(in: .whitespaces)
         guard !tag.isEmpty, tag.count <= 100 else {
             throw APIError(.validationFailed, "invalid tag", errors: ["name": ["must be 1 to 100 characters"]])
@@ -286,7 +298,7 @@ struct LeadsController {
 
     @Sendable func assign(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
-        let body = try await request.decode(as: AssignBody.self, context: context)
+        let body = try await LeadBody.decode(AssignBody.self, request, context: context)
         var changes = LeadMutations.Changes()
         let user = body.userID?.trimmingCharacters(in: .whitespaces)
         changes.columns[.assignedTo] = .some(user?.isEmpty == false ? user : nil)
@@ -328,7 +340,7 @@ struct LeadsController {
 
     @Sendable func merge(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
-        let body = try await request.decode(as: MergeBody.self, context: context)
+        let body = try await LeadBody.decode(MergeBody.self, request, context: context)
         guard body.duplicateID != id else {
             throw APIError(.validationFailed, "a lead cannot be merged into itself", errors: ["duplicate_id": ["must differ from the lead's id"]])
         }
