@@ -157,8 +157,7 @@ final class CSVWriter {
     /// apostrophe, as OWASP recommends for CSV injection. Numbers the report computes never pass
     /// through here.
     static func text(_ value: String?) -> String {
-        guard let value, let first = value.unicodeScalars.first else { return "" }
-        return "=+-@\t\r".unicodeScalars.contains(first) ? "'" + value : value
+        value.map(Reports.spreadsheetSafe) ?? ""
     }
 
     /// Shortest round-trip form: a CSV number parses back to the exact Double it was computed as.
@@ -179,6 +178,16 @@ final class CSVWriter {
 }
 
 extension Reports {
+    /// `value` made safe to open in a spreadsheet: text starting with =, +, -, @, tab or CR
+    /// would be read as a formula (CSV injection), so it gets a leading apostrophe, as OWASP
+    /// recommends. A phone number ("+1 (555) 010-1234") is left as it is.
+    public static func spreadsheetSafe(_ value: String) -> String {
+        guard let first = value.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return value }
+        let phoneLike = value.unicodeScalars.allSatisfy { "0123456789 +-().".unicodeScalars.contains($0) }
+            && value.unicodeScalars.contains { CharacterSet.decimalDigits.contains($0) }
+        return phoneLike ? value : "'" + value
+    }
+
     /// yyyy-MM-ddTHH:mm:ss.SSSZ of unix ms, without a formatter per call.
     static func isoTimestamp(millis: Int64) -> String {
         let day = Civil.floorDiv(millis, dayMillis)

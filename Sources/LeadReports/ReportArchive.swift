@@ -84,10 +84,17 @@ extension Reports {
 
         // MARK: - Writing
 
-        /// Report folder names, newest first. Ids sort by time; "-2" sorts after its base.
+        /// Report folder names, newest first: by time, then by the "-N" of reports started in
+        /// the same second (numerically: "-10" is newer than "-9").
         func reportIDs() throws -> [String] {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-            return names.filter(Self.isReportID).sorted(by: >)
+            return names.filter(Self.isReportID).sorted { Self.order($0) > Self.order($1) }
+        }
+
+        /// yyyy-MM-dd-HHmmss[-N] as (the time, N), the base counting as 1.
+        static func order(_ id: String) -> (String, Int) {
+            let time = String(id.prefix(17))
+            return (time, id.count > 18 ? Int(id.dropFirst(18)) ?? 1 : 1)
         }
 
         /// Creates the reports folder, or says clearly why it cannot be written.

@@ -257,6 +257,9 @@ struct ListAndStatsTests {
         try await api.app.test(.router) { client in
             _ = try await client.call(.post, "/api/v1/intake", key: api.writer,
                                       json: ["email": "quote@example.com", "company": "Acme, \"Inc\"", "notes": "line one\nline two"])
+            _ = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                      json: ["email": "formula@example.com", "company": "=HYPERLINK(\"http://x\")",
+                                             "first_name": "@SUM(1)", "phone": "+1 (555) 010-1234"])
             let reply = try await client.call(.get, "/api/v1/leads/export?min_score=10", key: api.reader)
             #expect(reply.status == .ok)
             #expect(reply.header("Content-Type")?.hasPrefix("text/csv") == true)
@@ -272,6 +275,11 @@ struct ListAndStatsTests {
             let notesColumn = try #require(header.firstIndex(of: "notes"))
             let quoted = try #require(parsed.first { $0[companyColumn] == "Acme, \"Inc\"" })
             #expect(quoted[notesColumn] == "line one\nline two")
+            // Client text that a spreadsheet would run as a formula is defused; a phone is not.
+            let formula = try #require(parsed.first { $0[header.firstIndex(of: "email")!] == "formula@example.com" })
+            #expect(formula[companyColumn] == "'=HYPERLINK(\"http://x\")")
+            #expect(formula[header.firstIndex(of: "first_name")!] == "'@SUM(1)")
+            #expect(formula[header.firstIndex(of: "phone")!] == "+1 (555) 010-1234")
         }
     }
 }

@@ -41,6 +41,18 @@ struct ArchiveTests {
         #expect(!FileManager.default.fileExists(atPath: reports.appendingPathComponent(manifests[0].id).path))
     }
 
+    @Test("Reports started in one second order by their number: -10 is newer than -9")
+    func sameSecondOrder() throws {
+        for name in ["2026-03-05-060000", "2026-03-05-060000-2", "2026-03-05-060000-9", "2026-03-05-060000-10",
+                     "2026-03-05-060000-11", "2026-03-05-055959-12", "2026-03-05-060001"] {
+            try FileManager.default.createDirectory(at: reports.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        #expect(try Reports.Archive(directory: reports).reportIDs() == [
+            "2026-03-05-060001", "2026-03-05-060000-11", "2026-03-05-060000-10", "2026-03-05-060000-9",
+            "2026-03-05-060000-2", "2026-03-05-060000", "2026-03-05-055959-12",
+        ])
+    }
+
     @Test("Files resolve with their content type; anything outside a report's listed files does not")
     func resolveIsSafe() throws {
         let store = try TestStore.make(TestStore.leads(count: 10, seed: 4), in: directory)

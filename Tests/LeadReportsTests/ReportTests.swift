@@ -209,6 +209,9 @@ struct ReportTests {
         let parsed = try CSVReader.parse(String(contentsOf: url, encoding: .utf8))
         // A record of one empty field is an empty line, which reads back as one empty field too.
         #expect(parsed == records)
-        #expect(CSVWriter.text("=SUM(A1)") == "'=SUM(A1)" && CSVWriter.text("-1") == "'-1" && CSVWriter.text("a=b") == "a=b")
+        #expect(CSVWriter.text("=SUM(A1)") == "'=SUM(A1)" && CSVWriter.text("-2+cmd|' /C calc'!A0") == "'-2+cmd|' /C calc'!A0")
+        #expect(CSVWriter.text("a=b") == "a=b" && CSVWriter.text("@x") == "'@x" && CSVWriter.text("\tx") == "'\tx")
+        // Digits and phone punctuation alone cannot call anything: a phone number stays as given.
+        #expect(CSVWriter.text("+1 (555) 010-1234") == "+1 (555) 010-1234" && CSVWriter.text("+") == "'+")
     }
 }

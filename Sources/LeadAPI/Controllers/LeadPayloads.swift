@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LeadIngest
+import LeadReports
 import LeadStore
 import NIOCore
 
@@ -188,6 +189,10 @@ enum LeadCSV {
         "scored_at", "created_at", "updated_at", "last_activity_at",
     ]
     static let header = columns.joined(separator: ",") + "\r\n"
+    /// Positions in `columns` of text a client supplies.
+    static let clientText: Set<Int> = Set(
+        ["external_id", "first_name", "last_name", "email", "phone", "company", "source", "status", "assigned_to", "notes", "tags"]
+            .map { columns.firstIndex(of: $0)! })
 
     static func write(_ lead: LeadRecord, to buffer: inout ByteBuffer) {
         let custom: String? = lead.customFields.isEmpty ? nil : (try? JSONSerialization.data(
@@ -201,7 +206,9 @@ enum LeadCSV {
         ]
         for (index, field) in fields.enumerated() {
             if index > 0 { buffer.writeStaticString(",") }
-            if let field { buffer.writeString(quoted(field)) }
+            // Text any client can send is guarded against CSV injection; the columns the
+            // server writes (ids, numbers, dates, the model version) need no guard.
+            if let field { buffer.writeString(quoted(clientText.contains(index) ? Reports.spreadsheetSafe(field) : field)) }
         }
         buffer.writeStaticString("\r\n")
     }

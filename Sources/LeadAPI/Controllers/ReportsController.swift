@@ -117,7 +117,7 @@ struct ReportsController {
         options.keep = services.configuration.reportKeep
         let generator = Reports.Generator(
             store: services.store, directory: URL(fileURLWithPath: services.configuration.reportsDirectory, isDirectory: true),
-            options: options)
+            options: options, logger: context.logger)
         let manifest: Reports.Manifest?
         do {
             manifest = try await generator.generateInBackground(period: period, now: now)
