@@ -3,14 +3,29 @@ import Foundation
 extension Ingest {
     /// Writes each rejected row as one NDJSON line: file, line, code, field, reason and the raw
     /// row, so the rows can be fixed and sent again. The file is created on the first reject only.
+    /// A line holding several rejected messages (a Segment batch) is written out once, with its
+    /// first reject: repeating a multi-megabyte batch line for each of its bad messages turned a
+    /// 2 MB input into a 1 GB rejects file.
     public final class RejectsFile: RejectSink {
         public let url: URL
         private var handle: FileHandle?
         private var buffer = Data()
         public private(set) var count = 0
+        /// The input and line whose raw text was written last.
+        private var lastRaw: (path: String, line: Int)?
+        /// Set by ``prepare()``: an empty rejects file is removed at close.
+        private var prepared = false
 
         public init(url: URL) {
             self.url = url
+        }
+
+        /// Opens the file before any input is read, so an unwritable path fails the command up
+        /// front rather than after rows committed, and empties it, so rejects a previous run left
+        /// are not taken for this run's (the file is removed at close if this run rejects nothing).
+        public func prepare() throws {
+            try open()
+            prepared = true
         }
 
         deinit {
@@ -29,23 +44,31 @@ extension Ingest {
             line += ",\"reason\":"
             JSONValue.writeQuoted(error.reason, to: &line)
             if let raw {
-                line += ",\"raw\":"
-                JSONValue.writeQuoted(raw, to: &line)
+                if let last = lastRaw, last.path == path, last.line == error.line {
+                    line += ",\"raw\":null,\"raw_with_line\":true"
+                } else {
+                    line += ",\"raw\":"
+                    JSONValue.writeQuoted(raw, to: &line)
+                    lastRaw = (path, error.line)
+                }
             }
             line += "}\n"
             buffer.append(contentsOf: line.utf8)
             if buffer.count > 1 << 16 { try? flush() }
         }
 
+        private func open() throws {
+            guard handle == nil else { return }
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            // Rejected rows are lead data: readable by the owner only.
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
+            handle = try FileHandle(forWritingTo: url)
+            try handle?.truncate(atOffset: 0)
+        }
+
         public func flush() throws {
             guard !buffer.isEmpty else { return }
-            if handle == nil {
-                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                // Rejected rows are lead data: readable by the owner only.
-                _ = FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
-                handle = try FileHandle(forWritingTo: url)
-                try handle?.truncate(atOffset: 0)
-            }
+            try open()
             try handle?.write(contentsOf: buffer)
             buffer.removeAll(keepingCapacity: true)
         }
@@ -54,6 +77,10 @@ extension Ingest {
             try flush()
             try handle?.close()
             handle = nil
+            if prepared && count == 0 {
+                try? FileManager.default.removeItem(at: url)
+                prepared = false
+            }
         }
     }
 }

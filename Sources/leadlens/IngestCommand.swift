@@ -80,6 +80,12 @@ struct IngestCommand: ParsableCommand {
         }
 
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
+        do {
+            try rejectsFile?.prepare()
+        } catch {
+            Terminal.error("cannot write the rejects file \(rejects ?? ""): \(error.localizedDescription)")
+            throw ExitCode(2)
+        }
         let ingester = Ingester(store: leadStore, logger: logger, beforeCommit: rescoring?.hook)
         // Into an empty store, files load with the query indexes built once at the end (see
         // DeferredIndexes), whether the loop ends, stops on request, or meets an unreadable file;

@@ -274,6 +274,30 @@ struct IngestTests {
         #expect(summary.sampleRejects.allSatisfy { !$0.description.contains("not a time") })
     }
 
+    @Test("a batch line with many bad messages is written to the rejects file once, with its first reject")
+    func batchLineRawWrittenOnce() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let bad = (0..<50).map { #"{"type":"track","event":"A","userId":"u1","messageId":"m\#($0)","timestamp":"never"}"# }
+        let good = #"{"type":"track","event":"A","userId":"u1","messageId":"ok","timestamp":"2026-01-01T00:00:00Z"}"#
+        let line = #"{"batch":["# + (bad + [good]).joined(separator: ",") + "]}\n"
+        let file = try directory.write("batch.ndjson", Data((line + line).utf8))
+        let rejectsURL = directory.url.appendingPathComponent("rejects.ndjson")
+        let sink = Ingest.RejectsFile(url: rejectsURL)
+        let summary = try Ingester(store: store).ingest(path: file.path, rejects: sink)
+        try sink.close()
+        #expect(summary.counts.rejected == 100 && summary.counts.eventsAdded == 1)
+        let rejects = try String(contentsOf: rejectsURL, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(rejects.count == 100)
+        // Each of the two lines is written out once, by the first of its rejects.
+        let withRaw = rejects.enumerated().filter { $0.element["raw"] is String }.map(\.offset)
+        #expect(withRaw == [0, 50])
+        #expect(rejects[0]["raw"] as? String == String(line.dropLast()))
+        #expect(rejects.filter { $0["raw_with_line"] as? Bool == true }.count == 98)
+    }
+
     @Test("--strict aborts at the first bad row and commits nothing from the file")
     func strictRollsBack() throws {
         let directory = try TemporaryDirectory()

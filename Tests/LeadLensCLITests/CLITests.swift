@@ -67,6 +67,20 @@ struct CLITests {
         #expect(count == 2)
     }
 
+    @Test("a rejects file is checked before ingesting, and one this run does not need is removed")
+    func rejectsFileUpFront() throws {
+        let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
+        let rejects = directory.appendingPathComponent("rejects.ndjson").path
+        try #"{"line":9,"stale":true}"#.write(toFile: rejects, atomically: true, encoding: .utf8)
+        #expect(try ingest([path, "--rejects", rejects]) == 0)
+        #expect(!FileManager.default.fileExists(atPath: rejects), "a previous run's rejects read as this run's")
+
+        let unwritable = directory.appendingPathComponent("leads.csv/rejects.ndjson").path  // under a file
+        #expect(try ingest([try file("more.csv", "id,email\nL2,b@x.io\n"), "--rejects", unwritable]) == 2)
+        let count = try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") }
+        #expect(count == 1, "rows were ingested before the rejects file was found unwritable")
+    }
+
     @Test func exitStatusIsTwoForAnUnreadableFile() throws {
         #expect(try ingest([directory.appendingPathComponent("missing.csv").path]) == 2)
     }
