@@ -48,7 +48,7 @@ struct KeysCommand: ParsableCommand {
         }
 
         func run() throws {
-            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys")
+            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys", creating: true)
             let scopes = try parsedScopes()
             let created = try leadStore.writer.write { db in
                 try APIKeys.create(name: name, scopes: scopes, rateLimit: RateLimit(parsing: rate)!, in: db)
@@ -64,7 +64,7 @@ struct KeysCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys")
+            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys", creating: true)
             let keys = try leadStore.reader.read { db in try APIKeys.list(in: db) }
             if keys.isEmpty {
                 print("no keys; create one with `leadlens keys create --name NAME --scopes read`")
@@ -89,7 +89,7 @@ struct KeysCommand: ParsableCommand {
         var key: String
 
         func run() throws {
-            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys")
+            let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys", creating: true)
             let revoked = try leadStore.writer.write { db in try APIKeys.revoke(key, in: db) }
             guard revoked > 0 else {
                 Terminal.error("no live key with id or name '\(key)'")

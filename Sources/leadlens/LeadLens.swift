@@ -10,8 +10,9 @@ struct LeadLens: AsyncParsableCommand {
         commandName: "leadlens",
         abstract: "Lead scoring and lead analytics on one SQLite file.",
         discussion: """
-            Data flows one way: ingest → store → score → serve/report. Every command takes --db PATH \
-            (default \(StoreOptions.defaultPath)).
+            Data flows one way: ingest → store → score → serve/report. Every command that opens a \
+            store takes --db PATH (default \(StoreOptions.defaultPath)); only ingest, serve and keys \
+            create one that does not exist.
 
             Exit status: 0 success, 1 some input rows rejected, 2 unusable arguments or an unreadable file.
             """,
@@ -40,7 +41,7 @@ struct LeadLens: AsyncParsableCommand {
     }
 }
 
-/// Options every command shares.
+/// Options every command that opens a store shares.
 struct StoreOptions: ParsableArguments {
     static let defaultPath = "data/leadlens.sqlite"
 

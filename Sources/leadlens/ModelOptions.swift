@@ -43,7 +43,14 @@ enum DateArgument {
 
 extension LeadStore {
     /// Opens the store for a command, exiting with status 2 when it cannot be opened.
-    static func openForCommand(_ options: StoreOptions, label: String, serving: Bool = false) throws -> LeadStore {
+    /// Opens the command's store. Only `creating` commands (serve, keys) make a new one: for
+    /// the others a missing file is a mistyped --db, which would otherwise report on, score or
+    /// train an empty store it just created.
+    static func openForCommand(_ options: StoreOptions, label: String, serving: Bool = false, creating: Bool = false) throws -> LeadStore {
+        if !creating && !FileManager.default.fileExists(atPath: options.db) {
+            Terminal.error("no store at \(options.db): ingest data into it first, or check --db")
+            throw ExitCode(2)
+        }
         do {
             return try LeadStore.open(path: options.db, logger: options.makeLogger(label: label), serving: serving)
         } catch {

@@ -32,7 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", serving: true)
+        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.serve", serving: true, creating: true)
         let logger = store.makeLogger(label: "leadlens.api")
         do {
             // An ingest killed during a bulk load leaves its query indexes unbuilt: lists and

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 @testable import leadlens
+import LeadStore
 import Testing
 
 @Suite("leadlens report")
@@ -53,6 +54,7 @@ struct ReportCLITests {
 
     @Test("An empty store gives a report; --skip-empty writes none")
     func emptyStore() throws {
+        _ = try LeadStore.open(path: db)  // an empty store; a missing one is an error (exit 2)
         let out = directory.appendingPathComponent("reports")
         #expect(report(["--out", out.path, "--skip-empty"]) == 0)
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("latest.json").path))

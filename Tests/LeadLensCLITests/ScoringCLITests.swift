@@ -77,6 +77,17 @@ struct ScoringCLITests {
         #expect(try query { try String.fetchOne($0, sql: "SELECT version FROM models WHERE is_active = 1") } == "default-v1")
     }
 
+    @Test("commands that read a store refuse a --db that names none, and create nothing")
+    func missingStoreIsAnError() throws {
+        #expect(try run(TrainCommand.self, []) == 2)
+        #expect(try run(ScoreCommand.self, ["--all"]) == 2)
+        #expect(try run(ExplainCommand.self, ["L1"]) == 2)
+        #expect(try { () throws -> Int32 in
+            do { try ModelsCommand.parse(["--db", db]).run(); return 0 } catch let exit as ExitCode { return exit.rawValue }
+        }() == 2)
+        #expect(!FileManager.default.fileExists(atPath: db), "a mistyped --db created a store")
+    }
+
     @Test("a refused training run writes nothing and keeps the active model")
     func refusals() throws {
         let leads = directory.appendingPathComponent("leads.csv")
