@@ -127,6 +127,25 @@ public enum LeadInput {
     public typealias FieldErrors = [String: [String]]
 
     /// Parses a JSON body that must be an object.
+    /// Why `bytes` is not a JSON object, for a 422 (``object(_:)`` returned nil): the parser's
+    /// reason and byte offset, never the value.
+    public static func problem(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { buffer in
+            do {
+                _ = try JSONParser.parse(buffer)
+                return "must be a JSON object"
+            } catch let error as JSONSyntaxError {
+                switch error.kind {
+                case .syntax: return "is not valid JSON: \(error.reason) at byte \(error.offset + 1)"
+                case .tooLong: return "holds a value longer than 64 KiB (at byte \(error.offset + 1))"
+                case .invalidUTF8: return "holds invalid UTF-8 (at byte \(error.offset + 1))"
+                }
+            } catch {
+                return "is not valid JSON"
+            }
+        }
+    }
+
     public static func object(_ bytes: [UInt8]) -> JSONObject? {
         bytes.withUnsafeBufferPointer { buffer in
             guard let value = try? JSONParser.parse(buffer), case .object(let object) = value else { return nil }

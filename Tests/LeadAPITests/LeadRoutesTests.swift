@@ -159,6 +159,16 @@ struct LeadRoutesTests {
             #expect(none.fieldErrors["email"] != nil)
             let broken = try await client.call(.post, "/api/v1/intake", key: api.writer, raw: "{not json", contentType: "application/json")
             #expect(broken.status == .unprocessableContent)
+            #expect(broken.fieldErrors["body"]?.first?.hasPrefix("is not valid JSON") == true)
+            // Over-long and out-of-range values say so rather than "not a JSON object".
+            let long = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                             json: ["email": "long@example.com", "notes": String(repeating: "n", count: 70_000)])
+            #expect(long.status == .unprocessableContent)
+            #expect(long.fieldErrors["body"]?.first?.contains("longer than 64 KiB") == true, "\(long.json)")
+            let huge = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer,
+                                             raw: #"{"leads": [{"email": "n@example.com", "value": 1e400}]}"#, contentType: "application/json")
+            #expect(huge.status == .unprocessableContent)
+            #expect(huge.fieldErrors["body"]?.first?.hasPrefix("is not valid JSON") == true, "\(huge.json)")
 
             // `curl -d '{...}'` sends JSON labelled as a form: still read as JSON.
             let curled = try await client.call(.post, "/api/v1/intake", key: api.writer,

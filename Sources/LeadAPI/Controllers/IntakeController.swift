@@ -44,8 +44,9 @@ struct IntakeController {
         } else if let object = LeadInput.object(bytes) {
             parsed = LeadInput.patch(from: object)
         } else {
-            throw APIError(.validationFailed, "the body must be a JSON object or a urlencoded form",
-                           errors: ["body": ["must be a JSON object or application/x-www-form-urlencoded"]])
+            let problem = LeadInput.problem(bytes)
+            throw APIError(.validationFailed, "the body \(problem) (send a JSON object or a urlencoded form)",
+                           errors: ["body": [problem]])
         }
         guard let patch = parsed.patch else {
             throw APIError(.validationFailed, "invalid lead: \(parsed.errors.keys.sorted().joined(separator: ", "))",

@@ -356,7 +356,8 @@ struct LeadsController {
     @Sendable func bulk(_ request: Request, context: APIRequestContext) async throws -> BulkResponse {
         let bytes = try await LeadBody.bytes(request, context: context)
         guard let object = LeadInput.object(bytes) else {
-            throw APIError(.validationFailed, "the body must be a JSON object", errors: ["body": ["must be a JSON object"]])
+            let problem = LeadInput.problem(bytes)
+            throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
         }
         guard case .array(let items)? = object["leads"] ?? object["batch"] else {
             throw APIError(.validationFailed, "leads is required", errors: ["leads": ["must be an array of lead objects"]])
