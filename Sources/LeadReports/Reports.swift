@@ -24,6 +24,26 @@ public enum Reports {
             return days
         }
 
+        /// A period by name, relative to `now`: "Nd" (N days up to now), "last-week" (the last
+        /// full calendar week, Monday to Monday, UTC: the Monday report's) or "last-month" (the
+        /// last full calendar month, UTC). Nil for anything else.
+        public static func named(_ text: String, now: Date = Date()) -> Period? {
+            let today = Civil.floorDiv(Int64((now.timeIntervalSince1970 * 1000).rounded(.down)), dayMillis)
+            switch text.lowercased() {
+            case "last-week":
+                // Day 0 (1970-01-01) was a Thursday: day + 3 counts weekdays from Monday.
+                let monday = today - Civil.floorMod(today + 3, 7)
+                return Period(from: (monday - 7) * dayMillis, until: monday * dayMillis, name: "last week")
+            case "last-month":
+                let (year, month, _) = Civil.date(fromDays: today)
+                let first = Civil.days(year: year, month: month, day: 1)
+                let previous = month == 1 ? Civil.days(year: year - 1, month: 12, day: 1) : Civil.days(year: year, month: month - 1, day: 1)
+                return Period(from: previous * dayMillis, until: first * dayMillis, name: "last month")
+            default:
+                return days(in: text).map { last(days: $0, now: now) }
+            }
+        }
+
         /// The `days` days up to `now`.
         public static func last(days: Int, now: Date = Date()) -> Period {
             let until = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))

@@ -143,12 +143,26 @@ struct SummaryView {
 
     // MARK: - Charts
 
+    /// The UTC day number of "YYYY-MM-DD".
+    static func dayNumber(_ date: String) -> Int64? {
+        let parts = date.split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 3 else { return nil }
+        return Civil.days(year: parts[0], month: parts[1], day: parts[2])
+    }
+
     static func dailyChart(_ days: [LeadStats.Day]) -> DailyChart {
         // More than ~120 bars get too thin to read, on paper above all: group days into weeks,
         // or 30-day blocks past ~2 years.
         let groupSize = days.count <= 120 ? 1 : days.count <= 840 ? 7 : 30
-        let groups: [(label: String, first: String, count: Int)] = stride(from: 0, to: days.count, by: groupSize).map { start in
-            let slice = days[start..<min(start + groupSize, days.count)]
+        var starts = Array(stride(from: 0, to: days.count, by: groupSize))
+        if groupSize == 7, let first = days.first.flatMap({ Self.dayNumber($0.date) }) {
+            // Weeks run Monday to Sunday, as a reader counts them: a partial first week, then
+            // whole ones. Day 0 (1970-01-01) was a Thursday.
+            let toMonday = Int(Civil.floorMod(-(first + 3), 7))
+            starts = [0] + Array(stride(from: toMonday == 0 ? 7 : toMonday, to: days.count, by: 7))
+        }
+        let groups: [(label: String, first: String, count: Int)] = starts.enumerated().map { index, start in
+            let slice = days[start..<(index + 1 < starts.count ? starts[index + 1] : days.count)]
             let label = slice.count == 1 ? slice.first!.date : "\(slice.first!.date) – \(slice.last!.date)"
             return (label, slice.first!.date, slice.reduce(0) { $0 + $1.new })
         }

@@ -33,7 +33,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Folder the report folders go in.", valueName: "dir"))
     var out = "reports"
 
-    @Option(help: ArgumentHelp("Nd (days up to now), or all. Default: 30d.", valueName: "period"))
+    @Option(help: ArgumentHelp("Nd (days up to now), last-week (Monday to Monday, UTC), last-month, or all. Default: 30d.", valueName: "period"))
     var period: String?
 
     @Option(help: ArgumentHelp("Start of the period: YYYY-MM-DD or an ISO 8601 datetime (UTC unless it has an offset).", valueName: "date"))
@@ -111,7 +111,7 @@ struct ReportScheduleOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Folder scheduled reports go in.", valueName: "dir"))
     var reportsDir = "reports"
 
-    @Option(help: ArgumentHelp("Period each scheduled report covers: Nd up to the run, or all.", valueName: "period"))
+    @Option(help: ArgumentHelp("Period each scheduled report covers: Nd up to the run, last-week, last-month, or all.", valueName: "period"))
     var reportPeriod = "30d"
 
     func validate() throws {
@@ -158,12 +158,13 @@ struct ReportScheduleOptions: ParsableArguments {
 /// Parsing of the report options, shared by `report` and `serve`.
 enum ReportArguments {
     enum PeriodSpec {
-        case days(Int)
+        /// Nd, last-week or last-month: resolved at each run, so a schedule's reports move on.
+        case named(String)
         case all
 
         func period(store: LeadStore, now: Date) throws -> Reports.Period {
             switch self {
-            case .days(let days): return .last(days: days, now: now)
+            case .named(let name): return Reports.Period.named(name, now: now)!
             case .all: return try store.reader.read { db in try Reports.Period.allTime(in: db, now: now) }
             }
         }
@@ -171,10 +172,10 @@ enum ReportArguments {
 
     static func periodSpec(_ text: String, option: String) throws -> PeriodSpec {
         if text.lowercased() == "all" { return .all }
-        guard let days = Reports.Period.days(in: text) else {
-            throw ValidationError("\(option) must be Nd (N days up to now, 1-36600) or all, got \"\(text)\".")
+        guard Reports.Period.named(text) != nil else {
+            throw ValidationError("\(option) must be Nd (N days up to now, 1-36600), last-week, last-month or all, got \"\(text)\".")
         }
-        return .days(days)
+        return .named(text)
     }
 
     static func formats(_ text: String) throws -> Set<Reports.Format> {

@@ -108,10 +108,11 @@ struct ReportsController {
             period = Reports.Period(from: from, until: until)
         } else {
             let text = body.period ?? "30d"
-            guard let days = Reports.Period.days(in: text) else {
-                throw APIError(.validationFailed, "invalid period", errors: ["period": ["must be Nd, N days up to now"]])
+            guard let named = Reports.Period.named(text, now: now) else {
+                throw APIError(.validationFailed, "invalid period",
+                               errors: ["period": ["must be Nd (N days up to now), last-week or last-month"]])
             }
-            period = .last(days: days, now: now)
+            period = named
         }
         var options = Reports.Generator.Options(database: services.store.writer.path, leadlensVersion: services.configuration.version)
         options.keep = services.configuration.reportKeep
