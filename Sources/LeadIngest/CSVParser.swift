@@ -1,5 +1,5 @@
 /// A streaming RFC 4180 reader: quoted fields, embedded delimiters and newlines, doubled quotes,
-/// CRLF or LF, a UTF-8 byte order mark.
+/// CRLF, LF or a lone CR (classic Mac), a UTF-8 byte order mark.
 ///
 /// Written here rather than taken from CSV.swift because ingest must reject one bad record (invalid
 /// UTF-8, an overlong field) with its line number and carry on with the next; CSV.swift decodes
@@ -27,6 +27,8 @@ struct CSVParser {
     private let reader: ByteReader
     private var line = 1
     private var field: [UInt8] = []
+    /// The last byte read was a CR, so a LF now completes a CRLF rather than starting a line.
+    private var afterCR = false
 
     init(reader: ByteReader) {
         self.reader = reader
@@ -77,47 +79,46 @@ struct CSVParser {
         }
 
         while let byte = try reader.nextByte() {
+            let completesCRLF = afterCR && byte == 0x0A
+            afterCR = byte == 0x0D
+            // The CR before it already ended the record and counted the line.
+            if completesCRLF && !inQuotes { continue }
             sawAnything = true
             if inQuotes {
                 if byte == UInt8(ascii: "\"") {
                     inQuotes = false
                     continue
                 }
-                if byte == 0x0A { line += 1 }
-                field.append(byte)
-                if field.count > Self.maxFieldBytes {
-                    // Most likely a quote that never closes: give up on this record and resync at
-                    // the next line, so one broken quote cannot swallow the rest of the file.
-                    try skipToEndOfLine()
-                    return .outcome(.rejected(line: startLine, .fieldTooLong(field: fields.count)))
-                }
+                if byte == 0x0D || (byte == 0x0A && !completesCRLF) { line += 1 }
+                // An overlong field is read to its closing quote, never resynced at a line
+                // break: the text after one is still inside the quotes and would become rows.
+                appendToField(byte)
                 continue
             }
             switch byte {
             case UInt8(ascii: "\""):
                 if fieldWasQuoted {
                     // A doubled quote inside a quoted field: "" → ".
-                    field.append(byte)
+                    appendToField(byte)
                     inQuotes = true
                 } else if field.isEmpty {
                     inQuotes = true
                     fieldWasQuoted = true
                 } else {
                     // A stray quote inside an unquoted field is kept literally, as most readers do.
-                    field.append(byte)
+                    appendToField(byte)
                 }
             case UInt8(ascii: ","):
                 endField()
-            case 0x0D:
-                continue  // the CR of a CRLF; a CR inside quotes is kept above
-            case 0x0A:
+            case 0x0A, 0x0D:
+                // LF, CRLF (its LF skipped above) or a lone CR; inside quotes they are data.
                 line += 1
                 if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .blank }
                 endField()
                 if let failure { return .outcome(.rejected(line: startLine, failure)) }
                 return .outcome(.record(Record(line: startLine, fields: fields)))
             default:
-                if field.count <= Self.maxFieldBytes { field.append(byte) }
+                appendToField(byte)
             }
         }
         guard sawAnything else { return .end }
@@ -128,12 +129,9 @@ struct CSVParser {
         return .outcome(.record(Record(line: startLine, fields: fields)))
     }
 
-    private mutating func skipToEndOfLine() throws {
-        while let byte = try reader.nextByte() {
-            if byte == 0x0A {
-                line += 1
-                return
-            }
-        }
+    /// Bytes past the limit are dropped: the record is rejected anyway, and memory stays bounded
+    /// however long the field runs.
+    private mutating func appendToField(_ byte: UInt8) {
+        if field.count <= Self.maxFieldBytes { field.append(byte) }
     }
 }

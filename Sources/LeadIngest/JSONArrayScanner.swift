@@ -7,11 +7,16 @@ struct JSONArrayScanner {
     }
 
     static let maxElementBytes = 16 << 20
+    /// Open brackets past this depth are counted, not typed: JSONParser rejects anything deeper
+    /// than 64 levels anyway, so there only finding the element's end matters.
+    static let maxTrackedDepth = 256
 
     private let reader: ByteReader
     private var line = 1
     private var started = false
     private var finished = false
+    /// A byte read ahead while deciding whether a "]" ends the array.
+    private var pushedBack: UInt8?
     /// After a structural failure the rest of the document cannot be split reliably.
     private(set) var isBroken = false
 
@@ -19,6 +24,9 @@ struct JSONArrayScanner {
         self.reader = reader
     }
 
+    /// The next piece between top-level commas. A piece with a stray or mismatched bracket is
+    /// still split off at the next top-level comma and handed on whole, so JSONParser rejects it
+    /// and the elements after it are kept.
     mutating func nextElement() throws -> Item? {
         guard !finished else { return nil }
         if !started {
@@ -26,18 +34,15 @@ struct JSONArrayScanner {
             guard try skipWhitespace() == UInt8(ascii: "[") else { return fail("expected a JSON array") }
         }
         var bytes: [UInt8] = []
-        var depth = 0
+        /// The closers the element's open brackets expect, innermost last.
+        var expectedClosers: [UInt8] = []
+        var untrackedDepth = 0
         var inString = false
         var escaped = false
         var startLine = line
-        while let byte = try reader.nextByte() {
-            if byte == 0x0A { line += 1 }
+        while let byte = try nextByte() {
             if bytes.isEmpty && !inString {
                 if byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { continue }
-                if byte == UInt8(ascii: "]") && depth == 0 {
-                    finished = true
-                    return nil
-                }
                 startLine = line
             }
             if inString {
@@ -47,16 +52,30 @@ struct JSONArrayScanner {
             } else {
                 switch byte {
                 case UInt8(ascii: "\""): inString = true
-                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    if depth == 0 {
-                        // The array's closing bracket right after an element.
-                        finished = true
-                        return .element(bytes, line: startLine)
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    if expectedClosers.count < Self.maxTrackedDepth {
+                        expectedClosers.append(byte == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"))
+                    } else {
+                        untrackedDepth += 1
                     }
-                    depth -= 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    if untrackedDepth > 0 {
+                        untrackedDepth -= 1
+                    } else if let opener = expectedClosers.lastIndex(of: byte) {
+                        // A mismatched closer also closes the brackets opened after its own.
+                        expectedClosers.removeSubrange(opener...)
+                    } else if !expectedClosers.isEmpty {
+                        // It closes nothing open: the element is broken, so resync at the next
+                        // top-level comma rather than swallow the elements after it.
+                        expectedClosers.removeAll()
+                    } else if byte == UInt8(ascii: "]"), try onlyWhitespaceRemains() {
+                        finished = true
+                        return bytes.isEmpty ? nil : .element(bytes, line: startLine)
+                    }
+                    // Otherwise a stray closer at the top level: it stays in the piece, which
+                    // then fails to parse, instead of being taken for the array's end.
                 case UInt8(ascii: ","):
-                    if depth == 0 { return .element(bytes, line: startLine) }
+                    if expectedClosers.isEmpty { return .element(bytes, line: startLine) }
                 default: break
                 }
             }
@@ -69,12 +88,29 @@ struct JSONArrayScanner {
         return fail("the JSON array never closes", line: startLine)
     }
 
+    private mutating func nextByte() throws -> UInt8? {
+        if let byte = pushedBack {
+            pushedBack = nil
+            return byte
+        }
+        let byte = try reader.nextByte()
+        if byte == 0x0A { line += 1 }
+        return byte
+    }
+
     private mutating func skipWhitespace() throws -> UInt8? {
-        while let byte = try reader.nextByte() {
-            if byte == 0x0A { line += 1 }
+        while let byte = try nextByte() {
             if byte != 0x20, byte != 0x0A, byte != 0x0D, byte != 0x09 { return byte }
         }
         return nil
+    }
+
+    /// Whether only whitespace is left; if not, the next byte is kept for the next read. A "]"
+    /// at the top level ends the array only then: one followed by more input is stray.
+    private mutating func onlyWhitespaceRemains() throws -> Bool {
+        guard let byte = try skipWhitespace() else { return true }
+        pushedBack = byte
+        return false
     }
 
     private mutating func fail(_ reason: String, line failedLine: Int? = nil, code: IngestError.Code = .malformedJSON) -> Item {

@@ -62,15 +62,74 @@ struct CSVTests {
         #expect(after.fields == ["3", "Cy"])
     }
 
-    @Test func unterminatedQuoteOverLimitResyncsAtNextLine() throws {
-        let long = String(repeating: "x", count: CSVParser.maxFieldBytes + 10)
-        let outcomes = try parse(Data("id,notes\n1,\"\(long)\n2,ok\n".utf8))
+    @Test("An overlong quoted field with newlines is one rejected record; its text never becomes rows")
+    func overlongQuotedFieldIsOneReject() throws {
+        let long = String(repeating: "x", count: 70_000)
+        let text = "email,notes,company\na@x.com,\"\(long)\nvictim@evil.com,injected,EvilCorp\ntail\",ACME\nb@y.com,ok,Fine\n"
+        let outcomes = try parse(Data(text.utf8))
         #expect(outcomes.count == 3)
-        guard case .rejected(_, .fieldTooLong) = outcomes[1], case .record(let next) = outcomes[2] else {
-            Issue.record("expected a rejected overlong field then the next row")
+        guard outcomes.count == 3, case .rejected(let line, .fieldTooLong(let field)) = outcomes[1],
+              case .record(let next) = outcomes[2] else {
+            Issue.record("expected the header, one rejected record and the next row")
             return
         }
-        #expect(next.fields == ["2", "ok"])
+        #expect(line == 2 && field == 1)
+        #expect(next.line == 5 && next.fields == ["b@y.com", "ok", "Fine"])
+
+        // Through the ingester: one reject naming the column, and only the good lead.
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("leads.csv", text), rejects: rejects)
+        #expect(summary.counts.rejected == 1)
+        #expect(rejects.rejects.map(\.error.line) == [2])
+        #expect(rejects.rejects.first?.error.code == .valueTooLarge)
+        #expect(rejects.rejects.first?.error.field == "notes")
+        #expect(try store.leads().map(\.email) == ["b@y.com"])
+    }
+
+    @Test("A doubled quote inside an overlong field does not end it")
+    func overlongQuotedFieldWithDoubledQuotes() throws {
+        let long = String(repeating: "x\"\"\n", count: 25_000)
+        let outcomes = try parse(Data("id,notes\n1,\"\(long)2,\"\"evil\"\"\"\n3,ok\n".utf8))
+        #expect(outcomes.count == 3)
+        guard outcomes.count == 3, case .rejected(2, .fieldTooLong(1)) = outcomes[1], case .record(let next) = outcomes[2] else {
+            Issue.record("expected one rejected record then the next row")
+            return
+        }
+        #expect(next.line == 25_003 && next.fields == ["3", "ok"])
+    }
+
+    @Test("A quote that never closes rejects the rest of the input as one record, however long")
+    func unterminatedQuoteAtEndOfInput() throws {
+        for notes in ["short", String(repeating: "x", count: CSVParser.maxFieldBytes + 10)] {
+            let outcomes = try parse(Data("id,notes\n1,\"\(notes)\n2,ok\n".utf8))
+            #expect(outcomes.count == 2)
+            guard outcomes.count == 2, case .rejected(2, .unterminatedQuote) = outcomes[1] else {
+                Issue.record("expected one unterminated-quote reject")
+                continue
+            }
+        }
+    }
+
+    @Test("A lone CR ends a line (classic Mac files); CR inside quotes stays data")
+    func bareCRLineEndings() throws {
+        let rows = try records("email,name\ra@x.com,Ann\rb@y.com,\"Bob\rSmith\"\r\rc@z.com,Cy\r")
+        #expect(rows.map(\.fields) == [["email", "name"], ["a@x.com", "Ann"], ["b@y.com", "Bob\rSmith"], ["c@z.com", "Cy"]])
+        #expect(rows.map(\.line) == [1, 2, 3, 6])
+
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let summary = try ingest(store, try directory.write("mac.csv", "email,name\ra@x.com,Ann\rb@y.com,Bob\r"))
+        #expect(summary.counts.leadsCreated == 2 && summary.counts.rejected == 0)
+        #expect(try store.leads().map(\.email) == ["a@x.com", "b@y.com"])
+    }
+
+    @Test("CRLF is one line ending, outside quotes and in them")
+    func crlfIsOneLineEnding() throws {
+        let rows = try records("a,b\r\n1,\"x\r\ny\"\r\n\r\n3,4\r\n")
+        #expect(rows.map(\.fields) == [["a", "b"], ["1", "x\r\ny"], ["3", "4"]])
+        #expect(rows.map(\.line) == [1, 2, 5])
     }
 
     @Test("Ragged rows: short rows read blanks, long rows are rejected with their line")

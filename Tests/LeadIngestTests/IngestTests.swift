@@ -335,6 +335,53 @@ struct IngestTests {
         #expect(rejects.rejects.map(\.error.line) == [3])
     }
 
+    @Test("A stray closer in a JSON array rejects its element and the elements after it still ingest")
+    func jsonArrayStrayCloser() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("leads.json", """
+            [{"type":"identify","userId":"a1"}},{"type":"identify","userId":"a2"},{"type":"identify","userId":"a3"}]
+            """), rejects: rejects)
+        #expect(summary.counts.rejected == 1 && rejects.rejects.map(\.error.line) == [1])
+        #expect(try store.leads().map(\.externalID) == ["a2", "a3"])
+
+        // A "]" is the end of the array only when nothing but whitespace follows it.
+        let store2 = try LeadStore.inMemory()
+        let rejects2 = RejectRecorder()
+        let summary2 = try ingest(store2, try directory.write("leads2.json", """
+            [
+              {"type":"identify","userId":"b1"},
+              {"type":"identify","userId":"b2"}],
+              ]{"type":"identify","userId":"b3"},
+              {"type":"identify","userId":"b4"}
+            ]
+
+            """), rejects: rejects2)
+        #expect(summary2.counts.rejected == 2 && rejects2.rejects.map(\.error.line) == [3, 4])
+        #expect(rejects2.rejects.allSatisfy { $0.error.code == .malformedJSON })
+        #expect(try store2.leads().map(\.externalID) == ["b1", "b4"])
+    }
+
+    @Test("A mismatched bracket rejects only its element; brackets in strings are text")
+    func jsonArrayMismatchedBrackets() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("leads.json", """
+            [
+              {"type":"identify","userId":"c1","traits":{"x":[1}},
+              {"type":"identify","userId":"c2"},
+              {"type":"identify","userId":"c3","x":[1},
+              {"type":"identify","userId":"c4","traits":{"x":{"y":1]},
+              {"type":"identify","userId":"c5\\\\\\\"]}[{","traits":{"note":"}]\\\\"}},
+              {"type":"identify","userId":"c6"}
+            ]
+            """), rejects: rejects)
+        #expect(summary.counts.rejected == 3 && rejects.rejects.map(\.error.line) == [2, 4, 5])
+        #expect(try store.leads().map(\.externalID) == ["c2", "c5\\\"]}[{", "c6"])
+    }
+
     @Test func unreadableFileThrows() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: (any Error).self) { try Ingester(store: store).ingest(path: "/nonexistent/leads.csv") }
