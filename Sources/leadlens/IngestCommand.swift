@@ -179,7 +179,11 @@ struct IngestCommand: ParsableCommand {
     private func makeRescoring(_ leadStore: LeadStore) throws -> Rescoring? {
         guard !noScore else { return nil }
         do {
-            return try models.activeModel(leadStore).map { Rescoring(scorer: LeadScorer(model: $0)) }
+            guard let model = try models.activeModel(leadStore) else {
+                Terminal.status("note: leads are stored unscored: the store has no active model and there is no \(models.defaultModelURL.path) (pass --models DIR, or train one)")
+                return nil
+            }
+            return Rescoring(scorer: LeadScorer(model: model))
         } catch {
             Terminal.error("cannot load the scoring model: \(error) (use --no-score to ingest without scoring)")
             throw ExitCode(2)

@@ -8,10 +8,29 @@ import LeadStore
 /// Where model files live. The shipped default model, models/default.json, is what a store with
 /// no active model scores with.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("models"), help: ArgumentHelp("Folder of model files and the default model.", valueName: "dir"))
-    var directory = "models"
+    @Option(name: .customLong("models"), help: ArgumentHelp(
+        "Folder of model files and the default model (default: ./models, else the models folder of the checkout or install the leadlens binary lives in).",
+        valueName: "dir"))
+    var given: String?
 
+    var directory: String { given ?? Self.defaultDirectory }
     var directoryURL: URL { URL(fileURLWithPath: directory, isDirectory: true) }
+
+    /// ./models when it holds the shipped model; otherwise the nearest models/default.json above
+    /// the executable (.build/<triple>/release/leadlens in a checkout, bin/leadlens in an
+    /// install), so the commands find the shipped model from any working directory.
+    static let defaultDirectory: String = {
+        let fileManager = FileManager.default
+        if fileManager.fileExists(atPath: "models/default.json") { return "models" }
+        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        var directory = executable.resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            directory.deleteLastPathComponent()
+            let candidate = directory.appendingPathComponent("models", isDirectory: true)
+            if fileManager.fileExists(atPath: candidate.appendingPathComponent("default.json").path) { return candidate.path }
+        }
+        return "models"
+    }()
     var defaultModelURL: URL { directoryURL.appendingPathComponent("default.json") }
 
     /// The store's active model, installing the shipped default when it has none.
