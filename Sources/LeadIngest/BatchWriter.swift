@@ -52,6 +52,8 @@ final class BatchWriter {
     var touchedInTransaction: Set<Int64> = []
     /// What the last `write` did with each record, in record order.
     private(set) var outcomes: [RecordOutcome] = []
+    /// Anonymous leads the record being applied merged into an identified one: duplicate → primary.
+    private var mergedByRecord: [Int64: Int64] = [:]
 
     struct RecordOutcome {
         var leadID: Int64
@@ -184,8 +186,24 @@ final class BatchWriter {
                 leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt, db: db)
                 created = true
             }
+            if !writer.mergedByRecord.isEmpty {
+                // At once, before a later record can create a lead that reuses a merged id.
+                redirectPendingEvents(writer.mergedByRecord)
+                writer.mergedByRecord.removeAll()
+            }
             if records[index].event != nil { pendingEvents.append((leadID, index)) }
             writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed))
+        }
+
+        /// Events this batch resolved to a lead that a later record merged away go to the lead
+        /// it merged into.
+        mutating func redirectPendingEvents(_ merged: [Int64: Int64]) {
+            for index in pendingEvents.indices {
+                if let primary = merged[pendingEvents[index].leadID] { pendingEvents[index].leadID = primary }
+            }
+            for index in writer.outcomes.indices {
+                if let primary = merged[writer.outcomes[index].leadID] { writer.outcomes[index].leadID = primary }
+            }
         }
 
         /// What an event is unique by: its dedupe key within its lead.
@@ -454,6 +472,8 @@ final class BatchWriter {
             || (identity.anonymousID != nil && matchedBy != .anonymousID)
         let setsSource = patch.sourceFallback != nil && !leadsWithSource.contains(leadID)
         var rowChanged = false
+        /// An anonymous id this record gives the lead for the first time (an identify or alias).
+        var linkedAnonymousID: String?
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -483,7 +503,10 @@ final class BatchWriter {
                 email: row["email"], phoneDigits: row["phone_digits"],
                 anonymousID: row["anonymous_id"] as String? ?? identity.anonymousID)
             if storedExternalID == nil, let externalID = identity.externalID { set("external_id", externalID) }
-            if row["anonymous_id"] as String? == nil, let anonymousID = identity.anonymousID { set("anonymous_id", anonymousID) }
+            if row["anonymous_id"] as String? == nil, let anonymousID = identity.anonymousID {
+                set("anonymous_id", anonymousID)
+                linkedAnonymousID = anonymousID
+            }
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
                 set(column, value)
@@ -519,6 +542,7 @@ final class BatchWriter {
             }
             remember(leadID, stored: stored)
         }
+        if let linkedAnonymousID { try mergeAnonymousLeads(linkedAnonymousID, into: leadID, db: db) }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged) && !rowChanged {
@@ -527,6 +551,27 @@ final class BatchWriter {
         let changed = rowChanged || customChanged || tagsChanged
         if changed { touchedInTransaction.insert(leadID) }
         return changed
+    }
+
+    /// Once an identify or alias links an anonymous id to a lead, the leads that id alone
+    /// created (no external id of their own: the visitor before they signed in) are that same
+    /// person: their events, tags and fields merge into the lead, as the merge endpoint does.
+    /// Left apart, two leads held the id, a re-sent message could resolve to the other one, and
+    /// re-ingesting a file added its events again (event dedupe is per lead).
+    private func mergeAnonymousLeads(_ anonymousID: String, into primary: Int64, db: Database) throws {
+        let anonymous = try Int64.fetchAll(
+            db, sql: "SELECT id FROM leads WHERE anonymous_id = ? AND external_id IS NULL AND id <> ? ORDER BY id",
+            arguments: [anonymousID, primary])
+        guard !anonymous.isEmpty else { return }
+        for duplicate in anonymous {
+            try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)
+            mergedByRecord[duplicate] = primary
+            liveInTransaction.remove(duplicate)
+            touchedInTransaction.remove(duplicate)
+        }
+        // Cached keys may name a merged lead: look them up again.
+        dropLeadCaches(keepingCapacity: true)
+        touchedInTransaction.insert(primary)
     }
 
     /// `notes` with each of `added` on a line of its own, skipping those it already holds, so

@@ -206,6 +206,10 @@ public enum LeadMutations {
         // Dedupe keys are unique per lead: an event both leads received (one message, resolved to
         // each before they were known to be one person) is kept once, on the primary.
         try db.execute(sql: "UPDATE OR IGNORE events SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        // The duplicate's rows are deleted explicitly, not through ON DELETE CASCADE: ingest
+        // merges with foreign-key enforcement off (see Ingester), where cascades do not run.
+        try db.execute(sql: "DELETE FROM event_properties WHERE event_id IN (SELECT id FROM events WHERE lead_id = ?)",
+                       arguments: [duplicate])
         try db.execute(sql: "DELETE FROM events WHERE lead_id = ?", arguments: [duplicate])
         let droppedSharedEvents = db.changesCount > 0
         try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
@@ -224,6 +228,9 @@ public enum LeadMutations {
         }
 
         // Delete first: the duplicate's external id, email and phone may then move over.
+        for table in ["lead_tags", "lead_custom_values", "lead_activity"] {
+            try db.execute(sql: "DELETE FROM \(table) WHERE lead_id = ?", arguments: [duplicate])
+        }
         try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [duplicate])
         if let activity {
             try db.execute(sql: """

@@ -438,3 +438,42 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Anonymous visitors linked to a user")
+struct AnonymousLinkingTests {
+    /// A visitor browses anonymously, signs in (identify with the anonymousId), and browses on.
+    static let lines = [
+        #"{"type":"identify","userId":"u1","traits":{"email":"ada@example.com"}}"#,
+        #"{"type":"track","event":"Viewed Pricing Page","anonymousId":"a1","messageId":"m1","timestamp":"2026-02-01T10:00:00Z"}"#,
+        #"{"type":"page","name":"Docs","anonymousId":"a1","messageId":"m2","timestamp":"2026-02-01T10:05:00Z","properties":{"path":"/docs"}}"#,
+        #"{"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m3","timestamp":"2026-02-01T10:10:00Z"}"#,
+        #"{"type":"track","event":"Demo Requested","anonymousId":"a1","messageId":"m4","timestamp":"2026-02-01T10:20:00Z"}"#,
+        // Another visitor's anonymous lead that has a user id of its own is a different person.
+        #"{"type":"identify","userId":"u2","anonymousId":"a2"}"#,
+        #"{"type":"track","event":"Email Opened","anonymousId":"a2","messageId":"m5","timestamp":"2026-02-02T10:00:00Z"}"#,
+    ]
+
+    @Test("linking merges the visitor's anonymous lead into the user, and re-ingesting adds nothing", arguments: [1, 2, 5000])
+    func linkingMergesAndStaysIdempotent(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let file = try directory.write("visits.ndjson", Self.lines.joined(separator: "\n"))
+        let first = try ingest(store, file, options: options)
+        #expect(first.counts.eventsAdded == 4)
+        for _ in 0..<2 {
+            let again = try ingest(store, file, options: options)
+            #expect(again.counts.eventsAdded == 0 && again.counts.leadsCreated == 0, "re-ingest added \(again.counts)")
+        }
+        try store.reader.read { db in
+            let u1 = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'u1'"))
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") == 2, "the anonymous lead was left beside its user")
+            #expect(try String.fetchOne(db, sql: "SELECT anonymous_id FROM leads WHERE id = ?", arguments: [u1]) == "a1")
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE lead_id = ?", arguments: [u1]) == 3)
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 4)
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty, "merging left orphan rows")
+            #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
+        }
+    }
+}
