@@ -13,6 +13,7 @@ public enum Schema {
         migrator.registerMigration("v6-dedupe-per-lead", migrate: dedupePerLead)
         migrator.registerMigration("v7-deferred-indexes", migrate: createDeferredIndexes)
         migrator.registerMigration("v8-one-score-index", migrate: oneScoreIndex)
+        migrator.registerMigration("v9-lead-ids-never-reused", migrate: neverReuseLeadIDs)
         return migrator
     }
 
@@ -239,6 +240,53 @@ public enum Schema {
             DROP INDEX IF EXISTS leads_score;
             DELETE FROM deferred_indexes WHERE name = 'leads_score';
             """)
+    }
+
+    /// Lead ids are never handed out twice. SQLite gives a new row the largest rowid plus one,
+    /// so deleting or merging away the newest lead let the next one take its id, and a client
+    /// still holding it (a CRM link, a sales rep's bookmark) then read or changed another lead.
+    /// AUTOINCREMENT needs a new table: the rows are copied with their ids, and the table's
+    /// indexes are built again as they stood (one a killed bulk load deferred stays deferred).
+    /// SQLite kept no record of ids freed before the upgrade, so one above the largest left may
+    /// still be given out once; from then on no id is reused.
+    static func neverReuseLeadIDs(_ db: Database) throws {
+        let indexes = try String.fetchAll(db, sql: """
+            SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' AND sql IS NOT NULL ORDER BY name
+            """)
+        let columns = """
+            id, external_id, email, phone, phone_digits, anonymous_id, first_name, last_name, company, source,
+            status, assigned_to, notes, value, created_at, updated_at, last_activity_at, score, probability,
+            model_version, scored_at
+            """
+        try db.execute(sql: """
+            CREATE TABLE leads_v9 (
+                id               INTEGER PRIMARY KEY AUTOINCREMENT,
+                external_id      TEXT,
+                email            TEXT,
+                phone            TEXT,
+                phone_digits     TEXT,
+                anonymous_id     TEXT,
+                first_name       TEXT,
+                last_name        TEXT,
+                company          TEXT,
+                source           TEXT,
+                status           TEXT NOT NULL DEFAULT 'new',
+                assigned_to      TEXT,
+                notes            TEXT,
+                value            REAL,
+                created_at       INTEGER NOT NULL,
+                updated_at       INTEGER NOT NULL,
+                last_activity_at INTEGER,
+                score            INTEGER CHECK (score BETWEEN 0 AND 100),
+                probability      REAL,
+                model_version    TEXT,
+                scored_at        INTEGER
+            );
+            INSERT INTO leads_v9 (\(columns)) SELECT \(columns) FROM leads ORDER BY id;
+            DROP TABLE leads;
+            ALTER TABLE leads_v9 RENAME TO leads;
+            """)
+        for sql in indexes { try db.execute(sql: sql) }
     }
 
     /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see

@@ -82,6 +82,47 @@ struct StoreTests {
         }
     }
 
+    @Test("v9: the ids of deleted leads are never handed out again; rows, children and indexes survive the rebuild")
+    func leadIDsAreNeverReused() throws {
+        for deferred in [false, true] {
+            let path = temporaryPath()
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            var before: [String: String] = [:]
+            try leaveDatabase(at: path, upTo: "v8-one-score-index") { db in
+                for i in 1...3 {
+                    try db.execute(sql: "INSERT INTO leads (external_id, score, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                                   arguments: ["L\(i)", 10 * i, i, i])
+                }
+                try db.execute(sql: "INSERT INTO lead_tags (lead_id, tag) VALUES (2, 'vip')")
+                if deferred {
+                    try db.execute(sql: """
+                        INSERT INTO deferred_indexes SELECT name, sql FROM sqlite_master WHERE name = 'leads_status';
+                        DROP INDEX leads_status;
+                        """)
+                }
+                before = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+                    SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' AND sql IS NOT NULL
+                    """).map { ($0[0] as String, $0[1] as String) })
+            }
+            let store = try LeadStore.open(path: path)
+            try store.writer.write { db in
+                let after = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+                    SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' AND sql IS NOT NULL
+                    """).map { ($0[0] as String, $0[1] as String) })
+                #expect(after == before, "the rebuilt table's indexes differ")
+                #expect(try Row.fetchAll(db, sql: "SELECT id, external_id, score FROM leads ORDER BY id").map { [$0[0] as Int64, $0[2] as Int64] }
+                        == [[1, 10], [2, 20], [3, 30]])
+                #expect(try String.fetchAll(db, sql: "SELECT tag FROM lead_tags WHERE lead_id = 2") == ["vip"])
+                // Before v9 the next lead took the newest lead's id once it was deleted.
+                try db.execute(sql: "DELETE FROM leads WHERE id = 3")
+                try db.execute(sql: "INSERT INTO leads (external_id, created_at, updated_at) VALUES ('L4', 4, 4)")
+                #expect(db.lastInsertedRowID == 4, "a deleted lead's id was handed out again")
+                #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
+            }
+            #expect(try store.reader.read(DeferredIndexes.arePending) == deferred)
+        }
+    }
+
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
