@@ -18,8 +18,21 @@ final class ByteReader {
         var description: String { "cannot read \(path): \(String(cString: strerror(errno)))" }
     }
 
+    /// Thrown by a read from input that can stall once ``isStopRequested`` returns true.
+    struct StopRequested: Error {}
+
     private let fd: Int32
     private let ownsDescriptor: Bool
+    /// A pipe, FIFO, terminal or socket: a read may wait for the writer. Regular files never do,
+    /// so they skip the readiness checks and stay as fast as before.
+    let canStall: Bool
+    /// For input that can stall: called on the reading thread when nothing more is ready, just
+    /// before waiting for it, so the parser can hand over what it has instead of holding it
+    /// until the writer sends more.
+    var willWait: (() -> Void)?
+    /// For input that can stall: checked before each read and while waiting for input; once it
+    /// returns true, reads throw ``StopRequested``. Without it a read just blocks.
+    var isStopRequested: (() -> Bool)?
     private var buffer: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     private var start = 0
@@ -31,23 +44,28 @@ final class ByteReader {
     private(set) var lineNumber = 0
 
     static let chunkSize = 1 << 20
+    /// How often a wait for input looks at ``isStopRequested``.
+    static let stopCheckMilliseconds: Int32 = 250
 
     /// `path` "-" reads standard input.
     init(path: String) throws {
+        var info = stat()
         if path == "-" {
             fd = STDIN_FILENO
             ownsDescriptor = false
             totalBytes = nil
+            canStall = !(fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG)
         } else {
             fd = open(path, O_RDONLY)
             guard fd >= 0 else { throw OpenError(path: path, errno: errno) }
             ownsDescriptor = true
-            var info = stat()
             if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
                 close(fd)
                 throw OpenError(path: path, errno: EISDIR)
             }
-            totalBytes = fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? Int64(info.st_size) : nil
+            let isRegular = fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+            totalBytes = isRegular ? Int64(info.st_size) : nil
+            canStall = !isRegular
         }
         capacity = Self.chunkSize
         buffer = .allocate(capacity: capacity)
@@ -57,6 +75,7 @@ final class ByteReader {
     init(bytes: [UInt8]) {
         fd = -1
         ownsDescriptor = false
+        canStall = false
         totalBytes = Int64(bytes.count)
         capacity = max(bytes.count, 1)
         buffer = .allocate(capacity: capacity)
@@ -88,6 +107,7 @@ final class ByteReader {
             capacity *= 2
         }
         while true {
+            if canStall { try waitUntilReadable() }
             let count = read(fd, buffer + end, capacity - end)
             if count > 0 {
                 end += count
@@ -100,6 +120,31 @@ final class ByteReader {
             if errno == EINTR { continue }
             throw OpenError(path: "input", errno: errno)
         }
+    }
+
+    /// Returns once a read would not block. Waits in bounded steps only when someone may ask
+    /// it to stop; otherwise the read itself waits.
+    private func waitUntilReadable() throws {
+        if isStopRequested?() == true { throw StopRequested() }
+        if readWouldNotBlock(waitingUpTo: 0) { return }
+        willWait?()
+        guard let isStopRequested else { return }
+        while !readWouldNotBlock(waitingUpTo: Self.stopCheckMilliseconds) {
+            if isStopRequested() { throw StopRequested() }
+        }
+    }
+
+    /// Whether a read would return at once: with data, at end of input, or with an error for
+    /// it to report.
+    private func readWouldNotBlock(waitingUpTo milliseconds: Int32) -> Bool {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, milliseconds)
+        return ready > 0 || (ready < 0 && errno != EINTR)
+    }
+
+    /// The bytes read but not yet handed out: the start of a line still being received.
+    var unconsumedBytes: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: buffer + start, count: end - start)
     }
 
     private var checkedByteOrderMark = false

@@ -78,7 +78,8 @@ public final class Ingester {
     ///
     /// - Parameters:
     ///   - shouldStop: polled between batches; when it turns true the current batch commits and
-    ///     ingest returns with `interrupted` set.
+    ///     ingest returns with `interrupted` set. From a pipe (stdin), whose bytes cannot be read
+    ///     again, reading stops instead and every row parsed so far commits first.
     public func ingest(
         path: String,
         options: Ingest.Options = Ingest.Options(),
@@ -88,9 +89,21 @@ public final class Ingester {
     ) throws -> Ingest.FileSummary {
         let started = Date()
         let reader = try ByteReader(path: path)
-        let format = try resolveFormat(options.format, path: path, reader: reader)
         var summary = Ingest.FileSummary(path: path)
-        let source = try RecordSource(format: format, reader: reader, options: options)
+        let source: RecordSource
+        do {
+            // Both read the first bytes, which a quiet stdin may not send for hours.
+            source = try withoutActuallyEscaping(shouldStop) { shouldStop in
+                reader.isStopRequested = shouldStop
+                defer { reader.isStopRequested = nil }
+                let format = try resolveFormat(options.format, path: path, reader: reader)
+                return try RecordSource(format: format, reader: reader, options: options)
+            }
+        } catch is ByteReader.StopRequested {
+            summary.interrupted = true
+            summary.seconds = Date().timeIntervalSince(started)
+            return summary
+        }
 
         let sink = RejectCollector(path: path, downstream: rejects)
         writer.beginFile()
@@ -115,10 +128,20 @@ public final class Ingester {
             case nil: return (nil, false)
             }
         }
+        /// What was read from a pipe cannot be read again: on a stop request the parser stops
+        /// reading it, and everything it parsed commits before ingest returns. A file stops
+        /// after the batch in hand; running the same command again finishes it.
+        let drainsOnStop = reader.canStall
+        func checkForStop() {
+            guard !summary.interrupted, shouldStop() else { return }
+            summary.interrupted = true
+            if drainsOnStop { pipeline.stopReading() }
+        }
+        var stopsNow: Bool { summary.interrupted && !drainsOnStop }
         func write(_ batch: [Ingest.Record], db: Database) throws {
             summary.counts += try writer.write(batch, in: db)
             progress?(lastProgress)
-            if shouldStop() { summary.interrupted = true }
+            checkForStop()
         }
 
         do {
@@ -128,7 +151,7 @@ public final class Ingester {
                     while true {
                         let (batch, ended) = try nextBatch(timeout: 0.25)
                         if ended || rejectedSoFar > 0 { break }
-                        if let batch { try write(batch, db: db) } else if shouldStop() { summary.interrupted = true }
+                        if let batch { try write(batch, db: db) } else { checkForStop() }
                         if summary.interrupted { return .rollback }
                     }
                     if rejectedSoFar > 0 {
@@ -143,20 +166,20 @@ public final class Ingester {
                 }
             } else {
                 var ended = false
-                while !ended && !summary.interrupted {
+                while !ended && !stopsNow {
                     // Wait for input outside any transaction: a quiet stdin must not hold the
                     // store's write lock, and a stop request must be seen while waiting.
                     let (first, endedNow) = try nextBatch(timeout: 0.25)
                     ended = endedNow
                     guard let first else {
-                        if shouldStop() { summary.interrupted = true }
+                        checkForStop()
                         continue
                     }
                     try writeTransaction { db in
                         let opened = Date()
                         try write(first, db: db)
                         var written = first.count
-                        while !summary.interrupted, written < options.recordsPerTransaction,
+                        while !stopsNow, written < options.recordsPerTransaction,
                               Date().timeIntervalSince(opened) < options.commitInterval {
                             // Batches the parser has ready, or nearly: otherwise commit now.
                             let (batch, endedNow) = try nextBatch(timeout: 0.1)
@@ -174,8 +197,9 @@ public final class Ingester {
             throw error
         }
         if summary.interrupted {
-            // The parser may be blocked reading stdin: wait for it only briefly, and read the
-            // collector it may still write to only if it has finished.
+            // A parser reading a pipe stops waiting for it within a poll interval, yet a read
+            // can still block (if another process takes the bytes poll saw): wait only briefly,
+            // and read the collector it may still write to only if it has finished.
             parserFinished = pipeline.finish(timeout: 2)
         } else {
             parserFinished = pipeline.finish()

@@ -16,6 +16,7 @@ final class ParsePipeline: @unchecked Sendable {
     // Guarded by `condition`.
     private var queue: [Item] = []
     private var cancelled = false
+    private var readingStopped = false
     private var producerDone = false
     private var terminal: Item?
     private let capacity: Int
@@ -25,6 +26,24 @@ final class ParsePipeline: @unchecked Sendable {
     init(source: RecordSource, reader: ByteReader, rejects: RejectCollector, batchSize: Int, capacity: Int = 3) {
         self.capacity = capacity
         let owned = Owned(source: source, reader: reader, rejects: rejects)
+        if reader.canStall {
+            // A slow writer (an event pipeline on stdin) must not leave rows parsed but unwritten
+            // until a whole batch has arrived: hand them over whenever the input goes quiet.
+            // Taken from `parsed`, not `owned.source`, which is mid-parse when this runs.
+            // Weak: the reader belongs to the parser's thread, which the pipeline owns.
+            reader.willWait = { [weak self, unowned reader, parsed = source.parsed] in
+                let records = parsed.take()
+                guard let self, !records.isEmpty else { return }
+                let progress = Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: parsed.rows)
+                publish(.batch(records, progress, rejectedSoFar: rejects.count))
+            }
+            reader.isStopRequested = { [weak self] in
+                guard let self else { return true }
+                condition.lock()
+                defer { condition.unlock() }
+                return readingStopped || cancelled
+            }
+        }
         let thread = Thread { [self] in
             self.produce(owned, batchSize: batchSize)
         }
@@ -64,18 +83,30 @@ final class ParsePipeline: @unchecked Sendable {
             } catch {
                 item = .failure(error)
             }
-            condition.lock()
-            while queue.count >= capacity && !cancelled { condition.wait() }
-            if cancelled {
-                condition.unlock()
-                return
-            }
-            queue.append(item)
-            condition.broadcast()
-            condition.unlock()
-            if case .batch = item { continue }
-            return
+            guard publish(item), case .batch = item else { return }
         }
+    }
+
+    /// Queues `item` for the caller once there is room. Returns false, dropping it, when the
+    /// caller has stopped taking items.
+    @discardableResult
+    private func publish(_ item: Item) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        queue.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// For input that can stall: stop reading it. The parser hands over what it has parsed,
+    /// then `end`; a record the writer had only partly sent is dropped (NDJSON: rejected).
+    /// Input that cannot stall reads on to its end.
+    func stopReading() {
+        condition.lock()
+        readingStopped = true
+        condition.unlock()
     }
 
     /// The next item, or nil when none arrives within `timeout` seconds. After the final `end`
@@ -98,8 +129,8 @@ final class ParsePipeline: @unchecked Sendable {
     }
 
     /// Stops the parser and waits until its thread has let go of the source, for at most
-    /// `timeout` seconds when given: a parser blocked reading a quiet stdin cannot be woken,
-    /// and a stopping process should not hang on it. Returns whether the parser has finished.
+    /// `timeout` seconds when given: a stopping process should not hang on a parser stuck in a
+    /// read. Returns whether the parser has finished.
     @discardableResult
     func finish(timeout: TimeInterval? = nil) -> Bool {
         condition.lock()

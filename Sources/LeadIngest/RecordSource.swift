@@ -1,6 +1,19 @@
 import Foundation
 import LeadStore
 
+/// The records parsed since the last batch was handed over. A reference, so that while the
+/// source waits for a slow writer mid-batch, the reader's wait hook can hand them over.
+final class ParsedRecords {
+    fileprivate(set) var records: [Ingest.Record] = []
+    /// Rows seen so far, good or rejected: the progress count.
+    fileprivate(set) var rows = 0
+
+    func take() -> [Ingest.Record] {
+        defer { records = [] }
+        return records
+    }
+}
+
 /// Turns an input stream into batches of records, handing bad rows to the reject collector.
 struct RecordSource {
     private enum Parser {
@@ -19,7 +32,8 @@ struct RecordSource {
     private let receivedAt = LeadStore.nowMillis()
     /// A single (non-array) JSON document is parsed whole, so it is bounded.
     static let maxDocumentBytes = 64 << 20
-    private(set) var rows = 0
+    let parsed = ParsedRecords()
+    var rows: Int { parsed.rows }
 
     init(format: Ingest.Format, reader: ByteReader, options: Ingest.Options) throws {
         self.reader = reader
@@ -38,46 +52,68 @@ struct RecordSource {
     }
 
     /// Up to `size` records; nil at end of input. Rejected rows are reported, never returned.
+    /// Records the reader's wait hook took meanwhile are not returned again.
     mutating func nextBatch(size: Int, rejects: RejectCollector) throws -> [Ingest.Record]? {
-        var records: [Ingest.Record] = []
-        records.reserveCapacity(size)
+        parsed.records.reserveCapacity(size)
         var reachedEnd = false
-        while records.count < size {
-            guard try nextRecords(into: &records, rejects: rejects) else {
+        while parsed.records.count < size {
+            do {
+                guard try nextRecords(rejects: rejects) else {
+                    reachedEnd = true
+                    break
+                }
+            } catch is ByteReader.StopRequested {
+                endAtStop(rejects: rejects)
                 reachedEnd = true
                 break
             }
         }
+        let records = parsed.take()
         if reachedEnd && records.isEmpty { return nil }
         return records
     }
 
+    /// A stop request ends the input where reading stopped; what was parsed is still returned.
+    /// An NDJSON line the writer had only partly sent is rejected with its text, so it reaches
+    /// the rejects file rather than vanishing.
+    private mutating func endAtStop(rejects: RejectCollector) {
+        if case .ndjson = parser {
+            let rest = reader.unconsumedBytes
+            if !rest.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+                parsed.rows += 1
+                rejects.add(IngestError(.malformedJSON, line: reader.lineNumber + 1, reason: "line cut short: ingest stopped before its end arrived"),
+                            raw: String(decoding: rest, as: UTF8.self))
+            }
+        }
+        parser = .finished
+    }
+
     /// Parses the next line, element or row. Returns false at end of input.
-    private mutating func nextRecords(into records: inout [Ingest.Record], rejects: RejectCollector) throws -> Bool {
+    private mutating func nextRecords(rejects: RejectCollector) throws -> Bool {
         switch parser {
         case .ndjson:
             guard let line = try reader.nextLine(maxLength: options.maxLineBytes) else { return false }
             let number = reader.lineNumber
             switch line {
             case .tooLong:
-                rows += 1
+                parsed.rows += 1
                 rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
             case .text(let bytes):
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
-                rows += 1
-                parseJSON(bytes, line: number, into: &records, rejects: rejects)
+                parsed.rows += 1
+                parseJSON(bytes, line: number, into: &parsed.records, rejects: rejects)
             }
             return true
         case .jsonDocument:
             parser = .finished
             guard let document = try reader.readToEnd(limit: Self.maxDocumentBytes) else {
-                rows += 1
+                parsed.rows += 1
                 rejects.add(IngestError(.valueTooLarge, line: 1, reason: "JSON document larger than \(Self.maxDocumentBytes >> 20) MiB; send NDJSON or a JSON array"), raw: nil)
                 return false
             }
             if document.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return false }
-            rows += 1
-            document.withUnsafeBufferPointer { parseJSON($0, line: 1, into: &records, rejects: rejects) }
+            parsed.rows += 1
+            document.withUnsafeBufferPointer { parseJSON($0, line: 1, into: &parsed.records, rejects: rejects) }
             return true
         case .finished:
             return false
@@ -86,12 +122,12 @@ struct RecordSource {
             switch try scanner.nextElement() {
             case nil: return false
             case .failure(let error)?:
-                rows += 1
+                parsed.rows += 1
                 rejects.add(error, raw: nil)
                 return !scanner.isBroken
             case .element(let bytes, let line)?:
-                rows += 1
-                bytes.withUnsafeBufferPointer { parseJSON($0, line: line, into: &records, rejects: rejects) }
+                parsed.rows += 1
+                bytes.withUnsafeBufferPointer { parseJSON($0, line: line, into: &parsed.records, rejects: rejects) }
                 return true
             }
         case .csv(var csv, var header):
@@ -104,7 +140,7 @@ struct RecordSource {
                     // only bury that.
                     throw IngestFileError(reason: "the CSV header row (line \(line)) is unreadable")
                 }
-                rows += 1
+                parsed.rows += 1
                 let column = { (index: Int) in header?.label(at: index) ?? "column \(index + 1)" }
                 let error: IngestError
                 switch failure {
@@ -118,9 +154,9 @@ struct RecordSource {
                     header = CSVHeader(record.fields)
                     return true
                 }
-                rows += 1
+                parsed.rows += 1
                 do {
-                    records.append(try currentHeader.record(from: record))
+                    parsed.records.append(try currentHeader.record(from: record))
                 } catch {
                     rejects.add(error, raw: CSVHeader.encode(record.fields))
                 }

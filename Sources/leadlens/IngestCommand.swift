@@ -201,9 +201,14 @@ struct IngestCommand: ParsableCommand {
         }
         if summary.abortedStrict { line += " — --strict: aborted at the first bad row, nothing from this file committed" }
         if summary.interrupted {
-            line += strict
-                ? " — interrupted: --strict committed nothing from this file"
-                : " — interrupted: what was committed stays; run the same command again to finish"
+            if strict {
+                line += " — interrupted: --strict committed nothing from this file"
+            } else if summary.path == "-" {
+                // Stdin cannot be read again, so ingest committed every row it had parsed.
+                line += " — interrupted: every complete row read from stdin is committed"
+            } else {
+                line += " — interrupted: what was committed stays; run the same command again to finish"
+            }
         }
         return line
     }
