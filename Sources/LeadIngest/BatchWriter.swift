@@ -54,6 +54,8 @@ final class BatchWriter {
     private(set) var outcomes: [RecordOutcome] = []
     /// Anonymous leads the record being applied merged into an identified one: duplicate → primary.
     private var mergedByRecord: [Int64: Int64] = [:]
+    /// Leads an earlier write of this file counted as created and this one merged away.
+    private var createdThenMerged = 0
 
     struct RecordOutcome {
         var leadID: Int64
@@ -85,6 +87,8 @@ final class BatchWriter {
     /// Call after a rollback: cached ids may name leads that no longer exist.
     func discardCaches() {
         dropLeadCaches(keepingCapacity: false)
+        mergedByRecord.removeAll()
+        createdThenMerged = 0
         typeIDs.removeAll()
         customFieldIDs.removeAll()
         liveInTransaction.removeAll()
@@ -121,13 +125,18 @@ final class BatchWriter {
             dropLeadCaches(keepingCapacity: true)
         }
         outcomes.removeAll(keepingCapacity: true)
+        mergedByRecord.removeAll()
         var batch = Batch(db: db, writer: self, records: records)
         for index in records.indices {
             try batch.apply(index)
         }
         try batch.insertPendingEvents()
         try batch.flushActivity()
-        return Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
+        var counts = Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
+        // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
+        counts.leadsCreated -= createdThenMerged
+        createdThenMerged = 0
+        return counts
     }
 
     /// Counts what `outcomes` did with `records` (the two in step). A lead counts as created or
@@ -202,7 +211,14 @@ final class BatchWriter {
                 if let primary = merged[pendingEvents[index].leadID] { pendingEvents[index].leadID = primary }
             }
             for index in writer.outcomes.indices {
-                if let primary = merged[writer.outcomes[index].leadID] { writer.outcomes[index].leadID = primary }
+                guard let primary = merged[writer.outcomes[index].leadID] else { continue }
+                // The lead that record created is gone into one that already existed: counted
+                // as a change to it, not as a new lead.
+                writer.outcomes[index].leadID = primary
+                if writer.outcomes[index].created {
+                    writer.outcomes[index].created = false
+                    writer.outcomes[index].changed = true
+                }
             }
         }
 
@@ -566,11 +582,12 @@ final class BatchWriter {
         for duplicate in anonymous {
             try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)
             mergedByRecord[duplicate] = primary
+            if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
             liveInTransaction.remove(duplicate)
             touchedInTransaction.remove(duplicate)
         }
-        // Cached keys may name a merged lead: look them up again.
-        dropLeadCaches(keepingCapacity: true)
+        // Cached keys that still name a merged lead heal themselves: findLive finds it gone
+        // (its id is never reused, v9) and looks the key up again.
         touchedInTransaction.insert(primary)
     }
 

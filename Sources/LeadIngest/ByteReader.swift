@@ -44,6 +44,8 @@ final class ByteReader {
     private(set) var lineNumber = 0
 
     static let chunkSize = 1 << 20
+    /// How long the input may pause before the rows parsed so far are handed over.
+    static let burstPauseMilliseconds: Int32 = 20
     /// How often a wait for input looks at ``isStopRequested``.
     static let stopCheckMilliseconds: Int32 = 250
 
@@ -126,7 +128,9 @@ final class ByteReader {
     /// it to stop; otherwise the read itself waits.
     private func waitUntilReadable() throws {
         if isStopRequested?() == true { throw StopRequested() }
-        if readWouldNotBlock(waitingUpTo: 0) { return }
+        // A bursty writer pauses between writes: give it a moment before handing over a
+        // part-filled batch, so batches stay large while the input flows.
+        if readWouldNotBlock(waitingUpTo: Self.burstPauseMilliseconds) { return }
         willWait?()
         guard let isStopRequested else { return }
         while !readWouldNotBlock(waitingUpTo: Self.stopCheckMilliseconds) {

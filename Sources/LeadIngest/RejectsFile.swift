@@ -11,8 +11,9 @@ extension Ingest {
         private var handle: FileHandle?
         private var buffer = Data()
         public private(set) var count = 0
-        /// The input and line whose raw text was written last.
-        private var lastRaw: (path: String, line: Int)?
+        /// The raw text written last, with its input and line: the rejects that follow with the
+        /// same text (other messages of one batch line) point to it instead of repeating it.
+        private var lastRaw: (path: String, line: Int, text: String)?
         /// Set by ``prepare()``: an empty rejects file is removed at close.
         private var prepared = false
 
@@ -44,12 +45,14 @@ extension Ingest {
             line += ",\"reason\":"
             JSONValue.writeQuoted(error.reason, to: &line)
             if let raw {
-                if let last = lastRaw, last.path == path, last.line == error.line {
+                // Same line and same text: elements of a one-line JSON array share a line
+                // number but each carries its own text, which must be kept.
+                if let last = lastRaw, last.path == path, last.line == error.line, last.text == raw {
                     line += ",\"raw\":null,\"raw_with_line\":true"
                 } else {
                     line += ",\"raw\":"
                     JSONValue.writeQuoted(raw, to: &line)
-                    lastRaw = (path, error.line)
+                    lastRaw = (path, error.line, raw)
                 }
             }
             line += "}\n"

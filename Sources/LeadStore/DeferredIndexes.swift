@@ -12,13 +12,14 @@ import GRDB
 /// is consistent (indexes only ever speed queries up) and knows what to rebuild. Identity and
 /// uniqueness indexes are never deferred: ingest looks leads up and dedupes events through them.
 public enum DeferredIndexes {
-    /// Indexes that serve list filters, sorting, the timeline and tag or custom-field lookups.
-    /// No write relies on one for correctness; an API merge or delete of a lead scans the
-    /// timeline without `lead_timeline_lead`, so it is slower while the index is deferred.
+    /// Indexes that serve list filters, sorting and tag or custom-field lookups. No write relies
+    /// on one for correctness. `lead_timeline_lead` is not among them: merging a lead moves its
+    /// timeline by lead id, and ingest merges an anonymous visitor's lead into its user as the
+    /// load runs, so without it every such merge would scan the whole timeline.
     public static let names = [
         "leads_status", "leads_source", "leads_created_at", "leads_score_created",
         "leads_updated_at", "leads_last_activity_at", "leads_last_name", "leads_assigned_to",
-        "lead_timeline_lead", "lead_tags_tag", "lead_custom_values_field",
+        "lead_tags_tag", "lead_custom_values_field",
     ]
 
     /// Whether a bulk load left indexes to build.

@@ -298,6 +298,26 @@ struct IngestTests {
         #expect(rejects.filter { $0["raw_with_line"] as? Bool == true }.count == 98)
     }
 
+    @Test("each bad element of a one-line JSON array keeps its own text in the rejects file")
+    func oneLineArrayRejectsKeepTheirText() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let array = #"[{"type":"track","event":"A","userId":"u1","timestamp":"never"},"# +
+            #"{"type":"track","event":"B","userId":"u1","timestamp":"nor this"},"# +
+            #"{"type":"track","event":"C","userId":"u1","messageId":"ok","timestamp":"2026-01-01T00:00:00Z"}]"#
+        let file = try directory.write("export.json", Data(array.utf8))
+        let rejectsURL = directory.url.appendingPathComponent("rejects.ndjson")
+        let sink = Ingest.RejectsFile(url: rejectsURL)
+        let summary = try Ingester(store: store).ingest(path: file.path, rejects: sink)
+        try sink.close()
+        #expect(summary.counts.rejected == 2 && summary.counts.eventsAdded == 1)
+        let raws = try String(contentsOf: rejectsURL, encoding: .utf8).split(separator: "\n").map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["raw"] as? String
+        }
+        #expect(raws.count == 2)
+        #expect(raws[0]?.contains(#""event":"A""#) == true && raws[1]?.contains(#""event":"B""#) == true)
+    }
+
     @Test("--strict aborts at the first bad row and commits nothing from the file")
     func strictRollsBack() throws {
         let directory = try TemporaryDirectory()
@@ -448,9 +468,13 @@ struct AnonymousLinkingTests {
         #"{"type":"page","name":"Docs","anonymousId":"a1","messageId":"m2","timestamp":"2026-02-01T10:05:00Z","properties":{"path":"/docs"}}"#,
         #"{"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m3","timestamp":"2026-02-01T10:10:00Z"}"#,
         #"{"type":"track","event":"Demo Requested","anonymousId":"a1","messageId":"m4","timestamp":"2026-02-01T10:20:00Z"}"#,
-        // Another visitor's anonymous lead that has a user id of its own is a different person.
         #"{"type":"identify","userId":"u2","anonymousId":"a2"}"#,
         #"{"type":"track","event":"Email Opened","anonymousId":"a2","messageId":"m5","timestamp":"2026-02-02T10:00:00Z"}"#,
+        // A lead holding the anonymous id under a user id of its own is another person: a second
+        // user linking the same id does not absorb it.
+        #"{"type":"identify","userId":"u3","anonymousId":"a3"}"#,
+        #"{"type":"identify","userId":"u4"}"#,
+        #"{"type":"identify","userId":"u4","anonymousId":"a3"}"#,
     ]
 
     @Test("linking merges the visitor's anonymous lead into the user, and re-ingesting adds nothing", arguments: [1, 2, 5000])
@@ -462,13 +486,16 @@ struct AnonymousLinkingTests {
         let file = try directory.write("visits.ndjson", Self.lines.joined(separator: "\n"))
         let first = try ingest(store, file, options: options)
         #expect(first.counts.eventsAdded == 4)
+        // The visitor's lead, merged away, is not counted as created.
+        #expect(first.counts.leadsCreated == 4, "\(first.counts)")
         for _ in 0..<2 {
             let again = try ingest(store, file, options: options)
             #expect(again.counts.eventsAdded == 0 && again.counts.leadsCreated == 0, "re-ingest added \(again.counts)")
         }
         try store.reader.read { db in
             let u1 = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'u1'"))
-            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") == 2, "the anonymous lead was left beside its user")
+            #expect(try String.fetchAll(db, sql: "SELECT external_id FROM leads ORDER BY id") == ["u1", "u2", "u3", "u4"],
+                    "the anonymous lead was left beside its user, or another user's lead was absorbed")
             #expect(try String.fetchOne(db, sql: "SELECT anonymous_id FROM leads WHERE id = ?", arguments: [u1]) == "a1")
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE lead_id = ?", arguments: [u1]) == 3)
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 4)
