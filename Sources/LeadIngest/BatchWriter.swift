@@ -409,7 +409,8 @@ final class BatchWriter {
             liveInTransaction.insert(found.id)
             return found
         }
-        discardCaches()
+        // Only the lead caches: this write's merge bookkeeping must survive a stale hit.
+        dropLeadCaches(keepingCapacity: true)
         return try find(identity, db: db)
     }
 

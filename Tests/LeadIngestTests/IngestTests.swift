@@ -503,4 +503,27 @@ struct AnonymousLinkingTests {
             #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
         }
     }
+    /// The visitor gave an email before signing in, so a cached key still names the merged lead
+    /// when that email comes again. With two records per write the visitor's lead is created in
+    /// one write and merged in the next, where the stale hit must not lose the merge from the
+    /// file's totals.
+    @Test("a stale cache hit after a merge keeps the created count equal to the leads left", arguments: [1, 2, 5000])
+    func staleHitAfterMergeKeepsCounts(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let file = try directory.write("visits.ndjson", [
+            #"{"type":"identify","userId":"u1","traits":{"email":"ada@example.com"}}"#,
+            #"{"type":"identify","anonymousId":"a1","traits":{"email":"visitor@example.com"}}"#,
+            #"{"type":"identify","userId":"u1","anonymousId":"a1"}"#,
+            #"{"type":"identify","traits":{"email":"visitor@example.com","company":"Acme"}}"#,
+        ].joined(separator: "\n"))
+        let first = try ingest(store, file, options: options)
+        let leadsLeft = try store.count("leads")
+        #expect(first.counts.leadsCreated == leadsLeft, "\(first.counts) with \(leadsLeft) leads stored")
+        let again = try ingest(store, file, options: options)
+        #expect(again.counts.leadsCreated == 0)
+        #expect(try store.count("leads") == leadsLeft)
+    }
 }
