@@ -8,8 +8,22 @@ struct DataResponse<Payload: Encodable & Sendable>: ResponseEncodable, Sendable 
     let data: Payload
 }
 
+/// A list short enough to send whole (keys, models, reports, a lead's duplicates), in the
+/// envelope every list has: one page holding everything.
+struct WholeList<Item: Encodable & Sendable>: ResponseEncodable, Sendable {
+    let data: [Item]
+    let meta: ListMeta
+    let links: ListLinks
+
+    init(_ data: [Item], path: String, latest: String? = nil) {
+        self.data = data
+        meta = .whole(count: data.count)
+        links = .whole(path: path, latest: latest)
+    }
+}
+
 /// Offset and keyset pagination, in one shape: with `cursor=` the page numbers are null.
-struct ListMeta: JSONWritable, Sendable {
+struct ListMeta: JSONWritable, Encodable, Sendable {
     var currentPage: Int?
     var lastPage: Int?
     var perPage: Int
@@ -29,14 +43,33 @@ struct ListMeta: JSONWritable, Sendable {
         json.key("next_cursor"); json.value(nextCursor)
         json.endObject()
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case currentPage = "current_page", lastPage = "last_page", perPage = "per_page", total, from, to
+        case nextCursor = "next_cursor"
+    }
+
+    /// Nulls written out, as on the paginated lists: a client reads every key on every list.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(currentPage, forKey: .currentPage)
+        try container.encode(lastPage, forKey: .lastPage)
+        try container.encode(perPage, forKey: .perPage)
+        try container.encode(total, forKey: .total)
+        try container.encode(from, forKey: .from)
+        try container.encode(to, forKey: .to)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
 }
 
-struct ListLinks: JSONWritable, Sendable {
+struct ListLinks: JSONWritable, Encodable, Sendable {
     var first: String?
     var last: String?
     var prev: String?
     var next: String?
     var current: String
+    /// The newest report's index, on the reports list only.
+    var latest: String?
 
     func write(to json: inout JSONWriter) {
         json.beginObject()
@@ -45,11 +78,35 @@ struct ListLinks: JSONWritable, Sendable {
         json.key("prev"); json.value(prev)
         json.key("next"); json.value(next)
         json.key("self"); json.value(current)
+        if let latest { json.key("latest"); json.value(latest) }
         json.endObject()
+    }
+
+    private enum CodingKeys: String, CodingKey { case first, last, prev, next, current = "self", latest }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(first, forKey: .first)
+        try container.encode(last, forKey: .last)
+        try container.encode(prev, forKey: .prev)
+        try container.encode(next, forKey: .next)
+        try container.encode(current, forKey: .current)
+        try container.encodeIfPresent(latest, forKey: .latest)
+    }
+
+    /// The links of a list sent whole: first, last and self are the list itself.
+    static func whole(path: String, latest: String? = nil) -> ListLinks {
+        ListLinks(first: path, last: path, prev: nil, next: nil, current: path, latest: latest)
     }
 }
 
 extension ListMeta {
+    /// One page holding the whole list.
+    static func whole(count: Int) -> ListMeta {
+        ListMeta(currentPage: 1, lastPage: 1, perPage: count, total: count,
+                 from: count > 0 ? 1 : nil, to: count > 0 ? count : nil, nextCursor: nil)
+    }
+
     /// Page arithmetic for offset pagination: `from`/`to` are 1-based positions of the page's
     /// first and last item, null on an empty page.
     static func offset(page: Int, perPage: Int, total: Int, count: Int, nextCursor: String?) -> ListMeta {

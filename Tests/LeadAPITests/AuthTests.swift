@@ -41,6 +41,9 @@ struct AuthTests {
             let secret = try #require(created.data["key"] as? String)
             #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .ok)
             let id = try #require(created.data["id"] as? Int)
+            let keys = try await client.call(.get, "/api/v1/keys", key: api.admin)
+            #expect(keys.list.contains { $0["id"] as? Int == id && $0["key"] == nil }, "a listed key never shows its secret")
+            keys.expectWholeList(path: "/api/v1/keys")
             #expect(try await client.call(.delete, "/api/v1/keys/\(id)", key: api.admin).status == .noContent)
             #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .unauthorized)
         }

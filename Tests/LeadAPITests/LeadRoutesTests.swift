@@ -350,6 +350,7 @@ struct LeadRoutesTests {
             let duplicates = try await client.call(.get, "/api/v1/leads/\(primary)/duplicates", key: api.reader)
             #expect(duplicates.list.map { $0["id"] as? Int } == [twin])
             #expect(duplicates.list.first?["matched_on"] as? [String] == ["name_company"])
+            duplicates.expectWholeList(path: "/api/v1/leads/\(primary)/duplicates")
 
             let itself = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": primary])
             #expect(itself.status == .unprocessableContent)
@@ -403,7 +404,9 @@ struct LeadRoutesTests {
             #expect(active["version"] as? String == version)
             #expect(active["metrics"] is [String: Any])
             #expect((active["coefficients"] as? [Any])?.isEmpty == false)
-            #expect(try await client.call(.get, "/api/v1/models", key: api.reader).list.count == 1)
+            let models = try await client.call(.get, "/api/v1/models", key: api.reader)
+            #expect(models.list.count == 1)
+            models.expectWholeList(path: "/api/v1/models")
 
             let rescore = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
             #expect(rescore.status == .accepted)
@@ -458,7 +461,8 @@ struct ReportRoutesTests {
 
             let list = try await client.call(.get, "/api/v1/reports", key: api.reader)
             #expect(list.list.map { $0["id"] as? String } == [id])
-            #expect((list.json["links"] as? [String: String])?["self"] == "/api/v1/reports")
+            list.expectWholeList(path: "/api/v1/reports")
+            #expect(list.links["latest"] as? String == "/api/v1/reports/\(id)/index.json")
 
             let html = try await client.call(.get, "/api/v1/reports/\(id)/summary.html", key: api.reader)
             #expect(html.status == .ok)

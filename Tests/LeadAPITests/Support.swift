@@ -88,6 +88,21 @@ struct Reply {
     var errorCode: String? { json["code"] as? String }
     var fieldErrors: [String: [String]] { json["errors"] as? [String: [String]] ?? [:] }
     var text: String { String(buffer: body) }
+    var links: [String: Any] { json["links"] as? [String: Any] ?? [:] }
+
+    /// A list sent whole is one page in the usual envelope: its meta counts the items it holds
+    /// and its links all point at `path`.
+    func expectWholeList(path: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let count = list.count
+        #expect(meta["total"] as? Int == count, sourceLocation: sourceLocation)
+        #expect(meta["per_page"] as? Int == count, sourceLocation: sourceLocation)
+        #expect(meta["current_page"] as? Int == 1 && meta["last_page"] as? Int == 1, sourceLocation: sourceLocation)
+        #expect(meta["from"] as? Int == (count > 0 ? 1 : nil), sourceLocation: sourceLocation)
+        #expect(meta["to"] as? Int == (count > 0 ? count : nil), sourceLocation: sourceLocation)
+        #expect(meta["next_cursor"] is NSNull, sourceLocation: sourceLocation)
+        for name in ["first", "last", "self"] { #expect(links[name] as? String == path, sourceLocation: sourceLocation) }
+        #expect(links["prev"] is NSNull && links["next"] is NSNull, sourceLocation: sourceLocation)
+    }
 
     func header(_ name: String) -> String? {
         HTTPFields.Element.Name(name).flatMap { headers[$0] }

@@ -34,9 +34,9 @@ struct KeysController {
         }
     }
 
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> DataResponse<[KeyJSON]> {
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> WholeList<KeyJSON> {
         let keys = try await services.store.reader.read { db in try APIKeys.list(in: db) }
-        return DataResponse(data: keys.map { KeyJSON(key: $0) })
+        return WholeList(keys.map { KeyJSON(key: $0) }, path: "/api/v1/keys")
     }
 
     struct CreateBody: Decodable {

@@ -330,7 +330,7 @@ struct LeadsController {
                 LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
             }
         }
-        return ListResponse(data: found)
+        return ListResponse(data: found, meta: .whole(count: found.count), links: .whole(path: "/api/v1/leads/\(id)/duplicates"))
     }
 
     struct MergeBody: Decodable {

@@ -62,7 +62,8 @@ struct ModelsController {
     }
 
     @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ListResponse<ModelJSON> {
-        ListResponse(data: try await services.store.reader.read { db in try Self.models(in: db, activeOnly: false) })
+        let models = try await services.store.reader.read { db in try Self.models(in: db, activeOnly: false) }
+        return ListResponse(data: models, meta: .whole(count: models.count), links: .whole(path: "/api/v1/models"))
     }
 
     @Sendable func active(_ request: Request, context: APIRequestContext) async throws -> WrittenData<ModelJSON> {

@@ -53,17 +53,11 @@ struct ReportsController {
         }
     }
 
-    struct ReportList: ResponseEncodable, Sendable {
-        let data: [ReportJSON]
-        let links: [String: String]
-    }
-
-    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> ReportList {
+    @Sendable func list(_ request: Request, context: APIRequestContext) async throws -> WholeList<ReportJSON> {
         let archive = self.archive
         let manifests = try await Task.detached { try archive.list() }.value
-        var links = ["self": "/api/v1/reports"]
-        if let newest = manifests.first { links["latest"] = "/api/v1/reports/\(newest.id)/index.json" }
-        return ReportList(data: manifests.map(ReportJSON.init), links: links)
+        return WholeList(manifests.map(ReportJSON.init), path: "/api/v1/reports",
+                         latest: manifests.first.map { "/api/v1/reports/\($0.id)/index.json" })
     }
 
     @Sendable func file(_ request: Request, context: APIRequestContext) async throws -> Response {
