@@ -178,6 +178,22 @@ final class ByteReader {
         }
     }
 
+    /// A copy of the first line, without consuming it, when a newline ends it within `maxLength`
+    /// bytes; nil otherwise (one line holding the whole input, or a longer line).
+    func peekFirstLine(maxLength: Int) throws -> [UInt8]? {
+        var scanFrom = start
+        while true {
+            if end > scanFrom, let newline = memchr(buffer + scanFrom, 0x0A, end - scanFrom) {
+                let length = buffer.distance(to: newline.assumingMemoryBound(to: UInt8.self)) - start
+                return length <= maxLength ? Array(UnsafeBufferPointer(start: buffer + start, count: length)) : nil
+            }
+            if end - start > maxLength { return nil }
+            let scanned = end - start
+            guard try fill() else { return nil }
+            scanFrom = start + scanned
+        }
+    }
+
     /// The next line without its terminator (LF or CRLF). The buffer is valid until the next call.
     func nextLine(maxLength: Int) throws -> Line? {
         var scanFrom = start

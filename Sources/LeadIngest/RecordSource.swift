@@ -44,11 +44,23 @@ struct RecordSource {
         case .json:
             if try reader.peekFirstSignificantByte() == UInt8(ascii: "[") {
                 parser = .jsonArray(JSONArrayScanner(reader: reader))
+            } else if try Self.firstLineIsWholeValue(reader, maxLength: options.maxLineBytes) {
+                // NDJSON saved as .json, as pipelines often name it: one message per line, not
+                // one document (which would reject the whole file at the second line).
+                parser = .ndjson
             } else {
                 parser = .jsonDocument
             }
         case .ndjson, .auto: parser = .ndjson
         }
+    }
+
+    /// Whether the input's first line is a JSON value of its own. A document spread over lines
+    /// opens a value its first line does not close.
+    private static func firstLineIsWholeValue(_ reader: ByteReader, maxLength: Int) throws -> Bool {
+        guard var line = try reader.peekFirstLine(maxLength: maxLength) else { return false }
+        if line.last == 0x0D { line.removeLast() }
+        return line.withUnsafeBufferPointer { bytes in (try? JSONParser.parse(bytes)) != nil }
     }
 
     /// Up to `size` records; nil at end of input. Rejected rows are reported, never returned.

@@ -205,6 +205,25 @@ struct IngestTests {
             }
             """))
         #expect(pretty.counts.eventsAdded == 1 && pretty.counts.rejected == 0)
+        // One message on one line, then a blank line: read either way, it is one event.
+        let oneLineThenMore = try ingest(store, try directory.write("single.json", """
+            {"type": "track", "event": "C", "userId": "u2", "messageId": "3", "timestamp": "2026-01-01T00:00:00Z"}
+
+            """))
+        #expect(oneLineThenMore.counts.eventsAdded == 1 && oneLineThenMore.counts.rejected == 0)
+    }
+
+    @Test("NDJSON saved as .json is read line by line: each bad line is rejected alone")
+    func ndjsonInADotJSONFile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let lines = (1...3).map { #"{"type":"track","event":"A","userId":"u\#($0)","messageId":"m\#($0)","timestamp":"2026-01-01T00:00:00Z"}"# }
+        let file = try directory.write("events.json", (lines + [#"{"type":"track","event":"#] + lines).joined(separator: "\r\n"))
+        let summary = try ingest(store, file)
+        #expect(summary.counts.eventsAdded == 3)
+        #expect(summary.counts.duplicateEvents == 3)
+        #expect(summary.counts.rejected == 1)
+        #expect(summary.sampleRejects.map(\.line) == [4])
     }
 
     @Test func anUnreadableCSVHeaderFailsTheFile() throws {
