@@ -83,6 +83,24 @@ struct LeadPatchBuilder {
         }
     }
 
+    /// The text a known field holds so far, or nil when no value has set it.
+    func text(of field: LeadField) -> String? {
+        switch field {
+        case .externalID: patch.identity.externalID
+        case .anonymousID: patch.identity.anonymousID
+        case .value: patch.value.map(Self.format)
+        case .createdAt: patch.createdAt.map { String($0) }
+        case .fullName: fullName
+        case .tags: nil
+        default: patch.fields[field]
+        }
+    }
+
+    /// Sets a custom field by its label from text, whatever the label would otherwise match.
+    mutating func setCustom(label: String, text: String) throws(IngestError) {
+        try setCustom(label: label, json: .string(text))
+    }
+
     /// Sets a custom field by its label, whatever the label would otherwise match.
     mutating func setCustom(label: String, json: JSONValue) throws(IngestError) {
         let text: String

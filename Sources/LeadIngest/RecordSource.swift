@@ -196,12 +196,41 @@ struct RecordSource {
     }
 }
 
-/// Maps CSV columns to lead fields once, from the header row.
+/// Maps CSV columns to lead fields once, from the header row. No column's value is dropped: a
+/// blank header becomes "column N", a second column for a known field (Phone and Mobile) fills
+/// the field when the first is blank and is otherwise kept as a custom field, and a custom
+/// label repeated (Plan, plan) keeps its column number so both values stay.
 struct CSVHeader {
+    enum Role: Equatable {
+        /// A known field's first column, or a custom field under its own label.
+        case label(String)
+        /// A custom field whose header was blank or repeated, under the label made for it.
+        case custom(String)
+        /// A later column naming a known field an earlier column already names.
+        case alternate(LeadField, label: String)
+    }
+
     let labels: [String]
+    let roles: [Role]
 
     init(_ labels: [String]) {
         self.labels = labels.map { $0.trimmingWhitespace() }
+        var fieldsSeen = Set<LeadField>()
+        var customKeys = Set<String>()
+        roles = self.labels.enumerated().map { index, label in
+            let column = "column \(index + 1)"
+            guard !label.isEmpty else {
+                customKeys.insert(FieldName.normalize(column))
+                return .custom(column)
+            }
+            if let field = FieldName.knownField(label) {
+                // Tags add up, so every tags column contributes as it is.
+                if field == .tags || fieldsSeen.insert(field).inserted { return .label(label) }
+                return .alternate(field, label: label)
+            }
+            if customKeys.insert(FieldName.normalize(label)).inserted { return .label(label) }
+            return .custom("\(label) (\(column))")
+        }
     }
 
     func label(at index: Int) -> String? {
@@ -216,8 +245,21 @@ struct CSVHeader {
                               reason: "row has \(row.fields.count) fields but the header has \(labels.count)")
         }
         var builder = LeadPatchBuilder(line: row.line)
-        for (index, value) in row.fields.enumerated() where !labels[index].isEmpty {
-            try builder.set(key: labels[index], text: value)
+        for (index, value) in row.fields.enumerated() {
+            switch roles[index] {
+            case .label(let label):
+                try builder.set(key: label, text: value)
+            case .custom(let label):
+                try builder.setCustom(label: label, text: value)
+            case .alternate(let field, let label):
+                let text = value.trimmingWhitespace()
+                guard !text.isEmpty else { continue }
+                if let current = builder.text(of: field) {
+                    if current.caseInsensitiveCompare(text) != .orderedSame { try builder.setCustom(label: label, text: text) }
+                } else {
+                    try builder.set(key: label, text: text)
+                }
+            }
         }
         let patch = builder.build()
         guard !patch.identity.isEmpty else {

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 @testable import LeadIngest
 import LeadStore
 import Testing
@@ -144,5 +145,36 @@ struct CSVTests {
         #expect(rejects.rejects.first?.error.code == .malformedCSV)
         #expect(try store.leads().map(\.externalID) == ["L1", "L3"])
         #expect(try store.leads().first?.company == nil)
+    }
+
+    @Test("No column is lost: a blank header, a repeated custom label, and a second phone column")
+    func blankAndRepeatedHeadersKeepTheirValues() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("leads.csv", """
+            email,,Plan,plan,Phone,Mobile
+            a@x.io,mystery,gold,silver,111,222
+            b@x.io,,,,,333
+            c@x.io,,,,+1 444,1444
+
+            """)
+        let summary = try ingest(store, file)
+        #expect(summary.counts.leadsCreated == 3 && summary.counts.rejected == 0)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.email, l.phone, f.label, v.value FROM leads l
+                LEFT JOIN lead_custom_values v ON v.lead_id = l.id LEFT JOIN custom_fields f ON f.id = v.field_id
+                ORDER BY l.email, f.label
+                """).map { [$0[0], $0[1], $0[2], $0[3]] as [String?] }
+        }
+        #expect(rows == [
+            ["a@x.io", "111", "Mobile", "222"],
+            ["a@x.io", "111", "Plan", "gold"],
+            ["a@x.io", "111", "column 2", "mystery"],
+            ["a@x.io", "111", "plan (column 4)", "silver"],
+            // The first phone column was blank: the second fills the field, not a custom one.
+            ["b@x.io", "333", nil, nil],
+            ["c@x.io", "+1 444", "Mobile", "1444"],
+        ])
     }
 }
