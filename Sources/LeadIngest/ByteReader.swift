@@ -178,18 +178,25 @@ final class ByteReader {
         }
     }
 
-    /// A copy of the first line, without consuming it, when a newline ends it within `maxLength`
-    /// bytes; nil otherwise (one line holding the whole input, or a longer line).
-    func peekFirstLine(maxLength: Int) throws -> [UInt8]? {
+    /// A copy of the first line that is not blank, without its line ending and without consuming
+    /// anything, when a newline ends it within `maxLength` bytes; nil otherwise (one line holding
+    /// the rest of the input, or a longer line).
+    func peekFirstNonBlankLine(maxLength: Int) throws -> [UInt8]? {
+        var lineStart = start
         var scanFrom = start
         while true {
+            while lineStart < end, [0x20, 0x09, 0x0D, 0x0A].contains(buffer[lineStart]) { lineStart += 1 }
+            scanFrom = max(scanFrom, lineStart)
             if end > scanFrom, let newline = memchr(buffer + scanFrom, 0x0A, end - scanFrom) {
-                let length = buffer.distance(to: newline.assumingMemoryBound(to: UInt8.self)) - start
-                return length <= maxLength ? Array(UnsafeBufferPointer(start: buffer + start, count: length)) : nil
+                var length = buffer.distance(to: newline.assumingMemoryBound(to: UInt8.self)) - lineStart
+                if length > 0, buffer[lineStart + length - 1] == 0x0D { length -= 1 }
+                return length <= maxLength ? Array(UnsafeBufferPointer(start: buffer + lineStart, count: length)) : nil
             }
-            if end - start > maxLength { return nil }
-            let scanned = end - start
+            if end - lineStart > maxLength { return nil }
+            // fill() may slide the unconsumed bytes to the front: keep offsets relative to start.
+            let (lineOffset, scanned) = (lineStart - start, end - start)
             guard try fill() else { return nil }
+            lineStart = start + lineOffset
             scanFrom = start + scanned
         }
     }

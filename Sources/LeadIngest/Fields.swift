@@ -96,6 +96,25 @@ struct LeadPatchBuilder {
         }
     }
 
+    /// Whether `value`, read as `field`, is the value the field already holds: the same phone
+    /// digits, email, number or time, or the same text ignoring case. A value that does not
+    /// parse as the field is different.
+    func holds(_ field: LeadField, sameAs value: String) -> Bool {
+        var other = LeadPatchBuilder(line: line)
+        guard (try? other.set(field, text: value, key: field.rawValue)) != nil else { return false }
+        switch field {
+        case .phone:
+            // Digits only, compared whole: too short to be an identity is still a value.
+            func digits(_ text: String?) -> String? { text.map { String($0.unicodeScalars.filter { $0.isASCII && $0.properties.numericType == .decimal }) } }
+            return digits(other.patch.fields[.phone]) == digits(patch.fields[.phone])
+        case .value: return other.patch.value == patch.value
+        case .createdAt: return other.patch.createdAt == patch.createdAt
+        default:
+            guard let mine = text(of: field), let theirs = other.text(of: field) else { return false }
+            return mine.caseInsensitiveCompare(theirs) == .orderedSame
+        }
+    }
+
     /// Sets a custom field by its label from text, whatever the label would otherwise match.
     mutating func setCustom(label: String, text: String) throws(IngestError) {
         try setCustom(label: label, json: .string(text))

@@ -55,12 +55,55 @@ struct RecordSource {
         }
     }
 
-    /// Whether the input's first line is a JSON value of its own. A document spread over lines
-    /// opens a value its first line does not close.
+    /// Whether the input's first non-blank line is an object of its own, by its brackets alone
+    /// (a broken message on line 1 still leaves the rest of the file line by line). A document
+    /// spread over lines opens an object its first line does not close.
     private static func firstLineIsWholeValue(_ reader: ByteReader, maxLength: Int) throws -> Bool {
-        guard var line = try reader.peekFirstLine(maxLength: maxLength) else { return false }
-        if line.last == 0x0D { line.removeLast() }
-        return line.withUnsafeBufferPointer { bytes in (try? JSONParser.parse(bytes)) != nil }
+        guard let line = try reader.peekFirstNonBlankLine(maxLength: maxLength) else { return false }
+        return line.withUnsafeBufferPointer(Self.closesItsObject)
+    }
+
+    /// Whether `bytes` open an object with `{` and close it before their end, with only
+    /// whitespace after it. Brackets inside strings do not count.
+    static func closesItsObject(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard bytes.first == UInt8(ascii: "{") else { return false }
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for (offset, byte) in bytes.enumerated() {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                if depth == 0 {
+                    return bytes[(offset + 1)...].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+                }
+            default: break
+            }
+        }
+        return false
+    }
+
+    /// The document's non-blank lines with their numbers, when there are several and at least
+    /// half hold an object of their own; nil when it does not read as NDJSON.
+    private static func messageLines(_ bytes: UnsafeBufferPointer<UInt8>) -> [(Int, UnsafeBufferPointer<UInt8>)]? {
+        var lines: [(Int, UnsafeBufferPointer<UInt8>)] = []
+        var whole = 0
+        var number = 0
+        for slice in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            number += 1
+            var line = UnsafeBufferPointer(rebasing: slice)
+            if line.last == 0x0D { line = UnsafeBufferPointer(rebasing: line.dropLast()) }
+            guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) else { continue }
+            if closesItsObject(line) { whole += 1 }
+            lines.append((number, line))
+        }
+        return lines.count > 1 && whole * 2 >= lines.count ? lines : nil
     }
 
     /// Up to `size` records; nil at end of input. Rejected rows are reported, never returned.
@@ -124,8 +167,23 @@ struct RecordSource {
                 return false
             }
             if document.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return false }
-            parsed.rows += 1
-            document.withUnsafeBufferPointer { parseJSON($0, line: 1, into: &parsed.records, rejects: rejects) }
+            document.withUnsafeBufferPointer { bytes in
+                if (try? JSONParser.parse(bytes)) == nil, let lines = Self.messageLines(bytes) {
+                    // Not one document, but lines that hold messages of their own: NDJSON whose
+                    // first line is broken. Each line stands or falls alone.
+                    for (number, line) in lines {
+                        parsed.rows += 1
+                        if line.count > options.maxLineBytes {
+                            rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
+                        } else {
+                            parseJSON(line, line: number, into: &parsed.records, rejects: rejects)
+                        }
+                    }
+                } else {
+                    parsed.rows += 1
+                    parseJSON(bytes, line: 1, into: &parsed.records, rejects: rejects)
+                }
+            }
             return true
         case .finished:
             return false
@@ -216,25 +274,36 @@ struct CSVHeader {
     init(_ labels: [String]) {
         self.labels = labels.map { $0.trimmingWhitespace() }
         var fieldsSeen = Set<LeadField>()
+        // Custom fields are stored by normalized label: each column's must be its own.
         var customKeys = Set<String>()
-        roles = self.labels.enumerated().map { index, label in
-            let column = "column \(index + 1)"
-            guard !label.isEmpty else {
-                customKeys.insert(FieldName.normalize(column))
-                return .custom(column)
+        func unique(_ label: String, column: Int) -> String {
+            var candidate = label
+            var attempt = 1
+            while !customKeys.insert(FieldName.normalize(candidate)).inserted || FieldName.knownField(candidate) != nil {
+                candidate = attempt == 1 ? "\(label) (column \(column))" : "\(label) (column \(column), \(attempt))"
+                attempt += 1
             }
+            return candidate
+        }
+        roles = self.labels.enumerated().map { index, label in
+            guard !label.isEmpty else { return .custom(unique("column \(index + 1)", column: index + 1)) }
             if let field = FieldName.knownField(label) {
                 // Tags add up, so every tags column contributes as it is.
                 if field == .tags || fieldsSeen.insert(field).inserted { return .label(label) }
-                return .alternate(field, label: label)
+                return .alternate(field, label: unique(label, column: index + 1))
             }
-            if customKeys.insert(FieldName.normalize(label)).inserted { return .label(label) }
-            return .custom("\(label) (\(column))")
+            let kept = unique(label, column: index + 1)
+            return kept == label ? .label(label) : .custom(kept)
         }
     }
 
+    /// A column's name in messages: its header, or the label made for a blank one.
     func label(at index: Int) -> String? {
-        index < labels.count ? labels[index] : nil
+        guard index < roles.count else { return nil }
+        switch roles[index] {
+        case .custom(let made): return labels[index].isEmpty ? made : labels[index]
+        case .label, .alternate: return labels[index]
+        }
     }
 
     /// Rows shorter than the header read their missing trailing fields as blank, as spreadsheet
@@ -254,10 +323,10 @@ struct CSVHeader {
             case .alternate(let field, let label):
                 let text = value.trimmingWhitespace()
                 guard !text.isEmpty else { continue }
-                if let current = builder.text(of: field) {
-                    if current.caseInsensitiveCompare(text) != .orderedSame { try builder.setCustom(label: label, text: text) }
-                } else {
-                    try builder.set(key: label, text: text)
+                if builder.text(of: field) == nil {
+                    try builder.set(key: labels[index], text: text)
+                } else if !builder.holds(field, sameAs: text) {
+                    try builder.setCustom(label: label, text: text)
                 }
             }
         }

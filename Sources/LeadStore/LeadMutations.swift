@@ -164,6 +164,9 @@ public enum LeadMutations {
 
     /// Other leads that look like the same person: the same email, the same phone digits, or
     /// the same first name, last name and company (case-insensitive). At most `limit`.
+    /// The most duplicates one lead lists: a shared address (info@…) can match thousands.
+    public static let duplicateCandidateLimit = 1000
+
     public static func duplicates(of id: Int64, limit: Int = 50, in db: Database) throws -> [(id: Int64, matches: [Match])] {
         guard let row = try Row.fetchOne(db, sql: """
             SELECT email, phone_digits, first_name, last_name, company FROM leads WHERE id = ?
@@ -185,8 +188,8 @@ public enum LeadMutations {
             // The last_name index narrows to exact spellings; case is compared here.
             for other in try Row.fetchAll(db, sql: """
                 SELECT id, first_name, company FROM leads
-                WHERE last_name = ? AND id != ? AND first_name IS NOT NULL AND company IS NOT NULL LIMIT 1000
-                """, arguments: [last, id])
+                WHERE last_name = ? AND id != ? AND first_name IS NOT NULL AND company IS NOT NULL LIMIT ?
+                """, arguments: [last, id, max(limit, 1000)])
             where (other["first_name"] as String).lowercased() == first.lowercased()
                 && (other["company"] as String).lowercased() == company.lowercased() {
                 matches[other["id"], default: []].append(.nameAndCompany)

@@ -332,6 +332,29 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("a lead's duplicates page like any list, in id order")
+    func duplicatesArePaginated() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            var ids: [Int] = []
+            for index in 0..<4 {
+                ids.append(try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+                    "email": "twin\(index)@example.com", "first_name": "Ada", "last_name": "Byron", "company": "Engines",
+                ]).data["id"] as! Int)
+            }
+            let path = "/api/v1/leads/\(ids[0])/duplicates"
+            let first = try await client.call(.get, "\(path)?per_page=2", key: api.reader)
+            #expect(first.list.map { $0["id"] as? Int } == [ids[1], ids[2]])
+            #expect(first.meta["total"] as? Int == 3 && first.meta["last_page"] as? Int == 2 && first.meta["per_page"] as? Int == 2)
+            #expect((first.links["next"] as? String)?.contains("page=2") == true)
+            let second = try await client.call(.get, "\(path)?per_page=2&page=2", key: api.reader)
+            #expect(second.list.map { $0["id"] as? Int } == [ids[3]])
+            #expect(second.meta["from"] as? Int == 3 && second.meta["to"] as? Int == 3)
+            #expect(second.links["next"] is NSNull)
+        }
+    }
+
     @Test("duplicates are found by email, phone or name and company; merge moves everything over")
     func duplicatesAndMerge() async throws {
         let api = try TestAPI()
@@ -350,7 +373,8 @@ struct LeadRoutesTests {
             let duplicates = try await client.call(.get, "/api/v1/leads/\(primary)/duplicates", key: api.reader)
             #expect(duplicates.list.map { $0["id"] as? Int } == [twin])
             #expect(duplicates.list.first?["matched_on"] as? [String] == ["name_company"])
-            duplicates.expectWholeList(path: "/api/v1/leads/\(primary)/duplicates")
+            #expect(duplicates.meta["total"] as? Int == 1 && duplicates.meta["last_page"] as? Int == 1)
+            #expect(duplicates.links["next"] is NSNull)
 
             let itself = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": primary])
             #expect(itself.status == .unprocessableContent)

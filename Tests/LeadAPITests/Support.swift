@@ -97,8 +97,11 @@ struct Reply {
         #expect(meta["total"] as? Int == count, sourceLocation: sourceLocation)
         #expect(meta["per_page"] as? Int == count, sourceLocation: sourceLocation)
         #expect(meta["current_page"] as? Int == 1 && meta["last_page"] as? Int == 1, sourceLocation: sourceLocation)
-        #expect(meta["from"] as? Int == (count > 0 ? 1 : nil), sourceLocation: sourceLocation)
-        #expect(meta["to"] as? Int == (count > 0 ? count : nil), sourceLocation: sourceLocation)
+        if count > 0 {
+            #expect(meta["from"] as? Int == 1 && meta["to"] as? Int == count, sourceLocation: sourceLocation)
+        } else {
+            #expect(meta["from"] is NSNull && meta["to"] is NSNull, sourceLocation: sourceLocation)
+        }
         #expect(meta["next_cursor"] is NSNull, sourceLocation: sourceLocation)
         for name in ["first", "last", "self"] { #expect(links[name] as? String == path, sourceLocation: sourceLocation) }
         #expect(links["prev"] is NSNull && links["next"] is NSNull, sourceLocation: sourceLocation)

@@ -147,34 +147,37 @@ struct CSVTests {
         #expect(try store.leads().first?.company == nil)
     }
 
-    @Test("No column is lost: a blank header, a repeated custom label, and a second phone column")
+    @Test("No column is lost: blank headers, repeated labels, and more columns for one known field")
     func blankAndRepeatedHeadersKeepTheirValues() throws {
         let directory = try TemporaryDirectory()
         let store = try LeadStore.inMemory()
         let file = try directory.write("leads.csv", """
-            email,,Plan,plan,Phone,Mobile
-            a@x.io,mystery,gold,silver,111,222
-            b@x.io,,,,,333
-            c@x.io,,,,+1 444,1444
+            email,,Plan,plan,Phone,Mobile,mobile,Column 2,Value,Amount
+            a@x.io,mystery,gold,silver,111,222,333,c2,1200,"$1,200.00"
+            b@x.io,,,,,333,,,,
+            c@x.io,,,,+1 444,1444,+1 (444),,5,6
 
             """)
         let summary = try ingest(store, file)
         #expect(summary.counts.leadsCreated == 3 && summary.counts.rejected == 0)
         let rows = try store.reader.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT l.email, l.phone, f.label, v.value FROM leads l
+                SELECT l.email, l.phone, l.value, f.label, v.value FROM leads l
                 LEFT JOIN lead_custom_values v ON v.lead_id = l.id LEFT JOIN custom_fields f ON f.id = v.field_id
                 ORDER BY l.email, f.label
-                """).map { [$0[0], $0[1], $0[2], $0[3]] as [String?] }
+                """).map { [$0[0], $0[1], ($0[2] as Double?).map { String($0) }, $0[3], $0[4]] as [String?] }
         }
         #expect(rows == [
-            ["a@x.io", "111", "Mobile", "222"],
-            ["a@x.io", "111", "Plan", "gold"],
-            ["a@x.io", "111", "column 2", "mystery"],
-            ["a@x.io", "111", "plan (column 4)", "silver"],
-            // The first phone column was blank: the second fills the field, not a custom one.
-            ["b@x.io", "333", nil, nil],
-            ["c@x.io", "+1 444", "Mobile", "1444"],
+            ["a@x.io", "111", "1200.0", "Column 2 (column 8)", "c2"],
+            ["a@x.io", "111", "1200.0", "Mobile (column 6)", "222"],
+            ["a@x.io", "111", "1200.0", "Plan", "gold"],
+            ["a@x.io", "111", "1200.0", "column 2", "mystery"],
+            ["a@x.io", "111", "1200.0", "mobile (column 7)", "333"],
+            ["a@x.io", "111", "1200.0", "plan (column 4)", "silver"],
+            // The first phone column was blank: the next fills the field, not a custom one.
+            ["b@x.io", "333", nil, nil, nil],
+            // The same number written differently is one value; a different amount is kept.
+            ["c@x.io", "+1 444", "5.0", "Amount (column 10)", "6"],
         ])
     }
 }

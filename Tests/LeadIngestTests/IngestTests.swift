@@ -224,6 +224,16 @@ struct IngestTests {
         #expect(summary.counts.duplicateEvents == 3)
         #expect(summary.counts.rejected == 1)
         #expect(summary.sampleRejects.map(\.line) == [4])
+
+        // A broken or blank first line does not make the rest one document.
+        for (name, first) in [("broken-first.json", #"{"type":"track","event":"#), ("blank-first.json", "  ")] {
+            let other = try LeadStore.inMemory()
+            let later = (4...6).map { #"{"type":"track","event":"A","userId":"u\#($0)","messageId":"m\#($0)","timestamp":"2026-01-01T00:00:00Z"}"# }
+            let result = try ingest(other, try directory.write(name, ([first] + later).joined(separator: "\n")))
+            #expect(result.counts.eventsAdded == 3, "\(name)")
+            #expect(result.counts.rejected == (first.contains("{") ? 1 : 0), "\(name)")
+            #expect(result.sampleRejects.map(\.line) == (first.contains("{") ? [1] : []), "\(name)")
+        }
     }
 
     @Test func anUnreadableCSVHeaderFailsTheFile() throws {

@@ -323,14 +323,20 @@ struct LeadsController {
 
     @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let id = try Self.leadID(context)
-        let found = try await store.reader.read { db -> [LeadJSON] in
-            let matches = try LeadMutations.duplicates(of: id, in: db)
-            let byID = Dictionary(uniqueKeysWithValues: matches.map { ($0.id, $0.matches) })
-            return try LeadRecord.fetch(ids: matches.map(\.id), in: db).map {
+        let query = try LeadListQuery(request)
+        let offset = (query.page - 1) * query.perPage
+        let (found, total) = try await store.reader.read { db -> ([LeadJSON], Int) in
+            let matches = try LeadMutations.duplicates(of: id, limit: LeadMutations.duplicateCandidateLimit, in: db)
+            let page = matches.dropFirst(offset).prefix(query.perPage)
+            let byID = Dictionary(uniqueKeysWithValues: page.map { ($0.id, $0.matches) })
+            let leads = try LeadRecord.fetch(ids: page.map(\.id), in: db).map {
                 LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
             }
+            return (leads, matches.count)
         }
-        return ListResponse(data: found, meta: .whole(count: found.count), links: .whole(path: "/api/v1/leads/\(id)/duplicates"))
+        let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: found.count, nextCursor: nil)
+        let links = ListLinks.offset(path: request.uri.path, query: query.items, page: query.page, lastPage: meta.lastPage ?? 1)
+        return ListResponse(data: found, meta: meta, links: links)
     }
 
     struct MergeBody: Decodable {
