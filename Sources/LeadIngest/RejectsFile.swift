@@ -14,8 +14,9 @@ extension Ingest {
         /// The raw text written last, with its input and line: the rejects that follow with the
         /// same text (other messages of one batch line) point to it instead of repeating it.
         private var lastRaw: (path: String, line: Int, text: String)?
-        /// Set by ``prepare()``: an empty rejects file is removed at close.
-        private var prepared = false
+        /// Set by ``prepare()`` when it created the file: an empty rejects file it made is removed
+        /// at close. One that was there before is left, emptied, rather than deleted.
+        private var createdByPrepare = false
 
         public init(url: URL) {
             self.url = url
@@ -23,10 +24,12 @@ extension Ingest {
 
         /// Opens the file before any input is read, so an unwritable path fails the command up
         /// front rather than after rows committed, and empties it, so rejects a previous run left
-        /// are not taken for this run's (the file is removed at close if this run rejects nothing).
+        /// are not taken for this run's (a file it created is removed at close if this run
+        /// rejects nothing).
         public func prepare() throws {
+            let existed = FileManager.default.fileExists(atPath: url.path)
             try open()
-            prepared = true
+            createdByPrepare = !existed
         }
 
         deinit {
@@ -80,9 +83,9 @@ extension Ingest {
             try flush()
             try handle?.close()
             handle = nil
-            if prepared && count == 0 {
+            if createdByPrepare && count == 0 {
                 try? FileManager.default.removeItem(at: url)
-                prepared = false
+                createdByPrepare = false
             }
         }
     }

@@ -15,6 +15,9 @@ extension Ingest {
         public let directory: URL
         public var pollInterval: TimeInterval = 1
         private let ingester: Ingester
+        /// The store's own file: it, its -wal, -shm and lock files are never inputs, should the
+        /// store live in the watched folder (`--watch data/` beside data/leadlens.sqlite).
+        private let storePath: String
         private let options: Options
         private let logger: Logger
         /// Size seen at the last scan: a file is taken only once its size holds still, so a
@@ -27,6 +30,7 @@ extension Ingest {
         public init(directory: URL, store: LeadStore, options: Options = Options(), logger: Logger = Logger(label: "leadlens.watch"),
                     beforeCommit: Ingester.BeforeCommit? = nil) {
             self.directory = directory
+            self.storePath = URL(fileURLWithPath: store.writer.path).resolvingSymlinksInPath().path
             self.ingester = Ingester(store: store, logger: logger, beforeCommit: beforeCommit)
             self.options = options
             self.logger = logger
@@ -76,6 +80,8 @@ extension Ingest {
                 let name = url.lastPathComponent
                 // Writers drop files as NAME.tmp / NAME.part and rename when done.
                 guard !name.hasSuffix(".tmp"), !name.hasSuffix(".part"), !name.hasSuffix(".rejects") else { return false }
+                let path = url.resolvingSymlinksInPath().path
+                if path == storePath || path.hasPrefix(storePath + "-") { return false }
                 return (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true
             }.sorted { $0.lastPathComponent < $1.lastPathComponent }
         }

@@ -79,6 +79,11 @@ struct IngestCommand: ParsableCommand {
             return
         }
 
+        if let rejects, let clash = Self.rejectsClash(rejects, store: store.db, inputs: paths) {
+            // Truncating it would destroy the store or an input before a row is read.
+            Terminal.error("--rejects \(rejects) is \(clash); choose another file")
+            throw ExitCode(2)
+        }
         let rejectsFile = rejects.map { Ingest.RejectsFile(url: URL(fileURLWithPath: $0)) }
         do {
             try rejectsFile?.prepare()
@@ -150,6 +155,19 @@ struct IngestCommand: ParsableCommand {
         if stop.isStopped { throw ExitCode(130) }
         if unreadable { throw ExitCode(2) }
         if anyRejected { throw ExitCode(1) }
+    }
+
+    /// What the rejects path would overwrite, if it names the store, one of its files, or an
+    /// input; nil when it is free to use.
+    static func rejectsClash(_ rejects: String, store: String, inputs: [String]) -> String? {
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
+        let target = resolved(rejects)
+        let storePath = resolved(store)
+        if target == storePath || ["-wal", "-shm", "-journal", "-loader.lock"].contains(where: { target == storePath + $0 }) {
+            return "the store's own file"
+        }
+        if inputs.contains(where: { $0 != "-" && resolved($0) == target }) { return "one of the inputs" }
+        return nil
     }
 
     /// Incremental scoring: the leads each transaction touches are rescored before it commits.

@@ -31,6 +31,19 @@ struct WatcherTests {
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L3"])
     }
 
+    @Test("A store kept in the watched folder is never taken as an input")
+    func theStoreInTheWatchedFolderIsLeftAlone() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)  // directory/leadlens.sqlite, with -wal and -shm
+        try store.writer.write { db in try db.execute(sql: "CREATE TABLE IF NOT EXISTS probe (x)") }
+        try Data("id,email\nL1,a@x.io\n".utf8).write(to: directory.url.appendingPathComponent("drop.csv"))
+        let watcher = Ingest.Watcher(directory: directory.url, store: store)
+        let summaries = try watcher.scan(requireStableSize: false)
+        #expect(summaries.map { URL(fileURLWithPath: $0.path).lastPathComponent } == ["drop.csv"])
+        #expect(FileManager.default.fileExists(atPath: directory.path("leadlens.sqlite")))
+        #expect(try store.leads().compactMap(\.externalID) == ["L1"])
+    }
+
     @Test("Watching builds the indexes a killed bulk load left pending before it takes any file")
     func buildsIndexesAKilledLoadLeft() throws {
         let directory = try TemporaryDirectory()

@@ -52,6 +52,26 @@ struct CLITests {
         #expect(lastNames == ["Byron"])
     }
 
+    @Test("--rejects naming the store, one of its files or an input is refused before anything is touched")
+    func rejectsMayNotOverwriteTheStoreOrAnInput() throws {
+        let leads = try file("leads.csv", "id,email\nL1,a@x.io\n")
+        #expect(try ingest([leads]) == 0)
+        for target in [db, db + "-wal", leads, directory.appendingPathComponent("./leads.csv").path] {
+            #expect(try ingest([leads, "--rejects", target]) == 2, "\(target)")
+        }
+        let count = try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") }
+        #expect(count == 1)
+        #expect(try String(contentsOfFile: leads, encoding: .utf8) == "id,email\nL1,a@x.io\n")
+    }
+
+    @Test("A rejects file made for a run that rejects nothing is removed")
+    func anUnneededRejectsFileIsRemoved() throws {
+        let leads = try file("leads.csv", "id,email\nL1,a@x.io\n")
+        let fresh = directory.appendingPathComponent("new.rejects").path
+        #expect(try ingest([leads, "--rejects", fresh]) == 0)
+        #expect(!FileManager.default.fileExists(atPath: fresh))
+    }
+
     @Test func exitStatusIsZeroWhenClean() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         #expect(try ingest([path]) == 0)
@@ -67,13 +87,13 @@ struct CLITests {
         #expect(count == 2)
     }
 
-    @Test("a rejects file is checked before ingesting, and one this run does not need is removed")
+    @Test("a rejects file is checked before ingesting; one that was there is emptied, not deleted")
     func rejectsFileUpFront() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         let rejects = directory.appendingPathComponent("rejects.ndjson").path
         try #"{"line":9,"stale":true}"#.write(toFile: rejects, atomically: true, encoding: .utf8)
         #expect(try ingest([path, "--rejects", rejects]) == 0)
-        #expect(!FileManager.default.fileExists(atPath: rejects), "a previous run's rejects read as this run's")
+        #expect(try String(contentsOfFile: rejects, encoding: .utf8) == "", "a previous run's rejects read as this run's")
 
         let unwritable = directory.appendingPathComponent("leads.csv/rejects.ndjson").path  // under a file
         #expect(try ingest([try file("more.csv", "id,email\nL2,b@x.io\n"), "--rejects", unwritable]) == 2)
