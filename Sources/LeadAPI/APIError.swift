@@ -115,12 +115,27 @@ extension APIError {
             return APIError(.validationFailed, "the body cannot be ingested: \(error.reason)", errors: ["body": [error.reason]])
         case LeadMutations.Failure.notFound:
             return APIError(.notFound, "no such lead")
+        case LeadMutations.Failure.noIdentity:
+            return APIError(.validationFailed, "a lead needs an email, a phone or an external_id",
+                            errors: ["email": ["a lead needs an email, a phone or an external_id"]])
         case LeadMutations.Failure.conflict(let field):
             return APIError(.conflict, "another lead already has this \(field)", errors: [field: ["already taken by another lead"]])
         default:
             logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "http.path": "\(request.uri.path)"])
             return APIError(.serverError, "the server failed to handle the request")
         }
+    }
+
+    /// The JSON name of the type a body field should have, not Swift's ("Dictionary<String, Any>").
+    static func jsonTypeName(_ type: Any.Type) -> String {
+        let name = String(describing: type)
+        if name.hasPrefix("Dictionary") { return "an object" }
+        if name.hasPrefix("Array") { return "an array" }
+        if name.hasPrefix("Bool") { return "true or false" }
+        if name.hasPrefix("Int") || name.hasPrefix("UInt") { return "an integer" }
+        if name.hasPrefix("Double") || name.hasPrefix("Float") { return "a number" }
+        if name.hasPrefix("String") { return "a string" }
+        return "a value of another type"
     }
 
     /// Names the field a JSON decoding error is about, without echoing the value.
@@ -131,7 +146,7 @@ extension APIError {
         }
         switch error {
         case .keyNotFound(let key, let context): return [name(context.codingPath, key): ["is required"]]
-        case .typeMismatch(let type, let context): return [name(context.codingPath): ["expected \(type)"]]
+        case .typeMismatch(let type, let context): return [name(context.codingPath): ["expected \(jsonTypeName(type))"]]
         case .valueNotFound(_, let context): return [name(context.codingPath): ["must not be null"]]
         case .dataCorrupted(let context): return [name(context.codingPath): ["is not valid JSON"]]
         @unknown default: return ["body": ["is malformed"]]

@@ -19,6 +19,8 @@ struct LeadPatchBuilder {
         let text = raw.trimmingWhitespace()
         guard !text.isEmpty else { return }
         guard let field = FieldName.knownField(key) else {
+            try Self.rejectNUL(key, field: key, line: line)
+            try Self.rejectNUL(text, field: key, line: line)
             patch.custom.append(Ingest.CustomValue(label: key, value: text))
             return
         }
@@ -26,6 +28,7 @@ struct LeadPatchBuilder {
     }
 
     mutating func set(_ field: LeadField, text: String, key: String) throws(IngestError) {
+        try Self.rejectNUL(text, field: key, line: line)
         switch field {
         case .externalID: patch.identity.externalID = text
         case .anonymousID: patch.identity.anonymousID = text
@@ -133,6 +136,8 @@ struct LeadPatchBuilder {
         if text.utf8.count > JSONParser.maxStringBytes {
             throw IngestError(.valueTooLarge, line: line, field: label, reason: "value longer than 64 KiB")
         }
+        try Self.rejectNUL(label, field: label, line: line)
+        try Self.rejectNUL(text, field: label, line: line)
         if !text.isEmpty { patch.custom.append(Ingest.CustomValue(label: label, value: text)) }
     }
 
@@ -145,6 +150,14 @@ struct LeadPatchBuilder {
             if result.fields[.lastName] == nil, parts.count > 1 { result.fields[.lastName] = parts[1].trimmingWhitespace() }
         }
         return result
+    }
+
+    /// SQLite text through GRDB ends at a NUL byte, so a value holding one would be stored cut
+    /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
+    static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {
+        if text.utf8.contains(0) {
+            throw IngestError(.wrongType, line: line, field: field, reason: "contains a NUL character")
+        }
     }
 
     /// "1200", "1,200.50", "$1 200", "-3e2". Currency signs and grouping are dropped.

@@ -173,7 +173,9 @@ struct SegmentMapper {
     private func string(_ object: JSONObject, _ key: String) throws(IngestError) -> String? {
         switch object[key] {
         case nil, .null?: return nil
-        case .string(let s)?: return s
+        case .string(let s)?:
+            try LeadPatchBuilder.rejectNUL(s, field: key, line: line)
+            return s
         default: throw IngestError(.wrongType, line: line, field: key, reason: "expected a string")
         }
     }
@@ -185,6 +187,7 @@ struct SegmentMapper {
         case .string(let s)?:
             let trimmed = s.trimmingWhitespace()
             if trimmed.utf8.count > 1024 { throw IngestError(.valueTooLarge, line: line, field: key, reason: "id longer than 1 KiB") }
+            try LeadPatchBuilder.rejectNUL(trimmed, field: key, line: line)
             return trimmed.isEmpty ? nil : trimmed
         case .number(let n)? where n == n.rounded():
             // Past 2^53 a JSON number no longer holds every integer: two ids could collapse into one.

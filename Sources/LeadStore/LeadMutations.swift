@@ -9,6 +9,9 @@ public enum LeadMutations {
         /// Another lead already holds this external id, email or phone.
         case conflict(field: String)
         case notFound
+        /// The change would leave the lead with no external id, email or phone: nothing could
+        /// match it again, and no lead can be created that way.
+        case noIdentity
     }
 
     /// Column values to set; `nil` clears a column.
@@ -35,6 +38,18 @@ public enum LeadMutations {
     @discardableResult
     public static func update(_ id: Int64, _ changes: Changes, now: Int64 = LeadStore.nowMillis(), in db: Database) throws -> Bool {
         guard let current = try LeadRecord.fetch(id: id, in: db) else { throw Failure.notFound }
+        // Only a change that clears one can take the last identity away: a lead ingest created
+        // from an anonymous id alone has none of these and stays editable.
+        let identityFields = [LeadField.externalID, .email, .phone]
+        let clearsIdentity = identityFields.contains { field in
+            changes.columns[field].map { $0?.trimmingCharacters(in: .whitespaces).isEmpty ?? true } ?? false
+        }
+        if clearsIdentity, !identityFields.contains(where: { field in
+            let after = changes.columns[field].map { $0?.trimmingCharacters(in: .whitespaces) } ?? current.identityValue(field)
+            return after?.isEmpty == false
+        }) {
+            throw Failure.noIdentity
+        }
         var assignments: [String] = []
         var arguments = StatementArguments()
         for (field, newValue) in changes.columns.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
@@ -42,7 +57,8 @@ public enum LeadMutations {
             var value = newValue
             if field == .email { value = newValue.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } }
             if field == .status { value = newValue.map { $0.lowercased() } }
-            if let value, [.externalID, .email, .phone].contains(field) {
+            // An unchanged value is not checked: it is the lead's already.
+            if let value, [.externalID, .email, .phone].contains(field), value != current.identityValue(field) {
                 try ensureUnique(field, value, except: id, in: db)
             }
             assignments.append("\(column) = ?")
@@ -305,5 +321,17 @@ public enum LeadMutations {
                           oldValue: row[7], newValue: row[8], detail: row[9])
         }
         return (entries, total)
+    }
+}
+
+extension LeadRecord {
+    /// The stored external id, email or phone, for comparing an update with it.
+    func identityValue(_ field: LeadField) -> String? {
+        switch field {
+        case .externalID: externalID
+        case .email: email
+        case .phone: phone
+        default: nil
+        }
     }
 }

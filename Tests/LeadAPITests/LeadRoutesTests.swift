@@ -59,6 +59,18 @@ struct LeadRoutesTests {
             #expect(patched.data["first_name"] as? String == "Grace", "a partial update leaves other fields")
             let put = try await client.call(.put, "/api/v1/leads/\(id)", key: api.writer, json: ["last_name": "Hopper"])
             #expect(put.data["last_name"] as? String == "Hopper")
+            // The lead's own email sent back is no conflict; clearing its only identity is refused.
+            #expect(try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": "grace@example.com"]).status == .ok)
+            let bare = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": NSNull(), "phone": NSNull()])
+            #expect(bare.status == .unprocessableContent && bare.fieldErrors["email"] != nil)
+            #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["email"] as? String == "grace@example.com")
+            // A NUL would cut the stored text short: refused, naming the field, on every way in.
+            let nul = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "nul\u{0}@example.com"])
+            #expect(nul.status == .unprocessableContent && nul.fieldErrors["email"] != nil)
+            let nulIntake = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "n@example.com", "first_name": "A\u{0}B"])
+            #expect(nulIntake.status == .unprocessableContent && nulIntake.fieldErrors["first_name"] != nil)
+            let nulCustom = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": ["Plan": "a\u{0}b"]])
+            #expect(nulCustom.status == .unprocessableContent && nulCustom.fieldErrors["custom_fields.Plan"] != nil)
 
             let status = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "qualified"])
             #expect(status.data["status"] as? String == "qualified")
@@ -80,6 +92,9 @@ struct LeadRoutesTests {
                                                   key: api.writer, json: body)
                 #expect(reply.status == .unprocessableContent, "\(path)")
                 #expect(reply.fieldErrors[field] != nil, "\(path): \(reply.json)")
+                let message = reply.fieldErrors[field]?.joined() ?? ""
+                let namesSwiftType = ["Dictionary", "Array", "Int64", "String", "Bool"].contains { message.contains($0) }
+                #expect(!namesSwiftType, "a JSON type name, not Swift's: \(message)")
             }
 
             let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["tag": "navy"])

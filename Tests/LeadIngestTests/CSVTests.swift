@@ -180,4 +180,24 @@ struct CSVTests {
             ["c@x.io", "+1 444", "5.0", "Amount (column 10)", "6"],
         ])
     }
+
+    @Test("A NUL in a value rejects its row, naming the field, rather than storing the text cut short")
+    func nulBytesAreRejected() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let csv = try directory.write("leads.csv", Data("id,email,Plan\nL1,a\u{0}@x.io,\nL2,b@x.io,go\u{0}ld\nL3,c@x.io,gold\n".utf8))
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, csv, rejects: rejects)
+        #expect(summary.counts.leadsCreated == 1)
+        #expect(rejects.rejects.map { [String($0.error.line), $0.error.field ?? ""] } == [["2", "email"], ["3", "Plan"]])
+        let events = try directory.write("events.ndjson", [
+            #"{"type":"identify","userId":"u\u0000","traits":{"email":"d@x.io"}}"#,
+            #"{"type":"track","event":"Demo\u0000","userId":"u2","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}"#,
+            #"{"type":"identify","userId":"u3","traits":{"firstName":"A\u0000B"}}"#,
+        ].joined(separator: "\n"))
+        let jsonRejects = RejectRecorder()
+        let json = try ingest(store, events, rejects: jsonRejects)
+        #expect(json.counts.rejected == 3)
+        #expect(jsonRejects.rejects.map { $0.error.field ?? "" } == ["userId", "event", "firstName"])
+    }
 }

@@ -58,6 +58,8 @@ enum LeadBody {
                 for (label, value) in custom {
                     switch value {
                     case is NSNull: changes.customFields[label] = .some(nil)
+                    case let text as String where text.utf8.contains(0) || label.utf8.contains(0):
+                        fail("custom_fields.\(label)", "must not contain a NUL character")
                     case let text as String: changes.customFields[label] = text
                     case let number as NSNumber: changes.customFields[label] = number.stringValue
                     default: fail("custom_fields.\(label)", "must be a string, a number or null")
@@ -81,6 +83,7 @@ enum LeadBody {
                     if isNull { changes.tags = [] } else { fail(key, "must be an array of strings") }
                     continue
                 }
+                if tags.contains(where: { $0.utf8.contains(0) }) { fail(key, "must not contain a NUL character"); continue }
                 changes.tags = tags.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             default:
                 if isNull {
@@ -93,6 +96,8 @@ enum LeadBody {
                 }
                 text = text.trimmingCharacters(in: .whitespacesAndNewlines)
                 if text.utf8.count > maxTextBytes { fail(key, "must be at most 64 KiB"); continue }
+                // SQLite text through GRDB ends at a NUL: the value would be stored cut short.
+                if text.utf8.contains(0) { fail(key, "must not contain a NUL character"); continue }
                 switch field {
                 case .status:
                     text = text.lowercased()
