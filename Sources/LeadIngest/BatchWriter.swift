@@ -615,7 +615,7 @@ final class BatchWriter {
             upsert.bind(1, leadID)
             upsert.bind(2, try customFieldID(label: custom.label, db: db))
             upsert.bind(3, custom.value)
-            upsert.bind(4, Double(custom.value).flatMap { $0.isFinite ? $0 : nil })
+            upsert.bind(4, LeadPatchBuilder.plainNumber(custom.value))
             try upsert.run()
             if upsert.changes > 0 { changed = true }
         }

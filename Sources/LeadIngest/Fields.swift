@@ -74,6 +74,16 @@ struct LeadPatchBuilder {
                 }
                 try set(.tags, text: tag, key: key)
             }
+        case .object(let company) where FieldName.knownField(key) == .company:
+            // Segment's company trait is an object: {name, id, industry, employee_count, plan}.
+            // Its name is the company; the rest is kept as custom fields ("company.industry").
+            for member in company.members {
+                if member.key == "name" {
+                    try set(key: key, json: member.value)
+                } else {
+                    try setCustom(label: "\(key).\(member.key)", json: member.value)
+                }
+            }
         case .array, .object:
             guard FieldName.knownField(key) == nil else {
                 throw IngestError(.wrongType, line: line, field: key, reason: "expected a string or number")
@@ -160,11 +170,33 @@ struct LeadPatchBuilder {
         }
     }
 
-    /// "1200", "1,200.50", "$1 200", "-3e2". Currency signs and grouping are dropped.
+    /// "1200", "1,200.50", "$1 200", "-3e2". Currency signs and spaces are dropped; commas only
+    /// as thousands separators ("12,5" and "€1.200,50" are not numbers: read as 125 and 1.2005
+    /// they would feed the model a wrong value).
     static func parseNumber(_ text: String) -> Double? {
-        if let direct = Double(text), direct.isFinite { return direct }
-        let cleaned = text.unicodeScalars.filter { !"$€£¥, \u{00A0}".unicodeScalars.contains($0) }
-        guard let value = Double(String(String.UnicodeScalarView(cleaned))), value.isFinite else { return nil }
+        let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { !"$€£¥ \u{00A0}".unicodeScalars.contains($0) }))
+        return plainNumber(cleaned)
+    }
+
+    /// A decimal number as written in data: digits, sign, point, exponent, and commas between
+    /// groups of three digits. Not hex ("0x10"), "nan" or "inf", which `Double(_:)` accepts.
+    static func plainNumber(_ text: String) -> Double? {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E || $0 == 0x2C || $0 == 0x65 || $0 == 0x45 }) else {
+            return nil
+        }
+        var plain = text
+        if utf8.contains(0x2C) {
+            // The integer part only: 1,234,567.89 → groups 1, 234, 567 after the sign.
+            let integer = text.prefix { $0 != "." && $0 != "e" && $0 != "E" }.drop { $0 == "+" || $0 == "-" }
+            let groups = integer.split(separator: ",", omittingEmptySubsequences: false)
+            guard integer.count < text.count || !text.hasSuffix(","),
+                  let first = groups.first, (1...3).contains(first.count),
+                  groups.dropFirst().allSatisfy({ $0.count == 3 }),
+                  !text.drop(while: { $0 != "." }).contains(",") else { return nil }
+            plain = text.replacingOccurrences(of: ",", with: "")
+        }
+        guard let value = Double(plain), value.isFinite else { return nil }
         return value
     }
 

@@ -27,9 +27,9 @@ extension Ingest {
         }
 
         /// Phones match on their digits; fewer than five digits identify nobody.
+        /// See ``LeadMutations/identityPhoneDigits(_:)``: one rule for ingest and the API.
         public static func phoneDigits(_ raw: String) -> String? {
-            let digits = String(raw.unicodeScalars.filter { $0.properties.numericType == .decimal && $0.isASCII })
-            return digits.count >= 5 ? digits : nil
+            LeadMutations.identityPhoneDigits(raw)
         }
     }
 

@@ -56,9 +56,18 @@ struct SegmentMapper {
             if let context { try applyTraits(try object(context, "traits"), to: &lead) }
             return try finish(lead, event: nil)
         case "group":
-            // A group's traits describe the account: its name is the lead's company.
-            if let traits = try object(message, "traits"), let name = try string(traits, "name") {
-                try lead.set(.company, text: name.trimmingWhitespace(), key: "traits.name")
+            // A group's traits describe the account: its name is the lead's company, the rest
+            // custom fields named as a company object's members are ("company.industry").
+            if let groupID = try identifier(message, "groupId") { try lead.setCustom(label: "company.id", json: .string(groupID)) }
+            if let traits = try object(message, "traits") {
+                for member in traits.members {
+                    if member.key == "name" {
+                        guard let name = try string(traits, "name") else { continue }
+                        try lead.set(.company, text: name.trimmingWhitespace(), key: "traits.name")
+                    } else {
+                        try lead.setCustom(label: "company.\(member.key)", json: member.value)
+                    }
+                }
             }
             return try finish(lead, event: nil)
         case "alias":

@@ -86,19 +86,39 @@ public enum Timestamp {
         return text.trimmingCharacters(in: .whitespaces).utf8.count == 10 ? millis + 86_400_000 : millis
     }
 
+    /// 2200-01-01 in epoch seconds: later epoch numbers are typing errors, not times.
+    static let latestEpochSeconds = 7_258_118_400.0
+
     /// Epoch numbers: values above 10^11 are taken as milliseconds (10^11 s is the year 5138).
+    /// Either way they must fall before 2200.
     public static func fromEpoch(_ value: Double) -> Int64? {
-        guard value.isFinite, value >= 0, value < 1e14 else { return nil }
-        return value > 1e11 ? Int64(value.rounded()) : Int64((value * 1000).rounded())
+        guard value.isFinite, value >= 0 else { return nil }
+        if value > 1e11 {
+            return value < latestEpochSeconds * 1000 ? Int64(value.rounded()) : nil
+        }
+        return value < latestEpochSeconds ? Int64((value * 1000).rounded()) : nil
     }
 
-    /// Either form; a string of digits is an epoch number.
+    /// Either form; a string of digits is an epoch number, except eight digits, which must make
+    /// a date ("20260105", as spreadsheets export it) and read as that day.
     public static func parse(_ text: String) -> Int64? {
         if let millis = parseISO8601(text) { return millis }
-        if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }), let value = Double(text) {
-            return fromEpoch(value)
+        if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }) {
+            // Epoch seconds of eight digits are 1970–73: never a lead's time, and a typo'd date.
+            if text.utf8.count == 8 { return compactDate(text) }
+            if let value = Double(text) { return fromEpoch(value) }
         }
         return nil
+    }
+
+    /// yyyyMMdd at UTC midnight, when it names a real day of 1900–2199.
+    static func compactDate(_ text: String) -> Int64? {
+        guard let number = Int(text) else { return nil }
+        let (year, month, day) = (number / 10_000, number / 100 % 100, number % 100)
+        guard (1900...2199).contains(year), (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day) else {
+            return nil
+        }
+        return Int64(daysFromCivil(year: year, month: month, day: day)) * 86_400_000
     }
 
     static func daysIn(month: Int, year: Int) -> Int {

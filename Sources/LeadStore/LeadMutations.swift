@@ -65,7 +65,7 @@ public enum LeadMutations {
             arguments += [value]
             if field == .phone {
                 assignments.append("phone_digits = ?")
-                arguments += [value.map(phoneDigits)]
+                arguments += [value.flatMap(identityPhoneDigits)]
             }
         }
         if let value = changes.value {
@@ -153,7 +153,7 @@ public enum LeadMutations {
         case .email: "SELECT 1 FROM leads WHERE email = ? AND id != ? LIMIT 1"
         default: "SELECT 1 FROM leads WHERE phone_digits = ? AND id != ? LIMIT 1"
         }
-        let key = field == .phone ? phoneDigits(value) : value
+        guard let key = field == .phone ? identityPhoneDigits(value) : value else { return }
         if try Bool.fetchOne(db, sql: sql, arguments: [key, id]) != nil {
             throw Failure.conflict(field: field.rawValue)
         }
@@ -161,6 +161,14 @@ public enum LeadMutations {
 
     public static func phoneDigits(_ raw: String) -> String {
         String(raw.unicodeScalars.filter { $0.properties.numericType == .decimal && $0.isASCII }.map(Character.init))
+    }
+
+    /// The digits a phone number matches leads by, or nil when they cannot tell people apart:
+    /// fewer than five, or one digit repeated (000-000-0000, the placeholder forms demand).
+    public static func identityPhoneDigits(_ raw: String) -> String? {
+        let digits = phoneDigits(raw)
+        guard digits.utf8.count >= 5, let first = digits.utf8.first, digits.utf8.contains(where: { $0 != first }) else { return nil }
+        return digits
     }
 
     public static func recordTimeline(

@@ -200,4 +200,14 @@ struct CSVTests {
         #expect(json.counts.rejected == 3)
         #expect(jsonRejects.rejects.map { $0.error.field ?? "" } == ["userId", "event", "firstName"])
     }
+
+    @Test("A placeholder phone (one digit repeated) matches nobody: two leads stay two")
+    func placeholderPhonesDoNotMerge() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("leads.csv", "id,name,phone\nA,Ann,000-000-0000\nB,Bob,000-000-0000\nC,Cy,555-0100\n,Cy Lee,(555) 0100\n")
+        let summary = try ingest(store, file)
+        #expect(summary.counts.leadsCreated == 3, "the last row matches C by a real number; A and B share only a placeholder")
+        #expect(try store.leads().compactMap(\.externalID).sorted() == ["A", "B", "C"])
+    }
 }

@@ -62,8 +62,16 @@ struct SegmentTests {
     }
 
     @Test func groupSetsCompanyAndAliasLinksIds() throws {
-        let group = records(#"{"type":"group","userId":"u1","groupId":"g1","traits":{"name":"Acme Inc"}}"#)
+        let group = records(#"{"type":"group","userId":"u1","groupId":"g1","traits":{"name":"Acme Inc","industry":"Retail","employees":120}}"#)
         #expect(group.records.first?.lead.fields[.company] == "Acme Inc")
+        #expect(group.records.first?.lead.custom == [.init(label: "company.id", value: "g1"), .init(label: "company.industry", value: "Retail"),
+                                                     .init(label: "company.employees", value: "120")])
+        // Segment's company trait is an object: its name is the company, the rest custom fields.
+        let company = records(#"{"type":"identify","userId":"u2","traits":{"email":"b@x.io","company":{"name":"Beta","plan":"pro"}}}"#)
+        #expect(company.rejects.isEmpty)
+        #expect(company.records.first?.lead.fields[.company] == "Beta")
+        #expect(company.records.first?.lead.identity.email == "b@x.io")
+        #expect(company.records.first?.lead.custom == [.init(label: "company.plan", value: "pro")])
         let alias = records(#"{"type":"alias","userId":"u1","previousId":"anon-9"}"#)
         #expect(alias.records.first?.lead.identity == Ingest.Identity(externalID: "u1", anonymousID: "anon-9"))
     }
@@ -118,6 +126,25 @@ struct SegmentTests {
         #expect(Timestamp.parse("2026-02-30") == nil)
         #expect(Timestamp.parse("2026-03-04T25:00:00Z") == nil)
         #expect(Timestamp.parse("03/04/2026") == nil)
+        // Eight digits that make a day are that day, not 1970-08-23; other epochs end before 2200.
+        #expect(Timestamp.parse("20260105") == Timestamp.parse("2026-01-05"))
+        #expect(Timestamp.parse("20261332") == nil)
+        #expect(Timestamp.parse("99999999999999") == nil)
+        #expect(Timestamp.parse("99999999999") == nil)
+        #expect(Timestamp.fromEpoch(7_258_118_399) != nil && Timestamp.fromEpoch(7_258_118_400) == nil)
+    }
+
+    @Test("Numbers: thousands commas and currency, never a decimal comma, hex or nan")
+    func numbersParse() {
+        for (text, value) in [("1200", 1200.0), ("1,200.50", 1200.5), ("$1 200", 1200), ("-3e2", -300), ("1,234,567", 1_234_567),
+                              ("+12", 12), ("€ 99.5", 99.5)] {
+            #expect(LeadPatchBuilder.parseNumber(text) == value, "\(text)")
+        }
+        for text in ["12,5", "€1.200,50", "1,2,3", "1,20", ",100", "100,", "0x10", "nan", "inf", "1.5,000", ""] {
+            #expect(LeadPatchBuilder.parseNumber(text) == nil, "\(text)")
+        }
+        #expect(LeadPatchBuilder.plainNumber("1,200") == 1200)
+        #expect(LeadPatchBuilder.plainNumber("+1 555 0100") == nil, "a phone number is not a custom field's number")
     }
 }
 
