@@ -45,7 +45,14 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         let started = Date()
-        let summary = try Synthetic.generate(options, into: URL(fileURLWithPath: out, isDirectory: true))
+        let summary: Synthetic.Summary
+        do {
+            summary = try Synthetic.generate(options, into: URL(fileURLWithPath: out, isDirectory: true))
+        } catch {
+            // An unwritable --out is an unusable argument: exit 2, as the other commands do.
+            Terminal.error("cannot write the dataset: \(error)")
+            throw ExitCode(2)
+        }
         print(String(format: "generated %d leads (%d converted, %d lost, %d open) and %d events in %@ (%.1f s)",
                      summary.leads, summary.converted, summary.lost, summary.open, summary.events, out,
                      Date().timeIntervalSince(started)))

@@ -140,7 +140,7 @@ struct IngestCommand: ParsableCommand {
                 print(line)
                 if summary.counts.rejected > 0 {
                     anyRejected = true
-                    for error in summary.sampleRejects { Terminal.status("  rejected \(error)") }
+                    for error in summary.sampleRejects { Terminal.status("  \(path): rejected \(error)") }
                     if summary.counts.rejected > summary.sampleRejects.count {
                         Terminal.status("  … \(summary.counts.rejected - summary.sampleRejects.count) more" + (rejects == nil ? " (use --rejects FILE to keep them all)" : ""))
                     }
@@ -174,7 +174,8 @@ struct IngestCommand: ParsableCommand {
     /// Follows the active model: a long `--watch` picks up a model activated while it runs.
     final class Rescoring {
         private(set) var scorer: LeadScorer
-        private var count = 0
+        /// Distinct leads, not passes: a lead touched by several transactions counts once.
+        private var rescored = Set<Int64>()
         init(scorer: LeadScorer) { self.scorer = scorer }
 
         var hook: Ingester.BeforeCommit {
@@ -183,14 +184,14 @@ struct IngestCommand: ParsableCommand {
                 if let active, active != scorer.model.version, let model = try ModelRegistry.active(in: db) {
                     scorer = LeadScorer(model: model)
                 }
-                count += try scorer.rescore(ids: ids, in: db).count
+                for scored in try scorer.rescore(ids: ids, in: db) { rescored.insert(scored.leadID) }
             }
         }
 
         /// Leads rescored since the last call.
         func take() -> Int {
-            defer { count = 0 }
-            return count
+            defer { rescored.removeAll() }
+            return rescored.count
         }
     }
 

@@ -72,6 +72,13 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: fresh))
     }
 
+    @Test("generate into a path it cannot write is an unusable argument: exit 2")
+    func generateIntoAFileExitsTwo() throws {
+        let occupied = try file("taken", "x")
+        let command = try GenerateCommand.parse(["--leads", "5", "--out", occupied])
+        #expect(throws: ExitCode(2)) { try command.run() }
+    }
+
     @Test func exitStatusIsZeroWhenClean() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         #expect(try ingest([path]) == 0)
