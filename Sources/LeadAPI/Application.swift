@@ -96,7 +96,7 @@ final class APIServices: Sendable {
         changes = ChangeMonitor(store: store)
         let changes = changes
         let scorer = scorer
-        writes = WriteCoalescer(writer: store.writer, rescore: { db, ids in _ = try scorer.rescore(ids: ids, in: db) },
+        writes = WriteCoalescer(writer: store.writer, rescore: { db, ids in APIMetrics.leadsScored(try scorer.rescore(ids: ids, in: db).count) },
                                 afterTransaction: { changes.noteWrite() })
         events = EventBatcher(writes: writes, scorer: scorer)
         jobs = JobRunner(store: store, logger: logger)

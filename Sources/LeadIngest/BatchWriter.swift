@@ -527,6 +527,11 @@ final class BatchWriter {
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
                 set(column, value)
+                // The timeline shows who moved a lead, whether by the API or an import.
+                if field == .status || field == .assignedTo {
+                    try LeadMutations.recordTimeline(leadID, kind: field == .status ? "status_changed" : "assigned",
+                                                     old: row[column], new: value, at: now, in: db)
+                }
                 if field == .email {
                     if let old = stored.email { byEmail[old] = nil }
                     stored.email = identity.email

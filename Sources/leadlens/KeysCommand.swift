@@ -37,7 +37,7 @@ struct KeysCommand: ParsableCommand {
         func validate() throws {
             if name.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--name must not be empty.") }
             _ = try parsedScopes()
-            if RateLimit(parsing: rate) == nil { throw ValidationError("--rate must look like 1000/h, 60/min or unlimited.") }
+            if RateLimit(parsing: rate) == nil { throw ValidationError("--rate must look like 10/s, 60/min, 1000/h, 5000/day or unlimited.") }
         }
 
         func parsedScopes() throws -> Set<Scope> {

@@ -210,4 +210,19 @@ struct CSVTests {
         #expect(summary.counts.leadsCreated == 3, "the last row matches C by a real number; A and B share only a placeholder")
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["A", "B", "C"])
     }
+
+    @Test("A status or owner an import changes is on the lead's timeline, as an API change is")
+    func importedStatusChangesReachTheTimeline() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        try ingest(store, try directory.write("a.csv", "id,status,owner\nL1,new,\n"))
+        try ingest(store, try directory.write("b.csv", "id,status,owner\nL1,Qualified,rep-7\n"))
+        try ingest(store, try directory.write("c.csv", "id,status,owner\nL1,qualified,rep-7\n"))  // no change
+        let entries = try store.reader.read { db in
+            let id = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'L1'"))
+            return try LeadMutations.timeline(id, offset: 0, limit: 10, in: db).entries
+        }
+        #expect(entries.map { [$0.kind, $0.oldValue ?? "-", $0.newValue ?? "-"] }.sorted { $0[0] < $1[0] }
+                == [["assigned", "-", "rep-7"], ["status_changed", "new", "qualified"]])
+    }
 }

@@ -53,7 +53,7 @@ struct KeysController {
         let scopes = Scope.set(named: body.scopes)
         if scopes == nil { errors["scopes"] = ["must list read, write or admin"] }
         let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
-        if rate == nil { errors["rate"] = ["must look like 1000/h, 60/min or unlimited"] }
+        if rate == nil { errors["rate"] = ["must look like 10/s, 60/min, 1000/h, 5000/day or unlimited"] }
         if !errors.isEmpty { throw APIError(.validationFailed, "invalid key", errors: errors) }
         let created = try await services.write { db in
             try APIKeys.create(name: name, scopes: scopes!, rateLimit: rate!, in: db)

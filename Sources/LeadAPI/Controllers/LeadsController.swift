@@ -161,7 +161,7 @@ struct LeadsController {
         let lead = try await services.write { db -> LeadRecord? in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
             try body(db)
-            _ = try scorer.rescore(ids: [id], in: db)
+            APIMetrics.leadsScored(try scorer.rescore(ids: [id], in: db).count)
             return try LeadRecord.fetch(id: id, in: db)
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
@@ -178,7 +178,7 @@ struct LeadsController {
                 }
             }
             let id = try LeadMutations.insert(changes, in: db)
-            _ = try scorer.rescore(ids: [id], in: db)
+            APIMetrics.leadsScored(try scorer.rescore(ids: [id], in: db).count)
             return try LeadRecord.fetch(id: id, in: db)!
         }
         return try EditedResponse(status: .created, response: LeadResponse(data: LeadJSON(lead: lead)))
