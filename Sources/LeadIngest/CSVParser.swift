@@ -30,8 +30,27 @@ struct CSVParser {
     /// The last byte read was a CR, so a LF now completes a CRLF rather than starting a line.
     private var afterCR = false
 
-    init(reader: ByteReader) {
+    /// The field separator: a comma, or the semicolon or tab a header shows instead.
+    let delimiter: UInt8
+
+    init(reader: ByteReader, delimiter: UInt8 = UInt8(ascii: ",")) {
         self.reader = reader
+        self.delimiter = delimiter
+    }
+
+    /// The separator a header line uses: a comma unless it holds none, outside quotes, and
+    /// semicolons (European spreadsheet exports) or tabs instead, whichever are more.
+    static func delimiter(ofHeader line: [UInt8]) -> UInt8 {
+        var counts: [UInt8: Int] = [:]
+        var inQuotes = false
+        for byte in line {
+            if byte == UInt8(ascii: "\"") { inQuotes.toggle() }
+            if !inQuotes, byte == UInt8(ascii: ",") || byte == UInt8(ascii: ";") || byte == 0x09 { counts[byte, default: 0] += 1 }
+        }
+        if counts[UInt8(ascii: ",")] != nil { return UInt8(ascii: ",") }
+        let semicolons = counts[UInt8(ascii: ";")] ?? 0, tabs = counts[0x09] ?? 0
+        if semicolons == 0 && tabs == 0 { return UInt8(ascii: ",") }
+        return semicolons >= tabs ? UInt8(ascii: ";") : 0x09
     }
 
     /// The next record, or nil at end of input. Blank lines are skipped.
@@ -108,7 +127,7 @@ struct CSVParser {
                     // A stray quote inside an unquoted field is kept literally, as most readers do.
                     appendToField(byte)
                 }
-            case UInt8(ascii: ","):
+            case delimiter:
                 endField()
             case 0x0A, 0x0D:
                 // LF, CRLF (its LF skipped above) or a lone CR; inside quotes they are data.

@@ -244,7 +244,7 @@ public final class Ingester {
     private func resolveFormat(_ requested: Ingest.Format, path: String, reader: ByteReader) throws -> Ingest.Format {
         if requested != .auto { return requested }
         switch URL(fileURLWithPath: path).pathExtension.lowercased() {
-        case "csv": return .csv
+        case "csv", "tsv": return .csv
         case "ndjson", "jsonl": return .ndjson
         case "json": return .json
         default:

@@ -40,7 +40,9 @@ struct RecordSource {
         self.options = options
         try reader.skipByteOrderMark()
         switch format {
-        case .csv: parser = .csv(CSVParser(reader: reader), header: nil)
+        case .csv:
+            let header = try reader.peekFirstNonBlankLine(maxLength: CSVParser.maxFieldBytes) ?? []
+            parser = .csv(CSVParser(reader: reader, delimiter: CSVParser.delimiter(ofHeader: header)), header: nil)
         case .json:
             if try reader.peekFirstSignificantByte() == UInt8(ascii: "[") {
                 parser = .jsonArray(JSONArrayScanner(reader: reader))

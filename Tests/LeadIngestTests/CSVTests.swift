@@ -225,4 +225,18 @@ struct CSVTests {
         #expect(entries.map { [$0.kind, $0.oldValue ?? "-", $0.newValue ?? "-"] }.sorted { $0[0] < $1[0] }
                 == [["assigned", "-", "rep-7"], ["status_changed", "new", "qualified"]])
     }
+
+    @Test("A header without commas but with semicolons or tabs sets the separator (European exports, TSV)")
+    func semicolonAndTabSeparators() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let semicolons = try ingest(store, try directory.write("eu.csv", "id;E-mail;Company\nL1;a@x.io;\"Smith; Jones\"\nL2;b@x.io;Acme, Inc\n"))
+        let tabs = try ingest(store, try directory.write("leads.tsv", "id\tEmail\nT1\tt@x.io\n"))
+        #expect(semicolons.counts.leadsCreated == 2 && semicolons.counts.rejected == 0)
+        #expect(tabs.counts.leadsCreated == 1 && tabs.counts.rejected == 0)
+        let rows = try store.leads().map { [$0.externalID, $0.email, $0.company] }
+        #expect(rows == [["L1", "a@x.io", "Smith; Jones"], ["L2", "b@x.io", "Acme, Inc"], ["T1", "t@x.io", nil]])
+        #expect(CSVParser.delimiter(ofHeader: Array("id,name;x".utf8)) == UInt8(ascii: ","), "any comma keeps the standard")
+        #expect(CSVParser.delimiter(ofHeader: Array("\"a,b\";c".utf8)) == UInt8(ascii: ";"), "commas in quotes do not count")
+    }
 }
