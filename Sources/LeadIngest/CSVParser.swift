@@ -14,7 +14,9 @@ struct CSVParser {
     enum Failure {
         case invalidUTF8(field: Int)
         case fieldTooLong(field: Int)
-        case unterminatedQuote
+        /// A quote opened on the record's line never closed: everything to the end of the
+        /// input, up to `lastLine`, was read as that one field.
+        case unterminatedQuote(lastLine: Int)
     }
 
     enum Outcome {
@@ -97,7 +99,9 @@ struct CSVParser {
             fields.append("")
         }
 
+        var endedWithBreak = false
         while let byte = try reader.nextByte() {
+            endedWithBreak = byte == 0x0A || byte == 0x0D
             let completesCRLF = afterCR && byte == 0x0A
             afterCR = byte == 0x0D
             // The CR before it already ended the record and counted the line.
@@ -141,7 +145,8 @@ struct CSVParser {
             }
         }
         guard sawAnything else { return .end }
-        if inQuotes { return .outcome(.rejected(line: startLine, .unterminatedQuote)) }
+        // `line` counts the line after a final line break; the field's last line is the one before.
+        if inQuotes { return .outcome(.rejected(line: startLine, .unterminatedQuote(lastLine: max(startLine, endedWithBreak ? line - 1 : line)))) }
         if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .end }
         endField()
         if let failure { return .outcome(.rejected(line: startLine, failure)) }

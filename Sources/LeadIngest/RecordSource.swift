@@ -218,7 +218,9 @@ struct RecordSource {
                 switch failure {
                 case .invalidUTF8(let field): error = IngestError(.invalidUTF8, line: line, field: column(field), reason: "invalid UTF-8")
                 case .fieldTooLong(let field): error = IngestError(.valueTooLarge, line: line, field: column(field), reason: "value longer than 64 KiB")
-                case .unterminatedQuote: error = IngestError(.malformedCSV, line: line, reason: "quoted field never closes")
+                case .unterminatedQuote(let lastLine):
+                    let span = lastLine > line ? "lines \(line)–\(lastLine), the rest of the input, were" : "the line was"
+                    error = IngestError(.malformedCSV, line: line, reason: "a quote opened here never closes: \(span) read as one field and rejected")
                 }
                 rejects.add(error, raw: nil)
             case .record(let record):

@@ -106,7 +106,7 @@ struct CSVTests {
         for notes in ["short", String(repeating: "x", count: CSVParser.maxFieldBytes + 10)] {
             let outcomes = try parse(Data("id,notes\n1,\"\(notes)\n2,ok\n".utf8))
             #expect(outcomes.count == 2)
-            guard outcomes.count == 2, case .rejected(2, .unterminatedQuote) = outcomes[1] else {
+            guard outcomes.count == 2, case .rejected(2, .unterminatedQuote(lastLine: 3)) = outcomes[1] else {
                 Issue.record("expected one unterminated-quote reject")
                 continue
             }
