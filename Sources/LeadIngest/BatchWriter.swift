@@ -77,6 +77,37 @@ final class BatchWriter {
         self.now = now
     }
 
+    /// A lead's status or owner as this write found it and as it leaves it.
+    private struct Move {
+        var from: String?
+        var to: String?
+    }
+
+    /// Status and owner changes of the current write, netted per lead: rows that move a lead
+    /// and back (re-ingesting a file that holds both) leave no timeline entry, so ingesting a
+    /// file again adds nothing there either.
+    private var moves: [MoveKey: Move] = [:]
+
+    private struct MoveKey: Hashable {
+        let leadID: Int64
+        let field: LeadField
+    }
+
+    private func noteMove(_ leadID: Int64, _ field: LeadField, from old: String?, to new: String) {
+        moves[MoveKey(leadID: leadID, field: field), default: Move(from: old, to: nil)].to = new
+    }
+
+    /// Writes the write's net status and owner changes to the timeline.
+    private func recordMoves(_ db: Database) throws {
+        guard !moves.isEmpty else { return }
+        for (key, move) in moves.sorted(by: { ($0.key.leadID, $0.key.field.rawValue) < ($1.key.leadID, $1.key.field.rawValue) })
+        where move.from != move.to {
+            try LeadMutations.recordTimeline(key.leadID, kind: key.field == .status ? "status_changed" : "assigned",
+                                             old: move.from, new: move.to, at: now, in: db)
+        }
+        moves.removeAll()
+    }
+
     /// Starts the counts of a new input: a lead created by the previous file and updated by
     /// this one counts as updated here.
     func beginFile() {
@@ -126,12 +157,14 @@ final class BatchWriter {
         }
         outcomes.removeAll(keepingCapacity: true)
         mergedByRecord.removeAll()
+        moves.removeAll()
         var batch = Batch(db: db, writer: self, records: records)
         for index in records.indices {
             try batch.apply(index)
         }
         try batch.insertPendingEvents()
         try batch.flushActivity()
+        try recordMoves(db)
         var counts = Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
         // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
         counts.leadsCreated -= createdThenMerged
@@ -529,8 +562,7 @@ final class BatchWriter {
                 set(column, value)
                 // The timeline shows who moved a lead, whether by the API or an import.
                 if field == .status || field == .assignedTo {
-                    try LeadMutations.recordTimeline(leadID, kind: field == .status ? "status_changed" : "assigned",
-                                                     old: row[column], new: value, at: now, in: db)
+                    noteMove(leadID, field, from: row[column], to: value)
                 }
                 if field == .email {
                     if let old = stored.email { byEmail[old] = nil }

@@ -40,8 +40,8 @@ struct CSVParser {
         self.delimiter = delimiter
     }
 
-    /// The separator a header line uses: a comma unless it holds none, outside quotes, and
-    /// semicolons (European spreadsheet exports) or tabs instead, whichever are more.
+    /// The separator a header line uses: whichever of comma, semicolon (European spreadsheet
+    /// exports) and tab it holds most often outside quotes; a comma when none or tied.
     static func delimiter(ofHeader line: [UInt8]) -> UInt8 {
         var counts: [UInt8: Int] = [:]
         var inQuotes = false
@@ -49,9 +49,8 @@ struct CSVParser {
             if byte == UInt8(ascii: "\"") { inQuotes.toggle() }
             if !inQuotes, byte == UInt8(ascii: ",") || byte == UInt8(ascii: ";") || byte == 0x09 { counts[byte, default: 0] += 1 }
         }
-        if counts[UInt8(ascii: ",")] != nil { return UInt8(ascii: ",") }
-        let semicolons = counts[UInt8(ascii: ";")] ?? 0, tabs = counts[0x09] ?? 0
-        if semicolons == 0 && tabs == 0 { return UInt8(ascii: ",") }
+        let commas = counts[UInt8(ascii: ",")] ?? 0, semicolons = counts[UInt8(ascii: ";")] ?? 0, tabs = counts[0x09] ?? 0
+        if commas >= semicolons && commas >= tabs { return UInt8(ascii: ",") }
         return semicolons >= tabs ? UInt8(ascii: ";") : 0x09
     }
 

@@ -92,6 +92,7 @@ struct LeadPatchBuilder {
             if text.utf8.count > JSONParser.maxStringBytes {
                 throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
             }
+            try Self.rejectNUL(key, field: key, line: line)
             patch.custom.append(Ingest.CustomValue(label: key, value: text))
         }
     }
@@ -178,26 +179,9 @@ struct LeadPatchBuilder {
         return plainNumber(cleaned)
     }
 
-    /// A decimal number as written in data: digits, sign, point, exponent, and commas between
-    /// groups of three digits. Not hex ("0x10"), "nan" or "inf", which `Double(_:)` accepts.
+    /// See ``NumberText/parse(_:)``.
     static func plainNumber(_ text: String) -> Double? {
-        let utf8 = text.utf8
-        guard !utf8.isEmpty, utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E || $0 == 0x2C || $0 == 0x65 || $0 == 0x45 }) else {
-            return nil
-        }
-        var plain = text
-        if utf8.contains(0x2C) {
-            // The integer part only: 1,234,567.89 → groups 1, 234, 567 after the sign.
-            let integer = text.prefix { $0 != "." && $0 != "e" && $0 != "E" }.drop { $0 == "+" || $0 == "-" }
-            let groups = integer.split(separator: ",", omittingEmptySubsequences: false)
-            guard integer.count < text.count || !text.hasSuffix(","),
-                  let first = groups.first, (1...3).contains(first.count),
-                  groups.dropFirst().allSatisfy({ $0.count == 3 }),
-                  !text.drop(while: { $0 != "." }).contains(",") else { return nil }
-            plain = text.replacingOccurrences(of: ",", with: "")
-        }
-        guard let value = Double(plain), value.isFinite else { return nil }
-        return value
+        NumberText.parse(text)
     }
 
     /// 2^53: below it a Double holds every integer exactly.

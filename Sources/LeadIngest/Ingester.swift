@@ -97,7 +97,8 @@ public final class Ingester {
                 reader.isStopRequested = shouldStop
                 defer { reader.isStopRequested = nil }
                 let format = try resolveFormat(options.format, path: path, reader: reader)
-                return try RecordSource(format: format, reader: reader, options: options)
+                let tabSeparated = URL(fileURLWithPath: path).pathExtension.lowercased() == "tsv"
+                return try RecordSource(format: format, reader: reader, options: options, tabSeparated: tabSeparated)
             }
         } catch is ByteReader.StopRequested {
             summary.interrupted = true

@@ -35,14 +35,17 @@ struct RecordSource {
     let parsed = ParsedRecords()
     var rows: Int { parsed.rows }
 
-    init(format: Ingest.Format, reader: ByteReader, options: Ingest.Options) throws {
+    /// `tabSeparated`: the input is named .tsv, so its fields are split at tabs whatever its
+    /// header holds (a "City, State" column would otherwise look comma-separated).
+    init(format: Ingest.Format, reader: ByteReader, options: Ingest.Options, tabSeparated: Bool = false) throws {
         self.reader = reader
         self.options = options
         try reader.skipByteOrderMark()
         switch format {
         case .csv:
-            let header = try reader.peekFirstNonBlankLine(maxLength: CSVParser.maxFieldBytes) ?? []
-            parser = .csv(CSVParser(reader: reader, delimiter: CSVParser.delimiter(ofHeader: header)), header: nil)
+            let delimiter = tabSeparated
+                ? 0x09 : CSVParser.delimiter(ofHeader: try reader.peekFirstNonBlankLine(maxLength: CSVParser.maxFieldBytes) ?? [])
+            parser = .csv(CSVParser(reader: reader, delimiter: delimiter), header: nil)
         case .json:
             if try reader.peekFirstSignificantByte() == UInt8(ascii: "[") {
                 parser = .jsonArray(JSONArrayScanner(reader: reader))
@@ -170,7 +173,8 @@ struct RecordSource {
             }
             if document.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return false }
             document.withUnsafeBufferPointer { bytes in
-                if (try? JSONParser.parse(bytes)) == nil, let lines = Self.messageLines(bytes) {
+                let parsedWhole: Result<JSONValue, JSONSyntaxError> = Result { () throws(JSONSyntaxError) in try JSONParser.parse(bytes) }
+                if case .failure = parsedWhole, let lines = Self.messageLines(bytes) {
                     // Not one document, but lines that hold messages of their own: NDJSON whose
                     // first line is broken. Each line stands or falls alone.
                     for (number, line) in lines {
@@ -183,7 +187,7 @@ struct RecordSource {
                     }
                 } else {
                     parsed.rows += 1
-                    parseJSON(bytes, line: 1, into: &parsed.records, rejects: rejects)
+                    parseJSON(bytes, line: 1, parsed: parsedWhole, into: &parsed.records, rejects: rejects)
                 }
             }
             return true
@@ -239,10 +243,12 @@ struct RecordSource {
         }
     }
 
-    private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, into records: inout [Ingest.Record], rejects: RejectCollector) {
+    /// `parsed`: the parse already made of `bytes`, when there is one.
+    private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, parsed: Result<JSONValue, JSONSyntaxError>? = nil,
+                           into records: inout [Ingest.Record], rejects: RejectCollector) {
         let value: JSONValue
         do {
-            value = try JSONParser.parse(bytes)
+            value = try (parsed ?? Result { () throws(JSONSyntaxError) in try JSONParser.parse(bytes) }).get()
         } catch {
             let rejected = switch error.kind {
             case .invalidUTF8: IngestError(.invalidUTF8, line: line, reason: "invalid UTF-8")
@@ -280,10 +286,12 @@ struct CSVHeader {
         var fieldsSeen = Set<LeadField>()
         // Custom fields are stored by normalized label: each column's must be its own.
         var customKeys = Set<String>()
+        // A label gets its column number only on a real collision, so the same export maps to
+        // the same custom fields whatever order its columns come in.
         func unique(_ label: String, column: Int) -> String {
             var candidate = label
             var attempt = 1
-            while !customKeys.insert(FieldName.normalize(candidate)).inserted || FieldName.knownField(candidate) != nil {
+            while !customKeys.insert(FieldName.normalize(candidate)).inserted {
                 candidate = attempt == 1 ? "\(label) (column \(column))" : "\(label) (column \(column), \(attempt))"
                 attempt += 1
             }
@@ -293,7 +301,11 @@ struct CSVHeader {
             guard !label.isEmpty else { return .custom(unique("column \(index + 1)", column: index + 1)) }
             if let field = FieldName.knownField(label) {
                 // Tags add up, so every tags column contributes as it is.
-                if field == .tags || fieldsSeen.insert(field).inserted { return .label(label) }
+                if field == .tags || fieldsSeen.insert(field).inserted {
+                    // The field's own header ("Phone") is not free for a second column's value.
+                    customKeys.insert(FieldName.normalize(label))
+                    return .label(label)
+                }
                 return .alternate(field, label: unique(label, column: index + 1))
             }
             let kept = unique(label, column: index + 1)

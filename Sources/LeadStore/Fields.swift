@@ -100,3 +100,31 @@ public enum LeadStatus {
         "converted", "lost", "closed", "disqualified",
     ]
 }
+
+/// Numbers as they are written in lead data, one rule for ingest and the API.
+public enum NumberText {
+    /// A decimal number: digits, sign, point, exponent, and commas between digit groups
+    /// (1,234,567 or, as Indian amounts are written, 12,34,567), the last group three digits.
+    /// A comma that could be a decimal one ("12,5", "1.200,50") makes it no number: read as
+    /// 125 or 1.2005 it would feed a wrong value to the model. Not hex ("0x10"), "nan" or
+    /// "inf", which `Double(_:)` accepts.
+    public static func parse(_ text: String) -> Double? {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.allSatisfy({ (0x30...0x39).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E || $0 == 0x2C || $0 == 0x65 || $0 == 0x45 }) else {
+            return nil
+        }
+        var plain = text
+        if utf8.contains(0x2C) {
+            // The integer part only, after the sign: 1,234,567.89 → 1, 234, 567.
+            let integer = text.prefix { $0 != "." && $0 != "e" && $0 != "E" }.drop { $0 == "+" || $0 == "-" }
+            let groups = integer.split(separator: ",", omittingEmptySubsequences: false)
+            guard let first = groups.first, let last = groups.last, groups.count > 1,
+                  (1...3).contains(first.count), last.count == 3,
+                  groups.dropFirst().dropLast().allSatisfy({ $0.count == 2 || $0.count == 3 }),
+                  !text.drop(while: { $0 != "." && $0 != "e" && $0 != "E" }).contains(",") else { return nil }
+            plain = text.replacingOccurrences(of: ",", with: "")
+        }
+        guard let value = Double(plain), value.isFinite else { return nil }
+        return value
+    }
+}

@@ -38,17 +38,21 @@ public enum LeadMutations {
     @discardableResult
     public static func update(_ id: Int64, _ changes: Changes, now: Int64 = LeadStore.nowMillis(), in db: Database) throws -> Bool {
         guard let current = try LeadRecord.fetch(id: id, in: db) else { throw Failure.notFound }
-        // Only a change that clears one can take the last identity away: a lead ingest created
-        // from an anonymous id alone has none of these and stays editable.
+        // Only a change that clears one can take the last identity away; a lead ingest made
+        // from an anonymous id alone keeps that id and stays editable.
         let identityFields = [LeadField.externalID, .email, .phone]
         let clearsIdentity = identityFields.contains { field in
-            changes.columns[field].map { $0?.trimmingCharacters(in: .whitespaces).isEmpty ?? true } ?? false
+            guard let change = changes.columns[field], current.identityValue(field) != nil else { return false }
+            return change?.trimmingCharacters(in: .whitespaces).isEmpty ?? true
         }
-        if clearsIdentity, !identityFields.contains(where: { field in
-            let after = changes.columns[field].map { $0?.trimmingCharacters(in: .whitespaces) } ?? current.identityValue(field)
-            return after?.isEmpty == false
-        }) {
-            throw Failure.noIdentity
+        if clearsIdentity {
+            let remaining = identityFields.contains { field in
+                guard let after = changes.columns[field].map({ $0?.trimmingCharacters(in: .whitespaces) }) ?? current.identityValue(field),
+                      !after.isEmpty else { return false }
+                return field != .phone || identityPhoneDigits(after) != nil
+            }
+            let anonymous = try String.fetchOne(db, sql: "SELECT anonymous_id FROM leads WHERE id = ?", arguments: [id])
+            if !remaining && anonymous == nil { throw Failure.noIdentity }
         }
         var assignments: [String] = []
         var arguments = StatementArguments()
@@ -140,7 +144,7 @@ public enum LeadMutations {
             return
         }
         try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
-        let number = Double(value).flatMap { $0.isFinite ? $0 : nil }
+        let number = NumberText.parse(value)
         try db.execute(sql: """
             INSERT OR REPLACE INTO lead_custom_values (lead_id, field_id, value, number)
             VALUES (?, (SELECT id FROM custom_fields WHERE key = ?), ?, ?)
@@ -174,9 +178,9 @@ public enum LeadMutations {
     public static func recordTimeline(
         _ id: Int64, kind: String, old: String?, new: String?, detail: String? = nil, at: Int64, in db: Database
     ) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO lead_timeline (lead_id, at, kind, old_value, new_value, detail) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [id, at, kind, old, new, detail])
+            """).execute(arguments: [id, at, kind, old, new, detail])
     }
 
     // MARK: Duplicates and merging
@@ -202,7 +206,8 @@ public enum LeadMutations {
                 matches[other, default: []].append(.email)
             }
         }
-        if let digits: String = row["phone_digits"], digits.count >= 6 {
+        // identityPhoneDigits: rows stored before placeholders were refused still hold 0000000000.
+        if let digits: String = row["phone_digits"], digits.count >= 6, identityPhoneDigits(digits) != nil {
             for other in try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE phone_digits = ? AND id != ? LIMIT ?",
                                             arguments: [digits, id, limit]) {
                 matches[other, default: []].append(.phone)

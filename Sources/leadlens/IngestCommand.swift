@@ -72,6 +72,7 @@ struct IngestCommand: ParsableCommand {
                 Terminal.error("--watch \(watch): not a directory")
                 throw ExitCode(2)
             }
+            rescoring?.keepsCount = false
             let watcher = Ingest.Watcher(directory: URL(fileURLWithPath: watch), store: leadStore, options: options, logger: logger,
                                              beforeCommit: rescoring?.hook)
             Terminal.status("watching \(watch) (Ctrl-C to stop)")
@@ -176,6 +177,8 @@ struct IngestCommand: ParsableCommand {
         private(set) var scorer: LeadScorer
         /// Distinct leads, not passes: a lead touched by several transactions counts once.
         private var rescored = Set<Int64>()
+        /// Off for --watch, which never reads the count: the set would grow for as long as it runs.
+        var keepsCount = true
         init(scorer: LeadScorer) { self.scorer = scorer }
 
         var hook: Ingester.BeforeCommit {
@@ -184,7 +187,8 @@ struct IngestCommand: ParsableCommand {
                 if let active, active != scorer.model.version, let model = try ModelRegistry.active(in: db) {
                     scorer = LeadScorer(model: model)
                 }
-                for scored in try scorer.rescore(ids: ids, in: db) { rescored.insert(scored.leadID) }
+                let scored = try scorer.rescore(ids: ids, in: db)
+                if keepsCount { for lead in scored { rescored.insert(lead.leadID) } }
             }
         }
 

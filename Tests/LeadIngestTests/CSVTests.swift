@@ -169,7 +169,7 @@ struct CSVTests {
         }
         #expect(rows == [
             ["a@x.io", "111", "1200.0", "Column 2 (column 8)", "c2"],
-            ["a@x.io", "111", "1200.0", "Mobile (column 6)", "222"],
+            ["a@x.io", "111", "1200.0", "Mobile", "222"],
             ["a@x.io", "111", "1200.0", "Plan", "gold"],
             ["a@x.io", "111", "1200.0", "column 2", "mystery"],
             ["a@x.io", "111", "1200.0", "mobile (column 7)", "333"],
@@ -177,7 +177,7 @@ struct CSVTests {
             // The first phone column was blank: the next fills the field, not a custom one.
             ["b@x.io", "333", nil, nil, nil],
             // The same number written differently is one value; a different amount is kept.
-            ["c@x.io", "+1 444", "5.0", "Amount (column 10)", "6"],
+            ["c@x.io", "+1 444", "5.0", "Amount", "6"],
         ])
     }
 
@@ -224,6 +224,13 @@ struct CSVTests {
         }
         #expect(entries.map { [$0.kind, $0.oldValue ?? "-", $0.newValue ?? "-"] }.sorted { $0[0] < $1[0] }
                 == [["assigned", "-", "rep-7"], ["status_changed", "new", "qualified"]])
+
+        // A file that moves a lead and back nets out, so ingesting it again adds no entry.
+        let flip = try directory.write("flip.csv", "id,status\nL1,new\nL1,qualified\n")
+        try ingest(store, flip)
+        try ingest(store, flip)
+        let after = try store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM lead_timeline") }
+        #expect(after == 2)
     }
 
     @Test("A header without commas but with semicolons or tabs sets the separator (European exports, TSV)")
@@ -236,7 +243,10 @@ struct CSVTests {
         #expect(tabs.counts.leadsCreated == 1 && tabs.counts.rejected == 0)
         let rows = try store.leads().map { [$0.externalID, $0.email, $0.company] }
         #expect(rows == [["L1", "a@x.io", "Smith; Jones"], ["L2", "b@x.io", "Acme, Inc"], ["T1", "t@x.io", nil]])
-        #expect(CSVParser.delimiter(ofHeader: Array("id,name;x".utf8)) == UInt8(ascii: ","), "any comma keeps the standard")
+        #expect(CSVParser.delimiter(ofHeader: Array("id,name;x".utf8)) == UInt8(ascii: ","), "a tie keeps the standard")
+        #expect(CSVParser.delimiter(ofHeader: Array("id\tEmail\tCity, State".utf8)) == 0x09, "the most frequent wins")
+        let named = try ingest(store, try directory.write("more.tsv", "id\tCity, State\nT2\tAustin, TX\n"))
+        #expect(named.counts.leadsCreated == 1 && named.counts.rejected == 0, "a .tsv file splits at tabs")
         #expect(CSVParser.delimiter(ofHeader: Array("\"a,b\";c".utf8)) == UInt8(ascii: ";"), "commas in quotes do not count")
     }
 }

@@ -137,10 +137,11 @@ struct SegmentTests {
     @Test("Numbers: thousands commas and currency, never a decimal comma, hex or nan")
     func numbersParse() {
         for (text, value) in [("1200", 1200.0), ("1,200.50", 1200.5), ("$1 200", 1200), ("-3e2", -300), ("1,234,567", 1_234_567),
-                              ("+12", 12), ("€ 99.5", 99.5)] {
+                              ("+12", 12), ("€ 99.5", 99.5), ("12,34,567.50", 1_234_567.5), ("1,50,000", 150_000), (".5", 0.5),
+                              ("1e3", 1000), ("$-12", -12), ("-1,234.5", -1234.5)] {
             #expect(LeadPatchBuilder.parseNumber(text) == value, "\(text)")
         }
-        for text in ["12,5", "€1.200,50", "1,2,3", "1,20", ",100", "100,", "0x10", "nan", "inf", "1.5,000", ""] {
+        for text in ["12,5", "€1.200,50", "1,2,3", "1,20", ",100", "100,", "0x10", "nan", "inf", "1.5,000", "", "1,2345", "1e3,000"] {
             #expect(LeadPatchBuilder.parseNumber(text) == nil, "\(text)")
         }
         #expect(LeadPatchBuilder.plainNumber("1,200") == 1200)

@@ -277,3 +277,40 @@ struct LeadCursorTests {
         #expect(LeadCursor(token: byName.token)?.createdAt == nil, "only score cursors carry a creation time")
     }
 }
+
+@Suite("Lead updates keep an identity")
+struct IdentityKeepingTests {
+    private func lead(_ columns: [String: String?], in db: Database) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO leads (status, created_at, updated_at) VALUES ('new', 0, 0)")
+        let id = db.lastInsertedRowID
+        for (column, value) in columns {
+            try db.execute(sql: "UPDATE leads SET \(column) = ? WHERE id = ?", arguments: [value, id])
+        }
+        return id
+    }
+
+    private func clearing(_ fields: [LeadField]) -> LeadMutations.Changes {
+        var changes = LeadMutations.Changes()
+        for field in fields { changes.columns[field] = .some(nil) }
+        return changes
+    }
+
+    @Test("clearing the last external id, email or phone is refused; an anonymous id or another identity keeps the lead")
+    func lastIdentityCannotBeCleared() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            let emailOnly = try lead(["email": "a@x.io"], in: db)
+            #expect(throws: LeadMutations.Failure.noIdentity) { try LeadMutations.update(emailOnly, clearing([.email]), in: db) }
+            // A placeholder phone matches nobody: it is no identity to keep.
+            let placeholder = try lead(["email": "b@x.io", "phone": "000-000-0000"], in: db)
+            #expect(throws: LeadMutations.Failure.noIdentity) { try LeadMutations.update(placeholder, clearing([.email]), in: db) }
+            let withPhone = try lead(["email": "c@x.io", "phone": "+1 555 0100"], in: db)
+            #expect(try LeadMutations.update(withPhone, clearing([.email]), in: db))
+            let anonymous = try lead(["anonymous_id": "anon-1", "email": "d@x.io"], in: db)
+            #expect(try LeadMutations.update(anonymous, clearing([.email]), in: db))
+            // Clearing what a lead made from an anonymous id never had is no loss either.
+            let anonymousOnly = try lead(["anonymous_id": "anon-2"], in: db)
+            #expect(try LeadMutations.update(anonymousOnly, clearing([.email]), in: db))
+        }
+    }
+}

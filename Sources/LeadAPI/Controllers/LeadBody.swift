@@ -112,7 +112,10 @@ enum LeadBody {
                         continue
                     }
                 case .phone:
-                    if LeadMutations.phoneDigits(text).count < 5 { fail(key, "must hold at least 5 digits"); continue }
+                    if LeadMutations.identityPhoneDigits(text) == nil {
+                        fail(key, "must hold at least 5 digits, not one digit repeated")
+                        continue
+                    }
                 default: break
                 }
                 changes.columns[field] = .some(text.isEmpty ? nil : text)
