@@ -62,10 +62,19 @@ public struct LeadFilter: Sendable, Hashable {
         case nil: break
         }
         if let search, !search.isEmpty {
-            let pattern = "%" + Self.escapeLike(search) + "%"
             let columns = ["first_name", "last_name", "email", "phone", "company"]
-            conditions.append("(" + columns.map { "\($0) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ") + ")")
-            arguments += StatementArguments(Array(repeating: pattern, count: columns.count))
+            if search.utf8.allSatisfy({ $0 < 0x80 }) {
+                let pattern = "%" + Self.escapeLike(search) + "%"
+                conditions.append("(" + columns.map { "\($0) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ") + ")")
+                arguments += StatementArguments(Array(repeating: pattern, count: columns.count))
+            } else {
+                // SQLite's LIKE folds ASCII letters only: "ZOË" would not find "Zoë". A term
+                // beyond ASCII is matched by Swift's full case folding instead (slower per row,
+                // so plain ASCII searches keep LIKE).
+                let term = search.lowercased()
+                conditions.append("(" + columns.map { "leadlens_contains_ci(\($0), ?)" }.joined(separator: " OR ") + ")")
+                arguments += StatementArguments(Array(repeating: term, count: columns.count))
+            }
         }
         if let createdFrom {
             conditions.append("created_at >= ?")
@@ -388,5 +397,14 @@ public enum LeadQuery {
             heads[best] = try stream.step() ? (stream.int64(1), stream.int64(0)) : nil
         }
         return rows
+    }
+}
+
+extension LeadFilter {
+    /// `leadlens_contains_ci(text, loweredTerm)`: whether `text`, lowercased with Unicode rules,
+    /// contains the already lowercased term. Registered on every connection of a store.
+    static let containsIgnoringCase = DatabaseFunction("leadlens_contains_ci", argumentCount: 2, pure: true) { values in
+        guard let text = String.fromDatabaseValue(values[0]), let term = String.fromDatabaseValue(values[1]) else { return false }
+        return text.lowercased().contains(term)
     }
 }

@@ -15,6 +15,35 @@ struct ListAndStatsTests {
         }
     }
 
+    @Test("search matches names, email, phone and company ignoring case, beyond ASCII too; % and _ are literal")
+    func searchIgnoresCase() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            var ids: [String: Int] = [:]
+            for (name, body) in [("zoe", ["first_name": "Zoë", "last_name": "Müller", "email": "zoe@example.com"]),
+                                 ("ann", ["first_name": "Ann", "company": "ÉCOLE 50% Off", "email": "ann@example.com"]),
+                                 ("bob", ["first_name": "Bob", "phone": "+1 555 0100", "email": "bob_x@example.com"])] {
+                ids[name] = try await client.call(.post, "/api/v1/leads", key: api.writer, json: body).data["id"] as? Int
+            }
+            func found(_ term: String) async throws -> Set<Int> {
+                let query = term.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? term
+                return Set(try await client.call(.get, "/api/v1/leads?search=\(query)", key: api.reader).list.compactMap { $0["id"] as? Int })
+            }
+            #expect(try await found("ZOË") == [ids["zoe"]!])
+            #expect(try await found("mÜLLER") == [ids["zoe"]!])
+            #expect(try await found("école") == [ids["ann"]!])
+            #expect(try await found("ANN@") == [ids["ann"]!])
+            #expect(try await found("50%") == [ids["ann"]!], "% is a literal, not a wildcard")
+            #expect(try await found("b_x") == [ids["bob"]!])
+            #expect(try await found("5550") == [], "phone text as stored, not digits")
+            #expect(try await found("555 0100") == [ids["bob"]!])
+            // The stats take the same filter.
+            let stats = try await client.call(.get, "/api/v1/leads/stats?search=%C3%BCLLER", key: api.reader)
+            #expect(stats.data["total"] as? Int == 1)
+        }
+    }
+
     @Test("offset pagination: meta and links add up")
     func pageArithmetic() async throws {
         let api = try TestAPI(leads: 53)
