@@ -405,6 +405,9 @@ extension LeadFilter {
     /// contains the already lowercased term. Registered on every connection of a store.
     static let containsIgnoringCase = DatabaseFunction("leadlens_contains_ci", argumentCount: 2, pure: true) { values in
         guard let text = String.fromDatabaseValue(values[0]), let term = String.fromDatabaseValue(values[1]) else { return false }
+        // Most values are ASCII, and an ASCII value cannot hold a term that stays non-ASCII
+        // once lowercased: answered without allocating a lowercased copy.
+        if text.utf8.allSatisfy({ $0 < 0x80 }), term.utf8.contains(where: { $0 >= 0x80 }) { return false }
         return text.lowercased().contains(term)
     }
 }
