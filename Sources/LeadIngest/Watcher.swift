@@ -93,6 +93,7 @@ extension Ingest {
             let rejects = RejectsFile(url: pendingRejects)
             var summary: FileSummary?
             var failed: Bool
+            var failureReason: String?
             do {
                 let result = try ingester.ingest(path: file.path, options: options, rejects: rejects, shouldStop: shouldStop)
                 try rejects.close()
@@ -114,6 +115,8 @@ extension Ingest {
             } catch {
                 failed = true
                 try? rejects.close()
+                // Why the file as a whole was unusable; these reasons name lines, never values.
+                failureReason = (error as? IngestFileError)?.reason
                 logger.error("could not ingest file", metadata: ["watch.file": "\(name)", "error": "\(error)"])
             }
             let target = failed ? failedDirectory : doneDirectory
@@ -125,7 +128,8 @@ extension Ingest {
                     try FileManager.default.moveItem(at: pendingRejects, to: movedRejects)
                 } else if failed {
                     // A failed file always gets its .rejects, even when it failed as a whole.
-                    let note = "{\"file\":\(quoted(name)),\"reason\":\"the file could not be ingested; see the server log\"}\n"
+                    let reason = failureReason ?? "the file could not be read; the log of the ingest that watched it has the error"
+                    let note = "{\"file\":\(quoted(name)),\"reason\":\(quoted(reason))}\n"
                     try Data(note.utf8).write(to: movedRejects)
                 }
             } catch {

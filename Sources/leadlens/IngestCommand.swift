@@ -222,7 +222,8 @@ struct IngestCommand: ParsableCommand {
         if summary.seconds > 0 {
             line += String(format: " (%.2f s, %.0f rows/s)", summary.seconds, Double(rows) / summary.seconds)
         }
-        if summary.abortedStrict { line += " — --strict: aborted at the first bad row, nothing from this file committed" }
+        // The rejects listed are those read before the stop: the whole file when it is small.
+        if summary.abortedStrict { line += " — --strict: stopped at a bad row, nothing from this file committed" }
         if summary.interrupted {
             if strict {
                 line += " — interrupted: --strict committed nothing from this file"

@@ -31,6 +31,22 @@ struct WatcherTests {
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L3"])
     }
 
+    @Test("A file unusable as a whole fails with its reason in the .rejects beside it")
+    func aWhollyUnusableFileSaysWhy() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        var data = Data("id,".utf8)
+        data.append(contentsOf: [0xFF, 0xFE])
+        data.append(Data("\nL1,a@x.io\n".utf8))
+        try data.write(to: drop.appendingPathComponent("bad.csv"))
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        _ = try watcher.scan(requireStableSize: false)
+        let note = try String(contentsOf: watcher.failedDirectory.appendingPathComponent("bad.csv.rejects"), encoding: .utf8)
+        #expect(note.contains("header row (line 1) is unreadable"), "\(note)")
+    }
+
     @Test("A store kept in the watched folder is never taken as an input")
     func theStoreInTheWatchedFolderIsLeftAlone() throws {
         let directory = try TemporaryDirectory()
