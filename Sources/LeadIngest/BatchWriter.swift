@@ -580,7 +580,7 @@ final class BatchWriter {
             if patch.fields[.source] != nil || patch.sourceFallback != nil { leadsWithSource.insert(leadID) }
             if !patch.appendedNotes.isEmpty {
                 // Rightmost assignment wins in SQLite, so this overrides a replaced note above.
-                let base = patch.fields[.notes] ?? row["notes"]
+                let base = patch.fields[.notes] ?? (row["notes"] as String?)
                 let notes = Self.appending(patch.appendedNotes, to: base)
                 if notes != row["notes"] as String? { set("notes", notes) }
             }

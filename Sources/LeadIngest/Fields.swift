@@ -175,7 +175,7 @@ struct LeadPatchBuilder {
     /// as thousands separators ("12,5" and "€1.200,50" are not numbers: read as 125 and 1.2005
     /// they would feed the model a wrong value).
     static func parseNumber(_ text: String) -> Double? {
-        let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { !"$€£¥ \u{00A0}".unicodeScalars.contains($0) }))
+        let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { !"$€£¥₹₩₽₺₫₱ \u{00A0}".unicodeScalars.contains($0) }))
         return plainNumber(cleaned)
     }
 

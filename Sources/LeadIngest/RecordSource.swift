@@ -236,7 +236,7 @@ struct RecordSource {
                 do {
                     parsed.records.append(try currentHeader.record(from: record))
                 } catch {
-                    rejects.add(error, raw: CSVHeader.encode(record.fields))
+                    rejects.add(error, raw: CSVHeader.encode(record.fields, delimiter: Character(Unicode.Scalar(csv.delimiter))))
                 }
             }
             return true
@@ -354,11 +354,12 @@ struct CSVHeader {
     }
 
     /// RFC 4180 encoding of one row, for the rejects file.
-    static func encode(_ fields: [String]) -> String {
+    /// `delimiter`: the input's own, so a fixed row can be sent back as it came.
+    static func encode(_ fields: [String], delimiter: Character = ",") -> String {
         fields.map { field in
-            field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+            field.contains(where: { $0 == delimiter || $0 == "\"" || $0 == "\n" || $0 == "\r" })
                 ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
-        }.joined(separator: ",")
+        }.joined(separator: String(delimiter))
     }
 }
 

@@ -129,7 +129,7 @@ struct SegmentMapper {
             guard let value = message[key], !value.isNull else { continue }
             switch value {
             case .string(let text): occurredAt = Timestamp.parse(text)
-            case .number(let number): occurredAt = Timestamp.fromEpoch(number)
+            case .number(let number): occurredAt = Timestamp.fromNumber(number)
             default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
             }
             guard occurredAt != nil else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp") }

@@ -99,6 +99,13 @@ public enum Timestamp {
         return value < latestEpochSeconds ? Int64((value * 1000).rounded()) : nil
     }
 
+    /// A JSON number: epoch seconds or milliseconds, except an eight-digit integer, which must
+    /// make a date (20260105), as a digit string does.
+    public static func fromNumber(_ value: Double) -> Int64? {
+        if value == value.rounded(), value >= 10_000_000, value < 100_000_000 { return compactDate(String(Int(value))) }
+        return fromEpoch(value)
+    }
+
     /// Either form; a string of digits is an epoch number, except eight digits, which must make
     /// a date ("20260105", as spreadsheets export it) and read as that day.
     public static func parse(_ text: String) -> Int64? {

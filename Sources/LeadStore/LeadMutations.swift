@@ -168,11 +168,16 @@ public enum LeadMutations {
     }
 
     /// The digits a phone number matches leads by, or nil when they cannot tell people apart:
-    /// fewer than five, or one digit repeated (000-000-0000, the placeholder forms demand).
+    /// fewer than five, or one digit repeated after a country code of up to three digits
+    /// (000-000-0000, +1 000 000 0000, +44 0000 000000: the placeholders forms demand).
     public static func identityPhoneDigits(_ raw: String) -> String? {
-        let digits = phoneDigits(raw)
-        guard digits.utf8.count >= 5, let first = digits.utf8.first, digits.utf8.contains(where: { $0 != first }) else { return nil }
-        return digits
+        let digits = Array(phoneDigits(raw).utf8)
+        guard digits.count >= 5 else { return nil }
+        for prefix in 0...min(3, max(0, digits.count - 7)) {
+            let rest = digits[prefix...]
+            if let first = rest.first, rest.allSatisfy({ $0 == first }) { return nil }
+        }
+        return String(decoding: digits, as: UTF8.self)
     }
 
     public static func recordTimeline(

@@ -71,6 +71,18 @@ struct LeadRoutesTests {
             #expect(nulIntake.status == .unprocessableContent && nulIntake.fieldErrors["first_name"] != nil)
             let nulCustom = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": ["Plan": "a\u{0}b"]])
             #expect(nulCustom.status == .unprocessableContent && nulCustom.fieldErrors["custom_fields.Plan"] != nil)
+            for (method, path, body, field) in [(HTTPRequest.Method.put, "notes", ["notes": "a\u{0}b"], "notes"),
+                                                (.post, "tags", ["name": "t\u{0}x"], "name"),
+                                                (.put, "assign", ["user_id": "bo\u{0}b"], "user_id")] {
+                let reply = try await client.call(method, "/api/v1/leads/\(id)/\(path)", key: api.writer, json: body)
+                #expect(reply.status == .unprocessableContent && reply.fieldErrors[field] != nil, "\(path)")
+            }
+            // JSON true is "true", and the numbers 0 and 1 are numbers (Linux bridges them to Bool).
+            let typed = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer,
+                                              json: ["value": 1, "custom_fields": ["Trial": true, "Seats": 1]])
+            #expect(typed.status == .ok, "\(typed.json)")
+            #expect(typed.data["value"] as? Double == 1)
+            #expect((typed.data["custom_fields"] as? [String: String]) ?? [:] == ["Budget": "50k", "Trial": "true", "Seats": "1"])
 
             let status = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "qualified"])
             #expect(status.data["status"] as? String == "qualified")
@@ -168,6 +180,13 @@ struct LeadRoutesTests {
             #expect((lead["custom_fields"] as? [String: String])?["Budget"] == "5000")
             #expect(lead["notes"] as? String == "from the form\nsecond visit")
             #expect(Set(lead["tags"] as? [String] ?? []) == ["math", "vip"])
+
+            // A note for a lead that has none yet (a NULL notes column crashed the server).
+            let bare = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "nt1@example.com"])
+            let noted = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "nt1@example.com", "note": "call me"])
+            #expect(noted.status == .ok)
+            let bareID = try #require(bare.json["lead_id"] as? Int)
+            #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String == "call me")
 
             let none = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["first_name": "Anon"])
             #expect(none.status == .unprocessableContent)

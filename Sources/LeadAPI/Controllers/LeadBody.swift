@@ -32,9 +32,21 @@ enum LeadBody {
         return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
     }
 
+    /// Whether JSONSerialization read `true` or `false`. Not `value is Bool`: on Linux the
+    /// numbers 0 and 1 pass that test too, so `"value": 1` was refused as a boolean.
+    static func isJSONBool(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        return String(cString: number.objCType) == "c"
+    }
+
+    /// A text a sub-route stores as sent: at most 64 KiB, and no NUL, which SQLite text through
+    /// GRDB would end at.
     static func checkLength(_ text: String?, field: String) throws {
         if let text, text.utf8.count > maxTextBytes {
             throw APIError(.validationFailed, "\(field) is too long", errors: [field: ["must be at most 64 KiB"]])
+        }
+        if let text, text.utf8.contains(0) {
+            throw APIError(.validationFailed, "\(field) holds a NUL character", errors: [field: ["must not contain a NUL character"]])
         }
     }
 
@@ -57,12 +69,17 @@ enum LeadBody {
                 }
                 for (label, value) in custom {
                     switch value {
+                    case _ where label.utf8.count > 200:
+                        fail("custom_fields", "a custom field's name must be at most 200 bytes")
                     case is NSNull: changes.customFields[label] = .some(nil)
+                    case _ where isJSONBool(value): changes.customFields[label] = (value as? NSNumber)?.boolValue == true ? "true" : "false"
+                    case let text as String where text.utf8.count > maxTextBytes:
+                        fail("custom_fields.\(label)", "must be at most 64 KiB")
                     case let text as String where text.utf8.contains(0) || label.utf8.contains(0):
                         fail("custom_fields.\(label)", "must not contain a NUL character")
                     case let text as String: changes.customFields[label] = text
                     case let number as NSNumber: changes.customFields[label] = number.stringValue
-                    default: fail("custom_fields.\(label)", "must be a string, a number or null")
+                    default: fail("custom_fields.\(label)", "must be a string, a number, true, false or null")
                     }
                 }
                 continue
@@ -73,7 +90,7 @@ enum LeadBody {
             }
             switch field {
             case .value:
-                if isNull { changes.value = .some(nil) } else if let number = raw as? NSNumber, !(raw is Bool), number.doubleValue.isFinite {
+                if isNull { changes.value = .some(nil) } else if let number = raw as? NSNumber, !isJSONBool(raw), number.doubleValue.isFinite {
                     changes.value = number.doubleValue
                 } else {
                     fail(key, "must be a number or null")
@@ -90,7 +107,7 @@ enum LeadBody {
                     if field == .status { fail(key, "must not be null") } else { changes.columns[field] = .some(nil) }
                     continue
                 }
-                guard var text = (raw as? String) ?? (raw as? NSNumber).flatMap({ raw is Bool ? nil : $0.stringValue }) else {
+                guard var text = (raw as? String) ?? (raw as? NSNumber).flatMap({ isJSONBool(raw) ? nil : $0.stringValue }) else {
                     fail(key, "must be a string")
                     continue
                 }

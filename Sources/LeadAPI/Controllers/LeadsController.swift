@@ -261,6 +261,7 @@ struct LeadsController {
         let id = try Self.leadID(context)
         let body = try await LeadBody.decode(TagBody.self, request, context: context)
         let tag = body.name.trimmingCharacters(in: .whitespaces)
+        try LeadBody.checkLength(tag, field: "name")
         guard !tag.isEmpty, tag.count <= 100 else {
             throw APIError(.validationFailed, "invalid tag", errors: ["name": ["must be 1 to 100 characters"]])
         }
@@ -301,6 +302,10 @@ struct LeadsController {
         let body = try await LeadBody.decode(AssignBody.self, request, context: context)
         var changes = LeadMutations.Changes()
         let user = body.userID?.trimmingCharacters(in: .whitespaces)
+        if let user, user.utf8.count > 200 {
+            throw APIError(.validationFailed, "user_id is too long", errors: ["user_id": ["must be at most 200 bytes"]])
+        }
+        try LeadBody.checkLength(user, field: "user_id")
         changes.columns[.assignedTo] = .some(user?.isEmpty == false ? user : nil)
         let update = changes
         return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
