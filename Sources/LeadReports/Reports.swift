@@ -18,6 +18,12 @@ public enum Reports {
             self.name = name
         }
 
+        /// The longest period a report covers: its daily chart and CSV have a row per day.
+        public static let maxDays = 36_600
+
+        /// Whether the period fits in ``maxDays``.
+        public var isWithinLimit: Bool { until - from <= Int64(Self.maxDays) * 86_400_000 }
+
         /// N from "Nd" (N days up to now, 1–36600); nil for anything else.
         public static func days(in text: String) -> Int? {
             guard text.hasSuffix("d"), let days = Int(text.dropLast()), (1...36_600).contains(days) else { return nil }

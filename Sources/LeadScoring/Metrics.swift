@@ -125,7 +125,9 @@ public enum Metrics {
     }
 
     /// Lift by decile of predicted probability, best decile first. Deciles differ in size by at
-    /// most one lead; ties are broken by position, so the result is deterministic.
+    /// most one lead, the larger ones first, so under ten leads the best lead is still in decile
+    /// 1 (split by floor, it landed in a later one and the top-decile lift read 0). Ties are
+    /// broken by position, so the result is deterministic.
     public static func lift(probabilities p: [Double], labels y: [Double]) -> [LiftDecile] {
         guard !p.isEmpty else { return [] }
         let order = p.indices.sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }
@@ -134,8 +136,8 @@ public enum Metrics {
         var cumulativeCount = 0
         var cumulativePositives = 0
         for d in 0..<10 {
-            let start = d * order.count / 10
-            let end = (d + 1) * order.count / 10
+            let start = (d * order.count + 9) / 10
+            let end = ((d + 1) * order.count + 9) / 10
             let count = end - start
             let positives = order[start..<end].reduce(0) { $0 + Int(y[$1]) }
             cumulativeCount += count

@@ -205,6 +205,10 @@ enum ReportArguments {
         guard start < end else {
             throw ValidationError("--from (\(from)) is after --to (\(to ?? "now")): the period would be empty.")
         }
-        return Reports.Period(from: start, until: end)
+        let period = Reports.Period(from: start, until: end)
+        guard period.isWithinLimit else {
+            throw ValidationError("--from to --to spans more than \(Reports.Period.maxDays) days: a report has a row per day.")
+        }
+        return period
     }
 }

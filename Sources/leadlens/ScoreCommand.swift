@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRDB
 import LeadScoring
 import LeadStore
 
@@ -104,11 +105,13 @@ struct ExplainCommand: ParsableCommand {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.explain")
         let scorer = try models.requireScorer(leadStore)
         let asOfMillis = try DateArgument.millis(asOf)
-        let explanation = try leadStore.reader.read { db -> Explanation? in
-            guard let id = try LeadLookup.find(lead, in: db) else { return nil }
-            return try scorer.explain(leadID: id, in: db, asOf: asOfMillis)
+        let found = try leadStore.reader.read { db -> (Explanation, stored: Row?)? in
+            guard let id = try LeadLookup.find(lead, in: db),
+                  let explanation = try scorer.explain(leadID: id, in: db, asOf: asOfMillis) else { return nil }
+            let stored = try Row.fetchOne(db, sql: "SELECT score, model_version FROM leads WHERE id = ?", arguments: [id])
+            return (explanation, stored)
         }
-        guard var explanation else {
+        guard var explanation = found?.0 else {
             Terminal.error("no lead \(lead)")
             throw ExitCode(1)
         }
@@ -121,6 +124,12 @@ struct ExplainCommand: ParsableCommand {
         }
         print(String(format: "lead %lld: score %d (p = %.4f) with %@", explanation.leadID, explanation.score,
                      explanation.probability, explanation.modelVersion))
+        // The store (the API, reports) shows the score last written; say so when it is not this one.
+        if let stored = found?.stored, let version: String = stored["model_version"], version != explanation.modelVersion {
+            let score: Int? = stored["score"]
+            print("  the stored score is \(score.map(String.init) ?? "none") from \(version); "
+                  + "`leadlens score --all` rescores with \(explanation.modelVersion)")
+        }
         func line(_ feature: String, _ value: String, _ effect: String) -> String {
             "  " + feature.padding(toLength: max(34, feature.count), withPad: " ", startingAt: 0)
                 + String(repeating: " ", count: max(0, 12 - value.count)) + value

@@ -123,6 +123,10 @@ struct MetricsTests {
         // A perfect ranking: the top three deciles hold every positive.
         #expect(lift[0].rate == 1 && lift[9].positives == 0)
         #expect(abs(lift[9].cumulativeLift - 1) < 1e-12)
+        // Under ten leads the best one is still in decile 1.
+        let few = Metrics.lift(probabilities: [0.9, 0.2, 0.1, 0.3, 0.05, 0.4, 0.15], labels: [1, 0, 0, 0, 0, 0, 0])
+        #expect(few[0].count == 1 && few[0].positives == 1 && few[0].lift == 7)
+        #expect(few.reduce(0) { $0 + $1.count } == 7)
     }
 }
 

@@ -100,6 +100,10 @@ struct ReportsController {
                 throw APIError(.validationFailed, "from is after to", errors: ["from": ["must be before to"]])
             }
             period = Reports.Period(from: from, until: until)
+            guard period.isWithinLimit else {
+                throw APIError(.validationFailed, "the period is too long",
+                               errors: ["from": ["must be at most \(Reports.Period.maxDays) days before to"]])
+            }
         } else {
             let text = body.period ?? "30d"
             guard let named = Reports.Period.named(text, now: now) else {
