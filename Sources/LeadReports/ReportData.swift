@@ -16,6 +16,9 @@ extension Reports {
         public var topLeads: [TopLead]
         /// The active model, whose health the report shows; nil when the store has none.
         public var model: ScoringModel?
+        /// The models behind the period's stored scores, with their lead counts, most first: the
+        /// scores shown are these, which differ from the active model's until a rescore.
+        public var scoredBy: [(version: String, leads: Int)] = []
 
         public var isEmpty: Bool { stats.total == 0 }
     }
@@ -38,8 +41,13 @@ extension Reports {
         let storeTotal = try LeadQuery.count(LeadFilter(), in: db)
         let model = try ModelRegistry.active(in: db)
         let topLeads = stats.total == 0 ? [] : try topOpenLeads(period: period, in: db)
+        let scoredBy = try Row.fetchAll(db, sql: """
+            SELECT model_version, count(*) FROM leads
+            WHERE created_at >= ? AND created_at < ? AND model_version IS NOT NULL
+            GROUP BY model_version ORDER BY count(*) DESC, model_version
+            """, arguments: [period.from, period.until]).map { (version: $0[0] as String, leads: $0[1] as Int) }
         return Snapshot(period: period, generatedAt: generatedAt, stats: stats, storeTotal: storeTotal,
-                        topLeads: topLeads, model: model)
+                        topLeads: topLeads, model: model, scoredBy: scoredBy)
     }
 
     /// The period's scored open leads, highest score first (then highest probability), each with

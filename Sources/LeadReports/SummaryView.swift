@@ -93,6 +93,8 @@ struct SummaryView {
     var reportID: String
     var leadlensVersion: String
     var modelVersion: String
+    /// The models the period's stored scores came from; other than the active one until a rescore.
+    var scoresFrom: String
     var definitions: [String]
 
     init(_ snapshot: Reports.Snapshot, reportID: String, database: String, leadlensVersion: String) {
@@ -107,6 +109,8 @@ struct SummaryView {
         self.reportID = reportID
         self.leadlensVersion = leadlensVersion
         modelVersion = snapshot.model?.version ?? "none"
+        scoresFrom = snapshot.scoredBy.isEmpty ? "no lead of the period is scored"
+            : snapshot.scoredBy.map { "\($0.version) (\(Format.integer($0.leads)) leads)" }.joined(separator: ", ")
 
         let convertedStatuses = LeadStats.convertedStatuses.sorted().joined(separator: ", ")
         cards = [

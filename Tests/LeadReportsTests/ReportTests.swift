@@ -142,6 +142,17 @@ struct ReportTests {
         }
         #expect(topIDs == expectedTop)
         #expect(html.contains("no explanation available") == false, "every top lead is explained by its model")
+
+        // The footer names the models behind the scores shown, with their counts.
+        let scoredBy = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT model_version, count(*) FROM leads WHERE created_at >= ? AND created_at < ? AND model_version IS NOT NULL
+                GROUP BY model_version ORDER BY count(*) DESC, model_version
+                """, arguments: [period.from, period.until]).map { "\($0[0] as String) (\($0[1] as Int) leads)" }  // under 1,000: no grouping
+        }
+        #expect(!scoredBy.isEmpty)
+        let shown = try HTMLCheck.captures(#"<dt>Scores shown from</dt><dd>(.*?)</dd>"#, in: html).first?.first
+        #expect(shown.map(HTMLCheck.decodeEntities) == scoredBy.joined(separator: ", "))
     }
 
     @Test("The HTML is well formed, self-contained, and shows user strings as text")
