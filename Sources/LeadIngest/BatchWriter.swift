@@ -71,10 +71,15 @@ final class BatchWriter {
     /// indexes, which keeps memory flat on inputs with millions of distinct leads.
     static let cacheLimit = 200_000
 
-    let now: Int64
+    /// The time this write stamps on what it creates and changes, read from `clock` at the
+    /// start of each write: a writer lives as long as a `--watch` or a stdin pipeline, days, and
+    /// a time fixed when it was made dated every lead since to that moment.
+    private(set) var now: Int64
+    private let clock: @Sendable () -> Int64
 
-    init(now: Int64 = LeadStore.nowMillis()) {
-        self.now = now
+    init(clock: @escaping @Sendable () -> Int64 = { LeadStore.nowMillis() }) {
+        self.clock = clock
+        self.now = clock()
     }
 
     /// A lead's status or owner as this write found it and as it leaves it.
@@ -155,6 +160,7 @@ final class BatchWriter {
         if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
             dropLeadCaches(keepingCapacity: true)
         }
+        now = clock()
         outcomes.removeAll(keepingCapacity: true)
         mergedByRecord.removeAll()
         moves.removeAll()

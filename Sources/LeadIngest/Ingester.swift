@@ -67,10 +67,12 @@ public final class Ingester {
     public typealias BeforeCommit = (Database, [Int64]) throws -> Void
     private let beforeCommit: BeforeCommit?
 
-    public init(store: LeadStore, logger: Logger = Logger(label: "leadlens.ingest"), beforeCommit: BeforeCommit? = nil) {
+    /// `clock`: unix ms now; tests pass their own.
+    public init(store: LeadStore, logger: Logger = Logger(label: "leadlens.ingest"), beforeCommit: BeforeCommit? = nil,
+                clock: @escaping @Sendable () -> Int64 = { LeadStore.nowMillis() }) {
         self.store = store
         self.logger = logger
-        self.writer = BatchWriter()
+        self.writer = BatchWriter(clock: clock)
         self.beforeCommit = beforeCommit
     }
 

@@ -556,3 +556,29 @@ struct AnonymousLinkingTests {
         #expect(try store.count("leads") == leadsLeft)
     }
 }
+
+@Suite("A long-lived ingester")
+struct LongLivedIngesterTests {
+    /// A watch or a stdin pipeline keeps one ingester for days: what it writes on day 3 is
+    /// dated day 3, not the day it started.
+    @Test("each write is stamped with the time it runs, not the time the ingester was made")
+    func writesAreStampedWhenTheyRun() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let clock = Clock(millis: 1_767_225_600_000)  // 2026-01-01
+        let ingester = Ingester(store: store, clock: { clock.millis })
+        _ = try ingester.ingest(path: try directory.write("a.csv", "id,email\nL1,a@x.io\n").path)
+        clock.millis += 3 * 86_400_000
+        _ = try ingester.ingest(path: try directory.write("b.csv", "id,email,company\nL2,b@x.io,\nL1,,Acme\n").path)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: "SELECT external_id, created_at, updated_at FROM leads ORDER BY external_id")
+                .map { [$0[0] as String, String($0[1] as Int64), String($0[2] as Int64)] }
+        }
+        #expect(rows == [["L1", "1767225600000", "1767484800000"], ["L2", "1767484800000", "1767484800000"]])
+    }
+
+    final class Clock: @unchecked Sendable {
+        var millis: Int64
+        init(millis: Int64) { self.millis = millis }
+    }
+}
