@@ -18,12 +18,7 @@ struct LeadPatchBuilder {
         }
         let text = raw.trimmingWhitespace()
         guard !text.isEmpty else { return }
-        guard let field = FieldName.knownField(key) else {
-            try Self.rejectNUL(key, field: key, line: line)
-            try Self.rejectNUL(text, field: key, line: line)
-            patch.custom.append(Ingest.CustomValue(label: key, value: text))
-            return
-        }
+        guard let field = FieldName.knownField(key) else { return try appendCustom(label: key, text: text) }
         try set(field, text: text, key: key)
     }
 
@@ -88,12 +83,7 @@ struct LeadPatchBuilder {
             guard FieldName.knownField(key) == nil else {
                 throw IngestError(.wrongType, line: line, field: key, reason: "expected a string or number")
             }
-            let text = json.compactText
-            if text.utf8.count > JSONParser.maxStringBytes {
-                throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
-            }
-            try Self.rejectNUL(key, field: key, line: line)
-            patch.custom.append(Ingest.CustomValue(label: key, value: text))
+            try appendCustom(label: key, text: json.compactText)
         }
     }
 
@@ -119,8 +109,7 @@ struct LeadPatchBuilder {
         switch field {
         case .phone:
             // Digits only, compared whole: too short to be an identity is still a value.
-            func digits(_ text: String?) -> String? { text.map { String($0.unicodeScalars.filter { $0.isASCII && $0.properties.numericType == .decimal }) } }
-            return digits(other.patch.fields[.phone]) == digits(patch.fields[.phone])
+            return other.patch.fields[.phone].map(LeadMutations.phoneDigits) == patch.fields[.phone].map(LeadMutations.phoneDigits)
         case .value: return other.patch.value == patch.value
         case .createdAt: return other.patch.createdAt == patch.createdAt
         default:
@@ -144,6 +133,12 @@ struct LeadPatchBuilder {
         case .bool(let b): text = b ? "true" : "false"
         case .array, .object: text = json.compactText
         }
+        try appendCustom(label: label, text: text)
+    }
+
+    /// Every custom value comes through here: at most 64 KiB, no NUL in it or its label, and a
+    /// blank one is no value.
+    private mutating func appendCustom(label: String, text: String) throws(IngestError) {
         if text.utf8.count > JSONParser.maxStringBytes {
             throw IngestError(.valueTooLarge, line: line, field: label, reason: "value longer than 64 KiB")
         }
@@ -176,12 +171,7 @@ struct LeadPatchBuilder {
     /// they would feed the model a wrong value).
     static func parseNumber(_ text: String) -> Double? {
         let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { !"$€£¥₹₩₽₺₫₱ \u{00A0}".unicodeScalars.contains($0) }))
-        return plainNumber(cleaned)
-    }
-
-    /// See ``NumberText/parse(_:)``.
-    static func plainNumber(_ text: String) -> Double? {
-        NumberText.parse(text)
+        return NumberText.parse(cleaned)
     }
 
     /// 2^53: below it a Double holds every integer exactly.

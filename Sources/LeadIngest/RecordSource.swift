@@ -156,12 +156,10 @@ struct RecordSource {
             let number = reader.lineNumber
             switch line {
             case .tooLong:
-                parsed.rows += 1
-                rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
+                takeLine(nil, number: number, rejects: rejects)
             case .text(let bytes):
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
-                parsed.rows += 1
-                parseJSON(bytes, line: number, into: &parsed.records, rejects: rejects)
+                takeLine(bytes, number: number, rejects: rejects)
             }
             return true
         case .jsonDocument:
@@ -178,12 +176,7 @@ struct RecordSource {
                     // Not one document, but lines that hold messages of their own: NDJSON whose
                     // first line is broken. Each line stands or falls alone.
                     for (number, line) in lines {
-                        parsed.rows += 1
-                        if line.count > options.maxLineBytes {
-                            rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
-                        } else {
-                            parseJSON(line, line: number, into: &parsed.records, rejects: rejects)
-                        }
+                        takeLine(line.count > options.maxLineBytes ? nil : line, number: number, rejects: rejects)
                     }
                 } else {
                     parsed.rows += 1
@@ -241,6 +234,16 @@ struct RecordSource {
             }
             return true
         }
+    }
+
+    /// One NDJSON line, `nil` when it was longer than the limit.
+    private func takeLine(_ bytes: UnsafeBufferPointer<UInt8>?, number: Int, rejects: RejectCollector) {
+        parsed.rows += 1
+        guard let bytes else {
+            rejects.add(IngestError(.valueTooLarge, line: number, reason: "line longer than \(options.maxLineBytes >> 20) MiB"), raw: nil)
+            return
+        }
+        parseJSON(bytes, line: number, into: &parsed.records, rejects: rejects)
     }
 
     /// `parsed`: the parse already made of `bytes`, when there is one.

@@ -102,7 +102,7 @@ public enum Timestamp {
     /// A JSON number: epoch seconds or milliseconds, except an eight-digit integer, which must
     /// make a date (20260105), as a digit string does.
     public static func fromNumber(_ value: Double) -> Int64? {
-        if value == value.rounded(), value >= 10_000_000, value < 100_000_000 { return compactDate(String(Int(value))) }
+        if value == value.rounded(), value >= 10_000_000, value < 100_000_000 { return compactDate(Int(value)) }
         return fromEpoch(value)
     }
 
@@ -112,15 +112,14 @@ public enum Timestamp {
         if let millis = parseISO8601(text) { return millis }
         if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }) {
             // Epoch seconds of eight digits are 1970–73: never a lead's time, and a typo'd date.
-            if text.utf8.count == 8 { return compactDate(text) }
+            if text.utf8.count == 8 { return Int(text).flatMap(compactDate) }
             if let value = Double(text) { return fromEpoch(value) }
         }
         return nil
     }
 
     /// yyyyMMdd at UTC midnight, when it names a real day of 1900–2199.
-    static func compactDate(_ text: String) -> Int64? {
-        guard let number = Int(text) else { return nil }
+    static func compactDate(_ number: Int) -> Int64? {
         let (year, month, day) = (number / 10_000, number / 100 % 100, number % 100)
         guard (1900...2199).contains(year), (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day) else {
             return nil

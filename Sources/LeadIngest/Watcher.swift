@@ -30,7 +30,7 @@ extension Ingest {
         public init(directory: URL, store: LeadStore, options: Options = Options(), logger: Logger = Logger(label: "leadlens.watch"),
                     beforeCommit: Ingester.BeforeCommit? = nil) {
             self.directory = directory
-            self.storePath = URL(fileURLWithPath: store.writer.path).resolvingSymlinksInPath().path
+            self.storePath = store.writer.path
             self.ingester = Ingester(store: store, logger: logger, beforeCommit: beforeCommit)
             self.options = options
             self.logger = logger
@@ -80,8 +80,7 @@ extension Ingest {
                 let name = url.lastPathComponent
                 // Writers drop files as NAME.tmp / NAME.part and rename when done.
                 guard !name.hasSuffix(".tmp"), !name.hasSuffix(".part"), !name.hasSuffix(".rejects") else { return false }
-                let path = url.resolvingSymlinksInPath().path
-                if path == storePath || path.hasPrefix(storePath + "-") { return false }
+                if LeadStore.isStoreFile(url.path, storePath: storePath) { return false }
                 return (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true
             }.sorted { $0.lastPathComponent < $1.lastPathComponent }
         }

@@ -122,9 +122,9 @@ private final class LoaderLock {
     static func acquire(for writer: any DatabaseWriter) throws -> LoaderLock? {
         let path = writer.path
         guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else { return LoaderLock(descriptor: -1) }
-        let descriptor = open(path + "-loader.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let descriptor = open(path + LeadStore.loaderLockSuffix, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path + "-loader.lock"])
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path + LeadStore.loaderLockSuffix])
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)

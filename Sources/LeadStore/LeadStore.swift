@@ -50,6 +50,18 @@ public struct LeadStore: Sendable {
         return store
     }
 
+    /// The files SQLite and the bulk loader keep beside a store's own: `<store><suffix>`.
+    static let companionSuffixes = ["-wal", "-shm", "-journal", loaderLockSuffix]
+    static let loaderLockSuffix = "-loader.lock"
+
+    /// Whether `path` is the store at `storePath` or one of the files kept beside it, symbolic
+    /// links resolved: what no command may overwrite or take as an input.
+    public static func isStoreFile(_ path: String, storePath: String) -> Bool {
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
+        let (target, store) = (resolved(path), resolved(storePath))
+        return target == store || companionSuffixes.contains { target == store + $0 }
+    }
+
     /// A private in-memory store, for tests and one-off tools.
     public static func inMemory() throws -> LeadStore {
         let queue = try DatabaseQueue(configuration: configuration())

@@ -161,13 +161,9 @@ struct IngestCommand: ParsableCommand {
     /// What the rejects path would overwrite, if it names the store, one of its files, or an
     /// input; nil when it is free to use.
     static func rejectsClash(_ rejects: String, store: String, inputs: [String]) -> String? {
+        if LeadStore.isStoreFile(rejects, storePath: store) { return "the store's own file" }
         func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
-        let target = resolved(rejects)
-        let storePath = resolved(store)
-        if target == storePath || ["-wal", "-shm", "-journal", "-loader.lock"].contains(where: { target == storePath + $0 }) {
-            return "the store's own file"
-        }
-        if inputs.contains(where: { $0 != "-" && resolved($0) == target }) { return "one of the inputs" }
+        if inputs.contains(where: { $0 != "-" && resolved($0) == resolved(rejects) }) { return "one of the inputs" }
         return nil
     }
 

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import GRDB
 import LeadScoring
 import LeadStore
 
@@ -105,11 +104,10 @@ struct ExplainCommand: ParsableCommand {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.explain")
         let scorer = try models.requireScorer(leadStore)
         let asOfMillis = try DateArgument.millis(asOf)
-        let found = try leadStore.reader.read { db -> (Explanation, stored: Row?)? in
+        let found = try leadStore.reader.read { db -> (Explanation, stored: LeadRecord?)? in
             guard let id = try LeadLookup.find(lead, in: db),
                   let explanation = try scorer.explain(leadID: id, in: db, asOf: asOfMillis) else { return nil }
-            let stored = try Row.fetchOne(db, sql: "SELECT score, model_version FROM leads WHERE id = ?", arguments: [id])
-            return (explanation, stored)
+            return (explanation, try LeadRecord.fetch(id: id, in: db))
         }
         guard var explanation = found?.0 else {
             Terminal.error("no lead \(lead)")
@@ -125,9 +123,8 @@ struct ExplainCommand: ParsableCommand {
         print(String(format: "lead %lld: score %d (p = %.4f) with %@", explanation.leadID, explanation.score,
                      explanation.probability, explanation.modelVersion))
         // The store (the API, reports) shows the score last written; say so when it is not this one.
-        if let stored = found?.stored, let version: String = stored["model_version"], version != explanation.modelVersion {
-            let score: Int? = stored["score"]
-            print("  the stored score is \(score.map(String.init) ?? "none") from \(version); "
+        if let stored = found?.stored, let version = stored.modelVersion, version != explanation.modelVersion {
+            print("  the stored score is \(stored.score.map(String.init) ?? "none") from \(version); "
                   + "`leadlens score --all` rescores with \(explanation.modelVersion)")
         }
         func line(_ feature: String, _ value: String, _ effect: String) -> String {

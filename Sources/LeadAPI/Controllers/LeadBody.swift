@@ -39,14 +39,18 @@ enum LeadBody {
         return String(cString: number.objCType) == "c"
     }
 
-    /// A text a sub-route stores as sent: at most 64 KiB, and no NUL, which SQLite text through
-    /// GRDB would end at.
+    /// What is wrong with a text a client sends to be stored, or nil: over 64 KiB, or holding a
+    /// NUL, which SQLite text through GRDB would end at (stored cut short).
+    static func textProblem(_ text: String) -> String? {
+        if text.utf8.count > maxTextBytes { return "must be at most 64 KiB" }
+        if text.utf8.contains(0) { return "must not contain a NUL character" }
+        return nil
+    }
+
+    /// ``textProblem(_:)`` as a 422 naming `field`, for the routes that store one text.
     static func checkLength(_ text: String?, field: String) throws {
-        if let text, text.utf8.count > maxTextBytes {
-            throw APIError(.validationFailed, "\(field) is too long", errors: [field: ["must be at most 64 KiB"]])
-        }
-        if let text, text.utf8.contains(0) {
-            throw APIError(.validationFailed, "\(field) holds a NUL character", errors: [field: ["must not contain a NUL character"]])
+        if let text, let problem = textProblem(text) {
+            throw APIError(.validationFailed, "invalid \(field)", errors: [field: [problem]])
         }
     }
 
@@ -69,15 +73,16 @@ enum LeadBody {
                 }
                 for (label, value) in custom {
                     switch value {
-                    case _ where label.utf8.count > 200:
-                        fail("custom_fields", "a custom field's name must be at most 200 bytes")
+                    case _ where label.utf8.count > 200 || label.utf8.contains(0):
+                        fail("custom_fields", "a custom field's name must be at most 200 bytes, with no NUL character")
                     case is NSNull: changes.customFields[label] = .some(nil)
                     case _ where isJSONBool(value): changes.customFields[label] = (value as? NSNumber)?.boolValue == true ? "true" : "false"
-                    case let text as String where text.utf8.count > maxTextBytes:
-                        fail("custom_fields.\(label)", "must be at most 64 KiB")
-                    case let text as String where text.utf8.contains(0) || label.utf8.contains(0):
-                        fail("custom_fields.\(label)", "must not contain a NUL character")
-                    case let text as String: changes.customFields[label] = text
+                    case let text as String:
+                        if let problem = textProblem(text) {
+                            fail("custom_fields.\(label)", problem)
+                        } else {
+                            changes.customFields[label] = text
+                        }
                     case let number as NSNumber: changes.customFields[label] = number.stringValue
                     default: fail("custom_fields.\(label)", "must be a string, a number, true, false or null")
                     }
@@ -100,7 +105,7 @@ enum LeadBody {
                     if isNull { changes.tags = [] } else { fail(key, "must be an array of strings") }
                     continue
                 }
-                if tags.contains(where: { $0.utf8.contains(0) }) { fail(key, "must not contain a NUL character"); continue }
+                if let problem = tags.lazy.compactMap(textProblem).first { fail(key, problem); continue }
                 changes.tags = tags.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             default:
                 if isNull {
@@ -112,9 +117,7 @@ enum LeadBody {
                     continue
                 }
                 text = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                if text.utf8.count > maxTextBytes { fail(key, "must be at most 64 KiB"); continue }
-                // SQLite text through GRDB ends at a NUL: the value would be stored cut short.
-                if text.utf8.contains(0) { fail(key, "must not contain a NUL character"); continue }
+                if let problem = textProblem(text) { fail(key, problem); continue }
                 switch field {
                 case .status:
                     text = text.lowercased()
