@@ -16,7 +16,7 @@ struct LeadPatchBuilder {
         if raw.utf8.count > JSONParser.maxStringBytes {
             throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
         }
-        let text = raw.trimmingWhitespace()
+        let text = Self.withoutFormulaGuard(raw.trimmingWhitespace())
         guard !text.isEmpty else { return }
         guard let field = FieldName.knownField(key) else { return try appendCustom(label: key, text: text) }
         try set(field, text: text, key: key)
@@ -41,7 +41,7 @@ struct LeadPatchBuilder {
             patch.value = number
         case .createdAt:
             guard let millis = Timestamp.parse(text) else {
-                throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp")
+                throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199")
             }
             patch.createdAt = millis
         case .tags:
@@ -160,6 +160,17 @@ struct LeadPatchBuilder {
 
     /// SQLite text through GRDB ends at a NUL byte, so a value holding one would be stored cut
     /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
+    /// A spreadsheet-safe export (ours, or any following OWASP) writes `'=…`, `'+1 555…`: the
+    /// apostrophe before a formula character is the guard, not part of the value.
+    static func withoutFormulaGuard(_ text: String) -> String {
+        let utf8 = text.utf8
+        guard utf8.count >= 2, utf8.first == UInt8(ascii: "'") else { return text }
+        switch utf8[utf8.index(after: utf8.startIndex)] {
+        case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "@"): return String(text.dropFirst())
+        default: return text
+        }
+    }
+
     static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {
         if text.utf8.contains(0) {
             throw IngestError(.wrongType, line: line, field: field, reason: "contains a NUL character")

@@ -95,8 +95,12 @@ extension Ingest {
             } catch {
                 throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason)")
             }
+            guard case .object(let object) = value else {
+                // A JSON array of messages too: the batch goes in {"batch": [...]}.
+                throw ItemError(index: 0, field: "body", reason: "must be a JSON object: one Segment message, or {\"batch\": [...]}")
+            }
             var messages: [JSONValue] = [value]
-            if case .object(let object) = value, let batch = object["batch"] {
+            if let batch = object["batch"] {
                 guard case .array(let elements) = batch else {
                     throw ItemError(index: 0, field: "batch", reason: "expected an array of messages")
                 }

@@ -132,7 +132,7 @@ struct SegmentMapper {
             case .number(let number): occurredAt = Timestamp.fromNumber(number)
             default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
             }
-            guard occurredAt != nil else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp") }
+            guard occurredAt != nil else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199") }
             break
         }
 

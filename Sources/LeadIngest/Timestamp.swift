@@ -88,6 +88,9 @@ public enum Timestamp {
 
     /// 2200-01-01 in epoch seconds: later epoch numbers are typing errors, not times.
     static let latestEpochSeconds = 7_258_118_400.0
+    static let latestMillis: Int64 = 7_258_118_400_000
+    /// 1900-01-01: the earliest written date ingest takes.
+    static let earliestMillis: Int64 = -2_208_988_800_000
 
     /// Epoch numbers: values above 10^11 are taken as milliseconds (10^11 s is the year 5138).
     /// Either way they must fall before 2200.
@@ -107,9 +110,11 @@ public enum Timestamp {
     }
 
     /// Either form; a string of digits is an epoch number, except eight digits, which must make
-    /// a date ("20260105", as spreadsheets export it) and read as that day.
+    /// a date ("20260105", as spreadsheets export it) and read as that day. A written date must
+    /// fall in 1900–2199, as the other forms must: "9999-12-31" is a placeholder, and taken as
+    /// an event's time it would stay every recency feature's latest activity for good.
     public static func parse(_ text: String) -> Int64? {
-        if let millis = parseISO8601(text) { return millis }
+        if let millis = parseISO8601(text) { return (earliestMillis..<latestMillis).contains(millis) ? millis : nil }
         if !text.isEmpty, text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 0x2E }) {
             // Epoch seconds of eight digits are 1970–73: never a lead's time, and a typo'd date.
             if text.utf8.count == 8 { return Int(text).flatMap(compactDate) }

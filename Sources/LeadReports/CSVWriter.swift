@@ -180,12 +180,26 @@ final class CSVWriter {
 extension Reports {
     /// `value` made safe to open in a spreadsheet: text starting with =, +, -, @, tab or CR
     /// would be read as a formula (CSV injection), so it gets a leading apostrophe, as OWASP
-    /// recommends. A phone number ("+1 (555) 010-1234") is left as it is.
+    /// recommends. Only a plain number ("-5", "+7.5") is left as it is, since a spreadsheet reads
+    /// it as that number. Phone numbers are guarded too: Excel computes "+1-555-1234" as -5788
+    /// and refuses "+49 30 1234". `leadlens ingest` drops the apostrophe again.
     public static func spreadsheetSafe(_ value: String) -> String {
         guard let first = value.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return value }
-        let phoneLike = value.unicodeScalars.allSatisfy { "0123456789 +-().".unicodeScalars.contains($0) }
-            && value.unicodeScalars.contains { CharacterSet.decimalDigits.contains($0) }
-        return phoneLike ? value : "'" + value
+        return isPlainNumber(value) ? value : "'" + value
+    }
+
+    /// An optional sign, digits, and at most one decimal point among them.
+    static func isPlainNumber(_ value: String) -> Bool {
+        var digits = 0, points = 0
+        for (index, byte) in value.utf8.enumerated() {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digits += 1
+            case UInt8(ascii: "."): points += 1
+            case UInt8(ascii: "+") where index == 0, UInt8(ascii: "-") where index == 0: continue
+            default: return false
+            }
+        }
+        return digits > 0 && points <= 1
     }
 
     /// yyyy-MM-ddTHH:mm:ss.SSSZ of unix ms, without a formatter per call.

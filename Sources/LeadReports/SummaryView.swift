@@ -117,7 +117,8 @@ struct SummaryView {
             Card(key: "store_total", label: "Leads in the store", value: Format.integer(snapshot.storeTotal), note: "all time"),
             Card(key: "total", label: "New in the period", value: Format.integer(stats.total), note: periodLabel),
             Card(key: "converted", label: "Converted", value: Format.integer(stats.converted), note: "of the new leads"),
-            Card(key: "conversion_rate", label: "Conversion rate", value: Format.percent(stats.conversionRate), note: "converted ÷ new"),
+            Card(key: "conversion_rate", label: "Conversion rate", value: stats.total > 0 ? Format.percent(stats.conversionRate) : "–",
+                 note: "converted ÷ new"),
             Card(key: "average_score", label: "Average score", value: stats.averageScore.map { Format.decimal($0, digits: 1) } ?? "–",
                  note: stats.scored == stats.total ? "0–100" : "\(Format.integer(stats.scored)) scored leads"),
             Card(key: "expected_conversions", label: "Expected conversions", value: Format.decimal(stats.expectedConversions, digits: 1),
@@ -216,7 +217,8 @@ struct SummaryView {
             let x = left + Double(index) * slot
             bars.append(Bar(x: Format.coordinate(x + 3), y: Format.coordinate(bottom - height), width: Format.coordinate(slot - 6),
                             height: Format.coordinate(height),
-                            tooltip: "Score \(bucket.min)–\(bucket.max): \(Format.integer(bucket.count)) leads, \(Format.percent(bucket.conversionRate)) converted"))
+                            tooltip: "Score \(bucket.min)–\(bucket.max): \(Format.integer(bucket.count)) leads"
+                                + (bucket.count > 0 ? ", \(Format.percent(bucket.conversionRate)) converted" : "")))
             // No rate for an empty bucket: 0 % would be a claim the data does not make.
             if bucket.count > 0 {
                 points.append(Point(x: Format.coordinate(x + slot / 2), y: Format.coordinate(bottom - bucket.conversionRate * (bottom - top)),

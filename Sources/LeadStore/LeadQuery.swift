@@ -196,27 +196,47 @@ public struct LeadCursor: Sendable, Hashable {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    /// Decodes a token; nil when it is malformed.
+    /// Decodes a token; nil when it is malformed. Every field must have the type the API wrote:
+    /// a tampered token is refused, never read as "no value" (which would end the listing).
     public init?(token: String) {
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         guard token.utf8.count <= 4096, let data = Data(base64Encoded: base64),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let keyName = object["k"] as? String, let key = LeadSort.Key(rawValue: keyName),
-              let direction = object["d"] as? Int, let id = (object["i"] as? NSNumber)?.int64Value
+              let direction = object["d"].flatMap(Self.integer), direction == 0 || direction == 1,
+              let id = object["i"].flatMap(Self.integer), id >= 1
         else { return nil }
         sort = LeadSort(key: key, descending: direction == 1)
         self.id = id
         // Absent from score cursors issued before score ties broke by creation time: the page
         // looks it up by the id (see `page(_:sort:after:limit:in:)`).
-        createdAt = key.tieColumn == nil ? nil : (object["c"] as? NSNumber)?.int64Value
-        if let text = object["s"] as? String, key.isText {
-            value = .text(text)
-        } else if let number = object["n"] as? NSNumber, !key.isText {
-            value = .integer(number.int64Value)
+        if let created = object["c"] {
+            guard let millis = Self.integer(created) else { return nil }
+            createdAt = key.tieColumn == nil ? nil : millis
         } else {
-            value = .null
+            createdAt = nil
         }
+        switch (object["s"], object["n"]) {
+        case (nil, nil):
+            value = .null
+        case (let text?, nil):
+            guard key.isText, let text = text as? String else { return nil }
+            value = .text(text)
+        case (nil, let number?):
+            guard !key.isText, let number = Self.integer(number) else { return nil }
+            value = .integer(number)
+        default:
+            return nil
+        }
+    }
+
+    /// A JSON integer that fits Int64; nil for anything else (a string, null, 1.5, 1e30, true).
+    private static func integer(_ value: Any) -> Int64? {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+        let double = number.doubleValue
+        guard double == double.rounded(), abs(double) < 9.2e18 else { return nil }
+        return number.int64Value
     }
 }
 

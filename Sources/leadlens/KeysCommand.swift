@@ -50,8 +50,14 @@ struct KeysCommand: ParsableCommand {
         func run() throws {
             let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys", creating: true)
             let scopes = try parsedScopes()
-            let created = try leadStore.writer.write { db in
-                try APIKeys.create(name: name, scopes: scopes, rateLimit: RateLimit(parsing: rate)!, in: db)
+            let created: (key: String, record: APIKey)
+            do {
+                created = try leadStore.writer.write { db in
+                    try APIKeys.create(name: name, scopes: scopes, rateLimit: RateLimit(parsing: rate)!, in: db)
+                }
+            } catch is APIKeys.NameTaken {
+                Terminal.error("a live key is already named '\(name)'; revoke it first (`leadlens keys revoke \(name)`) or choose another name")
+                throw ExitCode(2)
             }
             Terminal.status("created key \(created.record.id) '\(created.record.name)' (\(scopes.map(\.rawValue).sorted().joined(separator: ","))), \(created.record.rateLimit); it is shown only now:")
             print(created.key)
@@ -90,7 +96,13 @@ struct KeysCommand: ParsableCommand {
 
         func run() throws {
             let leadStore = try LeadStore.openForCommand(store, label: "leadlens.keys", creating: true)
-            let revoked = try leadStore.writer.write { db in try APIKeys.revoke(key, in: db) }
+            let revoked: Int
+            do {
+                revoked = try leadStore.writer.write { db in try APIKeys.revoke(key, in: db) }
+            } catch let ambiguous as APIKeys.AmbiguousName {
+                Terminal.error("\(ambiguous.ids.count) live keys are named '\(key)' (ids \(ambiguous.ids.map(String.init).joined(separator: ", "))); revoke one by id")
+                throw ExitCode(2)
+            }
             guard revoked > 0 else {
                 Terminal.error("no live key with id or name '\(key)'")
                 throw ExitCode(1)

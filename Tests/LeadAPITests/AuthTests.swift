@@ -44,8 +44,13 @@ struct AuthTests {
             let keys = try await client.call(.get, "/api/v1/keys", key: api.admin)
             #expect(keys.list.contains { $0["id"] as? Int == id && $0["key"] == nil }, "a listed key never shows its secret")
             keys.expectWholeList(path: "/api/v1/keys")
+            // A live key's name is its own: revoking "admin" by name must not take a second key with it.
+            let taken = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "admin", "scopes": ["read"]])
+            #expect(taken.status == .conflict && taken.fieldErrors["name"] != nil)
             #expect(try await client.call(.delete, "/api/v1/keys/\(id)", key: api.admin).status == .noContent)
             #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .unauthorized)
+            // Once revoked, the name is free again.
+            #expect(try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "temp", "scopes": ["read"]]).status == .created)
         }
     }
 

@@ -363,6 +363,12 @@ struct LeadRoutesTests {
                                                 json: ["batch": (0...5000).map { ["type": "track", "userId": "u\($0)", "event": "x"] }])
             #expect(tooMany.status == .unprocessableContent)
             #expect(tooMany.fieldErrors["batch"] != nil)
+            // Anything but an object is refused whole, not answered 200 with one reject.
+            for body in ["[1, 2]", "\"hi\"", "null", #"[{"type":"track","userId":"u9","event":"x"}]"#] {
+                let reply = try await client.call(.post, "/api/v1/events", key: api.writer, raw: body)
+                #expect(reply.status == .unprocessableContent, "\(body)")
+                #expect(reply.fieldErrors["body"] != nil, "\(body)")
+            }
         }
     }
 

@@ -38,6 +38,12 @@ struct ListAndStatsTests {
             #expect(try await found("b_x") == [ids["bob"]!])
             #expect(try await found("5550") == [], "phone text as stored, not digits")
             #expect(try await found("555 0100") == [ids["bob"]!])
+            // A space sent as "+", as forms, URLSearchParams and urlencode send it; "%2B" is a plus.
+            let plus = try await client.call(.get, "/api/v1/leads?search=555+0100", key: api.reader)
+            #expect(plus.list.compactMap { $0["id"] as? Int } == [ids["bob"]!])
+            #expect((plus.links["self"] as? String)?.contains("search=555%200100") == true)
+            #expect(try await client.call(.get, "/api/v1/leads?search=%2B1%20555", key: api.reader).list.compactMap { $0["id"] as? Int }
+                    == [ids["bob"]!])
             // The stats take the same filter.
             let stats = try await client.call(.get, "/api/v1/leads/stats?search=%C3%BCLLER", key: api.reader)
             #expect(stats.data["total"] as? Int == 1)
@@ -288,7 +294,8 @@ struct ListAndStatsTests {
                                       json: ["email": "quote@example.com", "company": "Acme, \"Inc\"", "notes": "line one\nline two"])
             _ = try await client.call(.post, "/api/v1/intake", key: api.writer,
                                       json: ["email": "formula@example.com", "company": "=HYPERLINK(\"http://x\")",
-                                             "first_name": "@SUM(1)", "phone": "+1 (555) 010-1234"])
+                                             "first_name": "@SUM(1)", "last_name": "-2+3", "phone": "+1-555-1234",
+                                             "notes": "-12.5"])
             let reply = try await client.call(.get, "/api/v1/leads/export?min_score=10", key: api.reader)
             #expect(reply.status == .ok)
             #expect(reply.header("Content-Type")?.hasPrefix("text/csv") == true)
@@ -304,11 +311,15 @@ struct ListAndStatsTests {
             let notesColumn = try #require(header.firstIndex(of: "notes"))
             let quoted = try #require(parsed.first { $0[companyColumn] == "Acme, \"Inc\"" })
             #expect(quoted[notesColumn] == "line one\nline two")
-            // Client text that a spreadsheet would run as a formula is defused; a phone is not.
+            // Client text that a spreadsheet would run as a formula is defused, a phone too (Excel
+            // computes +1-555-1234); a plain number, which it reads as that number, is not.
             let formula = try #require(parsed.first { $0[header.firstIndex(of: "email")!] == "formula@example.com" })
             #expect(formula[companyColumn] == "'=HYPERLINK(\"http://x\")")
             #expect(formula[header.firstIndex(of: "first_name")!] == "'@SUM(1)")
-            #expect(formula[header.firstIndex(of: "phone")!] == "+1 (555) 010-1234")
+            #expect(formula[header.firstIndex(of: "last_name")!] == "'-2+3")
+            #expect(formula[header.firstIndex(of: "phone")!] == "'+1-555-1234")
+            #expect(formula[notesColumn] == "-12.5")
+            #expect(formula[header.firstIndex(of: "custom_fields")!] == "{}", "as in the JSON")
         }
     }
 }

@@ -201,6 +201,26 @@ struct CSVTests {
         #expect(jsonRejects.rejects.map { $0.error.field ?? "" } == ["userId", "event", "firstName"])
     }
 
+    @Test("A spreadsheet-safe export ingests as the values it guarded: the apostrophe before =, +, - or @ goes")
+    func formulaGuardDropped() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let csv = try directory.write("export.csv", Data("""
+            id,phone,company,first_name,Plan
+            L1,'+1-555-0100,'=SUM(1),'@home,'-2+3
+            L2,+1 555 0101,O'Brien & Co,'quoted',it's
+            """.utf8))
+        _ = try ingest(store, csv)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.external_id, l.phone, l.company, l.first_name, v.value FROM leads l
+                LEFT JOIN lead_custom_values v ON v.lead_id = l.id ORDER BY l.external_id
+                """).map { row in (0..<5).map { row[$0] as String? } }
+        }
+        #expect(rows == [["L1", "+1-555-0100", "=SUM(1)", "@home", "-2+3"],
+                         ["L2", "+1 555 0101", "O'Brien & Co", "'quoted'", "it's"]])
+    }
+
     @Test("A placeholder phone (one digit repeated) matches nobody: two leads stay two")
     func placeholderPhonesDoNotMerge() throws {
         let directory = try TemporaryDirectory()

@@ -132,6 +132,10 @@ struct SegmentTests {
         #expect(Timestamp.parse("99999999999999") == nil)
         #expect(Timestamp.parse("99999999999") == nil)
         #expect(Timestamp.fromEpoch(7_258_118_399) != nil && Timestamp.fromEpoch(7_258_118_400) == nil)
+        // Written dates share that range: placeholders such as 9999-12-31 are not times.
+        #expect(Timestamp.parse("9999-12-31T00:00:00Z") == nil && Timestamp.parse("2200-01-01") == nil)
+        #expect(Timestamp.parse("2199-12-31T23:59:59Z") == 7_258_118_399_000)
+        #expect(Timestamp.parse("1900-01-01") == -2_208_988_800_000 && Timestamp.parse("1899-12-31") == nil)
         #expect(Timestamp.fromNumber(20_260_105) == Timestamp.parse("2026-01-05"), "a JSON number reads as the digit string does")
         #expect(Timestamp.fromNumber(1_772_627_696) == 1_772_627_696_000)
     }

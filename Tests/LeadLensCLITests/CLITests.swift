@@ -79,6 +79,26 @@ struct CLITests {
         #expect(throws: ExitCode(2)) { try command.run() }
     }
 
+    @Test("a live key's name is its own: a second is refused, and a name two old keys share revokes neither")
+    func keyNamesAreUnique() throws {
+        try KeysCommand.Create.parse(["--name", "dash", "--scopes", "read", "--db", db]).run()
+        #expect(throws: ExitCode(2)) { try KeysCommand.Create.parse(["--name", "dash", "--scopes", "read", "--db", db]).run() }
+        // A store from before names were unique may hold two live keys of one name.
+        let store = try LeadStore.open(path: db)
+        try store.writer.write { db in
+            try db.execute(sql: """
+                INSERT INTO api_keys (name, prefix, key_hash, scopes, rate_limit, rate_window, created_at)
+                VALUES ('dash', 'llk_x', x'00', 'read', NULL, 3600, 0)
+                """)
+        }
+        #expect(throws: ExitCode(2)) { try KeysCommand.Revoke.parse(["dash", "--db", db]).run() }
+        func live() throws -> Int { try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL") ?? -1 } }
+        #expect(try live() == 2, "an ambiguous name revokes nothing")
+        try KeysCommand.Revoke.parse(["1", "--db", db]).run()
+        try KeysCommand.Revoke.parse(["dash", "--db", db]).run()
+        #expect(try live() == 0)
+    }
+
     @Test func exitStatusIsZeroWhenClean() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         #expect(try ingest([path]) == 0)

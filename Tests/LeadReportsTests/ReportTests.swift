@@ -185,6 +185,9 @@ struct ReportTests {
         let html = try String(contentsOf: file(manifest, "summary.html"), encoding: .utf8)
         #expect(html.contains("No data for this period"))
         #expect(HTMLCheck.balanceProblems(html) == [])
+        // No new lead, no rate: 0/0 is not "0.0%".
+        let rate = try HTMLCheck.captures(#"data-metric="conversion_rate">.*?<div class="value">(.*?)</div>"#, in: html)
+        #expect(rate.map { $0[0] } == ["–"])
         #expect(try CSVReader.table(file(manifest, "leads.csv")).rows.isEmpty)
         #expect(try CSVReader.table(file(manifest, "by_source.csv")).rows.isEmpty)
         let daily = try CSVReader.table(file(manifest, "daily.csv"))
@@ -222,7 +225,9 @@ struct ReportTests {
         #expect(parsed == records)
         #expect(CSVWriter.text("=SUM(A1)") == "'=SUM(A1)" && CSVWriter.text("-2+cmd|' /C calc'!A0") == "'-2+cmd|' /C calc'!A0")
         #expect(CSVWriter.text("a=b") == "a=b" && CSVWriter.text("@x") == "'@x" && CSVWriter.text("\tx") == "'\tx")
-        // Digits and phone punctuation alone cannot call anything: a phone number stays as given.
-        #expect(CSVWriter.text("+1 (555) 010-1234") == "+1 (555) 010-1234" && CSVWriter.text("+") == "'+")
+        // Only a plain number stays as given: a spreadsheet computes "+1-555-1234" (-5788).
+        #expect(CSVWriter.text("+1 (555) 010-1234") == "'+1 (555) 010-1234" && CSVWriter.text("+") == "'+")
+        #expect(CSVWriter.text("+1-555-1234") == "'+1-555-1234" && CSVWriter.text("-2+3") == "'-2+3")
+        #expect(CSVWriter.text("-12.5") == "-12.5" && CSVWriter.text("+7") == "+7" && CSVWriter.text("-1.2.3") == "'-1.2.3")
     }
 }

@@ -274,7 +274,29 @@ struct LeadCursorTests {
             try store.reader.read { db in try LeadQuery.page(LeadFilter(), sort: sort, after: legacy, limit: 10, in: db) }
         }
         let byName = LeadCursor(sort: LeadSort(key: .email, descending: true), value: .text("a@x.io"), createdAt: 5, id: 3)
-        #expect(LeadCursor(token: byName.token)?.createdAt == nil, "only score cursors carry a creation time")
+        let decoded = try #require(LeadCursor(token: byName.token))
+        #expect(decoded.createdAt == nil, "only score cursors carry a creation time")
+    }
+
+    @Test("a tampered token is refused, not read as a cursor with no value")
+    func tamperedTokens() throws {
+        func token(_ object: [String: Any]) throws -> String {
+            try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        let good: [String: Any] = ["k": "score", "d": 1, "i": 152, "n": 99, "c": 1_790_000_000_000]
+        #expect(LeadCursor(token: try token(good))?.value == .integer(99))
+        let tampered: [[String: Any]] = [
+            good.merging(["n": "abc"]) { $1 }, good.merging(["n": NSNull()]) { $1 }, good.merging(["n": 1.5]) { $1 },
+            good.merging(["i": -1]) { $1 }, good.merging(["i": 1e30]) { $1 }, good.merging(["i": "152"]) { $1 },
+            good.merging(["d": 2]) { $1 }, good.merging(["c": "x"]) { $1 }, good.merging(["n": true]) { $1 },
+            good.merging(["s": "text"]) { $1 },  // a text value on a numeric sort, beside its number
+            ["k": "last_name", "d": 0, "i": 3, "s": 7],
+        ]
+        for object in tampered {
+            #expect(LeadCursor(token: try token(object)) == nil, "\(object)")
+        }
     }
 }
 

@@ -79,8 +79,20 @@ public struct APIKey: Sendable, Equatable {
 public enum APIKeys {
     static let keyPrefix = "llk_"
 
+    /// A live key already has the name: names tell keys apart, and `keys revoke NAME` must
+    /// revoke the one key meant.
+    public struct NameTaken: Error {}
+
+    /// More than one live key has the name (stores from before names were unique): revoke by id.
+    public struct AmbiguousName: Error {
+        public let ids: [Int64]
+    }
+
     /// Creates a key and returns it with its record. The key is shown once: only its hash is kept.
     public static func create(name: String, scopes: Set<Scope>, rateLimit: RateLimit = .default, in db: Database) throws -> (key: String, record: APIKey) {
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL", arguments: [name]) != nil {
+            throw NameTaken()
+        }
         let key = keyPrefix + randomToken()
         let now = LeadStore.nowMillis()
         let prefix = String(key.prefix(keyPrefix.count + 6))
@@ -103,13 +115,17 @@ public enum APIKeys {
                          arguments: [hash(key)]).map(record)
     }
 
-    /// Revokes by id or by name; returns how many keys it revoked.
+    /// Revokes by id or by name; returns how many keys it revoked (0 or 1). A name two live keys
+    /// share revokes neither: ``AmbiguousName``.
     public static func revoke(_ idOrName: String, in db: Database) throws -> Int {
         let now = LeadStore.nowMillis()
         if let id = Int64(idOrName) {
             try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [now, id])
         } else {
-            try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, idOrName])
+            let ids = try Int64.fetchAll(db, sql: "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL ORDER BY id",
+                                         arguments: [idOrName])
+            if ids.count > 1 { throw AmbiguousName(ids: ids) }
+            try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ?", arguments: [now, ids.first ?? -1])
         }
         return db.changesCount
     }

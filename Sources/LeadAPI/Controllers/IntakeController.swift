@@ -40,7 +40,7 @@ struct IntakeController {
         let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
         // `curl -d '{...}'` labels JSON as a form; a form body never starts with "{".
         if contentType.hasPrefix("application/x-www-form-urlencoded"), bytes.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
-            parsed = LeadInput.patch(fromForm: Self.formFields(bytes))
+            parsed = LeadInput.patch(fromForm: FormEncoding.fields(String(decoding: bytes, as: UTF8.self)))
         } else if let object = LeadInput.object(bytes) {
             parsed = LeadInput.patch(from: object)
         } else {
@@ -65,17 +65,6 @@ struct IntakeController {
         byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
     }
 
-    /// Decodes application/x-www-form-urlencoded ("+" is a space), keeping repeated keys.
-    static func formFields(_ bytes: [UInt8]) -> [(key: String, value: String)] {
-        String(decoding: bytes, as: UTF8.self).split(separator: "&").compactMap { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String? {
-                String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-            }
-            guard let key = decode(parts[0]), !key.isEmpty else { return nil }
-            return (key, parts.count > 1 ? decode(parts[1]) ?? "" : "")
-        }
-    }
 
     struct EventsResult: JSONWritable, Sendable {
         let counts: Ingest.Counts

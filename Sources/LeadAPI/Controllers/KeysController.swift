@@ -55,8 +55,11 @@ struct KeysController {
         let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
         if rate == nil { errors["rate"] = ["must look like 10/s, 60/min, 1000/h, 5000/day or unlimited"] }
         if !errors.isEmpty { throw APIError(.validationFailed, "invalid key", errors: errors) }
-        let created = try await services.write { db in
-            try APIKeys.create(name: name, scopes: scopes!, rateLimit: rate!, in: db)
+        let created: (key: String, record: APIKey)
+        do {
+            created = try await services.write { db in try APIKeys.create(name: name, scopes: scopes!, rateLimit: rate!, in: db) }
+        } catch is APIKeys.NameTaken {
+            throw APIError(.conflict, "a live key already has this name", errors: ["name": ["is taken by a live key; revoke it first or choose another"]])
         }
         return try EditedResponse(status: .created, response: DataResponse(data: KeyJSON(key: created.record, secret: created.key)))
             .response(from: request, context: context)

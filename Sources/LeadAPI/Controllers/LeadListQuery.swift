@@ -17,12 +17,15 @@ struct LeadListQuery {
     static let sortKeys = LeadSort.Key.allCases.map(\.rawValue)
 
     init(_ request: Request) throws {
-        let parameters = request.uri.queryParameters
-        items = parameters.map { (String($0.key), String($0.value)) }
+        // Decoded here rather than by `uri.queryParameters`, which keeps "+" as a plus: clients
+        // that encode a space as "+" (forms, URLSearchParams, urlencode) would filter by "a+b".
+        items = FormEncoding.fields(request.uri.query ?? "")
+        var first: [String: String] = [:]
+        for (key, value) in items where first[key] == nil { first[key] = value }
         var errors: [String: [String]] = [:]
         func fail(_ field: String, _ message: String) { errors[field, default: []].append(message) }
         func text(_ name: String) -> String? {
-            guard let value = parameters[Substring(name)] else { return nil }
+            guard let value = first[name] else { return nil }
             let trimmed = value.trimmingCharacters(in: .whitespaces)
             return trimmed.isEmpty ? nil : trimmed
         }

@@ -195,7 +195,8 @@ enum LeadCSV {
             .map { columns.firstIndex(of: $0)! })
 
     static func write(_ lead: LeadRecord, to buffer: inout ByteBuffer) {
-        let custom: String? = lead.customFields.isEmpty ? nil : (try? JSONSerialization.data(
+        // "{}" as in the JSON, so every cell of the column parses as a JSON object.
+        let custom: String? = lead.customFields.isEmpty ? "{}" : (try? JSONSerialization.data(
             withJSONObject: lead.customFields, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
         let fields: [String?] = [
             String(lead.id), lead.externalID, lead.firstName, lead.lastName, lead.email, lead.phone, lead.company,
