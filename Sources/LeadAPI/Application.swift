@@ -96,8 +96,8 @@ final class APIServices: Sendable {
         changes = ChangeMonitor(store: store)
         let changes = changes
         let scorer = scorer
-        writes = WriteCoalescer(writer: store.writer, rescore: { db, ids in APIMetrics.leadsScored(try scorer.rescore(ids: ids, in: db).count) },
-                                afterTransaction: { changes.noteWrite() })
+        writes = WriteCoalescer(writer: store.writer, rescore: { db, ids in try scorer.rescore(ids: ids, in: db).count },
+                                afterTransaction: { changes.noteWrite() }, didCommit: { APIMetrics.leadsScored($0) })
         events = EventBatcher(writes: writes, scorer: scorer)
         jobs = JobRunner(store: store, logger: logger)
     }

@@ -28,13 +28,17 @@ final class WriteCoalescer: Sendable {
         let work: Work
         let continuation: CheckedContinuation<any Sendable, any Error>
     }
-    typealias Rescore = @Sendable (Database, [Int64]) throws -> Void
+    /// Rescores leads in the open transaction; returns how many it scored.
+    typealias Rescore = @Sendable (Database, [Int64]) throws -> Int
 
     private let writer: any DatabaseWriter
     /// Rescores the leads a transaction's requests touched, inside it.
     private let rescore: Rescore
     /// Runs after every transaction, committed or not, before its requests are answered.
     private let afterTransaction: @Sendable () -> Void
+    /// Runs after a commit with the number of leads its rescore scored: counted once committed,
+    /// so a batch that rolls back and runs again request by request is not counted twice.
+    private let didCommit: @Sendable (_ leadsScored: Int) -> Void
     private let queue = Mutex<(pending: [Pending], draining: Bool)>(([], false))
     /// Bounds one transaction: events requests carry up to 5000 events each.
     static let maxRequestsPerTransaction = 64
@@ -42,11 +46,12 @@ final class WriteCoalescer: Sendable {
     /// Requests waiting for a transaction.
     var queuedRequests: Int { queue.withLock { $0.pending.count } }
 
-    init(writer: any DatabaseWriter, rescore: @escaping Rescore = { _, _ in },
-         afterTransaction: @escaping @Sendable () -> Void = {}) {
+    init(writer: any DatabaseWriter, rescore: @escaping Rescore = { _, _ in 0 },
+         afterTransaction: @escaping @Sendable () -> Void = {}, didCommit: @escaping @Sendable (_ leadsScored: Int) -> Void = { _ in }) {
         self.writer = writer
         self.rescore = rescore
         self.afterTransaction = afterTransaction
+        self.didCommit = didCommit
     }
 
     private func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -91,15 +96,19 @@ final class WriteCoalescer: Sendable {
             let works = batch.map(\.work)
             let rescore = self.rescore
             do {
-                let results = try await transaction { db in try Self.runTogether(works, rescore: rescore, in: db) }
+                let (results, scored) = try await transaction { db in try Self.runTogether(works, rescore: rescore, in: db) }
+                didCommit(scored)
                 for (pending, result) in zip(batch, results) { pending.continuation.resume(with: result) }
             } catch is FailedAfterWriting where batch.count > 1 {
                 for pending in batch {
                     let result: Result<any Sendable, any Error>
                     do {
-                        result = .success(try await transaction { db in
-                            try Self.runTogether([pending.work], rescore: rescore, in: db)[0].get()
-                        })
+                        let (answer, scored) = try await transaction { db in
+                            let (results, scored) = try Self.runTogether([pending.work], rescore: rescore, in: db)
+                            return (try results[0].get(), scored)
+                        }
+                        didCommit(scored)
+                        result = .success(answer)
                     } catch let failure as FailedAfterWriting {
                         result = .failure(failure.underlying)
                     } catch {
@@ -122,8 +131,10 @@ final class WriteCoalescer: Sendable {
     }
 
     /// Runs the works in order in the open transaction, keeping the failures that wrote nothing,
-    /// then rescores the leads the successful ones touched.
-    private static func runTogether(_ works: [Work], rescore: Rescore, in db: Database) throws -> [Result<any Sendable, any Error>] {
+    /// then rescores the leads the successful ones touched. Returns each work's result and how
+    /// many leads were scored.
+    private static func runTogether(_ works: [Work], rescore: Rescore, in db: Database) throws
+        -> (results: [Result<any Sendable, any Error>], scored: Int) {
         var results: [Result<any Sendable, any Error>] = []
         results.reserveCapacity(works.count)
         var touched = Set<Int64>()
@@ -141,13 +152,14 @@ final class WriteCoalescer: Sendable {
                 results.append(.failure(error))
             }
         }
+        var scored = 0
         if !touched.isEmpty {
             do {
-                try rescore(db, touched.sorted())
+                scored = try rescore(db, touched.sorted())
             } catch {
                 throw FailedAfterWriting(underlying: error)
             }
         }
-        return results
+        return (results, scored)
     }
 }

@@ -94,6 +94,7 @@ extension WriteCoalescerTests {
                 }
                 for id in ids { try db.execute(sql: "UPDATE leads SET score = 50 WHERE id = ?", arguments: [id]) }
                 self.calls.withLock { $0.append(ids) }
+                return ids.count
             }
         }
     }
@@ -143,7 +144,9 @@ extension WriteCoalescerTests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let log = RescoreLog(poisoned: "F13")
-        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore)
+        let committedScores = Mutex(0)
+        let coalescer = WriteCoalescer(writer: api.store.writer, rescore: log.rescore,
+                                       didCommit: { scored in committedScores.withLock { $0 += scored } })
         let outcomes = await Self.concurrentWrites(60) { i in
             let id = try await coalescer.write(rescoringTouched: { db in
                 let id = try Self.insertLead("F\(i)", in: db)
@@ -159,6 +162,8 @@ extension WriteCoalescerTests {
         }
         #expect(leads == 59 && unscored == 0)
         #expect(try await Self.externalIDs(api) == Set((0..<60).filter { $0 != 13 }.map { "F\($0)" }))
+        // Scores count once committed: the rolled-back pass and the re-runs are not both counted.
+        #expect(committedScores.withLock { $0 } == 59)
     }
 }
 

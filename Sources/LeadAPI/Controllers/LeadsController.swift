@@ -158,12 +158,14 @@ struct LeadsController {
     /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
     func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> LeadResponse {
         let scorer = services.scorer
-        let lead = try await services.write { db -> LeadRecord? in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
+        // Counted once committed: a coalesced batch that rolls back runs this body again.
+        let (lead, scored) = try await services.write { db -> (LeadRecord?, Int) in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return (nil, 0) }
             try body(db)
-            APIMetrics.leadsScored(try scorer.rescore(ids: [id], in: db).count)
-            return try LeadRecord.fetch(id: id, in: db)
+            let scored = try scorer.rescore(ids: [id], in: db).count
+            return (try LeadRecord.fetch(id: id, in: db), scored)
         }
+        APIMetrics.leadsScored(scored)
         guard let lead else { throw APIError(.notFound, "no such lead") }
         return LeadResponse(data: LeadJSON(lead: lead))
     }
@@ -171,16 +173,17 @@ struct LeadsController {
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
         let changes = try await LeadBody.changes(request, context: context, creating: true)
         let scorer = services.scorer
-        let lead = try await services.write { db -> LeadRecord in
+        let (lead, scored) = try await services.write { db -> (LeadRecord, Int) in
             for field in [LeadField.externalID, .email, .phone] {
                 if case let value?? = changes.columns[field] {
                     try LeadMutations.ensureAbsent(field, value, in: db)
                 }
             }
             let id = try LeadMutations.insert(changes, in: db)
-            APIMetrics.leadsScored(try scorer.rescore(ids: [id], in: db).count)
-            return try LeadRecord.fetch(id: id, in: db)!
+            let scored = try scorer.rescore(ids: [id], in: db).count
+            return (try LeadRecord.fetch(id: id, in: db)!, scored)
         }
+        APIMetrics.leadsScored(scored)
         return try EditedResponse(status: .created, response: LeadResponse(data: LeadJSON(lead: lead)))
             .response(from: request, context: context)
     }
