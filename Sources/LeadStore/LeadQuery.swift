@@ -51,8 +51,14 @@ public struct LeadFilter: Sendable, Hashable {
             arguments += [source]
         }
         if let tag {
-            conditions.append("id IN (SELECT lead_id FROM lead_tags WHERE tag = ?)")
-            arguments += [tag]
+            if tag.utf8.allSatisfy({ $0 < 0x80 }) {
+                conditions.append("id IN (SELECT lead_id FROM lead_tags WHERE tag = ?)")
+                arguments += [tag]
+            } else {
+                // The column's NOCASE folds ASCII only: "ünicode tag" must find "Ünicode Tag".
+                conditions.append("id IN (SELECT lead_id FROM lead_tags WHERE leadlens_equals_ci(tag, ?))")
+                arguments += [tag.lowercased()]
+            }
         }
         switch assignedTo {
         case .user(let user):
@@ -429,5 +435,12 @@ extension LeadFilter {
         // once lowercased: answered without allocating a lowercased copy.
         if text.utf8.allSatisfy({ $0 < 0x80 }), term.utf8.contains(where: { $0 >= 0x80 }) { return false }
         return text.lowercased().contains(term)
+    }
+
+    /// `leadlens_equals_ci(text, loweredTerm)`: whether `text`, lowercased with Unicode rules,
+    /// is the already lowercased term.
+    static let equalsIgnoringCase = DatabaseFunction("leadlens_equals_ci", argumentCount: 2, pure: true) { values in
+        guard let text = String.fromDatabaseValue(values[0]), let term = String.fromDatabaseValue(values[1]) else { return false }
+        return text.lowercased() == term
     }
 }

@@ -103,6 +103,7 @@ public struct LeadStore: Sendable {
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(try walPages(bytes: 128 << 20, db))")
             if memoryMapped { try db.execute(sql: "PRAGMA mmap_size = 2147418112") }
             db.add(function: LeadFilter.containsIgnoringCase)
+            db.add(function: LeadFilter.equalsIgnoringCase)
         }
         return config
     }

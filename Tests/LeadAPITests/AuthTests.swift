@@ -47,6 +47,11 @@ struct AuthTests {
             // A live key's name is its own: revoking "admin" by name must not take a second key with it.
             let taken = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "admin", "scopes": ["read"]])
             #expect(taken.status == .conflict && taken.fieldErrors["name"] != nil)
+            // A misspelt setting is named, not replaced by its default (1000/h here).
+            let typo = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "t2", "scopes": ["read"], "ratee": "1/s"])
+            #expect(typo.status == .unprocessableContent && typo.fieldErrors["ratee"] != nil)
+            let rescoreTypo = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin, json: ["id": [1]])
+            #expect(rescoreTypo.status == .unprocessableContent && rescoreTypo.fieldErrors["id"] != nil, "not a rescore of every lead")
             #expect(try await client.call(.delete, "/api/v1/keys/\(id)", key: api.admin).status == .noContent)
             #expect(try await client.call(.get, "/api/v1/leads", key: secret).status == .unauthorized)
             // Once revoked, the name is free again.

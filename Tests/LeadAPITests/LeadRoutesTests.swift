@@ -194,6 +194,14 @@ struct LeadRoutesTests {
             let broken = try await client.call(.post, "/api/v1/intake", key: api.writer, raw: "{not json", contentType: "application/json")
             #expect(broken.status == .unprocessableContent)
             #expect(broken.fieldErrors["body"]?.first?.hasPrefix("is not valid JSON") == true)
+            // The strict routes tell broken JSON from JSON that is not an object, as intake does.
+            for (route, method) in [("/api/v1/leads", HTTPRequest.Method.post), ("/api/v1/leads/\(bareID)", .patch)] {
+                let cut = try await client.call(method, route, key: api.writer, raw: #"{"a":"#, contentType: "application/json")
+                #expect(cut.status == .unprocessableContent)
+                #expect(cut.fieldErrors["body"]?.first?.hasPrefix("is not valid JSON") == true, "\(route) \(cut.json)")
+                let array = try await client.call(method, route, key: api.writer, raw: "[1]", contentType: "application/json")
+                #expect(array.fieldErrors["body"] == ["must be a JSON object"], "\(route)")
+            }
             // Over-long and out-of-range values say so rather than "not a JSON object".
             let long = try await client.call(.post, "/api/v1/intake", key: api.writer,
                                              json: ["email": "long@example.com", "notes": String(repeating: "n", count: 70_000)])
@@ -321,6 +329,15 @@ struct LeadRoutesTests {
             let tooLarge = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: huge, contentType: "text/csv")
             #expect(tooLarge.status == .contentTooLarge)
             #expect(tooLarge.errorCode == "PAYLOAD_TOO_LARGE")
+            // A declared length over the limit is refused before any body is read (none is sent:
+            // the test client would otherwise set the length from the body).
+            let declared = try await client.execute(
+                uri: "/api/v1/intake", method: .post,
+                headers: [.authorization: "Bearer \(api.writer)", .contentType: "application/json",
+                          .contentLength: String(APILimits.maxBodyBytes + 1)],
+                body: nil) { $0 }
+            #expect(declared.status == .contentTooLarge)
+            #expect(String(buffer: declared.body).contains("PAYLOAD_TOO_LARGE"))
         }
     }
 
@@ -516,6 +533,10 @@ struct ReportRoutesTests {
             let bad = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2026-02-01", "to": "2026-01-01"])
             #expect(bad.status == .unprocessableContent)
             #expect(bad.fieldErrors["from"] != nil)
+            let toOnly = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["to": "2026-01-01"])
+            #expect(toOnly.fieldErrors["from"] == ["is required with to"])
+            let typo = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["perod": "7d"])
+            #expect(typo.status == .unprocessableContent && typo.fieldErrors["perod"] != nil)
 
             let made = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["period": "30d"])
             #expect(made.status == .created)

@@ -47,6 +47,13 @@ struct ListAndStatsTests {
             // The stats take the same filter.
             let stats = try await client.call(.get, "/api/v1/leads/stats?search=%C3%BCLLER", key: api.reader)
             #expect(stats.data["total"] as? Int == 1)
+            // Tags ignore case beyond ASCII as well.
+            _ = try await client.call(.post, "/api/v1/leads/\(ids["zoe"]!)/tags", key: api.writer, json: ["name": "Ünicode Tag"])
+            _ = try await client.call(.post, "/api/v1/leads/\(ids["ann"]!)/tags", key: api.writer, json: ["name": "VIP"])
+            for (tag, expected) in [("%C3%BCnicode%20tag", ids["zoe"]!), ("%C3%9CNICODE+TAG", ids["zoe"]!), ("vip", ids["ann"]!)] {
+                let tagged = try await client.call(.get, "/api/v1/leads?tag=\(tag)", key: api.reader)
+                #expect(tagged.list.compactMap { $0["id"] as? Int } == [expected], "\(tag)")
+            }
         }
     }
 

@@ -39,10 +39,11 @@ struct KeysController {
         return WholeList(keys.map { KeyJSON(key: $0) }, path: "/api/v1/keys")
     }
 
-    struct CreateBody: Decodable {
+    struct CreateBody: StrictBody {
         let name: String
         let scopes: [String]
         let rate: String?
+        static let knownKeys: Set<String> = ["name", "scopes", "rate"]
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -15,6 +15,11 @@ enum LeadBody {
     static let maxTextBytes = 64 * 1024
 
     static func bytes(_ request: Request, context: APIRequestContext) async throws -> [UInt8] {
+        // A declared length over the limit is refused at once, not after waiting for bytes
+        // that may never come (the client gave up, then the wait ended as a 500).
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > context.maxUploadSize {
+            throw HTTPError(.contentTooLarge)
+        }
         let buffer = try await request.body.collect(upTo: context.maxUploadSize)
         return Array(buffer.readableBytesView)
     }
@@ -22,14 +27,27 @@ enum LeadBody {
     /// A JSON body of a fixed shape. Decoded here rather than by `request.decode`, which turns
     /// a decoding error into a bare 400: the error shape names the field (see APIError.fieldErrors).
     static func decode<Body: Decodable>(_ type: Body.Type, _ request: Request, context: APIRequestContext) async throws -> Body {
-        try APIJSON.decoder.decode(Body.self, from: Data(try await bytes(request, context: context)))
+        let bytes = try await bytes(request, context: context)
+        try rejectUnknownKeys(Body.self, bytes)
+        return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
     }
 
     /// A JSON body a client may leave out: `empty` when it sends no bytes (or only whitespace).
     static func optional<Body: Decodable>(_ request: Request, context: APIRequestContext, empty: Body) async throws -> Body {
         let bytes = try await bytes(request, context: context)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return empty }
+        try rejectUnknownKeys(Body.self, bytes)
         return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
+    }
+
+    /// A 422 naming the keys a ``StrictBody`` does not know; other bodies pass.
+    private static func rejectUnknownKeys<Body>(_: Body.Type, _ bytes: [UInt8]) throws {
+        guard let strict = Body.self as? any StrictBody.Type,
+              let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return }
+        let unknown = object.keys.filter { !strict.knownKeys.contains($0) }.sorted().prefix(20)
+        guard !unknown.isEmpty else { return }
+        throw APIError(.validationFailed, "unknown field\(unknown.count == 1 ? "" : "s"): \(unknown.joined(separator: ", "))",
+                       errors: Dictionary(uniqueKeysWithValues: unknown.map { ($0, ["is not a field of this request"]) }))
     }
 
     /// Whether JSONSerialization read `true` or `false`. Not `value is Bool`: on Linux the
@@ -57,7 +75,9 @@ enum LeadBody {
     static func changes(_ request: Request, context: APIRequestContext, creating: Bool) async throws -> LeadMutations.Changes {
         let bytes = try await bytes(request, context: context)
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            throw APIError(.validationFailed, "the body must be a JSON object", errors: ["body": ["must be a JSON object"]])
+            // Broken JSON is told apart from JSON that is not an object, as intake tells them.
+            let problem = LeadInput.problem(bytes)
+            throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
         }
         var changes = LeadMutations.Changes()
         var errors: [String: [String]] = [:]
@@ -162,4 +182,10 @@ enum LeadBody {
         default: return field
         }
     }
+}
+
+/// A request body whose keys are all optional settings: a misspelt one ("perod", "ratee") would
+/// fall back to its default without a word, so every key must be one of `knownKeys`.
+protocol StrictBody: Decodable {
+    static var knownKeys: Set<String> { get }
 }

@@ -73,7 +73,8 @@ struct ModelsController {
         return WrittenData(data: model)
     }
 
-    struct TrainBody: Decodable {
+    struct TrainBody: StrictBody {
+        static let knownKeys: Set<String> = ["name", "C", "c", "holdout", "activate", "force"]
         var name: String?
         var c: Double?
         var holdout: Double?
@@ -169,8 +170,10 @@ struct ModelsController {
         return try accepted(job, request: request, context: context)
     }
 
-    struct RescoreBody: Decodable {
+    struct RescoreBody: StrictBody {
         var ids: [Int64]?
+        /// A misspelt "ids" would rescore every lead.
+        static let knownKeys: Set<String> = ["ids"]
     }
 
     @Sendable func rescore(_ request: Request, context: APIRequestContext) async throws -> Response {

@@ -71,10 +71,11 @@ struct ReportsController {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    struct CreateBody: Decodable {
+    struct CreateBody: StrictBody {
         var period: String?
         var from: String?
         var to: String?
+        static let knownKeys: Set<String> = ["period", "from", "to"]
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -85,6 +86,9 @@ struct ReportsController {
         if body.from != nil || body.to != nil {
             guard body.period == nil else {
                 throw APIError(.validationFailed, "give period or from/to, not both", errors: ["period": ["not with from/to"]])
+            }
+            guard body.from != nil else {
+                throw APIError(.validationFailed, "from is required with to", errors: ["from": ["is required with to"]])
             }
             guard let from = body.from.flatMap(Timestamp.parseISO8601) else {
                 throw APIError(.validationFailed, "invalid from", errors: ["from": ["must be a date or an ISO 8601 date-time"]])
