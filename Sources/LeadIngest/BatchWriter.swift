@@ -214,7 +214,7 @@ final class BatchWriter {
         /// Each pending event's lead and record; a record's index is also its place in `outcomes`.
         var pendingEvents: [(leadID: Int64, record: Int)] = []
 
-        /// Rows per multi-row INSERT: 100 × 5 parameters stays far below SQLite's limit.
+        /// Rows per multi-row INSERT: 100 × 6 parameters stays far below SQLite's limit.
         static let rowsPerStatement = 100
 
         init(db: Database, writer: BatchWriter, records: [Ingest.Record]) {
@@ -261,45 +261,55 @@ final class BatchWriter {
             }
         }
 
-        /// What an event is unique by: its dedupe key within its lead.
-        struct EventKey: Hashable {
-            var leadID: Int64
-            var dedupeKey: Int64
-        }
-
         /// Inserts the pending events; duplicates (the same lead and dedupe key, in the store or
-        /// earlier in the batch) are skipped by INSERT OR IGNORE and do not come back from RETURNING.
+        /// earlier in the batch) are skipped by INSERT OR IGNORE.
+        ///
+        /// Each row is given its id here, from the table's largest plus one, rather than read back
+        /// through RETURNING, which SQLite serves by buffering every returned row: on the ingest
+        /// benchmark that cost more than the inserts it reported on. A statement that inserted
+        /// all its rows (the usual case) used every id it was given; after one that skipped
+        /// duplicates, the ids that exist are the rows it inserted. Skipped ids are never used.
         mutating func insertPendingEvents() throws {
             var properties: [(eventID: Int64, messageID: String?, json: String)] = []
+            // Read inside this write's transaction: no other connection can insert meanwhile.
+            var nextID = (try Int64.fetchOne(db, sql: "SELECT max(id) FROM events") ?? 0) + 1
+            var typeIDs: [Int] = []
+            typeIDs.reserveCapacity(Self.rowsPerStatement)
             var start = 0
             while start < pendingEvents.count {
                 let end = min(start + Self.rowsPerStatement, pendingEvents.count)
                 let rows = end - start
                 let insert = try RawStatement(db, sql: rows == Self.rowsPerStatement ? Self.insertEventsFullSQL : Self.insertEventsSQL(rows: rows))
-                var position: [EventKey: Int] = [:]
-                position.reserveCapacity(end - start)
+                let firstID = nextID
+                typeIDs.removeAll(keepingCapacity: true)
                 var parameter: Int32 = 1
                 for index in start..<end {
                     let (leadID, record) = pendingEvents[index]
                     let event = records[record].event.unsafelyUnwrapped
-                    // The first of a key's copies is the one inserted.
-                    let key = EventKey(leadID: leadID, dedupeKey: event.dedupeKey)
-                    if position[key] == nil { position[key] = index }
-                    insert.bind(parameter, leadID)
-                    insert.bind(parameter + 1, event.occurredAt)
-                    insert.bind(parameter + 2, Int64(try writer.typeID(for: event.typeName, db: db)))
-                    insert.bind(parameter + 3, event.value)
-                    insert.bind(parameter + 4, event.dedupeKey)
-                    parameter += 5
+                    let typeID = try writer.typeID(for: event.typeName, db: db)
+                    typeIDs.append(typeID)
+                    insert.bind(parameter, firstID + Int64(index - start))
+                    insert.bind(parameter + 1, leadID)
+                    insert.bind(parameter + 2, event.occurredAt)
+                    insert.bind(parameter + 3, Int64(typeID))
+                    insert.bind(parameter + 4, event.value)
+                    insert.bind(parameter + 5, event.dedupeKey)
+                    parameter += 6
                 }
-                defer { insert.reset() }
-                while try insert.step() {
-                    let eventID = insert.int64(0)
-                    guard let index = position[EventKey(leadID: insert.int64(1), dedupeKey: insert.int64(2))] else { continue }
+                try insert.run()
+                nextID += Int64(rows)
+                var inserted: Set<Int64>?
+                if db.changesCount < rows {
+                    inserted = Set(try Int64.fetchAll(db, sql: "SELECT id FROM events WHERE id BETWEEN ? AND ?",
+                                                      arguments: [firstID, nextID - 1]))
+                }
+                for index in start..<end {
+                    let eventID = firstID + Int64(index - start)
+                    if let inserted, !inserted.contains(eventID) { continue }
                     let (leadID, record) = pendingEvents[index]
                     let event = records[record].event.unsafelyUnwrapped
                     writer.outcomes[record].eventAdded = true
-                    activity[leadID, default: LeadActivity()].add(typeID: Int(insert.int64(3)), at: event.occurredAt)
+                    activity[leadID, default: LeadActivity()].add(typeID: typeIDs[index - start], at: event.occurredAt)
                     if event.properties != nil || event.messageID != nil {
                         properties.append((eventID, event.messageID, event.properties ?? "{}"))
                     }
@@ -332,9 +342,8 @@ final class BatchWriter {
         static let insertPropertiesFullSQL = insertPropertiesSQL(rows: rowsPerStatement)
 
         static func insertEventsSQL(rows: Int) -> String {
-            "INSERT OR IGNORE INTO events (lead_id, occurred_at, type_id, value, dedupe_key) VALUES "
-                + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-                + " RETURNING id, lead_id, dedupe_key, type_id"
+            "INSERT OR IGNORE INTO events (id, lead_id, occurred_at, type_id, value, dedupe_key) VALUES "
+                + repeatElement("(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
         }
 
         static func insertPropertiesSQL(rows: Int) -> String {
