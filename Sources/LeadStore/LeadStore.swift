@@ -70,21 +70,51 @@ public struct LeadStore: Sendable {
         return store
     }
 
+    /// Runs the pending migrations. Two processes opening one new store at once (an ingest and
+    /// `serve`) both find every migration pending, and the second to run one fails on the
+    /// tables the first made ("table leads already exists"). Each migration commits on its
+    /// own, so when the failure came with another process's progress, reading what is applied
+    /// again and going on is safe.
     public func migrate(logger: Logger) throws {
         let migrator = Schema.migrator
-        let applied = try writer.read { try migrator.appliedIdentifiers($0) }
-        let pending = migrator.migrations.filter { !applied.contains($0) }
-        guard !pending.isEmpty else { return }
-        try migrator.migrate(writer)
-        logger.info("migrated store", metadata: ["store.migrations": "\(pending.joined(separator: ","))"])
+        var attempts = 0
+        while true {
+            let applied = try writer.read { try migrator.appliedIdentifiers($0) }
+            let pending = migrator.migrations.filter { !applied.contains($0) }
+            guard !pending.isEmpty else { return }
+            do {
+                try migrator.migrate(writer)
+                logger.info("migrated store", metadata: ["store.migrations": "\(pending.joined(separator: ","))"])
+                return
+            } catch {
+                attempts += 1
+                let appliedNow = try writer.read { try migrator.appliedIdentifiers($0) }
+                guard appliedNow != applied, attempts < 20 else { throw error }
+                usleep(10_000)
+            }
+        }
+    }
+
+    /// How long a writer waits for another process's write lock before its statement fails.
+    static let busyLimitMilliseconds = 10_000
+
+    /// Waits for the write lock in steps of 1 ms, up to ``busyLimitMilliseconds``. SQLite's own
+    /// timeout backs off to 100 ms between tries, and an ingest commits and begins its next
+    /// transaction within microseconds: a server waiting behind it kept missing the gaps and
+    /// failed requests after 5 s. Polling every millisecond catches the pause an ingest leaves
+    /// between its transactions (`Ingester.yieldToOtherWriters`).
+    static func retryWhileBusy(_ tries: Int) -> Bool {
+        guard tries < busyLimitMilliseconds else { return false }
+        usleep(1_000)
+        return true
     }
 
     static func configuration(memoryMapped: Bool = false) -> Configuration {
         var config = Configuration()
         config.label = "leadlens"
         // Readers never wait on the writer in WAL mode; writers from other processes (a second
-        // ingest, the server) wait up to 5 s for the lock instead of failing at once.
-        config.busyMode = .timeout(5)
+        // ingest, the server) wait for the lock instead of failing at once (see `retryWhileBusy`).
+        config.busyMode = .callback(retryWhileBusy)
         config.prepareDatabase { db in
             // NORMAL is durable to the last checkpoint and always consistent in WAL mode, which
             // is what a killed ingest needs; FULL would fsync every batch for no gain in safety.

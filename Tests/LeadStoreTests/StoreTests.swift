@@ -19,6 +19,28 @@ struct StoreTests {
         try old.close()
     }
 
+    @Test("processes opening one new store at once all open it: none fails on the tables another's migration made")
+    func concurrentFirstOpens() throws {
+        for _ in 0..<6 {
+            let path = temporaryPath()
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // Separate pools are separate connections, locking as separate processes do.
+            let failures = NSLock()
+            nonisolated(unsafe) var errors: [String] = []
+            DispatchQueue.concurrentPerform(iterations: 3) { _ in
+                do {
+                    _ = try LeadStore.open(path: path)
+                } catch {
+                    failures.withLock { errors.append("\(error)") }
+                }
+            }
+            #expect(errors == [])
+            let store = try LeadStore.open(path: path)
+            #expect(try store.reader.read { try Schema.migrator.appliedIdentifiers($0) } == Set(Schema.migrationIdentifiers))
+        }
+    }
+
     @Test func migratesAnEmptyDatabaseToWALWithEveryMigration() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
