@@ -16,7 +16,7 @@ struct LeadPatchBuilder {
         if raw.utf8.count > JSONParser.maxStringBytes {
             throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
         }
-        let text = Self.withoutFormulaGuard(raw.trimmingWhitespace())
+        let text = raw.trimmingWhitespace()
         guard !text.isEmpty else { return }
         guard let field = FieldName.knownField(key) else { return try appendCustom(label: key, text: text) }
         try set(field, text: text, key: key)
@@ -160,15 +160,18 @@ struct LeadPatchBuilder {
 
     /// SQLite text through GRDB ends at a NUL byte, so a value holding one would be stored cut
     /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
-    /// A spreadsheet-safe export (ours, or any following OWASP) writes `'=…`, `'+1 555…`: the
-    /// apostrophe before a formula character is the guard, not part of the value.
+    /// A spreadsheet-safe CSV export (ours, or any following OWASP) writes `'=…`, `'+1 555…`:
+    /// the apostrophe before a formula character is the guard, not part of the value. (Ours
+    /// doubles the apostrophe of a value that itself starts so, so stripping one is exact.)
     static func withoutFormulaGuard(_ text: String) -> String {
-        let utf8 = text.utf8
-        guard utf8.count >= 2, utf8.first == UInt8(ascii: "'") else { return text }
-        switch utf8[utf8.index(after: utf8.startIndex)] {
-        case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "@"): return String(text.dropFirst())
-        default: return text
+        func isFormulaStart(_ byte: UInt8?) -> Bool {
+            byte == UInt8(ascii: "=") || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "@")
         }
+        let utf8 = text.utf8
+        guard utf8.first == UInt8(ascii: "'") else { return text }
+        let rest = utf8.dropFirst()
+        let guarded = isFormulaStart(rest.first) || (rest.first == UInt8(ascii: "'") && isFormulaStart(rest.dropFirst().first))
+        return guarded ? String(text.dropFirst()) : text
     }
 
     static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {

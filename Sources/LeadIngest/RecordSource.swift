@@ -279,7 +279,18 @@ struct CSVHeader {
         case custom(String)
         /// A later column naming a known field an earlier column already names.
         case alternate(LeadField, label: String)
+        /// Left out: a column of LeadLens's own export that the server computes.
+        case skipped
+        /// LeadLens's export `custom_fields`: a JSON object, one custom field per member.
+        case customFieldsObject
     }
+
+    /// The columns that mark a file as LeadLens's own lead export (GET /api/v1/leads/export), so
+    /// editing one in a spreadsheet and ingesting it back updates the leads it came from.
+    static let exportMarkers: Set<String> = ["id", "external_id", "custom_fields", "score", "probability", "model_version", "scored_at"]
+    /// In such a file: the store's own row id (which must not become the external id, or every
+    /// lead would be taken for a new one) and what scoring and the store compute.
+    static let exportComputed: Set<String> = ["id", "score", "probability", "model_version", "scored_at", "updated_at", "last_activity_at"]
 
     let labels: [String]
     let roles: [Role]
@@ -300,7 +311,10 @@ struct CSVHeader {
             }
             return candidate
         }
+        let isExport = Set(self.labels).isSuperset(of: Self.exportMarkers)
         roles = self.labels.enumerated().map { index, label in
+            if isExport && Self.exportComputed.contains(label) { return .skipped }
+            if isExport && label == "custom_fields" { return .customFieldsObject }
             guard !label.isEmpty else { return .custom(unique("column \(index + 1)", column: index + 1)) }
             if let field = FieldName.knownField(label) {
                 // Tags add up, so every tags column contributes as it is.
@@ -321,7 +335,7 @@ struct CSVHeader {
         guard index < roles.count else { return nil }
         switch roles[index] {
         case .custom(let made): return labels[index].isEmpty ? made : labels[index]
-        case .label, .alternate: return labels[index]
+        case .label, .alternate, .skipped, .customFieldsObject: return labels[index]
         }
     }
 
@@ -333,7 +347,8 @@ struct CSVHeader {
                               reason: "row has \(row.fields.count) fields but the header has \(labels.count)")
         }
         var builder = LeadPatchBuilder(line: row.line)
-        for (index, value) in row.fields.enumerated() {
+        for (index, field) in row.fields.enumerated() {
+            let value = LeadPatchBuilder.withoutFormulaGuard(field)
             switch roles[index] {
             case .label(let label):
                 try builder.set(key: label, text: value)
@@ -347,6 +362,10 @@ struct CSVHeader {
                 } else if !builder.holds(field, sameAs: text) {
                     try builder.setCustom(label: label, text: text)
                 }
+            case .skipped:
+                continue
+            case .customFieldsObject:
+                try Self.setCustomFields(value, line: row.line, into: &builder)
             }
         }
         let patch = builder.build()
@@ -354,6 +373,16 @@ struct CSVHeader {
             throw IngestError(.noIdentity, line: row.line, reason: "no identity: needs an id, email or phone")
         }
         return Ingest.Record(line: row.line, lead: patch, event: nil)
+    }
+
+    /// An export's `custom_fields` cell: blank, or a JSON object whose members are custom fields.
+    private static func setCustomFields(_ text: String, line: Int, into builder: inout LeadPatchBuilder) throws(IngestError) {
+        let trimmed = text.trimmingWhitespace()
+        guard !trimmed.isEmpty else { return }
+        guard case .object(let object)? = try? JSONParser.parse(trimmed) else {
+            throw IngestError(.wrongType, line: line, field: "custom_fields", reason: "expected a JSON object, as the export writes")
+        }
+        for member in object.members { try builder.setCustom(label: member.key, json: member.value) }
     }
 
     /// RFC 4180 encoding of one row, for the rejects file.

@@ -69,7 +69,7 @@ final class CSVWriter {
         guard let bytes, let first = bytes.first else { return }
         let needsQuotes = bytes.contains { $0 == Self.comma || $0 == Self.quote || $0 == Self.cr || $0 == Self.lf }
         if needsQuotes { buffer.append(Self.quote) }
-        if guardFormula && Self.formulaStarts.contains(first) { buffer.append(UInt8(ascii: "'")) }
+        if guardFormula && Reports.needsFormulaGuard(bytes) { buffer.append(UInt8(ascii: "'")) }
         if needsQuotes {
             for byte in bytes {
                 if byte == Self.quote { buffer.append(byte) }
@@ -80,8 +80,6 @@ final class CSVWriter {
             buffer.append(contentsOf: bytes)
         }
     }
-
-    private static let formulaStarts: Set<UInt8> = Set("=+-@\t\r".utf8)
 
     func field(_ value: Int64?) {
         separate()
@@ -178,28 +176,40 @@ final class CSVWriter {
 }
 
 extension Reports {
-    /// `value` made safe to open in a spreadsheet: text starting with =, +, -, @, tab or CR
-    /// would be read as a formula (CSV injection), so it gets a leading apostrophe, as OWASP
-    /// recommends. Only a plain number ("-5", "+7.5") is left as it is, since a spreadsheet reads
-    /// it as that number. Phone numbers are guarded too: Excel computes "+1-555-1234" as -5788
-    /// and refuses "+49 30 1234". `leadlens ingest` drops the apostrophe again.
+    /// `value` made safe to open in a spreadsheet (see ``needsFormulaGuard(_:)``).
     public static func spreadsheetSafe(_ value: String) -> String {
-        guard let first = value.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return value }
-        return isPlainNumber(value) ? value : "'" + value
+        needsFormulaGuard(value.utf8) ? "'" + value : value
     }
 
-    /// An optional sign, digits, and at most one decimal point among them.
-    static func isPlainNumber(_ value: String) -> Bool {
-        var digits = 0, points = 0
-        for (index, byte) in value.utf8.enumerated() {
+    /// Whether text needs a leading apostrophe: one starting with =, +, -, @, tab or CR would be
+    /// read as a formula (CSV injection, as OWASP describes it). A negative number ("-12.5") is
+    /// left as it is, since a spreadsheet reads it as that number; anything starting with "+"
+    /// is guarded, phone numbers included (Excel computes "+1-555-1234" as -5788 and shows
+    /// "+14155550123" as 1.4E+10). Text that already starts with an apostrophe before one of
+    /// those gets a second, so the one `leadlens ingest` drops leaves it exact.
+    static func needsFormulaGuard(_ bytes: some Collection<UInt8>) -> Bool {
+        guard let first = bytes.first else { return false }
+        switch first {
+        case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "@"), 0x09, 0x0D: return true
+        case UInt8(ascii: "-"): return !isNegativeNumber(bytes.dropFirst())
+        case UInt8(ascii: "'"):
+            guard let second = bytes.dropFirst().first else { return false }
+            return second == UInt8(ascii: "=") || second == UInt8(ascii: "+") || second == UInt8(ascii: "-") || second == UInt8(ascii: "@")
+        default: return false
+        }
+    }
+
+    /// Digits with at most one decimal point among them: what follows the sign of a number.
+    private static func isNegativeNumber(_ digits: some Collection<UInt8>) -> Bool {
+        var count = 0, points = 0
+        for byte in digits {
             switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digits += 1
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): count += 1
             case UInt8(ascii: "."): points += 1
-            case UInt8(ascii: "+") where index == 0, UInt8(ascii: "-") where index == 0: continue
             default: return false
             }
         }
-        return digits > 0 && points <= 1
+        return count > 0 && points <= 1
     }
 
     /// yyyy-MM-ddTHH:mm:ss.SSSZ of unix ms, without a formatter per call.

@@ -207,7 +207,8 @@ public struct LeadCursor: Sendable, Hashable {
     public init?(token: String) {
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
-        guard token.utf8.count <= 4096, let data = Data(base64Encoded: base64),
+        // A last name or email may be 64 KiB, and its cursor carries it.
+        guard token.utf8.count <= 96 << 10, let data = Data(base64Encoded: base64),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let keyName = object["k"] as? String, let key = LeadSort.Key(rawValue: keyName),
               let direction = object["d"].flatMap(Self.integer), direction == 0 || direction == 1,
@@ -239,10 +240,17 @@ public struct LeadCursor: Sendable, Hashable {
 
     /// A JSON integer that fits Int64; nil for anything else (a string, null, 1.5, 1e30, true).
     private static func integer(_ value: Any) -> Int64? {
-        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
-        let double = number.doubleValue
-        guard double == double.rounded(), abs(double) < 9.2e18 else { return nil }
-        return number.int64Value
+        guard let number = value as? NSNumber else { return nil }
+        switch String(cString: number.objCType) {
+        case "c": return nil  // a JSON boolean
+        case "d", "f":
+            let double = number.doubleValue
+            guard double == double.rounded(), abs(double) < 9.2e18 else { return nil }
+            return number.int64Value
+        case "Q":  // parsed as unsigned: only above Int64.max
+            return number.uint64Value <= UInt64(Int64.max) ? Int64(number.uint64Value) : nil
+        default: return number.int64Value
+        }
     }
 }
 

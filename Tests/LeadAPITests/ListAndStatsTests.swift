@@ -327,6 +327,26 @@ struct ListAndStatsTests {
             #expect(formula[header.firstIndex(of: "phone")!] == "'+1-555-1234")
             #expect(formula[notesColumn] == "-12.5")
             #expect(formula[header.firstIndex(of: "custom_fields")!] == "{}", "as in the JSON")
+
+            // An export, edited in a spreadsheet, ingests back as the leads it came from: none is
+            // new, its custom fields stay themselves, nothing the server computes becomes one.
+            _ = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                      json: ["external_id": "RT1", "email": "rt@example.com", "Plan": "gold", "Seats": 12, "tags": "vip"])
+            func roundTripLead() async throws -> [String: Any] {
+                try #require(try await client.call(.get, "/api/v1/leads?search=rt@example.com", key: api.reader).list.first)
+            }
+            let before = try await roundTripLead()
+            let exported = try await client.call(.get, "/api/v1/leads/export", key: api.reader).text
+            let edited = exported.replacingOccurrences(of: ",rt@example.com,", with: ",RT@example.com,")
+            let reimport = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: edited, contentType: "text/csv")
+            #expect(reimport.data["leads_created"] as? Int == 0, "\(reimport.json)")
+            #expect(reimport.data["rejected"] as? Int == 0, "\(reimport.json)")
+            let after = try await roundTripLead()
+            #expect(after["id"] as? Int == before["id"] as? Int && after["external_id"] as? String == "RT1")
+            #expect((after["custom_fields"] as? NSDictionary) == (before["custom_fields"] as? NSDictionary))
+            #expect((after["custom_fields"] as? [String: Any])?.keys.sorted() == ["Plan", "Seats"])
+            let formulaAgain = try await client.call(.get, "/api/v1/leads?search=formula@example.com", key: api.reader).list.first
+            #expect(formulaAgain?["company"] as? String == "=HYPERLINK(\"http://x\")" && formulaAgain?["phone"] as? String == "+1-555-1234")
         }
     }
 }

@@ -308,6 +308,10 @@ struct SyntheticTests {
         #expect(throws: Synthetic.GenerationError.self) {
             try Synthetic.generate(.init(leads: -1), into: tmp)
         }
+        // Its times must be ones ingest reads: before 2200.
+        #expect(throws: Synthetic.GenerationError.self) {
+            try Synthetic.generate(.init(leads: 1, asOf: Date(timeIntervalSince1970: 7_300_000_000)), into: tmp)
+        }
         // A directory "inside" a regular file can't be created, even as root.
         try Data("x".utf8).write(to: tmp)
         let blocked = tmp.appendingPathComponent("out")

@@ -90,6 +90,7 @@ public enum APIKeys {
 
     /// Creates a key and returns it with its record. The key is shown once: only its hash is kept.
     public static func create(name: String, scopes: Set<Scope>, rateLimit: RateLimit = .default, in db: Database) throws -> (key: String, record: APIKey) {
+        let name = name.trimmingCharacters(in: .whitespaces)  // "dash " and "dash" are one name
         if try Bool.fetchOne(db, sql: "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL", arguments: [name]) != nil {
             throw NameTaken()
         }

@@ -49,12 +49,20 @@ struct LeadListQuery {
         }
         filter.search = text("search")
         if let search = filter.search, search.count > 200 { fail("search", "must be at most 200 characters") }
-        if let after = text("created_after") {
+        /// A date-time whose offset sign came as an unencoded "+", which reads as a space:
+        /// "2026-01-01T10:00:00 02:00" is "2026-01-01T10:00:00+02:00".
+        func dateTime(_ name: String) -> String? {
+            guard let value = text(name) else { return nil }
+            guard let t = value.firstIndex(where: { $0 == "T" || $0 == "t" }), let space = value.lastIndex(of: " "), space > t
+            else { return value }
+            return value.replacingCharacters(in: space...space, with: "+")
+        }
+        if let after = dateTime("created_after") {
             if let millis = Timestamp.parseISO8601(after) { filter.createdFrom = millis } else {
                 fail("created_after", "must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
             }
         }
-        if let before = text("created_before") {
+        if let before = dateTime("created_before") {
             // A bare date includes that whole day; a date-time is exact.
             if let millis = Timestamp.parseEnd(before) {
                 filter.createdUntil = millis

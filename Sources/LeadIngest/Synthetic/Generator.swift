@@ -41,7 +41,7 @@ public enum Synthetic {
         public var description: String {
             switch self {
             case .invalidLeadCount(let n): "lead count must be zero or positive, got \(n)"
-            case .invalidAsOf(let d): "as-of date \(d) is out of range (must leave a year of history after 1970 and be before 9999)"
+            case .invalidAsOf(let d): "as-of date \(d) is out of range (must leave a year of history after 1970 and be before 2200)"
             case .cannotCreateDirectory(let path, let reason): "cannot create output directory \(path): \(reason)"
             case .cannotWrite(let path, let reason): "cannot write \(path): \(reason)"
             }
@@ -63,7 +63,8 @@ public enum Synthetic {
     public static func generate(_ options: Options, into directory: URL) throws -> Summary {
         guard options.leads >= 0 else { throw GenerationError.invalidLeadCount(options.leads) }
         let t = options.asOf.timeIntervalSince1970
-        guard t.isFinite, t >= Double((historyDays + 1) * 86_400), t < 253_000_000_000 else {
+        // Ingest takes times before 2200 only: the dataset must be one it can read.
+        guard t.isFinite, t >= Double((historyDays + 1) * 86_400), t < Timestamp.latestEpochSeconds else {
             throw GenerationError.invalidAsOf(options.asOf)
         }
         let asOfSec = Int64(t.rounded(.down))
