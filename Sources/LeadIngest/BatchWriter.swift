@@ -231,7 +231,7 @@ final class BatchWriter {
                 leadID = existing
                 changed = try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db)
             } else {
-                leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt, db: db)
+                leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.firstSeen, db: db)
                 created = true
             }
             if !writer.mergedByRecord.isEmpty {

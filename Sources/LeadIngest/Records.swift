@@ -53,6 +53,10 @@ extension Ingest {
         public var appendedNotes: [String] = []
         /// utm source from context.campaign: sets the lead's source only when it has none.
         public var sourceFallback: String?
+        /// When the message carrying it was sent (an identify's timestamp): the creation time of
+        /// a lead it creates without a `createdAt` of its own, so a backfill of old identifies
+        /// does not date every lead to the day it ran. An event's time serves the same way.
+        public var firstSeen: Int64?
 
         public init() {}
     }

@@ -50,6 +50,10 @@ struct SegmentMapper {
             lead.patch.sourceFallback = utmSource
         }
 
+        if type == "identify" || type == "group" || type == "alias" {
+            // No event to date the lead by: the message's own time, when it has a readable one.
+            lead.patch.firstSeen = try? messageTime(message)
+        }
         switch type {
         case "identify":
             try applyTraits(try object(message, "traits"), to: &lead)
@@ -120,21 +124,28 @@ struct SegmentMapper {
         return "\(noun) Viewed"
     }
 
+    /// The message's time: its timestamp, else originalTimestamp, sentAt or receivedAt. Nil
+    /// when it has none; the first one present must be a readable time.
+    private func messageTime(_ message: JSONObject) throws(IngestError) -> Int64? {
+        for key in ["timestamp", "originalTimestamp", "sentAt", "receivedAt"] {
+            guard let value = message[key], !value.isNull else { continue }
+            let time: Int64?
+            switch value {
+            case .string(let text): time = Timestamp.parse(text)
+            case .number(let number): time = Timestamp.fromNumber(number)
+            default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
+            }
+            guard let time else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199") }
+            return time
+        }
+        return nil
+    }
+
     private func makeEvent(typeName: String, message: JSONObject, properties: JSONObject?, identity: Ingest.Identity) throws(IngestError) -> Ingest.Event {
         if typeName.utf8.count > 512 {
             throw IngestError(.valueTooLarge, line: line, field: "event", reason: "event name longer than 512 bytes")
         }
-        var occurredAt: Int64?
-        for key in ["timestamp", "originalTimestamp", "sentAt", "receivedAt"] {
-            guard let value = message[key], !value.isNull else { continue }
-            switch value {
-            case .string(let text): occurredAt = Timestamp.parse(text)
-            case .number(let number): occurredAt = Timestamp.fromNumber(number)
-            default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
-            }
-            guard occurredAt != nil else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199") }
-            break
-        }
+        let occurredAt = try messageTime(message)
 
         var value: Double?
         if let properties {

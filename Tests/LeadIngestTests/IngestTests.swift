@@ -577,6 +577,26 @@ struct LongLivedIngesterTests {
         #expect(rows == [["L1", "1767225600000", "1767484800000"], ["L2", "1767484800000", "1767484800000"]])
     }
 
+    @Test("a lead an identify creates is dated by the message, as one a track creates is; later messages do not move it")
+    func identifyDatesTheLeadItCreates() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let clock = Clock(millis: 1_796_601_600_000)  // 2026-12-07
+        let ingester = Ingester(store: store, clock: { clock.millis })
+        _ = try ingester.ingest(path: try directory.write("backfill.ndjson", [
+            #"{"type":"identify","userId":"H1","traits":{"email":"h1@x.io"},"timestamp":"2025-03-01T10:00:00Z"}"#,
+            #"{"type":"group","userId":"H2","groupId":"g1","traits":{"name":"Acme"},"sentAt":"2025-04-01T00:00:00Z"}"#,
+            #"{"type":"identify","userId":"H3","traits":{"email":"h3@x.io"}}"#,
+            #"{"type":"identify","userId":"H1","traits":{"title":"CTO"},"timestamp":"2026-06-01T00:00:00Z"}"#,
+        ].joined(separator: "\n")).path)
+        let created = try store.reader.read { db in
+            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT external_id, created_at FROM leads")
+                .map { ($0[0] as String, $0[1] as Int64) })
+        }
+        #expect(created == ["H1": Timestamp.parse("2025-03-01T10:00:00Z")!, "H2": Timestamp.parse("2025-04-01")!,
+                            "H3": clock.millis])
+    }
+
     final class Clock: @unchecked Sendable {
         var millis: Int64
         init(millis: Int64) { self.millis = millis }
