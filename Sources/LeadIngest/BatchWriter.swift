@@ -539,6 +539,8 @@ final class BatchWriter {
         var rowChanged = false
         /// An anonymous id this record gives the lead for the first time (an identify or alias).
         var linkedAnonymousID: String?
+        /// An email this record gives a lead that has an external id.
+        var linkedEmail: String?
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -582,6 +584,7 @@ final class BatchWriter {
                 if field == .email {
                     if let old = stored.email { byEmail[old] = nil }
                     stored.email = identity.email
+                    if stored.externalID != nil { linkedEmail = identity.email }
                 }
                 if field == .phone {
                     if let old = stored.phoneDigits { byPhone[old] = nil }
@@ -611,7 +614,8 @@ final class BatchWriter {
             }
             remember(leadID, stored: stored)
         }
-        if let linkedAnonymousID { try mergeAnonymousLeads(linkedAnonymousID, into: leadID, db: db) }
+        if let linkedAnonymousID { try mergeUnidentifiedLeads(holding: "anonymous_id", linkedAnonymousID, into: leadID, db: db) }
+        if let linkedEmail { try mergeUnidentifiedLeads(holding: "email", linkedEmail, into: leadID, db: db) }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged) && !rowChanged {
@@ -622,15 +626,18 @@ final class BatchWriter {
         return changed
     }
 
-    /// Once an identify or alias links an anonymous id to a lead, the leads that id alone
-    /// created (no external id of their own: the visitor before they signed in) are that same
-    /// person: their events, tags and fields merge into the lead, as the merge endpoint does.
-    /// Left apart, two leads held the id, a re-sent message could resolve to the other one, and
+    /// Once a record links an identity key to a lead with an external id, the leads that key
+    /// alone made (no external id of their own) are that same person: their events, tags and
+    /// fields merge into the lead, as the merge endpoint does.
+    /// - an identify or alias giving a user its anonymous id: the visitor before they signed in;
+    /// - a row giving a user its email: a lead an earlier form or list made from the email, which
+    ///   had the row come first would have been matched by the email and given the external id.
+    /// Left apart, two leads held the key, a re-sent message could resolve to the other one, and
     /// re-ingesting a file added its events again (event dedupe is per lead).
-    private func mergeAnonymousLeads(_ anonymousID: String, into primary: Int64, db: Database) throws {
+    private func mergeUnidentifiedLeads(holding column: String, _ value: String, into primary: Int64, db: Database) throws {
         let anonymous = try Int64.fetchAll(
-            db, sql: "SELECT id FROM leads WHERE anonymous_id = ? AND external_id IS NULL AND id <> ? ORDER BY id",
-            arguments: [anonymousID, primary])
+            db, sql: "SELECT id FROM leads WHERE \(column) = ? AND external_id IS NULL AND id <> ? ORDER BY id",
+            arguments: [value, primary])
         guard !anonymous.isEmpty else { return }
         for duplicate in anonymous {
             try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)

@@ -532,6 +532,35 @@ struct AnonymousLinkingTests {
             #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
         }
     }
+    /// A lead a list made from an email alone is the user a later row gives that email to, as
+    /// it would have been matched had the row come first: the order of the inputs must not
+    /// decide whether one person is one lead.
+    @Test("a row giving a user an email merges the email-only lead into it", arguments: [1, 5000])
+    func emailLinkMergesTheEmailOnlyLead(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let files = [
+            try directory.write("a.csv", "E-mail,First Name\nx@q.test,Ann\nother@q.test,Bob\n"),
+            try directory.write("b.ndjson", #"{"type":"track","event":"Demo Requested","userId":"EXT9","messageId":"m1","timestamp":"2026-02-01T10:00:00Z"}"#),
+            try directory.write("c.csv", "Lead ID,E-mail\nEXT9,X@q.test\n"),
+        ]
+        for file in files { _ = try ingest(store, file, options: options) }
+        for file in files {
+            let again = try ingest(store, file, options: options)
+            #expect(again.counts.leadsCreated == 0 && again.counts.eventsAdded == 0, "\(again.counts)")
+        }
+        try store.reader.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT external_id, email, first_name FROM leads ORDER BY email")
+                .map { [$0[0] as String?, $0[1] as String?, $0[2] as String?] }
+            #expect(rows == [[nil, "other@q.test", "Bob"], ["EXT9", "x@q.test", "Ann"]])
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events e JOIN leads l ON l.id = e.lead_id WHERE l.external_id = 'EXT9'") == 1)
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
+            #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
+        }
+    }
+
     /// The visitor gave an email before signing in, so a cached key still names the merged lead
     /// when that email comes again. With two records per write the visitor's lead is created in
     /// one write and merged in the next, where the stale hit must not lose the merge from the
