@@ -36,8 +36,8 @@ extension Ingest {
             self.logger = logger
         }
 
-        /// Polls until `shouldStop` turns true.
-        public func run(shouldStop: @escaping () -> Bool) throws {
+        /// Polls until `shouldStop` turns true, handing `onFile` the summary of each file ingested.
+        public func run(shouldStop: @escaping () -> Bool, onFile: (FileSummary) -> Void = { _ in }) throws {
             logger.info("watching for files", metadata: ["watch.directory": "\(directory.path)"])
             // A watched folder takes small files while the store serves queries: no bulk load
             // here, and the indexes of one that was killed are built first.
@@ -47,7 +47,7 @@ extension Ingest {
                 logger.warning("could not build the indexes a killed bulk load left", metadata: ["error": "\(error)"])
             }
             while !shouldStop() {
-                _ = try scan(shouldStop: shouldStop)
+                for summary in try scan(shouldStop: shouldStop) { onFile(summary) }
                 let deadline = Date().addingTimeInterval(pollInterval)
                 while Date() < deadline, !shouldStop() { Thread.sleep(forTimeInterval: 0.05) }
             }

@@ -76,7 +76,12 @@ struct IngestCommand: ParsableCommand {
             let watcher = Ingest.Watcher(directory: URL(fileURLWithPath: watch), store: leadStore, options: options, logger: logger,
                                              beforeCommit: rescoring?.hook)
             Terminal.status("watching \(watch) (Ctrl-C to stop)")
-            try watcher.run { stop.isStopped }
+            // One line per file, as a run over named files prints, so a log of the watcher
+            // (stdout not a terminal) shows what each drop did. Written at once: print's buffer
+            // would hold the lines of a watcher that runs for days until it exits.
+            try watcher.run(shouldStop: { stop.isStopped }, onFile: { summary in
+                FileHandle.standardOutput.write(Data((describe(summary) + "\n").utf8))
+            })
             return
         }
 

@@ -31,6 +31,22 @@ struct WatcherTests {
         #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L3"])
     }
 
+    @Test("A running watcher hands over each file's summary as it is ingested, for its one line per file")
+    func runReportsEachFile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        try Data("id,email\nL1,a@x.io\nL2,b@x.io\n".utf8).write(to: drop.appendingPathComponent("two.csv"))
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        watcher.pollInterval = 0.05
+        var reported: [Ingest.FileSummary] = []
+        let deadline = Date().addingTimeInterval(30)
+        try watcher.run(shouldStop: { !reported.isEmpty || Date() > deadline }, onFile: { reported.append($0) })
+        #expect(reported.map { ($0.path as NSString).lastPathComponent } == ["two.csv"])
+        #expect(reported.first?.counts.leadsCreated == 2)
+    }
+
     @Test("A file unusable as a whole fails with its reason in the .rejects beside it")
     func aWhollyUnusableFileSaysWhy() throws {
         let directory = try TemporaryDirectory()
