@@ -28,6 +28,27 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     public var isNull: Bool { self == .null }
+
+    /// Where the first string (a member's name included) longer than `limit` UTF-8 bytes sits,
+    /// as a dotted path ("properties.desc", "" for the value itself); nil when there is none.
+    func firstString(longerThan limit: Int, at path: String = "") -> String? {
+        func joined(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+        switch self {
+        case .string(let text): return text.utf8.count > limit ? path : nil
+        case .array(let elements):
+            for (index, element) in elements.enumerated() {
+                if let found = element.firstString(longerThan: limit, at: path + "[\(index)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for member in object.members {
+                if member.key.utf8.count > limit { return path }
+                if let found = member.value.firstString(longerThan: limit, at: joined(member.key)) { return found }
+            }
+            return nil
+        case .null, .bool, .number: return nil
+        }
+    }
 }
 
 public struct JSONMember: Sendable, Equatable {
@@ -63,16 +84,20 @@ public struct JSONParser {
     public static let maxStringBytes = 64 * 1024
 
     private let bytes: UnsafeBufferPointer<UInt8>
+    /// The longest string this parse takes: ``maxStringBytes`` unless a caller that checks
+    /// lengths value by value asks for more.
+    private let stringLimit: Int
     private var index = 0
     private var depth = 0
     private var scratch: [UInt8] = []
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, stringLimit: Int) {
         self.bytes = bytes
+        self.stringLimit = stringLimit
     }
 
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> JSONValue {
-        var parser = JSONParser(bytes)
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, stringLimit: Int = maxStringBytes) throws(JSONSyntaxError) -> JSONValue {
+        var parser = JSONParser(bytes, stringLimit: stringLimit)
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()
@@ -213,7 +238,7 @@ public struct JSONParser {
                 index += 1
                 let result = scratch.withUnsafeBufferPointer { buffer in String(validating: buffer, as: UTF8.self) }
                 guard let result else { throw JSONSyntaxError(offset: start, reason: "invalid UTF-8 in string", kind: .invalidUTF8) }
-                if scratch.count > Self.maxStringBytes { throw JSONSyntaxError(offset: start, reason: "string longer than 64 KiB", kind: .tooLong) }
+                if scratch.count > stringLimit { throw JSONSyntaxError(offset: start, reason: "string longer than 64 KiB", kind: .tooLong) }
                 return result
             }
             if byte < 0x20 { throw error("control character in string") }
@@ -259,7 +284,7 @@ public struct JSONParser {
     }
 
     private func makeString(_ slice: UnsafeBufferPointer<UInt8>, at start: Int, isASCII: Bool) throws(JSONSyntaxError) -> String {
-        if slice.count > Self.maxStringBytes { throw JSONSyntaxError(offset: start, reason: "string longer than 64 KiB", kind: .tooLong) }
+        if slice.count > stringLimit { throw JSONSyntaxError(offset: start, reason: "string longer than 64 KiB", kind: .tooLong) }
         // ASCII is valid UTF-8 and nearly every string is ASCII; the generic validating
         // initializer cost a third of the parse thread's time on track events.
         if isASCII { return String(decoding: slice, as: UTF8.self) }

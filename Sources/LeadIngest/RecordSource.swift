@@ -250,9 +250,17 @@ struct RecordSource {
     private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, parsed: Result<JSONValue, JSONSyntaxError>? = nil,
                            into records: inout [Ingest.Record], rejects: RejectCollector) {
         let value: JSONValue
-        do {
-            value = try (parsed ?? Result { () throws(JSONSyntaxError) in try JSONParser.parse(bytes) }).get()
-        } catch {
+        var checksStringLengths = false
+        switch parsed ?? Result(catching: { () throws(JSONSyntaxError) in try JSONParser.parse(bytes) }) {
+        case .success(let parsedValue):
+            value = parsedValue
+        case .failure(let error):
+            if error.kind == .tooLong, let relaxed = try? JSONParser.parse(bytes, stringLimit: .max) {
+                // A value over 64 KiB costs only the message holding it, not the rest of its batch.
+                value = relaxed
+                checksStringLengths = true
+                break
+            }
             let rejected = switch error.kind {
             case .invalidUTF8: IngestError(.invalidUTF8, line: line, reason: "invalid UTF-8")
             case .tooLong: IngestError(.valueTooLarge, line: line, reason: "value longer than 64 KiB")
@@ -262,7 +270,8 @@ struct RecordSource {
             return
         }
         var errors: [IngestError] = []
-        SegmentMapper(source: bytes, line: line, receivedAt: receivedAt).records(from: value, into: &records, rejects: &errors)
+        SegmentMapper(source: bytes, line: line, receivedAt: receivedAt, checksStringLengths: checksStringLengths)
+            .records(from: value, into: &records, rejects: &errors)
         for error in errors { rejects.add(error, raw: String(decoding: bytes, as: UTF8.self)) }
     }
 }

@@ -90,10 +90,16 @@ extension Ingest {
     ) throws(ItemError) -> (records: [Record], rejects: [ItemError]) {
         try bytes.withUnsafeBufferPointer { (buffer) throws(ItemError) in
             let value: JSONValue
+            var checksStringLengths = false
             do throws(JSONSyntaxError) {
                 value = try JSONParser.parse(buffer)
             } catch {
-                throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason)")
+                // A value over 64 KiB costs only the message holding it, not the whole batch.
+                guard error.kind == .tooLong, let relaxed = try? JSONParser.parse(buffer, stringLimit: .max) else {
+                    throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason)")
+                }
+                value = relaxed
+                checksStringLengths = true
             }
             guard case .object(let object) = value else {
                 // A JSON array of messages too: the batch goes in {"batch": [...]}.
@@ -114,7 +120,8 @@ extension Ingest {
             records.reserveCapacity(messages.count)
             for (index, message) in messages.enumerated() {
                 do throws(IngestError) {
-                    records.append(try SegmentMapper(source: buffer, line: index + 1, receivedAt: receivedAt).record(from: message))
+                    records.append(try SegmentMapper(source: buffer, line: index + 1, receivedAt: receivedAt,
+                                                     checksStringLengths: checksStringLengths).record(from: message))
                 } catch {
                     rejects.append(ItemError(index: index, field: error.field, reason: error.reason))
                 }

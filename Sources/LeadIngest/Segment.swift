@@ -9,6 +9,9 @@ struct SegmentMapper {
     let line: Int
     /// Used for a message with no timestamp at all; kept out of the content hash.
     let receivedAt: Int64
+    /// The input was parsed without the 64 KiB string limit (it held a longer string): each
+    /// message is checked on its own, so only the one holding it is rejected, not its batch.
+    var checksStringLengths = false
 
     /// Every record a top-level JSON value holds: one message, or each message of a batch.
     /// Messages in a batch fail one by one: a bad one does not cost its neighbours.
@@ -18,10 +21,13 @@ struct SegmentMapper {
                 rejects.append(IngestError(.wrongType, line: line, field: "batch", reason: "expected an array"))
                 return
             }
-            for message in messages {
+            for (index, message) in messages.enumerated() {
                 do {
                     records.append(try record(from: message))
                 } catch {
+                    // The line holds many messages: the reject names which one, as the API's do.
+                    var error = error
+                    error.field = "batch[\(index)]" + (error.field.map { "." + $0 } ?? "")
                     rejects.append(error)
                 }
             }
@@ -35,6 +41,9 @@ struct SegmentMapper {
     }
 
     func record(from value: JSONValue) throws(IngestError) -> Ingest.Record {
+        if checksStringLengths, let path = value.firstString(longerThan: JSONParser.maxStringBytes) {
+            throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
+        }
         guard case .object(let message) = value else {
             throw IngestError(.wrongType, line: line, reason: "expected a JSON object")
         }

@@ -380,6 +380,17 @@ struct LeadRoutesTests {
                                                 json: ["batch": (0...5000).map { ["type": "track", "userId": "u\($0)", "event": "x"] }])
             #expect(tooMany.status == .unprocessableContent)
             #expect(tooMany.fieldErrors["batch"] != nil)
+            // A value over 64 KiB rejects its own message, by index, and the rest commit.
+            let long = String(repeating: "y", count: 70_000)
+            let oversized = try await client.call(.post, "/api/v1/events", key: api.writer, json: ["batch": [
+                ["type": "track", "userId": "big1", "event": "x", "messageId": "big-1"],
+                ["type": "track", "userId": "big1", "event": "x", "messageId": "big-2", "properties": ["desc": long]],
+                ["type": "track", "userId": "big1", "event": "x", "messageId": "big-3"],
+            ]])
+            #expect(oversized.status == .ok, "\(oversized.json)")
+            #expect(oversized.data["events_added"] as? Int == 2)
+            let oversizedRejects = oversized.data["rejects"] as? [[String: Any]]
+            #expect(oversizedRejects?.count == 1 && oversizedRejects?.first?["index"] as? Int == 1, "\(oversized.json)")
             // Anything but an object is refused whole, not answered 200 with one reject.
             for body in ["[1, 2]", "\"hi\"", "null", #"[{"type":"track","userId":"u9","event":"x"}]"#] {
                 let reply = try await client.call(.post, "/api/v1/events", key: api.writer, raw: body)

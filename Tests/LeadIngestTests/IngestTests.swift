@@ -325,6 +325,27 @@ struct IngestTests {
         #expect(withRaw == [0, 50])
         #expect(rejects[0]["raw"] as? String == String(line.dropLast()))
         #expect(rejects.filter { $0["raw_with_line"] as? Bool == true }.count == 98)
+        // Each names its message within the line.
+        #expect(rejects.prefix(50).map { $0["field"] as? String } == (0..<50).map { "batch[\($0)].timestamp" })
+    }
+
+    @Test("a value over 64 KiB rejects the message holding it, not the rest of its batch line")
+    func oversizedValueCostsOnlyItsMessage() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let long = String(repeating: "x", count: 70_000)
+        let messages = [
+            #"{"type":"track","event":"A","userId":"u1","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}"#,
+            #"{"type":"track","event":"A","userId":"u1","messageId":"m2","timestamp":"2026-01-01T00:00:00Z","properties":{"desc":"\#(long)"}}"#,
+            #"{"type":"identify","userId":"u2","traits":{"email":"u2@x.io"}}"#,
+        ]
+        let file = try directory.write("batch.ndjson", #"{"batch":["# + messages.joined(separator: ",") + "]}\n"
+                                       + #"{"type":"track","event":"B","userId":"u3","messageId":"m3","properties":{"a":"\#(long)"}}"# + "\n")
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, file, rejects: rejects)
+        #expect(summary.counts.eventsAdded == 1 && summary.counts.leadsCreated == 2, "\(summary.counts)")
+        #expect(rejects.rejects.map { [String($0.error.line), $0.error.field ?? ""] } == [["1", "batch[1].properties.desc"], ["2", "properties.a"]])
+        #expect(rejects.rejects.allSatisfy { $0.error.code == .valueTooLarge })
     }
 
     @Test("each bad element of a one-line JSON array keeps its own text in the rejects file")
