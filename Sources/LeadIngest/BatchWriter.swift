@@ -615,7 +615,7 @@ final class BatchWriter {
             remember(leadID, stored: stored)
         }
         if let linkedAnonymousID { try mergeUnidentifiedLeads(holding: "anonymous_id", linkedAnonymousID, into: leadID, db: db) }
-        if let linkedEmail { try mergeUnidentifiedLeads(holding: "email", linkedEmail, into: leadID, db: db) }
+        if let linkedEmail { try mergeUnidentifiedLeads(holding: "email", linkedEmail, into: leadID, untouchedOnly: true, db: db) }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged) && !rowChanged {
@@ -632,12 +632,17 @@ final class BatchWriter {
     /// - an identify or alias giving a user its anonymous id: the visitor before they signed in;
     /// - a row giving a user its email: a lead an earlier form or list made from the email, which
     ///   had the row come first would have been matched by the email and given the external id.
+    ///   Only one nobody has worked yet (`untouchedOnly`: status new, no owner): a merge keeps
+    ///   the user's status and id, and sales may hold the other lead's; such pairs are left to
+    ///   GET /leads/{id}/duplicates.
     /// Left apart, two leads held the key, a re-sent message could resolve to the other one, and
     /// re-ingesting a file added its events again (event dedupe is per lead).
-    private func mergeUnidentifiedLeads(holding column: String, _ value: String, into primary: Int64, db: Database) throws {
+    private func mergeUnidentifiedLeads(holding column: String, _ value: String, into primary: Int64,
+                                        untouchedOnly: Bool = false, db: Database) throws {
+        let untouched = untouchedOnly ? " AND status = ? AND assigned_to IS NULL" : ""
         let anonymous = try Int64.fetchAll(
-            db, sql: "SELECT id FROM leads WHERE \(column) = ? AND external_id IS NULL AND id <> ? ORDER BY id",
-            arguments: [value, primary])
+            db, sql: "SELECT id FROM leads WHERE \(column) = ? AND external_id IS NULL AND id <> ?\(untouched) ORDER BY id",
+            arguments: untouchedOnly ? [value, primary, LeadStatus.defaultStatus] : [value, primary])
         guard !anonymous.isEmpty else { return }
         for duplicate in anonymous {
             try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)

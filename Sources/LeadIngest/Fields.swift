@@ -162,16 +162,13 @@ struct LeadPatchBuilder {
     /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
     /// A spreadsheet-safe CSV export (ours, or any following OWASP) writes `'=…`, `'+1 555…`:
     /// the apostrophe before a formula character is the guard, not part of the value. (Ours
-    /// doubles the apostrophe of a value that itself starts so, so stripping one is exact.)
+    /// adds one more to a value that itself starts with apostrophes before one, so stripping
+    /// one is exact.)
     static func withoutFormulaGuard(_ text: String) -> String {
-        func isFormulaStart(_ byte: UInt8?) -> Bool {
-            byte == UInt8(ascii: "=") || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "@")
-        }
-        let utf8 = text.utf8
-        guard utf8.first == UInt8(ascii: "'") else { return text }
-        let rest = utf8.dropFirst()
-        let guarded = isFormulaStart(rest.first) || (rest.first == UInt8(ascii: "'") && isFormulaStart(rest.dropFirst().first))
-        return guarded ? String(text.dropFirst()) : text
+        // Apostrophes, then =, +, -, @, tab or CR: the export added the first of them.
+        guard text.utf8.first == UInt8(ascii: "'"), let next = text.utf8.first(where: { $0 != UInt8(ascii: "'") }),
+              "=+-@\t\r".utf8.contains(next) else { return text }
+        return String(text.dropFirst())
     }
 
     static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {

@@ -31,19 +31,35 @@ public enum JSONValue: Sendable, Equatable {
 
     /// Where the first string (a member's name included) longer than `limit` UTF-8 bytes sits,
     /// as a dotted path ("properties.desc", "" for the value itself); nil when there is none.
-    func firstString(longerThan limit: Int, at path: String = "") -> String? {
-        func joined(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    func firstString(longerThan limit: Int) -> String? {
+        guard let steps = stepsToString(longerThan: limit) else { return nil }
+        var path = ""
+        for step in steps.reversed() {
+            if step.hasPrefix("[") || path.isEmpty { path += step } else { path += "." + step }
+        }
+        return path
+    }
+
+    /// The steps to such a string, innermost first. Built only on a hit: a path made for every
+    /// node would copy long member names at each of millions of nodes.
+    private func stepsToString(longerThan limit: Int) -> [String]? {
         switch self {
-        case .string(let text): return text.utf8.count > limit ? path : nil
+        case .string(let text): return text.utf8.count > limit ? [] : nil
         case .array(let elements):
             for (index, element) in elements.enumerated() {
-                if let found = element.firstString(longerThan: limit, at: path + "[\(index)]") { return found }
+                if var steps = element.stepsToString(longerThan: limit) {
+                    steps.append("[\(index)]")
+                    return steps
+                }
             }
             return nil
         case .object(let object):
             for member in object.members {
-                if member.key.utf8.count > limit { return path }
-                if let found = member.value.firstString(longerThan: limit, at: joined(member.key)) { return found }
+                if member.key.utf8.count > limit { return [] }
+                if var steps = member.value.stepsToString(longerThan: limit) {
+                    steps.append(member.key)
+                    return steps
+                }
             }
             return nil
         case .null, .bool, .number: return nil

@@ -294,12 +294,16 @@ struct CSVHeader {
         case customFieldsObject
     }
 
-    /// The columns that mark a file as LeadLens's own lead export (GET /api/v1/leads/export), so
-    /// editing one in a spreadsheet and ingesting it back updates the leads it came from.
-    static let exportMarkers: Set<String> = ["id", "external_id", "custom_fields", "score", "probability", "model_version", "scored_at"]
-    /// In such a file: the store's own row id (which must not become the external id, or every
-    /// lead would be taken for a new one) and what scoring and the store compute.
-    static let exportComputed: Set<String> = ["id", "score", "probability", "model_version", "scored_at", "updated_at", "last_activity_at"]
+    /// A file with both an `id` and an `external_id` column is LeadLens's own (the API's export,
+    /// a report's leads.csv), edited in a spreadsheet and ingested back to update the leads it
+    /// came from: its `id` is the store's row id, which must not become the external id (every
+    /// lead would be taken for a new one), and it carries what the store computes.
+    static let exportMarkers: Set<String> = ["id", "external_id"]
+    /// In such a file, left out: the row id, what scoring computes, and the store's own times
+    /// (written to the second, so reading them back would move every lead's created_at).
+    static let exportComputed: Set<String> = [
+        "id", "score", "probability", "model_version", "scored_at", "created_at", "updated_at", "last_activity_at",
+    ]
 
     let labels: [String]
     let roles: [Role]

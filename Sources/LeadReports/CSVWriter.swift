@@ -193,8 +193,9 @@ extension Reports {
         case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "@"), 0x09, 0x0D: return true
         case UInt8(ascii: "-"): return !isNegativeNumber(bytes.dropFirst())
         case UInt8(ascii: "'"):
-            guard let second = bytes.dropFirst().first else { return false }
-            return second == UInt8(ascii: "=") || second == UInt8(ascii: "+") || second == UInt8(ascii: "-") || second == UInt8(ascii: "@")
+            // Apostrophes, then what a guard goes before: the same test ingest strips one by.
+            guard let next = bytes.first(where: { $0 != UInt8(ascii: "'") }) else { return false }
+            return "=+-@\t\r".utf8.contains(next)
         default: return false
         }
     }

@@ -340,6 +340,7 @@ struct ListAndStatsTests {
             let edited = exported.replacingOccurrences(of: ",rt@example.com,", with: ",RT@example.com,")
             let reimport = try await client.call(.post, "/api/v1/leads/import", key: api.writer, raw: edited, contentType: "text/csv")
             #expect(reimport.data["leads_created"] as? Int == 0, "\(reimport.json)")
+            #expect(reimport.data["leads_updated"] as? Int == 0, "an unedited export changes nothing: \(reimport.json)")
             #expect(reimport.data["rejected"] as? Int == 0, "\(reimport.json)")
             let after = try await roundTripLead()
             #expect(after["id"] as? Int == before["id"] as? Int && after["external_id"] as? String == "RT1")

@@ -208,7 +208,7 @@ struct CSVTests {
         let csv = try directory.write("export.csv", Data("""
             id,phone,company,first_name,Plan
             L1,'+1-555-0100,'=SUM(1),'@home,'-2+3
-            L2,+1 555 0101,O'Brien & Co,'quoted',''=kept
+            L2,+1 555 0101,O'Brien & Co,'quoted','''=kept
             """.utf8))
         _ = try ingest(store, csv)
         let rows = try store.reader.read { db in
@@ -218,7 +218,7 @@ struct CSVTests {
                 """).map { row in (0..<5).map { row[$0] as String? } }
         }
         #expect(rows == [["L1", "+1-555-0100", "=SUM(1)", "@home", "-2+3"],
-                         ["L2", "+1 555 0101", "O'Brien & Co", "'quoted'", "'=kept"]])
+                         ["L2", "+1 555 0101", "O'Brien & Co", "'quoted'", "''=kept"]])
         // Only CSV carries the guard: a JSON value is stored as sent.
         let json = try directory.write("identify.ndjson", #"{"type":"identify","userId":"J1","traits":{"company":"'=SUM(1)"}}"#)
         _ = try ingest(store, json)

@@ -563,9 +563,11 @@ struct AnonymousLinkingTests {
         var options = Ingest.Options()
         options.batchSize = batchSize
         let files = [
-            try directory.write("a.csv", "E-mail,First Name\nx@q.test,Ann\nother@q.test,Bob\n"),
-            try directory.write("b.ndjson", #"{"type":"track","event":"Demo Requested","userId":"EXT9","messageId":"m1","timestamp":"2026-02-01T10:00:00Z"}"#),
-            try directory.write("c.csv", "Lead ID,E-mail\nEXT9,X@q.test\n"),
+            try directory.write("a.csv", "E-mail,First Name,Status\nx@q.test,Ann,\nother@q.test,Bob,\nworked@q.test,Cy,qualified\n"),
+            try directory.write("b.ndjson", #"{"type":"track","event":"Demo Requested","userId":"EXT9","messageId":"m1","timestamp":"2026-02-01T10:00:00Z"}"#
+                                + "\n" + #"{"type":"track","event":"Demo Requested","userId":"EXT8","messageId":"m2","timestamp":"2026-02-01T10:00:00Z"}"#),
+            // A lead sales already works (qualified) keeps its id and status: not merged away.
+            try directory.write("c.csv", "Lead ID,E-mail\nEXT9,X@q.test\nEXT8,worked@q.test\n"),
         ]
         for file in files { _ = try ingest(store, file, options: options) }
         for file in files {
@@ -573,9 +575,10 @@ struct AnonymousLinkingTests {
             #expect(again.counts.leadsCreated == 0 && again.counts.eventsAdded == 0, "\(again.counts)")
         }
         try store.reader.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT external_id, email, first_name FROM leads ORDER BY email")
+            let rows = try Row.fetchAll(db, sql: "SELECT external_id, email, first_name FROM leads ORDER BY email, id")
                 .map { [$0[0] as String?, $0[1] as String?, $0[2] as String?] }
-            #expect(rows == [[nil, "other@q.test", "Bob"], ["EXT9", "x@q.test", "Ann"]])
+            #expect(rows == [[nil, "other@q.test", "Bob"], [nil, "worked@q.test", "Cy"], ["EXT8", "worked@q.test", nil],
+                             ["EXT9", "x@q.test", "Ann"]])
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events e JOIN leads l ON l.id = e.lead_id WHERE l.external_id = 'EXT9'") == 1)
             #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
             #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))

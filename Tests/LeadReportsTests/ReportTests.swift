@@ -232,5 +232,6 @@ struct ReportTests {
         #expect(CSVWriter.text("+14155550123") == "'+14155550123", "Excel would show 1.4E+10")
         // An apostrophe already there is doubled, so dropping one on re-import is exact.
         #expect(CSVWriter.text("'=x") == "''=x" && CSVWriter.text("it's") == "it's" && CSVWriter.text("'quoted'") == "'quoted'")
+        #expect(CSVWriter.text("''=x") == "'''=x" && CSVWriter.text("'-5") == "''-5" && CSVWriter.text("'") == "'")
     }
 }
