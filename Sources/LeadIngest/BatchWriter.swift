@@ -231,7 +231,7 @@ final class BatchWriter {
                 leadID = existing
                 changed = try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db)
             } else {
-                leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.firstSeen, db: db)
+                leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.sentAt, db: db)
                 created = true
             }
             if !writer.mergedByRecord.isEmpty {
@@ -493,8 +493,8 @@ final class BatchWriter {
     func create(_ patch: Ingest.LeadPatch, firstSeen: Int64?, db: Database) throws -> Int64 {
         let insert = try RawStatement(db, sql: """
             INSERT INTO leads (external_id, email, phone, phone_digits, anonymous_id, first_name, last_name,
-                               company, source, status, assigned_to, notes, value, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               company, source, status, assigned_to, notes, value, created_at, updated_at, traits_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         let fields = patch.fields
         insert.bind(1, patch.identity.externalID)
@@ -513,6 +513,7 @@ final class BatchWriter {
         insert.bind(13, patch.value)
         insert.bind(14, patch.createdAt ?? firstSeen ?? now)
         insert.bind(15, now)
+        insert.bind(16, patch.sentAt)
         try insert.run()
         let id = db.lastInsertedRowID
         remember(id, stored: patch.identity)
@@ -535,12 +536,15 @@ final class BatchWriter {
             || (identity.email != nil && matchedBy != .email)
             || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
             || (identity.anonymousID != nil && matchedBy != .anonymousID)
+            || patch.sentAt != nil  // a dated message: whether it is older than the lead's fields decides
         let setsSource = patch.sourceFallback != nil && !leadsWithSource.contains(leadID)
         var rowChanged = false
         /// An anonymous id this record gives the lead for the first time (an identify or alias).
         var linkedAnonymousID: String?
         /// An email this record gives a lead that has an external id.
         var linkedEmail: String?
+        /// The record is an identify (group, alias) older than the newest applied to the lead.
+        var isOlder = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -554,7 +558,7 @@ final class BatchWriter {
         } else if setsFields || setsSource {
             let select = try db.cachedStatement(sql: """
                 SELECT external_id, email, phone, phone_digits, anonymous_id, first_name, last_name, company,
-                       source, status, assigned_to, notes, value, created_at
+                       source, status, assigned_to, notes, value, created_at, traits_at
                 FROM leads WHERE id = ?
                 """)
             guard let row = try Row.fetchOne(select, arguments: [leadID]) else { return false }
@@ -564,6 +568,9 @@ final class BatchWriter {
                 assignments.append("\(column) = ?")
                 arguments.append(value)
             }
+            // A message older than the newest one applied to the lead only fills blanks.
+            let appliedAt: Int64? = row["traits_at"]
+            isOlder = patch.sentAt.map { sent in appliedAt.map { sent < $0 } ?? false } ?? false
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,
@@ -576,6 +583,7 @@ final class BatchWriter {
             }
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
+                if isOlder && row[column] as String? != nil { continue }
                 set(column, value)
                 // The timeline shows who moved a lead, whether by the API or an import.
                 if field == .status || field == .assignedTo {
@@ -602,21 +610,26 @@ final class BatchWriter {
                 let notes = Self.appending(patch.appendedNotes, to: base)
                 if notes != row["notes"] as String? { set("notes", notes) }
             }
-            if let value = patch.value, row["value"] as Double? != value { set("value", value) }
-            if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt { set("created_at", createdAt) }
+            if let value = patch.value, row["value"] as Double? != value, !(isOlder && (row["value"] as Double?) != nil) { set("value", value) }
+            if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt, !isOlder { set("created_at", createdAt) }
+            // The newest message applied moves on; alone it is bookkeeping, not a change to the lead.
+            let movesAppliedAt = patch.sentAt.map { sent in appliedAt.map { sent > $0 } ?? true } ?? false
             if !assignments.isEmpty {
                 set("updated_at", now)
+                if movesAppliedAt { set("traits_at", patch.sentAt) }
                 arguments.append(leadID)
                 // Few column combinations recur, so the statement cache keeps this prepared.
                 try db.cachedStatement(sql: "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE id = ?")
                     .execute(arguments: StatementArguments(arguments))
                 rowChanged = true
+            } else if movesAppliedAt, let sentAt = patch.sentAt {
+                try db.cachedStatement(sql: "UPDATE leads SET traits_at = ? WHERE id = ?").execute(arguments: [sentAt, leadID])
             }
             remember(leadID, stored: stored)
         }
         if let linkedAnonymousID { try mergeUnidentifiedLeads(holding: "anonymous_id", linkedAnonymousID, into: leadID, db: db) }
         if let linkedEmail { try mergeUnidentifiedLeads(holding: "email", linkedEmail, into: leadID, untouchedOnly: true, db: db) }
-        let customChanged = try applyCustomValues(patch.custom, leadID: leadID, db: db)
+        let customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
@@ -667,9 +680,12 @@ final class BatchWriter {
     }
 
     @discardableResult
-    private func applyCustomValues(_ values: [Ingest.CustomValue], leadID: Int64, db: Database) throws -> Bool {
+    /// `fillOnly`: set only the fields the lead has no value for (an older message's).
+    private func applyCustomValues(_ values: [Ingest.CustomValue], leadID: Int64, fillOnly: Bool = false, db: Database) throws -> Bool {
         guard !values.isEmpty else { return false }
-        let upsert = try RawStatement(db, sql: """
+        let upsert = try RawStatement(db, sql: fillOnly ? """
+            INSERT OR IGNORE INTO lead_custom_values (lead_id, field_id, value, number) VALUES (?, ?, ?, ?)
+            """ : """
             INSERT INTO lead_custom_values (lead_id, field_id, value, number) VALUES (?, ?, ?, ?)
             ON CONFLICT (lead_id, field_id) DO UPDATE SET value = excluded.value, number = excluded.number
             WHERE value IS NOT excluded.value

@@ -53,10 +53,12 @@ extension Ingest {
         public var appendedNotes: [String] = []
         /// utm source from context.campaign: sets the lead's source only when it has none.
         public var sourceFallback: String?
-        /// When the message carrying it was sent (an identify's timestamp): the creation time of
-        /// a lead it creates without a `createdAt` of its own, so a backfill of old identifies
-        /// does not date every lead to the day it ran. An event's time serves the same way.
-        public var firstSeen: Int64?
+        /// When the identify, group or alias carrying it was sent. It dates a lead it creates
+        /// without a `createdAt` of its own (a backfill of old identifies must not date every
+        /// lead to the day it ran; an event's time serves the same way), and it orders field
+        /// updates: a message older than the newest one applied to the lead (`traits_at`) only
+        /// fills blanks, so replaying an old identify does not undo a newer one.
+        public var sentAt: Int64?
 
         public init() {}
     }

@@ -61,7 +61,7 @@ struct SegmentMapper {
 
         if type == "identify" || type == "group" || type == "alias" {
             // No event to date the lead by: the message's own time, when it has a readable one.
-            lead.patch.firstSeen = try? messageTime(message)
+            lead.patch.sentAt = try? messageTime(message)
         }
         switch type {
         case "identify":

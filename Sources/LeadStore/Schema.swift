@@ -14,6 +14,7 @@ public enum Schema {
         migrator.registerMigration("v7-deferred-indexes", migrate: createDeferredIndexes)
         migrator.registerMigration("v8-one-score-index", migrate: oneScoreIndex)
         migrator.registerMigration("v9-lead-ids-never-reused", migrate: neverReuseLeadIDs)
+        migrator.registerMigration("v10-traits-time", migrate: traitsTime)
         return migrator
     }
 
@@ -287,6 +288,14 @@ public enum Schema {
             ALTER TABLE leads_v9 RENAME TO leads;
             """)
         for sql in indexes { try db.execute(sql: sql) }
+    }
+
+    /// When the newest identify (group, alias) applied to a lead was sent. Pipelines replay and
+    /// backfill out of order: an older message only fills blanks, so replaying last month's
+    /// identify no longer puts back the title a newer one replaced. NULL: no dated message yet
+    /// (a CSV row or a form carries no time of its own). Adding a column rewrites no row.
+    static func traitsTime(_ db: Database) throws {
+        try db.execute(sql: "ALTER TABLE leads ADD COLUMN traits_at INTEGER")
     }
 
     /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see

@@ -630,6 +630,34 @@ struct LongLivedIngesterTests {
         #expect(rows == [["L1", "1767225600000", "1767484800000"], ["L2", "1767484800000", "1767484800000"]])
     }
 
+    @Test("an older identify replayed after a newer one fills blanks only, and resending it changes nothing")
+    func olderIdentifyFillsBlanksOnly() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let newer = #"{"type":"identify","userId":"u-9","messageId":"idn-2","traits":{"title":"CTO","plan":"pro","company":"New Co"},"timestamp":"2026-12-03T00:00:00Z"}"#
+        let older = #"{"type":"identify","userId":"u-9","messageId":"idn-1","traits":{"title":"Intern","plan":"free","company":"Old Co","phone":"+1 555 0100"},"timestamp":"2026-12-01T00:00:00Z"}"#
+        _ = try ingest(store, try directory.write("newer.ndjson", newer))
+        let replay = try ingest(store, try directory.write("older.ndjson", older))
+        #expect(replay.counts.leadsUpdated == 1, "the blank phone is filled")
+        func lead() throws -> [String?] {
+            try store.reader.read { db in
+                let row = try #require(try Row.fetchOne(db, sql: "SELECT id, company, phone FROM leads WHERE external_id = 'u-9'"))
+                let custom = try Row.fetchAll(db, sql: """
+                    SELECT f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id
+                    WHERE v.lead_id = ? ORDER BY f.label
+                    """, arguments: [row["id"] as Int64]).map { "\($0[0] as String)=\($0[1] as String)" }
+                return [row["company"], row["phone"]] + custom
+            }
+        }
+        #expect(try lead() == ["New Co", "+1 555 0100", "plan=pro", "title=CTO"])
+        let again = try ingest(store, try directory.write("older-again.ndjson", older))
+        #expect(again.counts.leadsUpdated == 0 && again.counts.leadsUnchanged == 1, "\(again.counts)")
+        // A newer one still wins.
+        let newest = #"{"type":"identify","userId":"u-9","traits":{"title":"VP"},"timestamp":"2026-12-05T00:00:00Z"}"#
+        _ = try ingest(store, try directory.write("newest.ndjson", newest))
+        #expect(try lead() == ["New Co", "+1 555 0100", "plan=pro", "title=VP"])
+    }
+
     @Test("a lead an identify creates is dated by the message, as one a track creates is; later messages do not move it")
     func identifyDatesTheLeadItCreates() throws {
         let directory = try TemporaryDirectory()
