@@ -511,7 +511,7 @@ final class BatchWriter {
         insert.bind(11, fields[.assignedTo])
         insert.bind(12, Self.appending(patch.appendedNotes, to: fields[.notes]))
         insert.bind(13, patch.value)
-        insert.bind(14, patch.createdAt ?? firstSeen ?? now)
+        insert.bind(14, patch.createdAt ?? patch.createdAtIfNew ?? firstSeen ?? now)
         insert.bind(15, now)
         insert.bind(16, patch.sentAt)
         try insert.run()
@@ -568,9 +568,10 @@ final class BatchWriter {
                 assignments.append("\(column) = ?")
                 arguments.append(value)
             }
-            // A message older than the newest one applied to the lead only fills blanks.
+            // A message no newer than the newest one applied to the lead only fills blanks: a
+            // replay, or another message of the same instant, never flips what was applied.
             let appliedAt: Int64? = row["traits_at"]
-            isOlder = patch.sentAt.map { sent in appliedAt.map { sent < $0 } ?? false } ?? false
+            isOlder = patch.sentAt.map { sent in appliedAt.map { sent <= $0 } ?? false } ?? false
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,

@@ -292,18 +292,24 @@ struct CSVHeader {
         case skipped
         /// LeadLens's export `custom_fields`: a JSON object, one custom field per member.
         case customFieldsObject
+        /// LeadLens's export `created_at`: the creation time of a lead the file creates.
+        case createdAtIfNew
     }
 
     /// A file with both an `id` and an `external_id` column is LeadLens's own (the API's export,
     /// a report's leads.csv), edited in a spreadsheet and ingested back to update the leads it
     /// came from: its `id` is the store's row id, which must not become the external id (every
     /// lead would be taken for a new one), and it carries what the store computes.
-    static let exportMarkers: Set<String> = ["id", "external_id"]
-    /// In such a file, left out: the row id, what scoring computes, and the store's own times
-    /// (written to the second, so reading them back would move every lead's created_at).
-    static let exportComputed: Set<String> = [
-        "id", "score", "probability", "model_version", "scored_at", "created_at", "updated_at", "last_activity_at",
-    ]
+    /// Compared by ``FieldName/normalize(_:)``, as every header is ("ID", "External ID").
+    static let exportMarkers: Set<String> = Set(["id", "external_id"].map(FieldName.normalize))
+    /// In such a file, left out: the row id, what scoring computes, and the store's own times.
+    /// Its created_at dates only a lead the file creates (`createdAtIfNew`): written to the
+    /// second, it would otherwise move every existing lead's by a fraction.
+    static let exportComputed: Set<String> = Set([
+        "id", "score", "probability", "model_version", "scored_at", "updated_at", "last_activity_at",
+    ].map(FieldName.normalize))
+    static let exportCreatedAt = FieldName.normalize("created_at")
+    static let exportCustomFields = FieldName.normalize("custom_fields")
 
     let labels: [String]
     let roles: [Role]
@@ -324,10 +330,12 @@ struct CSVHeader {
             }
             return candidate
         }
-        let isExport = Set(self.labels).isSuperset(of: Self.exportMarkers)
+        let normalized = self.labels.map(FieldName.normalize)
+        let isExport = Set(normalized).isSuperset(of: Self.exportMarkers)
         roles = self.labels.enumerated().map { index, label in
-            if isExport && Self.exportComputed.contains(label) { return .skipped }
-            if isExport && label == "custom_fields" { return .customFieldsObject }
+            if isExport && Self.exportComputed.contains(normalized[index]) { return .skipped }
+            if isExport && normalized[index] == Self.exportCustomFields { return .customFieldsObject }
+            if isExport && normalized[index] == Self.exportCreatedAt { return .createdAtIfNew }
             guard !label.isEmpty else { return .custom(unique("column \(index + 1)", column: index + 1)) }
             if let field = FieldName.knownField(label) {
                 // Tags add up, so every tags column contributes as it is.
@@ -348,7 +356,7 @@ struct CSVHeader {
         guard index < roles.count else { return nil }
         switch roles[index] {
         case .custom(let made): return labels[index].isEmpty ? made : labels[index]
-        case .label, .alternate, .skipped, .customFieldsObject: return labels[index]
+        case .label, .alternate, .skipped, .customFieldsObject, .createdAtIfNew: return labels[index]
         }
     }
 
@@ -379,6 +387,13 @@ struct CSVHeader {
                 continue
             case .customFieldsObject:
                 try Self.setCustomFields(value, line: row.line, into: &builder)
+            case .createdAtIfNew:
+                let text = value.trimmingWhitespace()
+                guard !text.isEmpty else { continue }
+                guard let millis = Timestamp.parse(text) else {
+                    throw IngestError(.badTimestamp, line: row.line, field: labels[index], reason: "unparsable timestamp, or one outside 1900–2199")
+                }
+                builder.patch.createdAtIfNew = millis
             }
         }
         let patch = builder.build()

@@ -59,6 +59,10 @@ extension Ingest {
         /// updates: a message older than the newest one applied to the lead (`traits_at`) only
         /// fills blanks, so replaying an old identify does not undo a newer one.
         public var sentAt: Int64?
+        /// A creation time to use only if this patch creates the lead: an export's created_at,
+        /// written to the second, must not move an existing lead's (a re-import would move
+        /// every one) but must date the lead it makes in another store.
+        public var createdAtIfNew: Int64?
 
         public init() {}
     }

@@ -68,7 +68,8 @@ public struct LeadFilter: Sendable, Hashable {
         case nil: break
         }
         if let search, !search.isEmpty {
-            let columns = ["first_name", "last_name", "email", "phone", "company"]
+            // The full name too, so "ada lovelace" finds Ada Lovelace.
+            let columns = ["first_name", "last_name", "(first_name || ' ' || last_name)", "email", "phone", "company"]
             if search.utf8.allSatisfy({ $0 < 0x80 }) {
                 let pattern = "%" + Self.escapeLike(search) + "%"
                 conditions.append("(" + columns.map { "\($0) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ") + ")")

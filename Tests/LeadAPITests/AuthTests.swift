@@ -48,6 +48,8 @@ struct AuthTests {
             let taken = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "admin", "scopes": ["read"]])
             #expect(taken.status == .conflict && taken.fieldErrors["name"] != nil)
             // A misspelt setting is named, not replaced by its default (1000/h here).
+            let numeric = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "1", "scopes": ["read"]])
+            #expect(numeric.status == .unprocessableContent && numeric.fieldErrors["name"] != nil, "revoke 1 would take key id 1")
             let typo = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "t2", "scopes": ["read"], "ratee": "1/s"])
             #expect(typo.status == .unprocessableContent && typo.fieldErrors["ratee"] != nil)
             let rescoreTypo = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin, json: ["id": [1]])

@@ -38,6 +38,8 @@ struct ListAndStatsTests {
             #expect(try await found("b_x") == [ids["bob"]!])
             #expect(try await found("5550") == [], "phone text as stored, not digits")
             #expect(try await found("555 0100") == [ids["bob"]!])
+            #expect(try await found("zoë müller") == [ids["zoe"]!], "the full name")
+            #expect(try await found("ZOË MÜL") == [ids["zoe"]!])
             // A space sent as "+", as forms, URLSearchParams and urlencode send it; "%2B" is a plus.
             let plus = try await client.call(.get, "/api/v1/leads?search=555+0100", key: api.reader)
             #expect(plus.list.compactMap { $0["id"] as? Int } == [ids["bob"]!])

@@ -226,6 +226,32 @@ struct CSVTests {
         #expect(company == "'=SUM(1)")
     }
 
+    @Test("A file with id and external_id is LeadLens's own, however its headers are spelled; its created_at dates only new leads")
+    func ownExportHeadersNormalized() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("export.csv", Data("""
+            ID,External ID,First Name,Score,Model Version,Created At,Custom Fields
+            301,,Ann,88,default-v0,2025-01-02T03:04:05Z,"{""Plan"":""gold""}"
+            302,X2,Bob,12,default-v0,2025-02-03T00:00:00Z,{}
+            """.utf8))
+        let first = try ingest(store, file)
+        #expect(first.counts.leadsCreated == 1 && first.counts.rejected == 1, "301 has no identity once its row id is left out")
+        func bob() throws -> Row? { try store.reader.read { try Row.fetchOne($0, sql: "SELECT external_id, created_at FROM leads") } }
+        #expect(try bob()?["external_id"] as String? == "X2")
+        #expect(try bob()?["created_at"] as Int64? == Timestamp.parse("2025-02-03T00:00:00Z"))
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM lead_custom_values") } == 0,
+                "no computed column became a custom field")
+        // Read again with another created_at (the export writes seconds): the lead's stays.
+        let moved = try directory.write("moved.csv", Data("""
+            id,external_id,first_name,created_at
+            302,X2,Bob,2025-02-03T00:00:09Z
+            """.utf8))
+        let second = try ingest(store, moved)
+        #expect(second.counts.leadsUpdated == 0 && second.counts.leadsUnchanged == 1)
+        #expect(try bob()?["created_at"] as Int64? == Timestamp.parse("2025-02-03T00:00:00Z"))
+    }
+
     @Test("A placeholder phone (one digit repeated) matches nobody: two leads stay two")
     func placeholderPhonesDoNotMerge() throws {
         let directory = try TemporaryDirectory()

@@ -652,6 +652,10 @@ struct LongLivedIngesterTests {
         #expect(try lead() == ["New Co", "+1 555 0100", "plan=pro", "title=CTO"])
         let again = try ingest(store, try directory.write("older-again.ndjson", older))
         #expect(again.counts.leadsUpdated == 0 && again.counts.leadsUnchanged == 1, "\(again.counts)")
+        // Another message of the same instant does not flip what was applied either.
+        let sameInstant = #"{"type":"identify","userId":"u-9","traits":{"title":"Founder"},"timestamp":"2026-12-03T00:00:00Z"}"#
+        let tie = try ingest(store, try directory.write("same.ndjson", sameInstant))
+        #expect(tie.counts.leadsUpdated == 0)
         // A newer one still wins.
         let newest = #"{"type":"identify","userId":"u-9","traits":{"title":"VP"},"timestamp":"2026-12-05T00:00:00Z"}"#
         _ = try ingest(store, try directory.write("newest.ndjson", newest))

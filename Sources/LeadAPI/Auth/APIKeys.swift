@@ -88,6 +88,13 @@ public enum APIKeys {
         public let ids: [Int64]
     }
 
+    /// A name of digits alone would be taken for an id by `keys revoke`, which would then revoke
+    /// another key: such names are refused.
+    public static func isNumericName(_ name: String) -> Bool {
+        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        return !trimmed.isEmpty && trimmed.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
     /// Creates a key and returns it with its record. The key is shown once: only its hash is kept.
     public static func create(name: String, scopes: Set<Scope>, rateLimit: RateLimit = .default, in db: Database) throws -> (key: String, record: APIKey) {
         let name = name.trimmingCharacters(in: .whitespaces)  // "dash " and "dash" are one name
