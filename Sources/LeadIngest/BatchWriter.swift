@@ -543,7 +543,7 @@ final class BatchWriter {
         var linkedAnonymousID: String?
         /// An email this record gives a lead that has an external id.
         var linkedEmail: String?
-        /// The record is an identify (group, alias) older than the newest applied to the lead.
+        /// The record is an identify (group, alias) no newer than the newest applied to the lead.
         var isOlder = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,

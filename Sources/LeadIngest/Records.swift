@@ -56,7 +56,7 @@ extension Ingest {
         /// When the identify, group or alias carrying it was sent. It dates a lead it creates
         /// without a `createdAt` of its own (a backfill of old identifies must not date every
         /// lead to the day it ran; an event's time serves the same way), and it orders field
-        /// updates: a message older than the newest one applied to the lead (`traits_at`) only
+        /// updates: a message no newer than the newest one applied to the lead (`traits_at`) only
         /// fills blanks, so replaying an old identify does not undo a newer one.
         public var sentAt: Int64?
         /// A creation time to use only if this patch creates the lead: an export's created_at,

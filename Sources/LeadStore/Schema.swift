@@ -291,7 +291,7 @@ public enum Schema {
     }
 
     /// When the newest identify (group, alias) applied to a lead was sent. Pipelines replay and
-    /// backfill out of order: an older message only fills blanks, so replaying last month's
+    /// backfill out of order: a message no newer than it only fills blanks, so replaying last month's
     /// identify no longer puts back the title a newer one replaced. NULL: no dated message yet
     /// (a CSV row or a form carries no time of its own). Adding a column rewrites no row.
     static func traitsTime(_ db: Database) throws {
