@@ -614,7 +614,7 @@ final class BatchWriter {
             if let value = patch.value, row["value"] as Double? != value, !(isOlder && (row["value"] as Double?) != nil) { set("value", value) }
             if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt, !isOlder { set("created_at", createdAt) }
             // The newest message applied moves on; alone it is bookkeeping, not a change to the lead.
-            let movesAppliedAt = patch.sentAt.map { sent in appliedAt.map { sent > $0 } ?? true } ?? false
+            let movesAppliedAt = patch.sentAt != nil && !isOlder
             if !assignments.isEmpty {
                 set("updated_at", now)
                 if movesAppliedAt { set("traits_at", patch.sentAt) }

@@ -41,7 +41,7 @@ struct LeadPatchBuilder {
             patch.value = number
         case .createdAt:
             guard let millis = Timestamp.parse(text) else {
-                throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199")
+                throw IngestError.unreadableTime(line: line, field: key)
             }
             patch.createdAt = millis
         case .tags:
@@ -160,17 +160,6 @@ struct LeadPatchBuilder {
 
     /// SQLite text through GRDB ends at a NUL byte, so a value holding one would be stored cut
     /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
-    /// A spreadsheet-safe CSV export (ours, or any following OWASP) writes `'=…`, `'+1 555…`:
-    /// the apostrophe before a formula character is the guard, not part of the value. (Ours
-    /// adds one more to a value that itself starts with apostrophes before one, so stripping
-    /// one is exact.)
-    static func withoutFormulaGuard(_ text: String) -> String {
-        // Apostrophes, then =, +, -, @, tab or CR: the export added the first of them.
-        guard text.utf8.first == UInt8(ascii: "'"), let next = text.utf8.first(where: { $0 != UInt8(ascii: "'") }),
-              "=+-@\t\r".utf8.contains(next) else { return text }
-        return String(text.dropFirst())
-    }
-
     static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {
         if text.utf8.contains(0) {
             throw IngestError(.wrongType, line: line, field: field, reason: "contains a NUL character")

@@ -369,7 +369,9 @@ struct CSVHeader {
         }
         var builder = LeadPatchBuilder(line: row.line)
         for (index, field) in row.fields.enumerated() {
-            let value = LeadPatchBuilder.withoutFormulaGuard(field)
+            // A spreadsheet-safe export (ours, or any following OWASP) writes '=…, '+1 555…:
+            // the apostrophe is the guard, not part of the value.
+            let value = FormulaGuard.removed(from: field)
             switch roles[index] {
             case .label(let label):
                 try builder.set(key: label, text: value)
@@ -391,7 +393,7 @@ struct CSVHeader {
                 let text = value.trimmingWhitespace()
                 guard !text.isEmpty else { continue }
                 guard let millis = Timestamp.parse(text) else {
-                    throw IngestError(.badTimestamp, line: row.line, field: labels[index], reason: "unparsable timestamp, or one outside 1900–2199")
+                    throw IngestError.unreadableTime(line: row.line, field: labels[index])
                 }
                 builder.patch.createdAtIfNew = millis
             }

@@ -161,3 +161,10 @@ extension String {
 extension Substring {
     func trimmingWhitespace() -> String { String(self).trimmingWhitespace() }
 }
+
+extension IngestError {
+    /// A time that does not parse, or falls outside the years ingest takes.
+    static func unreadableTime(line: Int, field: String?) -> IngestError {
+        IngestError(.badTimestamp, line: line, field: field, reason: "unparsable timestamp, or one outside 1900–2199")
+    }
+}

@@ -144,7 +144,7 @@ struct SegmentMapper {
             case .number(let number): time = Timestamp.fromNumber(number)
             default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
             }
-            guard let time else { throw IngestError(.badTimestamp, line: line, field: key, reason: "unparsable timestamp, or one outside 1900–2199") }
+            guard let time else { throw IngestError.unreadableTime(line: line, field: key) }
             return time
         }
         return nil

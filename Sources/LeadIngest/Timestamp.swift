@@ -88,7 +88,7 @@ public enum Timestamp {
 
     /// 2200-01-01 in epoch seconds: later epoch numbers are typing errors, not times.
     static let latestEpochSeconds = 7_258_118_400.0
-    static let latestMillis: Int64 = 7_258_118_400_000
+    static let latestMillis = Int64(latestEpochSeconds) * 1000
     /// 1900-01-01: the earliest written date ingest takes.
     static let earliestMillis: Int64 = -2_208_988_800_000
 

@@ -69,7 +69,7 @@ final class CSVWriter {
         guard let bytes, let first = bytes.first else { return }
         let needsQuotes = bytes.contains { $0 == Self.comma || $0 == Self.quote || $0 == Self.cr || $0 == Self.lf }
         if needsQuotes { buffer.append(Self.quote) }
-        if guardFormula && Reports.needsFormulaGuard(bytes) { buffer.append(UInt8(ascii: "'")) }
+        if guardFormula && FormulaGuard.isNeeded(bytes) { buffer.append(UInt8(ascii: "'")) }
         if needsQuotes {
             for byte in bytes {
                 if byte == Self.quote { buffer.append(byte) }
@@ -176,41 +176,9 @@ final class CSVWriter {
 }
 
 extension Reports {
-    /// `value` made safe to open in a spreadsheet (see ``needsFormulaGuard(_:)``).
+    /// `value` made safe to open in a spreadsheet (see ``FormulaGuard/isNeeded(_:)``).
     public static func spreadsheetSafe(_ value: String) -> String {
-        needsFormulaGuard(value.utf8) ? "'" + value : value
-    }
-
-    /// Whether text needs a leading apostrophe: one starting with =, +, -, @, tab or CR would be
-    /// read as a formula (CSV injection, as OWASP describes it). A negative number ("-12.5") is
-    /// left as it is, since a spreadsheet reads it as that number; anything starting with "+"
-    /// is guarded, phone numbers included (Excel computes "+1-555-1234" as -5788 and shows
-    /// "+14155550123" as 1.4E+10). Text that already starts with an apostrophe before one of
-    /// those gets a second, so the one `leadlens ingest` drops leaves it exact.
-    static func needsFormulaGuard(_ bytes: some Collection<UInt8>) -> Bool {
-        guard let first = bytes.first else { return false }
-        switch first {
-        case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "@"), 0x09, 0x0D: return true
-        case UInt8(ascii: "-"): return !isNegativeNumber(bytes.dropFirst())
-        case UInt8(ascii: "'"):
-            // Apostrophes, then what a guard goes before: the same test ingest strips one by.
-            guard let next = bytes.first(where: { $0 != UInt8(ascii: "'") }) else { return false }
-            return "=+-@\t\r".utf8.contains(next)
-        default: return false
-        }
-    }
-
-    /// Digits with at most one decimal point among them: what follows the sign of a number.
-    private static func isNegativeNumber(_ digits: some Collection<UInt8>) -> Bool {
-        var count = 0, points = 0
-        for byte in digits {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): count += 1
-            case UInt8(ascii: "."): points += 1
-            default: return false
-            }
-        }
-        return count > 0 && points <= 1
+        FormulaGuard.isNeeded(value.utf8) ? "'" + value : value
     }
 
     /// yyyy-MM-ddTHH:mm:ss.SSSZ of unix ms, without a formatter per call.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The lead fields LeadLens knows by name, and the one normalization rule that maps a CSV header,
 /// a Segment trait or a JSON key onto them. Ingestion, scoring specs and the API all match field
 /// names through ``FieldName``, so "First Name", "first_name" and "firstName" mean the same thing
@@ -126,5 +128,60 @@ public enum NumberText {
         }
         guard let value = Double(plain), value.isFinite else { return nil }
         return value
+    }
+}
+
+/// The spreadsheet formula guard (CSV injection, as OWASP describes it): one rule for the CSVs
+/// LeadLens writes and for the CSV it reads back, so an export ingests as the values it holds.
+public enum FormulaGuard {
+    /// What a spreadsheet starts a formula with.
+    static let formulaStarts = Array("=+-@\t\r".utf8)
+
+    /// Whether text needs a leading apostrophe: one starting with =, +, -, @, tab or CR would be
+    /// read as a formula. A negative number ("-12.5") is left as it is, since a spreadsheet reads
+    /// it as that number; anything starting with "+" is guarded, phone numbers included (Excel
+    /// computes "+1-555-1234" as -5788 and shows "+14155550123" as 1.4E+10). Text whose
+    /// apostrophes come before one of those gets one more, so ``removed(from:)`` is exact.
+    public static func isNeeded(_ bytes: some Collection<UInt8>) -> Bool {
+        guard let first = bytes.first else { return false }
+        switch first {
+        case UInt8(ascii: "-"): return !isNegativeNumber(bytes.dropFirst())
+        case UInt8(ascii: "'"): return startsFormulaAfterApostrophes(bytes)
+        default: return formulaStarts.contains(first)
+        }
+    }
+
+    /// `text` with the apostrophe a guarded export put before it removed: apostrophes, then a
+    /// formula character, lose the first one.
+    public static func removed(from text: String) -> String {
+        text.utf8.first == UInt8(ascii: "'") && startsFormulaAfterApostrophes(text.utf8) ? String(text.dropFirst()) : text
+    }
+
+    private static func startsFormulaAfterApostrophes(_ bytes: some Collection<UInt8>) -> Bool {
+        guard let next = bytes.first(where: { $0 != UInt8(ascii: "'") }) else { return false }
+        return formulaStarts.contains(next)
+    }
+
+    /// Digits with at most one decimal point among them: what follows the sign of a number.
+    private static func isNegativeNumber(_ digits: some Collection<UInt8>) -> Bool {
+        var count = 0, points = 0
+        for byte in digits {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): count += 1
+            case UInt8(ascii: "."): points += 1
+            default: return false
+            }
+        }
+        return count > 0 && points <= 1
+    }
+}
+
+/// JSON as Foundation's JSONSerialization reads it.
+public enum JSONNumbers {
+    /// Whether a parsed value is `true` or `false`. Not `value is Bool`: on Linux the numbers 0
+    /// and 1 pass that test too, so `"value": 1` was refused as a boolean.
+    public static func isBool(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        return String(cString: number.objCType) == "c"
     }
 }

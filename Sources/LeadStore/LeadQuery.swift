@@ -241,9 +241,8 @@ public struct LeadCursor: Sendable, Hashable {
 
     /// A JSON integer that fits Int64; nil for anything else (a string, null, 1.5, 1e30, true).
     private static func integer(_ value: Any) -> Int64? {
-        guard let number = value as? NSNumber else { return nil }
+        guard let number = value as? NSNumber, !JSONNumbers.isBool(value) else { return nil }
         switch String(cString: number.objCType) {
-        case "c": return nil  // a JSON boolean
         case "d", "f":
             let double = number.doubleValue
             guard double == double.rounded(), abs(double) < 9.2e18 else { return nil }

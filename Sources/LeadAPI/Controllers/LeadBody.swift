@@ -50,13 +50,6 @@ enum LeadBody {
                        errors: Dictionary(uniqueKeysWithValues: unknown.map { ($0, ["is not a field of this request"]) }))
     }
 
-    /// Whether JSONSerialization read `true` or `false`. Not `value is Bool`: on Linux the
-    /// numbers 0 and 1 pass that test too, so `"value": 1` was refused as a boolean.
-    static func isJSONBool(_ value: Any) -> Bool {
-        guard let number = value as? NSNumber else { return false }
-        return String(cString: number.objCType) == "c"
-    }
-
     /// What is wrong with a text a client sends to be stored, or nil: over 64 KiB, or holding a
     /// NUL, which SQLite text through GRDB would end at (stored cut short).
     static func textProblem(_ text: String) -> String? {
@@ -96,7 +89,7 @@ enum LeadBody {
                     case _ where label.utf8.count > 200 || label.utf8.contains(0):
                         fail("custom_fields", "a custom field's name must be at most 200 bytes, with no NUL character")
                     case is NSNull: changes.customFields[label] = .some(nil)
-                    case _ where isJSONBool(value): changes.customFields[label] = (value as? NSNumber)?.boolValue == true ? "true" : "false"
+                    case _ where JSONNumbers.isBool(value): changes.customFields[label] = (value as? NSNumber)?.boolValue == true ? "true" : "false"
                     case let text as String:
                         if let problem = textProblem(text) {
                             fail("custom_fields.\(label)", problem)
@@ -115,7 +108,7 @@ enum LeadBody {
             }
             switch field {
             case .value:
-                if isNull { changes.value = .some(nil) } else if let number = raw as? NSNumber, !isJSONBool(raw), number.doubleValue.isFinite {
+                if isNull { changes.value = .some(nil) } else if let number = raw as? NSNumber, !JSONNumbers.isBool(raw), number.doubleValue.isFinite {
                     changes.value = number.doubleValue
                 } else {
                     fail(key, "must be a number or null")
@@ -132,7 +125,7 @@ enum LeadBody {
                     if field == .status { fail(key, "must not be null") } else { changes.columns[field] = .some(nil) }
                     continue
                 }
-                guard var text = (raw as? String) ?? (raw as? NSNumber).flatMap({ isJSONBool(raw) ? nil : $0.stringValue }) else {
+                guard var text = (raw as? String) ?? (raw as? NSNumber).flatMap({ JSONNumbers.isBool(raw) ? nil : $0.stringValue }) else {
                     fail(key, "must be a string")
                     continue
                 }
