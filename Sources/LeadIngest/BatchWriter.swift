@@ -425,10 +425,12 @@ final class BatchWriter {
             if let id = self[keyPath: cache][key], let known = externalIDs[id], compatible(known, identity.externalID) {
                 return (id, kind)
             }
-            let column = kind.rawValue
-            let statement = try RawStatement(db, sql: """
+            let statement = try RawStatement(db, sql: kind == .anonymousID ? """
+                SELECT leads.id, leads.external_id FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
+                WHERE anonymous_id = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
+                """ : """
                 SELECT id, external_id FROM leads
-                WHERE \(column) = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
+                WHERE \(kind.rawValue) = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
                 ORDER BY id LIMIT 1
                 """)
             statement.bind(1, key)
@@ -462,11 +464,13 @@ final class BatchWriter {
         return try find(identity, db: db)
     }
 
+    /// The leads columns that hold each key; anonymous ids have a table of their own, since a
+    /// lead has one per device.
     enum IdentityKey: String {
         case externalID = "external_id"
         case email
         case phoneDigits = "phone_digits"
-        case anonymousID = "anonymous_id"
+        case anonymousID
     }
 
     private func compatible(_ stored: String?, _ incoming: String?) -> Bool {
@@ -492,31 +496,35 @@ final class BatchWriter {
 
     func create(_ patch: Ingest.LeadPatch, firstSeen: Int64?, db: Database) throws -> Int64 {
         let insert = try RawStatement(db, sql: """
-            INSERT INTO leads (external_id, email, phone, phone_digits, anonymous_id, first_name, last_name,
+            INSERT INTO leads (external_id, email, phone, phone_digits, first_name, last_name,
                                company, source, status, assigned_to, notes, value, created_at, updated_at, traits_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         let fields = patch.fields
         insert.bind(1, patch.identity.externalID)
         insert.bind(2, patch.identity.email)
         insert.bind(3, fields[.phone])
         insert.bind(4, patch.identity.phoneDigits)
-        insert.bind(5, patch.identity.anonymousID)
-        insert.bind(6, fields[.firstName])
-        insert.bind(7, fields[.lastName])
-        insert.bind(8, fields[.company])
+        insert.bind(5, fields[.firstName])
+        insert.bind(6, fields[.lastName])
+        insert.bind(7, fields[.company])
         let source = fields[.source] ?? patch.sourceFallback
-        insert.bind(9, source)
-        insert.bind(10, fields[.status] ?? LeadStatus.defaultStatus)
-        insert.bind(11, fields[.assignedTo])
-        insert.bind(12, Self.appending(patch.appendedNotes, to: fields[.notes]))
-        insert.bind(13, patch.value)
-        insert.bind(14, patch.createdAt ?? patch.createdAtIfNew ?? firstSeen ?? now)
-        insert.bind(15, now)
-        insert.bind(16, patch.sentAt)
+        insert.bind(8, source)
+        insert.bind(9, fields[.status] ?? LeadStatus.defaultStatus)
+        insert.bind(10, fields[.assignedTo])
+        insert.bind(11, Self.appending(patch.appendedNotes, to: fields[.notes]))
+        insert.bind(12, patch.value)
+        insert.bind(13, patch.createdAt ?? patch.createdAtIfNew ?? firstSeen ?? now)
+        insert.bind(14, now)
+        insert.bind(15, patch.sentAt)
         try insert.run()
         let id = db.lastInsertedRowID
-        remember(id, stored: patch.identity)
+        var stored = patch.identity
+        // An anonymous id that already names another person's lead stays theirs.
+        if let anonymousID = stored.anonymousID, try !insertAnonymousID(anonymousID, leadID: id, db: db) {
+            stored.anonymousID = nil
+        }
+        remember(id, stored: stored)
         liveInTransaction.insert(id)
         touchedInTransaction.insert(id)
         if source != nil { leadsWithSource.insert(id) }
@@ -535,12 +543,9 @@ final class BatchWriter {
             || (identity.externalID != nil && matchedBy != .externalID)
             || (identity.email != nil && matchedBy != .email)
             || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
-            || (identity.anonymousID != nil && matchedBy != .anonymousID)
             || patch.sentAt != nil  // a dated message: whether it is older than the lead's fields decides
         let setsSource = patch.sourceFallback != nil && !leadsWithSource.contains(leadID)
         var rowChanged = false
-        /// An anonymous id this record gives the lead for the first time (an identify or alias).
-        var linkedAnonymousID: String?
         /// An email this record gives a lead that has an external id.
         var linkedEmail: String?
         /// The record is an identify (group, alias) no newer than the newest applied to the lead.
@@ -557,7 +562,7 @@ final class BatchWriter {
             leadsWithSource.insert(leadID)
         } else if setsFields || setsSource {
             let select = try db.cachedStatement(sql: """
-                SELECT external_id, email, phone, phone_digits, anonymous_id, first_name, last_name, company,
+                SELECT external_id, email, phone, phone_digits, first_name, last_name, company,
                        source, status, assigned_to, notes, value, created_at, traits_at
                 FROM leads WHERE id = ?
                 """)
@@ -575,13 +580,8 @@ final class BatchWriter {
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,
-                email: row["email"], phoneDigits: row["phone_digits"],
-                anonymousID: row["anonymous_id"] as String? ?? identity.anonymousID)
+                email: row["email"], phoneDigits: row["phone_digits"])
             if storedExternalID == nil, let externalID = identity.externalID { set("external_id", externalID) }
-            if row["anonymous_id"] as String? == nil, let anonymousID = identity.anonymousID {
-                set("anonymous_id", anonymousID)
-                linkedAnonymousID = anonymousID
-            }
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
                 if isOlder && row[column] as String? != nil { continue }
@@ -628,43 +628,80 @@ final class BatchWriter {
             }
             remember(leadID, stored: stored)
         }
-        if let linkedAnonymousID { try mergeUnidentifiedLeads(holding: "anonymous_id", linkedAnonymousID, into: leadID, db: db) }
-        if let linkedEmail { try mergeUnidentifiedLeads(holding: "email", linkedEmail, into: leadID, untouchedOnly: true, db: db) }
+        var linkedAnonymousID = false
+        if let anonymousID = identity.anonymousID, matchedBy != .anonymousID {
+            linkedAnonymousID = try link(anonymousID: anonymousID, to: leadID, db: db)
+        }
+        if let linkedEmail { try mergeUnidentifiedLeads(holdingEmail: linkedEmail, into: leadID, db: db) }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
-        if (customChanged || tagsChanged) && !rowChanged {
+        if (customChanged || tagsChanged || linkedAnonymousID) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
         }
-        let changed = rowChanged || customChanged || tagsChanged
+        let changed = rowChanged || customChanged || tagsChanged || linkedAnonymousID
         if changed { touchedInTransaction.insert(leadID) }
         return changed
     }
 
-    /// Once a record links an identity key to a lead with an external id, the leads that key
-    /// alone made (no external id of their own) are that same person: their events, tags and
-    /// fields merge into the lead, as the merge endpoint does.
-    /// - an identify or alias giving a user its anonymous id: the visitor before they signed in;
-    /// - a row giving a user its email: a lead an earlier form or list made from the email, which
-    ///   had the row come first would have been matched by the email and given the external id.
-    ///   Only one nobody has worked yet (`untouchedOnly`: status new, no owner): a merge keeps
-    ///   the user's status and id, and sales may hold the other lead's; such pairs are left to
-    ///   GET /leads/{id}/duplicates.
-    /// Left apart, two leads held the key, a re-sent message could resolve to the other one, and
-    /// re-ingesting a file added its events again (event dedupe is per lead).
-    private func mergeUnidentifiedLeads(holding column: String, _ value: String, into primary: Int64,
-                                        untouchedOnly: Bool = false, db: Database) throws {
-        let untouched = untouchedOnly ? " AND status = ? AND assigned_to IS NULL" : ""
-        let anonymous = try Int64.fetchAll(
-            db, sql: "SELECT id FROM leads WHERE \(column) = ? AND external_id IS NULL AND id <> ?\(untouched) ORDER BY id",
-            arguments: untouchedOnly ? [value, primary, LeadStatus.defaultStatus] : [value, primary])
-        guard !anonymous.isEmpty else { return }
-        for duplicate in anonymous {
-            try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)
-            mergedByRecord[duplicate] = primary
-            if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
-            liveInTransaction.remove(duplicate)
-            touchedInTransaction.remove(duplicate)
+    /// Gives `leadID` an anonymous id (an identify or alias naming a device). Returns whether the
+    /// lead gained it. The visitor lead that id alone made (no external id of its own) is the
+    /// same person before they signed in: it merges into `leadID`, its events, tags, fields and
+    /// other devices' ids with it, as the merge endpoint does. An id another identified lead
+    /// holds stays theirs (two people signed in on one browser).
+    private func link(anonymousID: String, to leadID: Int64, db: Database) throws -> Bool {
+        // Once signed in, every event carries both ids: most calls end here.
+        if byAnonymousID[anonymousID] == leadID { return false }
+        let owner = try RawStatement(db, sql: """
+            SELECT leads.id, leads.external_id FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
+            WHERE anonymous_id = ?
+            """)
+        owner.bind(1, anonymousID)
+        let found: (id: Int64, externalID: String?)? = try owner.step() ? (owner.int64(0), owner.text(1)) : nil
+        owner.reset()
+        guard let found else {
+            _ = try insertAnonymousID(anonymousID, leadID: leadID, db: db)
+            byAnonymousID[anonymousID] = leadID
+            return true
         }
+        guard found.id != leadID, found.externalID == nil else {
+            if found.id == leadID { byAnonymousID[anonymousID] = leadID }
+            return false
+        }
+        try merge(found.id, into: leadID, db: db)
+        byAnonymousID[anonymousID] = leadID
+        return true
+    }
+
+    /// Returns false when the id already belongs to a lead.
+    private func insertAnonymousID(_ anonymousID: String, leadID: Int64, db: Database) throws -> Bool {
+        let insert = try RawStatement(db, sql: "INSERT OR IGNORE INTO lead_anonymous_ids (anonymous_id, lead_id) VALUES (?, ?)")
+        insert.bind(1, anonymousID)
+        insert.bind(2, leadID)
+        try insert.run()
+        return insert.changes > 0
+    }
+
+    /// Once a row gives a lead with an external id an email, the leads that email alone made
+    /// (no external id of their own) are that same person: had the row come first, it would
+    /// have matched them. Only ones nobody has worked yet (status new, no owner) merge: a merge
+    /// keeps the user's status and id, and sales may hold the other lead's; such pairs are left
+    /// to GET /leads/{id}/duplicates. Left apart, two leads held the email, a re-sent message
+    /// could resolve to the other one, and re-ingesting a file added its events again (event
+    /// dedupe is per lead).
+    private func mergeUnidentifiedLeads(holdingEmail email: String, into primary: Int64, db: Database) throws {
+        let unidentified = try Int64.fetchAll(db, sql: """
+            SELECT id FROM leads
+            WHERE email = ? AND external_id IS NULL AND id <> ? AND status = ? AND assigned_to IS NULL ORDER BY id
+            """, arguments: [email, primary, LeadStatus.defaultStatus])
+        for duplicate in unidentified { try merge(duplicate, into: primary, db: db) }
+    }
+
+    private func merge(_ duplicate: Int64, into primary: Int64, db: Database) throws {
+        try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)
+        mergedByRecord[duplicate] = primary
+        if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
+        liveInTransaction.remove(duplicate)
+        touchedInTransaction.remove(duplicate)
         // Cached keys that still name a merged lead heal themselves: findLive finds it gone
         // (its id is never reused, v9) and looks the key up again.
         touchedInTransaction.insert(primary)

@@ -101,7 +101,7 @@ public struct FeatureLayout: Sendable {
     static let textColumns: [LeadField: String] = [
         .externalID: "external_id", .email: "email", .phone: "phone", .firstName: "first_name",
         .lastName: "last_name", .company: "company", .source: "source", .status: "status",
-        .assignedTo: "assigned_to", .notes: "notes", .anonymousID: "anonymous_id",
+        .assignedTo: "assigned_to", .notes: "notes",
     ]
 
     /// Resolves `spec` against the store. With `training`, top-K categories are counted now and

@@ -51,8 +51,9 @@ public enum LeadMutations {
                       !after.isEmpty else { return false }
                 return field != .phone || identityPhoneDigits(after) != nil
             }
-            let anonymous = try String.fetchOne(db, sql: "SELECT anonymous_id FROM leads WHERE id = ?", arguments: [id])
-            if !remaining && anonymous == nil { throw Failure.noIdentity }
+            let anonymous = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM lead_anonymous_ids WHERE lead_id = ?)",
+                                              arguments: [id]) ?? false
+            if !remaining && !anonymous { throw Failure.noIdentity }
         }
         var assignments: [String] = []
         var arguments = StatementArguments()
@@ -238,7 +239,7 @@ public enum LeadMutations {
     public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(), in db: Database) throws {
         guard let kept = try LeadRecord.fetch(id: primary, in: db),
               let merged = try LeadRecord.fetch(id: duplicate, in: db) else { throw Failure.notFound }
-        let mergedIdentity = try Row.fetchOne(db, sql: "SELECT phone_digits, anonymous_id FROM leads WHERE id = ?", arguments: [duplicate])
+        let mergedPhoneDigits = try String.fetchOne(db, sql: "SELECT phone_digits FROM leads WHERE id = ?", arguments: [duplicate])
 
         // Dedupe keys are unique per lead: an event both leads received (one message, resolved to
         // each before they were known to be one person) is kept once, on the primary.
@@ -252,6 +253,8 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         try db.execute(sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) SELECT ?, tag FROM lead_tags WHERE lead_id = ?",
                        arguments: [primary, duplicate])
+        // Every device the duplicate was seen on is the primary's now.
+        try db.execute(sql: "UPDATE lead_anonymous_ids SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // The primary's own value wins where both have a field.
         try db.execute(sql: """
             INSERT OR IGNORE INTO lead_custom_values (lead_id, field_id, value, number)
@@ -282,7 +285,6 @@ public enum LeadMutations {
             UPDATE leads SET
                 external_id = coalesce(external_id, ?), email = coalesce(email, ?),
                 phone = coalesce(phone, ?), phone_digits = coalesce(phone_digits, ?),
-                anonymous_id = coalesce(anonymous_id, ?),
                 first_name = coalesce(first_name, ?), last_name = coalesce(last_name, ?),
                 company = coalesce(company, ?), source = coalesce(source, ?),
                 assigned_to = coalesce(assigned_to, ?), value = coalesce(value, ?), notes = ?,
@@ -291,8 +293,7 @@ public enum LeadMutations {
                 updated_at = ?
             WHERE id = ?
             """, arguments: [
-                merged.externalID, merged.email, merged.phone, mergedIdentity?["phone_digits"] as String?,
-                mergedIdentity?["anonymous_id"] as String?, merged.firstName, merged.lastName, merged.company,
+                merged.externalID, merged.email, merged.phone, mergedPhoneDigits, merged.firstName, merged.lastName, merged.company,
                 merged.source, merged.assignedTo, merged.value, notes, merged.createdAt, merged.lastActivityAt,
                 now, primary,
             ])

@@ -15,6 +15,7 @@ public enum Schema {
         migrator.registerMigration("v8-one-score-index", migrate: oneScoreIndex)
         migrator.registerMigration("v9-lead-ids-never-reused", migrate: neverReuseLeadIDs)
         migrator.registerMigration("v10-traits-time", migrate: traitsTime)
+        migrator.registerMigration("v11-anonymous-ids", migrate: anonymousIDs)
         return migrator
     }
 
@@ -296,6 +297,26 @@ public enum Schema {
     /// (a CSV row or a form carries no time of its own). Adding a column rewrites no row.
     static func traitsTime(_ db: Database) throws {
         try db.execute(sql: "ALTER TABLE leads ADD COLUMN traits_at INTEGER")
+    }
+
+    /// A person browses from several devices, each with its own Segment anonymousId, so a lead
+    /// holds any number of them: a column kept the first, and the visitor lead of a second
+    /// device was never linked to its user. Each anonymous id belongs to one lead. Where two
+    /// leads held the same one, the lead with an external id keeps it, then the older lead.
+    /// Dropping the column rewrites the leads table once.
+    static func anonymousIDs(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE lead_anonymous_ids (
+                anonymous_id TEXT NOT NULL PRIMARY KEY,
+                lead_id      INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE
+            ) WITHOUT ROWID;
+            CREATE INDEX lead_anonymous_ids_lead ON lead_anonymous_ids(lead_id);
+            INSERT OR IGNORE INTO lead_anonymous_ids (anonymous_id, lead_id)
+                SELECT anonymous_id, id FROM leads WHERE anonymous_id IS NOT NULL
+                ORDER BY external_id IS NULL, id;
+            DROP INDEX leads_anonymous_id;
+            ALTER TABLE leads DROP COLUMN anonymous_id;
+            """)
     }
 
     /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see

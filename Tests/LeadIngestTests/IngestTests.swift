@@ -546,13 +546,56 @@ struct AnonymousLinkingTests {
             let u1 = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'u1'"))
             #expect(try String.fetchAll(db, sql: "SELECT external_id FROM leads ORDER BY id") == ["u1", "u2", "u3", "u4"],
                     "the anonymous lead was left beside its user, or another user's lead was absorbed")
-            #expect(try String.fetchOne(db, sql: "SELECT anonymous_id FROM leads WHERE id = ?", arguments: [u1]) == "a1")
+            #expect(try String.fetchAll(db, sql: "SELECT anonymous_id FROM lead_anonymous_ids WHERE lead_id = ?", arguments: [u1]) == ["a1"])
+            let u3 = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'u3'"))
+            #expect(try Int64.fetchOne(db, sql: "SELECT lead_id FROM lead_anonymous_ids WHERE anonymous_id = 'a3'") == u3,
+                    "the first user to sign in on a browser keeps its id")
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE lead_id = ?", arguments: [u1]) == 3)
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 4)
             #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty, "merging left orphan rows")
             #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
         }
     }
+    /// One person, two devices: each browses anonymously, then signs in. Every device's visitor
+    /// lead merges into the user, and a later anonymous event from either device finds the user.
+    /// An alias names a third device the same way.
+    @Test("a user's second and third devices merge into the user", arguments: [1, 3, 5000])
+    func everyDeviceMergesIntoTheUser(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let file = try directory.write("devices.ndjson", [
+            #"{"type":"page","name":"Home","anonymousId":"laptop","messageId":"m1","timestamp":"2026-02-01T10:00:00Z"}"#,
+            #"{"type":"identify","userId":"u1","anonymousId":"laptop","traits":{"email":"ada@example.com"},"timestamp":"2026-02-01T10:01:00Z"}"#,
+            #"{"type":"track","event":"Viewed Pricing Page","anonymousId":"phone","messageId":"m2","timestamp":"2026-02-03T08:00:00Z"}"#,
+            #"{"type":"identify","anonymousId":"phone","traits":{"company":"Acme"},"timestamp":"2026-02-03T08:01:00Z"}"#,
+            #"{"type":"identify","userId":"u1","anonymousId":"phone","timestamp":"2026-02-03T08:02:00Z"}"#,
+            #"{"type":"track","event":"Demo Requested","anonymousId":"phone","messageId":"m3","timestamp":"2026-02-04T09:00:00Z"}"#,
+            #"{"type":"track","event":"Email Opened","anonymousId":"laptop","messageId":"m4","timestamp":"2026-02-05T09:00:00Z"}"#,
+            #"{"type":"page","name":"Docs","anonymousId":"tablet","messageId":"m5","timestamp":"2026-02-06T09:00:00Z"}"#,
+            #"{"type":"alias","previousId":"tablet","userId":"u1","timestamp":"2026-02-06T09:01:00Z"}"#,
+            #"{"type":"page","name":"Blog","anonymousId":"tablet","messageId":"m6","timestamp":"2026-02-07T09:00:00Z"}"#,
+        ].joined(separator: "\n"))
+        let first = try ingest(store, file, options: options)
+        #expect(first.counts.leadsCreated == 1, "\(first.counts)")
+        #expect(first.counts.eventsAdded == 6)
+        let again = try ingest(store, file, options: options)
+        #expect(again.counts.leadsCreated == 0 && again.counts.eventsAdded == 0, "re-ingest added \(again.counts)")
+        try store.reader.read { db in
+            let leads = try Row.fetchAll(db, sql: "SELECT id, external_id, company FROM leads")
+            try #require(leads.count == 1, "a device's visitor lead was left beside its user")
+            let u1: Int64 = leads[0]["id"]
+            #expect(leads[0]["external_id"] as String? == "u1")
+            #expect(leads[0]["company"] as String? == "Acme", "the phone visitor's traits were lost in the merge")
+            #expect(try String.fetchAll(db, sql: "SELECT anonymous_id FROM lead_anonymous_ids WHERE lead_id = ? ORDER BY 1",
+                                        arguments: [u1]) == ["laptop", "phone", "tablet"])
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE lead_id = ?", arguments: [u1]) == 6)
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
+            #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
+        }
+    }
+
     /// A lead a list made from an email alone is the user a later row gives that email to, as
     /// it would have been matched had the row come first: the order of the inputs must not
     /// decide whether one person is one lead.

@@ -25,7 +25,7 @@ struct DeferredIndexesTests {
         let during = try indexes(store)
         #expect(Set(during.keys) == Set(before.keys).subtracting(DeferredIndexes.names))
         // Lookups and uniqueness stay: ingest resolves leads and dedupes events through them.
-        for kept in ["leads_external_id", "leads_email", "leads_phone_digits", "leads_anonymous_id", "events_lead_dedupe"] {
+        for kept in ["leads_external_id", "leads_email", "leads_phone_digits", "lead_anonymous_ids_lead", "events_lead_dedupe"] {
             #expect(during[kept] != nil, "\(kept) was dropped")
         }
         #expect(try store.reader.read(DeferredIndexes.arePending))

@@ -126,6 +126,8 @@ struct StoreTests {
                     SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' AND sql IS NOT NULL
                     """).map { ($0[0] as String, $0[1] as String) })
             }
+            // Opening migrates on past v9: v11 drops the anonymous-id index with its column.
+            before["leads_anonymous_id"] = nil
             let store = try LeadStore.open(path: path)
             try store.writer.write { db in
                 let after = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
@@ -142,6 +144,30 @@ struct StoreTests {
                 #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
             }
             #expect(try store.reader.read(DeferredIndexes.arePending) == deferred)
+        }
+    }
+
+    @Test("v11: anonymous ids move to their own table; a shared one stays with the identified lead")
+    func anonymousIDsMoveToTheirTable() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v10-traits-time") { db in
+            try db.execute(sql: """
+                INSERT INTO leads (id, external_id, anonymous_id, created_at, updated_at) VALUES
+                    (1, NULL, 'shared', 1, 1), (2, 'u2', 'shared', 2, 2), (3, NULL, 'solo', 3, 3), (4, 'u4', NULL, 4, 4);
+                """)
+        }
+        let store = try LeadStore.open(path: path)
+        try store.reader.read { (db: Database) throws in
+            #expect(try Row.fetchAll(db, sql: "SELECT anonymous_id, lead_id FROM lead_anonymous_ids ORDER BY 1")
+                .map { "\($0[0] as String)=\($0[1] as Int64)" } == ["shared=2", "solo=3"])
+            #expect(try !db.columns(in: "leads").contains { $0.name == "anonymous_id" })
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") == 4)
+        }
+        // Deleting a lead takes its anonymous ids with it.
+        try store.writer.write { (db: Database) throws in
+            #expect(try LeadMutations.delete(3, in: db))
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM lead_anonymous_ids WHERE lead_id = 3") == 0)
         }
     }
 
@@ -328,7 +354,11 @@ struct IdentityKeepingTests {
         try db.execute(sql: "INSERT INTO leads (status, created_at, updated_at) VALUES ('new', 0, 0)")
         let id = db.lastInsertedRowID
         for (column, value) in columns {
-            try db.execute(sql: "UPDATE leads SET \(column) = ? WHERE id = ?", arguments: [value, id])
+            if column == "anonymous_id" {
+                try db.execute(sql: "INSERT INTO lead_anonymous_ids (anonymous_id, lead_id) VALUES (?, ?)", arguments: [value, id])
+            } else {
+                try db.execute(sql: "UPDATE leads SET \(column) = ? WHERE id = ?", arguments: [value, id])
+            }
         }
         return id
     }
