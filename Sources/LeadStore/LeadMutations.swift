@@ -168,12 +168,9 @@ public enum LeadMutations {
         String(raw.unicodeScalars.filter { $0.properties.numericType == .decimal && $0.isASCII }.map(Character.init))
     }
 
-    /// The digits a phone number matches leads by: its last ``phoneMatchDigits``, so a number's
-    /// international and national forms meet, since the country code and trunk prefix are
-    /// leading digits (+1 415 555 0123 and (415) 555-0123; +44 20 7946 0958 and 020 7946 0958;
-    /// 0044 20 7946 0958). nil when the digits cannot tell people apart: fewer than five, or
-    /// one digit repeated after a country code of up to three digits (000-000-0000,
-    /// +1 000 000 0000, +44 0000 000000: the placeholders forms demand).
+    /// The digits a phone number matches leads by, or nil when they cannot tell people apart:
+    /// fewer than five, or one digit repeated after a country code of up to three digits
+    /// (000-000-0000, +1 000 000 0000, +44 0000 000000: the placeholders forms demand).
     public static func identityPhoneDigits(_ raw: String) -> String? {
         let digits = Array(phoneDigits(raw).utf8)
         guard digits.count >= 5 else { return nil }
@@ -181,12 +178,8 @@ public enum LeadMutations {
             let rest = digits[prefix...]
             if let first = rest.first, rest.allSatisfy({ $0 == first }) { return nil }
         }
-        return String(decoding: digits.suffix(phoneMatchDigits), as: UTF8.self)
+        return String(decoding: digits, as: UTF8.self)
     }
-
-    /// Subscriber numbers with their area code are ten digits or fewer in most numbering plans
-    /// (NANP, the UK, Germany, France, India); the digits before them say how it was dialled.
-    public static let phoneMatchDigits = 10
 
     public static func recordTimeline(
         _ id: Int64, kind: String, old: String?, new: String?, detail: String? = nil, at: Int64, in db: Database

@@ -16,7 +16,6 @@ public enum Schema {
         migrator.registerMigration("v9-lead-ids-never-reused", migrate: neverReuseLeadIDs)
         migrator.registerMigration("v10-traits-time", migrate: traitsTime)
         migrator.registerMigration("v11-anonymous-ids", migrate: anonymousIDs)
-        migrator.registerMigration("v12-phone-match-digits", migrate: phoneMatchDigits)
         return migrator
     }
 
@@ -318,14 +317,6 @@ public enum Schema {
             DROP INDEX leads_anonymous_id;
             ALTER TABLE leads DROP COLUMN anonymous_id;
             """)
-    }
-
-    /// Phones match on their last ten digits (``LeadMutations/identityPhoneDigits(_:)``), so
-    /// the stored keys of longer numbers lose their country code or trunk prefix. Leads that
-    /// were told apart only by how their number was written now list each other as duplicates.
-    static func phoneMatchDigits(_ db: Database) throws {
-        try db.execute(sql: "UPDATE leads SET phone_digits = substr(phone_digits, -?) WHERE length(phone_digits) > ?",
-                       arguments: [LeadMutations.phoneMatchDigits, LeadMutations.phoneMatchDigits])
     }
 
     /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see

@@ -28,7 +28,7 @@ struct SegmentTests {
             """)
         #expect(rejects.isEmpty)
         let lead = try #require(records.first).lead
-        #expect(lead.identity == Ingest.Identity(externalID: "u1", email: "ann@example.com", phoneDigits: "5550109999"))
+        #expect(lead.identity == Ingest.Identity(externalID: "u1", email: "ann@example.com", phoneDigits: "15550109999"))
         #expect(lead.fields[.firstName] == "Ann" && lead.fields[.lastName] == "Lee" && lead.fields[.company] == "Acme")
         #expect(lead.fields[.source] == "webinar")
         #expect(lead.custom == [.init(label: "plan_interest", value: "pro"), .init(label: "seats", value: "12")])

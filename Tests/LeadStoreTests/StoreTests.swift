@@ -171,24 +171,6 @@ struct StoreTests {
         }
     }
 
-    @Test("v12: stored phone keys keep their last ten digits, so old leads match the new forms")
-    func phoneKeysKeepTenDigits() throws {
-        let path = temporaryPath()
-        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        try leaveDatabase(at: path, upTo: "v11-anonymous-ids") { db in
-            try db.execute(sql: """
-                INSERT INTO leads (phone, phone_digits, created_at, updated_at) VALUES
-                    ('+1 415 555 0123', '14155550123', 1, 1), ('555-0100', '5550100', 2, 2), ('+44 20 7946 0958', '442079460958', 3, 3);
-                """)
-        }
-        let store = try LeadStore.open(path: path)
-        try store.reader.read { (db: Database) throws in
-            #expect(try String.fetchAll(db, sql: "SELECT phone_digits FROM leads ORDER BY id") == ["4155550123", "5550100", "2079460958"])
-            #expect(try String.fetchAll(db, sql: "SELECT phone FROM leads ORDER BY id") == ["+1 415 555 0123", "555-0100", "+44 20 7946 0958"],
-                    "the number as given is kept")
-        }
-    }
-
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
