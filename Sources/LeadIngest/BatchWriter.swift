@@ -646,24 +646,28 @@ final class BatchWriter {
     /// Gives `leadID` an anonymous id (an identify or alias naming a device). Returns whether the
     /// lead gained it. The visitor lead that id alone made (no external id of its own) is the
     /// same person before they signed in: it merges into `leadID`, its events, tags, fields and
-    /// other devices' ids with it, as the merge endpoint does. An id another identified lead
-    /// holds stays theirs (two people signed in on one browser).
+    /// other devices' ids with it, as the merge endpoint does. Only one nobody has worked yet
+    /// (status new, no owner), as with emails (``mergeUnidentifiedLeads(holdingEmail:into:db:)``):
+    /// a merge keeps the user's status. An id another identified lead holds stays theirs (two
+    /// people signed in on one browser).
     private func link(anonymousID: String, to leadID: Int64, db: Database) throws -> Bool {
         // Once signed in, every event carries both ids: most calls end here.
         if byAnonymousID[anonymousID] == leadID { return false }
         let owner = try RawStatement(db, sql: """
-            SELECT leads.id, leads.external_id FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
+            SELECT leads.id, leads.external_id IS NULL AND status = ? AND assigned_to IS NULL
+            FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
             WHERE anonymous_id = ?
             """)
-        owner.bind(1, anonymousID)
-        let found: (id: Int64, externalID: String?)? = try owner.step() ? (owner.int64(0), owner.text(1)) : nil
+        owner.bind(1, LeadStatus.defaultStatus)
+        owner.bind(2, anonymousID)
+        let found: (id: Int64, isUntouchedVisitor: Bool)? = try owner.step() ? (owner.int64(0), owner.int64(1) != 0) : nil
         owner.reset()
         guard let found else {
             _ = try insertAnonymousID(anonymousID, leadID: leadID, db: db)
             byAnonymousID[anonymousID] = leadID
             return true
         }
-        guard found.id != leadID, found.externalID == nil else {
+        guard found.id != leadID, found.isUntouchedVisitor else {
             if found.id == leadID { byAnonymousID[anonymousID] = leadID }
             return false
         }

@@ -97,11 +97,13 @@ public struct FeatureLayout: Sendable {
         case custom(slot: Int)
     }
 
-    /// Lead columns a spec may name. `value` is numeric; the rest are text.
+    /// Lead columns a spec may name, as SQL over `leads`. `value` is numeric; the rest are text.
     static let textColumns: [LeadField: String] = [
         .externalID: "external_id", .email: "email", .phone: "phone", .firstName: "first_name",
         .lastName: "last_name", .company: "company", .source: "source", .status: "status",
         .assignedTo: "assigned_to", .notes: "notes",
+        // A lead has one per device (v11); models that test its presence read the first.
+        .anonymousID: "(SELECT min(anonymous_id) FROM lead_anonymous_ids WHERE lead_id = leads.id)",
     ]
 
     /// Resolves `spec` against the store. With `training`, top-K categories are counted now and

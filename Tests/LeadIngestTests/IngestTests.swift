@@ -596,6 +596,38 @@ struct AnonymousLinkingTests {
         }
     }
 
+    /// A visitor lead sales has worked (a status, an owner) keeps its id and its device, as an
+    /// email-only lead does: a merge would keep the user's status and lose theirs.
+    @Test("a worked visitor lead is not merged into the user who signs in on its device")
+    func workedVisitorLeadStaysApart() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        _ = try ingest(store, try directory.write("a.ndjson", [
+            #"{"type":"identify","anonymousId":"phone","traits":{"email":"visitor@example.com"}}"#,
+            #"{"type":"identify","anonymousId":"laptop","traits":{"company":"Acme"}}"#,
+            #"{"type":"identify","userId":"u1","anonymousId":"desk"}"#,
+        ].joined(separator: "\n")))
+        try store.writer.write { db in
+            try db.execute(sql: "UPDATE leads SET status = 'qualified' WHERE email = 'visitor@example.com'")
+        }
+        let linked = try ingest(store, try directory.write("b.ndjson", [
+            #"{"type":"identify","userId":"u1","anonymousId":"phone"}"#,
+            #"{"type":"identify","userId":"u1","anonymousId":"laptop"}"#,
+            #"{"type":"track","event":"Demo Requested","anonymousId":"phone","messageId":"m1"}"#,
+        ].joined(separator: "\n")))
+        #expect(linked.counts.leadsCreated == 0)
+        try store.reader.read { db in
+            let owners = try Row.fetchAll(db, sql: """
+                SELECT a.anonymous_id, l.external_id, l.email FROM lead_anonymous_ids a JOIN leads l ON l.id = a.lead_id ORDER BY 1
+                """).map { "\($0[0] as String)→\($0[1] as String? ?? $0[2] as String? ?? "?")" }
+            #expect(owners == ["desk→u1", "laptop→u1", "phone→visitor@example.com"])
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") == 2)
+            #expect(try String.fetchOne(db, sql: "SELECT company FROM leads WHERE external_id = 'u1'") == "Acme")
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events e JOIN leads l ON l.id = e.lead_id WHERE l.status = 'qualified'") == 1,
+                    "the worked lead's device keeps its events")
+        }
+    }
+
     /// A lead a list made from an email alone is the user a later row gives that email to, as
     /// it would have been matched had the row come first: the order of the inputs must not
     /// decide whether one person is one lead.

@@ -87,6 +87,20 @@ struct PipelineTests {
         #expect(rows.labels[0] == 1 && rows.labels[1] == 0 && rows.labels[2].isNaN)
     }
 
+    /// Anonymous ids moved to a table of their own (v11): a spec written before still reads them.
+    @Test("a spec testing a lead's anonymous id reads whether it has one")
+    func anonymousIDPresence() throws {
+        let store = try TestStore.make([TestLead(externalID: "a"), TestLead(externalID: "b"), TestLead(externalID: "c")])
+        try store.writer.write { db in
+            try db.execute(sql: "INSERT INTO lead_anonymous_ids (anonymous_id, lead_id) VALUES ('laptop', 2), ('phone', 2), ('tablet', 3)")
+        }
+        let rows = try store.reader.read { db in
+            let layout = try FeatureLayout.resolve(FeatureSpec(name: "t", features: [.presence(field: "anonymousId")]), in: db, training: false)
+            return try FeatureReader(layout: layout, asOf: testAsOf).read(db, ids: [1, 2, 3])
+        }
+        #expect(rows.values == [0, 1, 1])
+    }
+
     @Test("unknown fields and event types are refused, each named")
     func unknownNamesAreErrors() throws {
         let store = try TestStore.make(syntheticLeads(count: 20))
