@@ -6,6 +6,8 @@ struct LeadPatchBuilder {
     var patch = Ingest.LeadPatch()
     private var fullName: String?
     let line: Int
+    /// The key of an email value that was not an address (kept as a custom field instead).
+    private(set) var unaddressableEmailKey: String?
 
     init(line: Int) {
         self.line = line
@@ -28,8 +30,13 @@ struct LeadPatchBuilder {
         case .externalID: patch.identity.externalID = text
         case .anonymousID: patch.identity.anonymousID = text
         case .email:
-            patch.identity.email = Ingest.Identity.normalizeEmail(text)
-            patch.fields[.email] = patch.identity.email
+            guard let email = Ingest.Identity.normalizeEmail(text) else {
+                // Kept where a person can read and fix it, but it matches no one.
+                unaddressableEmailKey = key
+                return try appendCustom(label: key, text: text)
+            }
+            patch.identity.email = email
+            patch.fields[.email] = email
         case .phone:
             patch.identity.phoneDigits = Ingest.Identity.phoneDigits(text)
             patch.fields[.phone] = text
@@ -145,6 +152,12 @@ struct LeadPatchBuilder {
         try Self.rejectNUL(label, field: label, line: line)
         try Self.rejectNUL(text, field: label, line: line)
         if !text.isEmpty { patch.custom.append(Ingest.CustomValue(label: label, value: text)) }
+    }
+
+    /// Why a record without identity has none, for its reject: `needs` lists what it lacks.
+    func noIdentityReason(needs: String) -> String {
+        unaddressableEmailKey.map { "no identity: \($0) is not an email address, and there is no other id or phone" }
+            ?? "no identity: needs \(needs)"
     }
 
     /// Splits a full name into first and last when those were not given on their own.

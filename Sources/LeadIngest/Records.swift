@@ -20,10 +20,11 @@ extension Ingest {
 
         public var isEmpty: Bool { externalID == nil && email == nil && phoneDigits == nil && anonymousID == nil }
 
-        /// Emails match trimmed and case-insensitively.
+        /// Emails match trimmed and case-insensitively; nil for text that is not an address
+        /// (``EmailAddress/isPlausible(_:)``), which identifies nobody.
         public static func normalizeEmail(_ raw: String) -> String? {
             let trimmed = raw.trimmingWhitespace().lowercased()
-            return trimmed.isEmpty ? nil : trimmed
+            return EmailAddress.isPlausible(trimmed) ? trimmed : nil
         }
 
         /// Phones match on their digits; fewer than five digits identify nobody.

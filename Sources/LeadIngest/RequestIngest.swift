@@ -192,7 +192,11 @@ public enum LeadInput {
         }
         let patch = builder.build()
         if patch.identity.isEmpty, errors.isEmpty {
-            errors["email", default: []].append("a lead needs an email, a phone or an external_id")
+            if let key = builder.unaddressableEmailKey {
+                errors[key, default: []].append("is not an email address, and the lead has no phone or external_id")
+            } else {
+                errors["email", default: []].append("a lead needs an email, a phone or an external_id")
+            }
         }
         return (errors.isEmpty ? patch : nil, errors)
     }

@@ -104,7 +104,7 @@ struct SegmentMapper {
     private func finish(_ builder: LeadPatchBuilder, event: Ingest.Event?) throws(IngestError) -> Ingest.Record {
         let patch = builder.build()
         guard !patch.identity.isEmpty else {
-            throw IngestError(.noIdentity, line: line, reason: "no identity: needs userId, anonymousId, email or phone")
+            throw IngestError(.noIdentity, line: line, reason: builder.noIdentityReason(needs: "userId, anonymousId, email or phone"))
         }
         return Ingest.Record(line: line, lead: patch, event: event)
     }

@@ -176,6 +176,19 @@ public enum FormulaGuard {
     }
 }
 
+/// What may be stored as a lead's email and match leads by it: one `@` between a non-empty local
+/// part and a dotted domain, no spaces. A form's "n/a", "none" or "-" is not an address: taken as
+/// one, every lead sent with it matched the first, and each form overwrote that lead's name and
+/// phone with its own.
+public enum EmailAddress {
+    public static func isPlausible(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !text.contains(where: \.isWhitespace) else { return false }
+        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        return labels.count >= 2 && labels.allSatisfy { !$0.isEmpty }
+    }
+}
+
 /// JSON as Foundation's JSONSerialization reads it.
 public enum JSONNumbers {
     /// Whether a parsed value is `true` or `false`. Not `value is Bool`: on Linux the numbers 0

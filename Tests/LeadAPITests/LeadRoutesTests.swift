@@ -191,6 +191,21 @@ struct LeadRoutesTests {
             let none = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["first_name": "Anon"])
             #expect(none.status == .unprocessableContent)
             #expect(none.fieldErrors["email"] != nil)
+            // A form's "n/a" is not an address: two people who typed it stay two leads, each
+            // keeping the text, and one with nothing else to identify them is refused by its field.
+            var placeholderIDs: [Int] = []
+            for (name, phone) in [("Ann", "555 123 4567"), ("Bob", "555 987 6543")] {
+                let sent = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["Email": "n/a", "first_name": name, "phone": phone])
+                #expect(sent.status == .created, "\(name): \(sent.json)")
+                placeholderIDs.append(try #require(sent.json["lead_id"] as? Int))
+            }
+            #expect(Set(placeholderIDs).count == 2, "two strangers who typed n/a became one lead")
+            let ann = try await client.call(.get, "/api/v1/leads/\(placeholderIDs[0])", key: api.reader).data
+            #expect(ann["first_name"] as? String == "Ann" && ann["email"] is NSNull)
+            #expect((ann["custom_fields"] as? [String: String])?["Email"] == "n/a")
+            let onlyPlaceholder = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["Email": "none", "first_name": "Cy"])
+            #expect(onlyPlaceholder.status == .unprocessableContent)
+            #expect(onlyPlaceholder.fieldErrors["Email"]?.first?.contains("is not an email address") == true, "\(onlyPlaceholder.json)")
             let broken = try await client.call(.post, "/api/v1/intake", key: api.writer, raw: "{not json", contentType: "application/json")
             #expect(broken.status == .unprocessableContent)
             #expect(broken.fieldErrors["body"]?.first?.hasPrefix("is not valid JSON") == true)

@@ -252,6 +252,36 @@ struct CSVTests {
         #expect(try bob()?["created_at"] as Int64? == Timestamp.parse("2025-02-03T00:00:00Z"))
     }
 
+    @Test("An email that is not an address matches nobody: it is kept as a custom field, and alone it is no identity")
+    func placeholderEmailsDoNotMerge() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("leads.csv", """
+            E-mail,name,phone
+            n/a,Ann,555 123 4567
+            n/a,Bob,555 987 6543
+            ann@example,Cy,555 222 3333
+            none,Di,
+            d@x.io,Ed,
+
+            """)
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, file, rejects: rejects)
+        #expect(summary.counts.leadsCreated == 4 && summary.counts.rejected == 1, "\(summary.counts)")
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.first_name, l.email, v.value FROM leads l
+                LEFT JOIN lead_custom_values v ON v.lead_id = l.id LEFT JOIN custom_fields f ON f.id = v.field_id AND f.label = 'E-mail'
+                ORDER BY l.id
+                """).map { "\($0[0] as String? ?? "-") \($0[1] as String? ?? "-") \($0[2] as String? ?? "-")" }
+        }
+        #expect(rows == ["Ann - n/a", "Bob - n/a", "Cy - ann@example", "Ed d@x.io -"])
+        let reject = try #require(rejects.rejects.first)
+        #expect(reject.error.line == 5)
+        #expect(reject.error.reason.contains("E-mail is not an email address"), "\(reject.error.reason)")
+        #expect(!reject.error.reason.contains("none"), "the reason must not echo the value")
+    }
+
     @Test("A placeholder phone (one digit repeated) matches nobody: two leads stay two")
     func placeholderPhonesDoNotMerge() throws {
         let directory = try TemporaryDirectory()

@@ -139,8 +139,7 @@ enum LeadBody {
                         continue
                     }
                 case .email:
-                    let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-                    if parts.count != 2 || parts[0].isEmpty || !parts[1].contains(".") || text.contains(" ") {
+                    if !EmailAddress.isPlausible(text) {
                         fail(key, "must be an email address")
                         continue
                     }
