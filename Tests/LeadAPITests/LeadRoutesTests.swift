@@ -64,6 +64,12 @@ struct LeadRoutesTests {
             let bare = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": NSNull(), "phone": NSNull()])
             #expect(bare.status == .unprocessableContent && bare.fieldErrors["email"] != nil)
             #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["email"] as? String == "grace@example.com")
+            // The error names the field the request clears.
+            let external = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["external_id": "X-1"])
+            let externalID = try #require(external.data["id"] as? Int)
+            let unnamed = try await client.call(.patch, "/api/v1/leads/\(externalID)", key: api.writer, json: ["external_id": NSNull()])
+            #expect(unnamed.status == .unprocessableContent && unnamed.fieldErrors.keys.sorted() == ["external_id"], "\(unnamed.json)")
+            #expect(try await client.call(.delete, "/api/v1/leads/\(externalID)", key: api.writer).status == .noContent)
             // A NUL would cut the stored text short: refused, naming the field, on every way in.
             let nul = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "nul\u{0}@example.com"])
             #expect(nul.status == .unprocessableContent && nul.fieldErrors["email"] != nil)
