@@ -36,6 +36,9 @@ final class BatchWriter {
     private var byEmail: [String: Int64] = [:]
     private var byPhone: [String: Int64] = [:]
     private var byAnonymousID: [String: Int64] = [:]
+    /// Anonymous ids another lead keeps, mapped to the lead that was refused them, so that
+    /// lead's later events with both ids skip the lookup.
+    private var settledElsewhere: [String: Int64] = [:]
     /// Each cached lead's external id as stored (`.some(nil)`: known to have none). Kept per
     /// lead, not per cache entry, so setting a lead's external id updates every key that
     /// reaches it at once.
@@ -136,6 +139,7 @@ final class BatchWriter {
         byEmail.removeAll(keepingCapacity: keepingCapacity)
         byPhone.removeAll(keepingCapacity: keepingCapacity)
         byAnonymousID.removeAll(keepingCapacity: keepingCapacity)
+        settledElsewhere.removeAll(keepingCapacity: keepingCapacity)
         externalIDs.removeAll(keepingCapacity: keepingCapacity)
         leadsWithSource.removeAll(keepingCapacity: keepingCapacity)
     }
@@ -157,7 +161,7 @@ final class BatchWriter {
     }
 
     func write(_ records: [Ingest.Record], in db: Database) throws -> Ingest.Counts {
-        if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count > Self.cacheLimit {
+        if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count + settledElsewhere.count > Self.cacheLimit {
             dropLeadCaches(keepingCapacity: true)
         }
         now = clock()
@@ -653,22 +657,30 @@ final class BatchWriter {
     private func link(anonymousID: String, to leadID: Int64, db: Database) throws -> Bool {
         // Once signed in, every event carries both ids: most calls end here.
         if byAnonymousID[anonymousID] == leadID { return false }
+        if settledElsewhere[anonymousID] == leadID { return false }
         let owner = try RawStatement(db, sql: """
-            SELECT leads.id, leads.external_id IS NULL AND status = ? AND assigned_to IS NULL
+            SELECT leads.id, leads.external_id IS NULL, status = ? AND assigned_to IS NULL
             FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
             WHERE anonymous_id = ?
             """)
         owner.bind(1, LeadStatus.defaultStatus)
         owner.bind(2, anonymousID)
-        let found: (id: Int64, isUntouchedVisitor: Bool)? = try owner.step() ? (owner.int64(0), owner.int64(1) != 0) : nil
+        let found: (id: Int64, isVisitor: Bool, isUntouched: Bool)? =
+            try owner.step() ? (owner.int64(0), owner.int64(1) != 0, owner.int64(2) != 0) : nil
         owner.reset()
         guard let found else {
             _ = try insertAnonymousID(anonymousID, leadID: leadID, db: db)
             byAnonymousID[anonymousID] = leadID
             return true
         }
-        guard found.id != leadID, found.isUntouchedVisitor else {
-            if found.id == leadID { byAnonymousID[anonymousID] = leadID }
+        if found.id == leadID {
+            byAnonymousID[anonymousID] = leadID
+            return false
+        }
+        guard found.isVisitor, found.isUntouched else {
+            // A worked visitor stays apart, but the pair is recorded for the duplicates endpoint.
+            if found.isVisitor { try LeadMutations.recordSameDevice(leadID, found.id, at: now, in: db) }
+            settledElsewhere[anonymousID] = leadID
             return false
         }
         try merge(found.id, into: leadID, db: db)

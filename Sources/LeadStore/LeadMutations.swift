@@ -194,6 +194,23 @@ public enum LeadMutations {
     public enum Match: String, Sendable, CaseIterable {
         case email, phone
         case nameAndCompany = "name_company"
+        /// A user signed in on a device whose visitor lead someone had worked, so ingest left
+        /// the two apart (see ``recordSameDevice(_:_:at:in:)``).
+        case device
+    }
+
+    /// Notes on both leads' timelines that they were seen on one device, once per pair: a user
+    /// signed in where a visitor lead sales had already worked was browsing. Ingest merges such
+    /// a visitor only while nobody has worked it; this is how the pair reaches
+    /// ``duplicates(of:limit:in:)`` for a person to decide.
+    public static func recordSameDevice(_ lead: Int64, _ other: Int64, at now: Int64, in db: Database) throws {
+        for (id, peer) in [(lead, other), (other, lead)] {
+            try db.cachedStatement(sql: """
+                INSERT INTO lead_timeline (lead_id, at, kind, new_value)
+                SELECT ?1, ?2, 'same_device', ?3
+                WHERE NOT EXISTS (SELECT 1 FROM lead_timeline WHERE lead_id = ?1 AND kind = 'same_device' AND new_value = ?3)
+                """).execute(arguments: [id, now, String(peer)])
+        }
     }
 
     /// Other leads that look like the same person: the same email, the same phone digits, or
@@ -218,6 +235,12 @@ public enum LeadMutations {
                                             arguments: [digits, id, limit]) {
                 matches[other, default: []].append(.phone)
             }
+        }
+        for other in try Int64.fetchAll(db, sql: """
+            SELECT DISTINCT leads.id FROM lead_timeline JOIN leads ON leads.id = CAST(lead_timeline.new_value AS INTEGER)
+            WHERE lead_timeline.lead_id = ? AND kind = 'same_device' AND leads.id != ? LIMIT ?
+            """, arguments: [id, id, limit]) {
+            matches[other, default: []].append(.device)
         }
         if let first: String = row["first_name"], let last: String = row["last_name"], let company: String = row["company"] {
             // The last_name index narrows to exact spellings; case is compared here.

@@ -625,7 +625,17 @@ struct AnonymousLinkingTests {
             #expect(try String.fetchOne(db, sql: "SELECT company FROM leads WHERE external_id = 'u1'") == "Acme")
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events e JOIN leads l ON l.id = e.lead_id WHERE l.status = 'qualified'") == 1,
                     "the worked lead's device keeps its events")
+            // The pair is left for a person to decide, through the duplicates endpoint.
+            let user = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'u1'"))
+            let visitor = try #require(try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE status = 'qualified'"))
+            let duplicates = try LeadMutations.duplicates(of: user, in: db)
+            #expect(duplicates.map(\.id) == [visitor] && duplicates.first?.matches == [.device])
+            #expect(try LeadMutations.duplicates(of: visitor, in: db).map(\.id) == [user])
         }
+        // Sent again, the pair is noted once.
+        let again = try ingest(store, try directory.write("c.ndjson", #"{"type":"identify","userId":"u1","anonymousId":"phone"}"#))
+        #expect(again.counts.leadsUpdated == 0)
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM lead_timeline WHERE kind = 'same_device'") } == 2)
     }
 
     /// A lead a list made from an email alone is the user a later row gives that email to, as
