@@ -185,14 +185,19 @@ final class BatchWriter {
     /// Counts what `outcomes` did with `records` (the two in step). A lead counts as created or
     /// updated once however often it recurs: `created` and `updated` carry the leads that already
     /// have, so one count can span a file's writes or cover one request's share of a write.
-    static func counts(of outcomes: some Sequence<RecordOutcome>, records: some Sequence<Ingest.Record>,
+    static func counts(of outcomes: some Collection<RecordOutcome>, records: some Sequence<Ingest.Record>,
                        created: inout Set<Int64>, updated: inout Set<Int64>) -> Ingest.Counts {
         var counts = Ingest.Counts()
+        // Created leads first: a visitor merged into a lead a later record of the same write
+        // created reaches its outcome as a change to that lead, which is new, not updated.
+        for outcome in outcomes where outcome.created {
+            counts.leadsCreated += 1
+            created.insert(outcome.leadID)
+        }
         for (outcome, record) in zip(outcomes, records) {
             let lead = outcome.leadID
             if outcome.created {
-                counts.leadsCreated += 1
-                created.insert(lead)
+                // counted above
             } else if outcome.changed {
                 if !created.contains(lead), updated.insert(lead).inserted { counts.leadsUpdated += 1 }
             } else if record.event == nil {
@@ -713,7 +718,7 @@ final class BatchWriter {
     }
 
     private func merge(_ duplicate: Int64, into primary: Int64, db: Database) throws {
-        try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, in: db)
+        try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, newerTraitsWin: true, in: db)
         mergedByRecord[duplicate] = primary
         if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
         liveInTransaction.remove(duplicate)

@@ -84,8 +84,14 @@ struct SegmentMapper {
             }
             return try finish(lead, event: nil)
         case "alias":
-            // alias links a previous (usually anonymous) id to the user id.
-            if let previous = try identifier(message, "previousId") { lead.patch.identity.anonymousID = previous }
+            // alias links a previous (usually anonymous) id to the user id; the spec requires both.
+            guard let previous = try identifier(message, "previousId") else {
+                throw IngestError(.wrongType, line: line, field: "previousId", reason: "an alias needs a previousId")
+            }
+            guard let user = lead.patch.identity.externalID else {
+                throw IngestError(.wrongType, line: line, field: "userId", reason: "an alias needs a userId")
+            }
+            if previous != user { lead.patch.identity.anonymousID = previous }
             return try finish(lead, event: nil)
         case "track", "page", "screen":
             if let context { try applyTraits(try object(context, "traits"), to: &lead) }

@@ -259,10 +259,22 @@ public enum LeadMutations {
     /// Merges `duplicate` into `primary`: events, tags, notes, custom fields and timeline move
     /// over, blank fields of the primary are filled from the duplicate, the duplicate is
     /// deleted, and the merge is recorded on the primary's timeline.
-    public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(), in db: Database) throws {
+    ///
+    /// `newerTraitsWin` (ingest's merges of a visitor into its user): when the duplicate's
+    /// newest identify is newer than the primary's (`traits_at`), its names, company, source,
+    /// value and custom fields replace the primary's, as that identify would have had it been
+    /// sent to the user; otherwise a replay of the same input later would apply it, and the
+    /// store would change on re-ingest. Identity (email, phone) only ever fills blanks.
+    public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(),
+                             newerTraitsWin: Bool = false, in db: Database) throws {
         guard let kept = try LeadRecord.fetch(id: primary, in: db),
               let merged = try LeadRecord.fetch(id: duplicate, in: db) else { throw Failure.notFound }
         let mergedPhoneDigits = try String.fetchOne(db, sql: "SELECT phone_digits FROM leads WHERE id = ?", arguments: [duplicate])
+        let traitsTimes = try Row.fetchOne(db, sql: """
+            SELECT (SELECT traits_at FROM leads WHERE id = ?), (SELECT traits_at FROM leads WHERE id = ?)
+            """, arguments: [primary, duplicate])
+        let keptTraitsAt: Int64? = traitsTimes?[0], mergedTraitsAt: Int64? = traitsTimes?[1]
+        let duplicateWins = newerTraitsWin && (mergedTraitsAt ?? .min) > (keptTraitsAt ?? .min)
 
         // Dedupe keys are unique per lead: an event both leads received (one message, resolved to
         // each before they were known to be one person) is kept once, on the primary.
@@ -278,9 +290,9 @@ public enum LeadMutations {
                        arguments: [primary, duplicate])
         // Every device the duplicate was seen on is the primary's now.
         try db.execute(sql: "UPDATE lead_anonymous_ids SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
-        // The primary's own value wins where both have a field.
+        // The primary's own value wins where both have a field, unless the duplicate's is newer.
         try db.execute(sql: """
-            INSERT OR IGNORE INTO lead_custom_values (lead_id, field_id, value, number)
+            INSERT OR \(duplicateWins ? "REPLACE" : "IGNORE") INTO lead_custom_values (lead_id, field_id, value, number)
             SELECT ?, field_id, value, number FROM lead_custom_values WHERE lead_id = ?
             """, arguments: [primary, duplicate])
         var activity = try LeadActivity.fetch(db, leadID: primary)
@@ -304,21 +316,26 @@ public enum LeadMutations {
         }
         var notes = kept.notes
         if let other = merged.notes, !(notes?.contains(other) ?? false) { notes = notes.map { $0 + "\n" + other } ?? other }
+        // Profile fields: the duplicate's fill the primary's blanks, or replace them when newer.
+        func profile(_ column: String) -> String {
+            duplicateWins ? "\(column) = coalesce(?, \(column))" : "\(column) = coalesce(\(column), ?)"
+        }
         try db.execute(sql: """
             UPDATE leads SET
                 external_id = coalesce(external_id, ?), email = coalesce(email, ?),
                 phone = coalesce(phone, ?), phone_digits = coalesce(phone_digits, ?),
-                first_name = coalesce(first_name, ?), last_name = coalesce(last_name, ?),
-                company = coalesce(company, ?), source = coalesce(source, ?),
-                assigned_to = coalesce(assigned_to, ?), value = coalesce(value, ?), notes = ?,
+                \(profile("first_name")), \(profile("last_name")),
+                \(profile("company")), \(profile("source")),
+                assigned_to = coalesce(assigned_to, ?), \(profile("value")), notes = ?,
                 created_at = min(created_at, ?),
                 last_activity_at = max(coalesce(last_activity_at, 0), coalesce(?, 0)),
+                traits_at = CASE WHEN traits_at IS NULL OR ? > traits_at THEN ? ELSE traits_at END,
                 updated_at = ?
             WHERE id = ?
             """, arguments: [
                 merged.externalID, merged.email, merged.phone, mergedPhoneDigits, merged.firstName, merged.lastName, merged.company,
                 merged.source, merged.assignedTo, merged.value, notes, merged.createdAt, merged.lastActivityAt,
-                now, primary,
+                mergedTraitsAt, mergedTraitsAt, now, primary,
             ])
         // A lead with no activity at all keeps a NULL last activity.
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])

@@ -596,6 +596,54 @@ struct AnonymousLinkingTests {
         }
     }
 
+    /// The visitor's lead is merged into a user a later record of the same write created: the
+    /// file made one lead, whatever the batch size.
+    @Test("a visitor merged into a user created in the same write counts one lead created, none updated", arguments: [1, 5000])
+    func visitorMergedIntoNewUserCountsOnce(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let summary = try ingest(store, try directory.write("visit.ndjson", [
+            #"{"type":"track","event":"Viewed Pricing","anonymousId":"v1","messageId":"n1","timestamp":"2024-05-01T10:00:00Z"}"#,
+            #"{"type":"identify","userId":"u9","traits":{"email":"u9@example.com"},"messageId":"n2","timestamp":"2024-05-02T10:00:00Z"}"#,
+            #"{"type":"identify","userId":"u9","anonymousId":"v1","messageId":"n3","timestamp":"2024-05-02T11:00:00Z"}"#,
+        ].joined(separator: "\n")), options: options)
+        #expect(summary.counts.leadsCreated == 1 && summary.counts.leadsUpdated == 0, "\(summary.counts)")
+        #expect(try store.count("leads") == 1)
+    }
+
+    /// The visitor told us something newer than the user's last identify: merged, the newer
+    /// trait stands, as it would had it been sent to the user, so a replay changes nothing.
+    @Test("a visitor's newer traits win the merge, in either order, and re-ingesting changes nothing")
+    func newerVisitorTraitsWin() throws {
+        let lines = [
+            #"{"type":"identify","userId":"k1","traits":{"email":"k1@example.com","firstName":"Old","plan":"free"},"messageId":"r1","timestamp":"2024-05-01T10:00:00Z"}"#,
+            #"{"type":"identify","anonymousId":"kb","traits":{"firstName":"New","plan":"pro","lastName":"Lee"},"messageId":"r2","timestamp":"2024-05-05T10:00:00Z"}"#,
+            #"{"type":"track","event":"Signed Up","userId":"k1","anonymousId":"kb","messageId":"r3","timestamp":"2024-05-06T10:00:00Z"}"#,
+        ]
+        for order in [[0, 1, 2], [1, 0, 2]] {
+            let directory = try TemporaryDirectory()
+            let store = try makeFileStore(in: directory)
+            let file = try directory.write("re.ndjson", order.map { lines[$0] }.joined(separator: "\n"))
+            _ = try ingest(store, file)
+            func profile() throws -> [String?] {
+                try store.reader.read { db in
+                    let row = try #require(try Row.fetchOne(db, sql: "SELECT id, first_name, last_name, email FROM leads"))
+                    let plan = try String.fetchOne(db, sql: """
+                        SELECT v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE f.key = 'plan' AND v.lead_id = ?
+                        """, arguments: [row["id"] as Int64])
+                    return [row["first_name"], row["last_name"], row["email"], plan]
+                }
+            }
+            #expect(try store.count("leads") == 1)
+            #expect(try profile() == ["New", "Lee", "k1@example.com", "pro"], "order \(order)")
+            let again = try ingest(store, file)
+            #expect(again.counts.leadsUpdated == 0, "order \(order): re-ingest changed \(again.counts)")
+            #expect(try profile() == ["New", "Lee", "k1@example.com", "pro"], "order \(order)")
+        }
+    }
+
     /// A visitor lead sales has worked (a status, an owner) keeps its id and its device, as an
     /// email-only lead does: a merge would keep the user's status and lose theirs.
     @Test("a worked visitor lead is not merged into the user who signs in on its device")

@@ -74,6 +74,8 @@ struct SegmentTests {
         #expect(company.records.first?.lead.custom == [.init(label: "company.plan", value: "pro")])
         let alias = records(#"{"type":"alias","userId":"u1","previousId":"anon-9"}"#)
         #expect(alias.records.first?.lead.identity == Ingest.Identity(externalID: "u1", anonymousID: "anon-9"))
+        let toItself = records(#"{"type":"alias","userId":"u1","previousId":"u1"}"#)
+        #expect(toItself.records.first?.lead.identity == Ingest.Identity(externalID: "u1"), "a user's own id is no device of it")
     }
 
     @Test func batchYieldsEachMessageAndRejectsOnlyTheBadOne() {
@@ -94,6 +96,10 @@ struct SegmentTests {
         (#"{"type":"track","event":"A","userId":"u1","properties":{"value":"lots"}}"#, .wrongType, "properties.value"),
         (#"{"type":"identify","traits":{"firstName":"Ann"}}"#, .noIdentity, nil),
         (#"{"type":"teleport","userId":"u1"}"#, .unsupported, "type"),
+        // An alias names two ids (the spec requires both): without one it links nothing.
+        (#"{"type":"alias","userId":"u1"}"#, .wrongType, "previousId"),
+        (#"{"type":"alias","userId":"u1","previousId":"  "}"#, .wrongType, "previousId"),
+        (#"{"type":"alias","previousId":"anon-9"}"#, .wrongType, "userId"),
     ] as [(String, IngestError.Code, String?)])
     func malformed(line: String, code: IngestError.Code, field: String?) {
         let (records, rejects) = records(line)
