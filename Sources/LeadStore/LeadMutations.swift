@@ -258,7 +258,8 @@ public enum LeadMutations {
 
     /// Merges `duplicate` into `primary`: events, tags, notes, custom fields and timeline move
     /// over, blank fields of the primary are filled from the duplicate, the duplicate is
-    /// deleted, and the merge is recorded on the primary's timeline.
+    /// deleted, and the merge is recorded on the primary's timeline. An email or phone the
+    /// primary already has another of is kept as the custom field "Other email" or "Other phone".
     ///
     /// `newerTraitsWin` (ingest's merges of a visitor into its user): when the duplicate's
     /// newest identify is newer than the primary's (`traits_at`), its names, company, source,
@@ -339,6 +340,16 @@ public enum LeadMutations {
             ])
         // A lead with no activity at all keeps a NULL last activity.
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
+        // A lead holds one email and one phone: the duplicate's other ones stay readable.
+        for (label, theirs, ours) in [("Other email", merged.email, kept.email), ("Other phone", merged.phone, kept.phone)] {
+            guard let theirs, let ours, theirs != ours else { continue }
+            let key = FieldName.normalize(label)
+            let held = try String.fetchOne(db, sql: """
+                SELECT value FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
+                """, arguments: [primary, key])
+            if let held, held.components(separatedBy: "; ").contains(theirs) { continue }
+            try setCustomField(primary, label: label, value: held.map { "\($0); \(theirs)" } ?? theirs, in: db)
+        }
         let detail = try String(data: JSONSerialization.data(withJSONObject: [
             "duplicate_id": duplicate, "external_id": merged.externalID as Any,
         ].compactMapValues { $0 is NSNull ? nil : $0 }, options: [.sortedKeys]), encoding: .utf8)

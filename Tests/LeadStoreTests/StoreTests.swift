@@ -256,6 +256,28 @@ struct EventDedupeTests {
     }
 }
 
+@Suite("Merging leads")
+struct MergeTests {
+    /// A person with two addresses: the kept lead matches on its own, the other stays readable,
+    /// and merging a third lead with the same other address adds it once.
+    @Test("a merge keeps the duplicate's other email and phone as custom fields")
+    func otherEmailAndPhoneAreKept() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            for (email, phone) in [("main@x.io", "555 0100"), ("other@x.io", "555 0199"), ("other@x.io", nil), ("third@x.io", nil)] as [(String, String?)] {
+                try db.execute(sql: "INSERT INTO leads (email, phone, created_at, updated_at) VALUES (?, ?, 0, 0)", arguments: [email, phone])
+            }
+            for duplicate in [2, 3, 4] as [Int64] { try LeadMutations.merge(primary: 1, duplicate: duplicate, in: db) }
+            #expect(try Row.fetchOne(db, sql: "SELECT email, phone FROM leads WHERE id = 1").map { [$0[0] as String, $0[1] as String] }
+                    == ["main@x.io", "555 0100"])
+            let custom = try Row.fetchAll(db, sql: """
+                SELECT f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE v.lead_id = 1 ORDER BY f.label
+                """).map { "\($0[0] as String)=\($0[1] as String)" }
+            #expect(custom == ["Other email=other@x.io; third@x.io", "Other phone=555 0199"])
+        }
+    }
+}
+
 @Suite("Lead lookup")
 struct LeadLookupTests {
     @Test("external id first, then LeadLens id; #N always the id; emails case-insensitive")
