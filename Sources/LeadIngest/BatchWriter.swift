@@ -553,6 +553,12 @@ final class BatchWriter {
             || (identity.email != nil && matchedBy != .email)
             || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
             || patch.sentAt != nil  // a dated message: whether it is older than the lead's fields decides
+        // A device this record names first: a visitor lead it merges has its traits in place
+        // before this record's own apply, in the order their times say.
+        var linkedAnonymousID = false
+        if let anonymousID = identity.anonymousID, matchedBy != .anonymousID {
+            linkedAnonymousID = try link(anonymousID: anonymousID, to: leadID, db: db)
+        }
         let setsSource = patch.sourceFallback != nil && !leadsWithSource.contains(leadID)
         var rowChanged = false
         /// An email this record gives a lead that has an external id.
@@ -636,10 +642,6 @@ final class BatchWriter {
                 try db.cachedStatement(sql: "UPDATE leads SET traits_at = ? WHERE id = ?").execute(arguments: [sentAt, leadID])
             }
             remember(leadID, stored: stored)
-        }
-        var linkedAnonymousID = false
-        if let anonymousID = identity.anonymousID, matchedBy != .anonymousID {
-            linkedAnonymousID = try link(anonymousID: anonymousID, to: leadID, db: db)
         }
         if let linkedEmail { try mergeUnidentifiedLeads(holdingEmail: linkedEmail, into: leadID, db: db) }
         let customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)

@@ -152,6 +152,12 @@ public enum LeadMutations {
             """, arguments: [id, key, value, number])
     }
 
+    static func customValue(_ id: Int64, label: String, in db: Database) throws -> String? {
+        try String.fetchOne(db, sql: """
+            SELECT value FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
+            """, arguments: [id, FieldName.normalize(label)])
+    }
+
     static func ensureUnique(_ field: LeadField, _ value: String, except id: Int64, in db: Database) throws {
         let sql = switch field {
         case .externalID: "SELECT 1 FROM leads WHERE external_id = ? AND id != ? LIMIT 1"
@@ -262,10 +268,11 @@ public enum LeadMutations {
     /// primary already has another of is kept as the custom field "Other email" or "Other phone".
     ///
     /// `newerTraitsWin` (ingest's merges of a visitor into its user): when the duplicate's
-    /// newest identify is newer than the primary's (`traits_at`), its names, company, source,
-    /// value and custom fields replace the primary's, as that identify would have had it been
-    /// sent to the user; otherwise a replay of the same input later would apply it, and the
-    /// store would change on re-ingest. Identity (email, phone) only ever fills blanks.
+    /// newest identify is newer than the primary's (`traits_at`), its names, company, value and
+    /// custom fields replace the primary's, as that identify would have had it been sent to the
+    /// user; otherwise a replay of the same input later would apply it, and the store would
+    /// change on re-ingest. Identity (email, phone) and source (first touch, often a utm
+    /// fallback) only ever fill blanks.
     public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(),
                              newerTraitsWin: Bool = false, in db: Database) throws {
         guard let kept = try LeadRecord.fetch(id: primary, in: db),
@@ -291,6 +298,11 @@ public enum LeadMutations {
                        arguments: [primary, duplicate])
         // Every device the duplicate was seen on is the primary's now.
         try db.execute(sql: "UPDATE lead_anonymous_ids SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        // Read before the custom values merge, which keeps only one side's.
+        let otherLabels = ["Other email", "Other phone"]
+        let heldOthers = try otherLabels.map { label in
+            try [primary, duplicate].map { lead in try customValue(lead, label: label, in: db) }
+        }
         // The primary's own value wins where both have a field, unless the duplicate's is newer.
         try db.execute(sql: """
             INSERT OR \(duplicateWins ? "REPLACE" : "IGNORE") INTO lead_custom_values (lead_id, field_id, value, number)
@@ -326,7 +338,7 @@ public enum LeadMutations {
                 external_id = coalesce(external_id, ?), email = coalesce(email, ?),
                 phone = coalesce(phone, ?), phone_digits = coalesce(phone_digits, ?),
                 \(profile("first_name")), \(profile("last_name")),
-                \(profile("company")), \(profile("source")),
+                \(profile("company")), source = coalesce(source, ?),
                 assigned_to = coalesce(assigned_to, ?), \(profile("value")), notes = ?,
                 created_at = min(created_at, ?),
                 last_activity_at = max(coalesce(last_activity_at, 0), coalesce(?, 0)),
@@ -340,15 +352,17 @@ public enum LeadMutations {
             ])
         // A lead with no activity at all keeps a NULL last activity.
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
-        // A lead holds one email and one phone: the duplicate's other ones stay readable.
-        for (label, theirs, ours) in [("Other email", merged.email, kept.email), ("Other phone", merged.phone, kept.phone)] {
-            guard let theirs, let ours, theirs != ours else { continue }
-            let key = FieldName.normalize(label)
-            let held = try String.fetchOne(db, sql: """
-                SELECT value FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
-                """, arguments: [primary, key])
-            if let held, held.components(separatedBy: "; ").contains(theirs) { continue }
-            try setCustomField(primary, label: label, value: held.map { "\($0); \(theirs)" } ?? theirs, in: db)
+        // A lead holds one email and one phone: the duplicate's other ones stay readable, with
+        // those both leads kept from earlier merges.
+        for (index, (theirs, ours)) in [(merged.email, kept.email), (merged.phone, kept.phone)].enumerated() {
+            var others: [String] = []
+            for list in heldOthers[index] {
+                for value in list?.components(separatedBy: "; ") ?? [] where !others.contains(value) { others.append(value) }
+            }
+            if let theirs, let ours, theirs != ours, !others.contains(theirs) { others.append(theirs) }
+            others.removeAll { $0 == ours }
+            guard !others.isEmpty else { continue }
+            try setCustomField(primary, label: otherLabels[index], value: others.joined(separator: "; "), in: db)
         }
         let detail = try String(data: JSONSerialization.data(withJSONObject: [
             "duplicate_id": duplicate, "external_id": merged.externalID as Any,

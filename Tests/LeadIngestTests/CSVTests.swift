@@ -270,9 +270,10 @@ struct CSVTests {
         #expect(summary.counts.leadsCreated == 4 && summary.counts.rejected == 1, "\(summary.counts)")
         let rows = try store.reader.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT l.first_name, l.email, v.value FROM leads l
-                LEFT JOIN lead_custom_values v ON v.lead_id = l.id LEFT JOIN custom_fields f ON f.id = v.field_id AND f.label = 'E-mail'
-                ORDER BY l.id
+                SELECT l.first_name, l.email, (
+                    SELECT v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id
+                    WHERE v.lead_id = l.id AND f.label = 'E-mail'
+                ) FROM leads l ORDER BY l.id
                 """).map { "\($0[0] as String? ?? "-") \($0[1] as String? ?? "-") \($0[2] as String? ?? "-")" }
         }
         #expect(rows == ["Ann - n/a", "Bob - n/a", "Cy - ann@example", "Ed d@x.io -"])

@@ -618,29 +618,33 @@ struct AnonymousLinkingTests {
     @Test("a visitor's newer traits win the merge, in either order, and re-ingesting changes nothing")
     func newerVisitorTraitsWin() throws {
         let lines = [
-            #"{"type":"identify","userId":"k1","traits":{"email":"k1@example.com","firstName":"Old","plan":"free"},"messageId":"r1","timestamp":"2024-05-01T10:00:00Z"}"#,
-            #"{"type":"identify","anonymousId":"kb","traits":{"firstName":"New","plan":"pro","lastName":"Lee"},"messageId":"r2","timestamp":"2024-05-05T10:00:00Z"}"#,
+            #"{"type":"identify","userId":"k1","traits":{"email":"k1@example.com","firstName":"Old","plan":"free","source":"Partner"},"messageId":"r1","timestamp":"2024-05-01T10:00:00Z"}"#,
+            #"{"type":"identify","anonymousId":"kb","traits":{"firstName":"New","plan":"pro","lastName":"Lee"},"messageId":"r2","timestamp":"2024-05-05T10:00:00Z","context":{"campaign":{"source":"google"}}}"#,
             #"{"type":"track","event":"Signed Up","userId":"k1","anonymousId":"kb","messageId":"r3","timestamp":"2024-05-06T10:00:00Z"}"#,
+            // Signed in with traits older than the visitor's: the visitor's newer plan stands.
+            #"{"type":"identify","userId":"k1","anonymousId":"kb","traits":{"plan":"basic"},"messageId":"r4","timestamp":"2024-05-03T10:00:00Z"}"#,
         ]
-        for order in [[0, 1, 2], [1, 0, 2]] {
+        for order in [[0, 1, 2], [1, 0, 2], [0, 1, 3]] {
             let directory = try TemporaryDirectory()
             let store = try makeFileStore(in: directory)
             let file = try directory.write("re.ndjson", order.map { lines[$0] }.joined(separator: "\n"))
             _ = try ingest(store, file)
             func profile() throws -> [String?] {
                 try store.reader.read { db in
-                    let row = try #require(try Row.fetchOne(db, sql: "SELECT id, first_name, last_name, email FROM leads"))
+                    let row = try #require(try Row.fetchOne(db, sql: "SELECT id, first_name, last_name, email, source FROM leads"))
                     let plan = try String.fetchOne(db, sql: """
                         SELECT v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE f.key = 'plan' AND v.lead_id = ?
                         """, arguments: [row["id"] as Int64])
-                    return [row["first_name"], row["last_name"], row["email"], plan]
+                    return [row["first_name"], row["last_name"], row["email"], plan, row["source"]]
                 }
             }
+            // The user's own source stays: a utm source only ever fills a blank one.
+            let expected: [String?] = ["New", "Lee", "k1@example.com", "pro", "Partner"]
             #expect(try store.count("leads") == 1)
-            #expect(try profile() == ["New", "Lee", "k1@example.com", "pro"], "order \(order)")
+            #expect(try profile() == expected, "order \(order)")
             let again = try ingest(store, file)
             #expect(again.counts.leadsUpdated == 0, "order \(order): re-ingest changed \(again.counts)")
-            #expect(try profile() == ["New", "Lee", "k1@example.com", "pro"], "order \(order)")
+            #expect(try profile() == expected, "order \(order)")
         }
     }
 

@@ -267,13 +267,16 @@ struct MergeTests {
             for (email, phone) in [("main@x.io", "555 0100"), ("other@x.io", "555 0199"), ("other@x.io", nil), ("third@x.io", nil)] as [(String, String?)] {
                 try db.execute(sql: "INSERT INTO leads (email, phone, created_at, updated_at) VALUES (?, ?, 0, 0)", arguments: [email, phone])
             }
+            // Both leads already carry other addresses from earlier merges.
+            try LeadMutations.setCustomField(1, label: "Other email", value: "x@a.io", in: db)
+            try LeadMutations.setCustomField(2, label: "Other email", value: "y@a.io; main@x.io", in: db)
             for duplicate in [2, 3, 4] as [Int64] { try LeadMutations.merge(primary: 1, duplicate: duplicate, in: db) }
             #expect(try Row.fetchOne(db, sql: "SELECT email, phone FROM leads WHERE id = 1").map { [$0[0] as String, $0[1] as String] }
                     == ["main@x.io", "555 0100"])
             let custom = try Row.fetchAll(db, sql: """
                 SELECT f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE v.lead_id = 1 ORDER BY f.label
                 """).map { "\($0[0] as String)=\($0[1] as String)" }
-            #expect(custom == ["Other email=other@x.io; third@x.io", "Other phone=555 0199"])
+            #expect(custom == ["Other email=x@a.io; y@a.io; other@x.io; third@x.io", "Other phone=555 0199"])
         }
     }
 }
