@@ -152,6 +152,9 @@ public enum LeadMutations {
             """, arguments: [id, key, value, number])
     }
 
+    /// The custom field a merge keeps the duplicate's other email addresses in.
+    static let otherEmailLabel = "Other email"
+
     static func customValue(_ id: Int64, label: String, in db: Database) throws -> String? {
         try String.fetchOne(db, sql: """
             SELECT value FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
@@ -234,6 +237,25 @@ public enum LeadMutations {
                                             arguments: [email, id, limit]) {
                 matches[other, default: []].append(.email)
             }
+            // Leads that keep this address as another of theirs, from an earlier merge.
+            for other in try Int64.fetchAll(db, sql: """
+                SELECT lead_id FROM lead_custom_values
+                WHERE field_id = (SELECT id FROM custom_fields WHERE key = ?) AND lead_id != ?
+                  AND instr('; ' || lower(value) || '; ', '; ' || ? || '; ') > 0
+                LIMIT ?
+                """, arguments: [FieldName.normalize(otherEmailLabel), id, email, limit]) where matches[other]?.contains(.email) != true {
+                matches[other, default: []].append(.email)
+            }
+        }
+        // The addresses this lead keeps as others: the leads that have one of them.
+        if let others = try customValue(id, label: otherEmailLabel, in: db) {
+            for address in others.components(separatedBy: "; ") where !address.isEmpty {
+                for other in try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE email = ? AND id != ? LIMIT ?",
+                                                arguments: [address.lowercased(), id, limit])
+                where matches[other]?.contains(.email) != true {
+                    matches[other, default: []].append(.email)
+                }
+            }
         }
         // identityPhoneDigits: rows stored before placeholders were refused still hold 0000000000.
         if let digits: String = row["phone_digits"], digits.count >= 6, identityPhoneDigits(digits) != nil {
@@ -299,7 +321,7 @@ public enum LeadMutations {
         // Every device the duplicate was seen on is the primary's now.
         try db.execute(sql: "UPDATE lead_anonymous_ids SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // Read before the custom values merge, which keeps only one side's.
-        let otherLabels = ["Other email", "Other phone"]
+        let otherLabels = [otherEmailLabel, "Other phone"]
         let heldOthers = try otherLabels.map { label in
             try [primary, duplicate].map { lead in try customValue(lead, label: label, in: db) }
         }

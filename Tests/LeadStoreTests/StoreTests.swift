@@ -277,6 +277,11 @@ struct MergeTests {
                 SELECT f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE v.lead_id = 1 ORDER BY f.label
                 """).map { "\($0[0] as String)=\($0[1] as String)" }
             #expect(custom == ["Other email=x@a.io; y@a.io; other@x.io; third@x.io", "Other phone=555 0199"])
+            // A later lead with one of those addresses and the merged lead list each other.
+            try db.execute(sql: "INSERT INTO leads (email, created_at, updated_at) VALUES ('third@x.io', 0, 0), ('fourth@x.io', 0, 0)")
+            let later = db.lastInsertedRowID - 1
+            #expect(try LeadMutations.duplicates(of: later, in: db).map(\.id) == [1])
+            #expect(try LeadMutations.duplicates(of: 1, in: db).map(\.id) == [later])
         }
     }
 }
