@@ -37,7 +37,7 @@ public struct LeadStore: Sendable {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let pool = try DatabasePool(path: path, configuration: configuration(memoryMapped: serving))
+        let pool = try openPool(path: path, configuration: configuration(memoryMapped: serving))
         let store = LeadStore(writer: pool)
         try store.migrate(logger: logger)
         if serving {
@@ -48,6 +48,22 @@ public struct LeadStore: Sendable {
             }
         }
         return store
+    }
+
+    /// Opens the pool, trying again while another process opening the same new file holds its
+    /// lock. Turning a new file to WAL needs that lock while holding a read lock, and SQLite then
+    /// answers SQLITE_BUSY at once rather than wait in the busy handler, which could deadlock:
+    /// three processes opening one new store together failed one of them now and then.
+    static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
+        var attempts = 0
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempts < 200 {
+                attempts += 1
+                usleep(10_000)
+            }
+        }
     }
 
     /// The files SQLite and the bulk loader keep beside a store's own: `<store><suffix>`.
