@@ -606,9 +606,12 @@ final class BatchWriter {
                     noteMove(leadID, field, from: row[column], to: value)
                 }
                 if field == .email {
+                    // Only an email the lead had none of links the leads it alone made: one
+                    // replacing another (two addresses for one id in a file) would merge and
+                    // re-create such a lead on every run.
+                    if stored.externalID != nil && stored.email == nil { linkedEmail = identity.email }
                     if let old = stored.email { byEmail[old] = nil }
                     stored.email = identity.email
-                    if stored.externalID != nil { linkedEmail = identity.email }
                 }
                 if field == .phone {
                     if let old = stored.phoneDigits { byPhone[old] = nil }

@@ -160,6 +160,12 @@ struct LeadPatchBuilder {
             ?? "no identity: needs \(needs)"
     }
 
+    /// The no-identity reject of this record: it names the email field when that held a value
+    /// that is not an address.
+    func noIdentityError(needs: String) -> IngestError {
+        IngestError(.noIdentity, line: line, field: unaddressableEmailKey, reason: noIdentityReason(needs: needs))
+    }
+
     /// Splits a full name into first and last when those were not given on their own.
     func build() -> Ingest.LeadPatch {
         var result = patch

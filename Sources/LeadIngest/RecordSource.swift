@@ -400,7 +400,7 @@ struct CSVHeader {
         }
         let patch = builder.build()
         guard !patch.identity.isEmpty else {
-            throw IngestError(.noIdentity, line: row.line, reason: builder.noIdentityReason(needs: "an id, email or phone"))
+            throw builder.noIdentityError(needs: "an id, email or phone")
         }
         return Ingest.Record(line: row.line, lead: patch, event: nil)
     }

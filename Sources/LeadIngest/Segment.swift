@@ -60,8 +60,9 @@ struct SegmentMapper {
         }
 
         if type == "identify" || type == "group" || type == "alias" {
-            // No event to date the lead by: the message's own time, when it has a readable one.
-            lead.patch.sentAt = try? messageTime(message)
+            // No event to date the lead by: the message's own time. An unreadable one is rejected,
+            // as a track's is: read as "undated", a stale identify would overwrite newer traits.
+            lead.patch.sentAt = try messageTime(message)
         }
         switch type {
         case "identify":
@@ -110,7 +111,7 @@ struct SegmentMapper {
     private func finish(_ builder: LeadPatchBuilder, event: Ingest.Event?) throws(IngestError) -> Ingest.Record {
         let patch = builder.build()
         guard !patch.identity.isEmpty else {
-            throw IngestError(.noIdentity, line: line, reason: builder.noIdentityReason(needs: "userId, anonymousId, email or phone"))
+            throw builder.noIdentityError(needs: "userId, anonymousId, email or phone")
         }
         return Ingest.Record(line: line, lead: patch, event: event)
     }

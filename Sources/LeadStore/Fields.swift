@@ -183,9 +183,25 @@ public enum FormulaGuard {
 public enum EmailAddress {
     public static func isPlausible(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !text.contains(where: \.isWhitespace) else { return false }
+        guard parts.count == 2, !parts[0].isEmpty,
+              !text.contains(where: { $0.isWhitespace || forbidden.contains($0) }) else { return false }
         let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
         return labels.count >= 2 && labels.allSatisfy { !$0.isEmpty }
+    }
+
+    /// Characters only a quoted local part may hold, which no form or CRM sends: their presence
+    /// means decoration (`<a@x.io>`, `mailto:a@x.io`) or a list.
+    private static let forbidden = Set("<>()[]\\,;:\"")
+
+    /// The address inside the decorations exports add: `mailto:a@x.io`, `<a@x.io>`,
+    /// `Ann Lee <a@x.io>`. Anything else comes back as it was.
+    public static func undecorated(_ text: String) -> String {
+        var text = Substring(text)
+        if let open = text.lastIndex(of: "<"), text.hasSuffix(">") {
+            text = text[text.index(after: open)..<text.index(before: text.endIndex)]
+        }
+        if text.lowercased().hasPrefix("mailto:") { text = text.dropFirst("mailto:".count) }
+        return String(text)
     }
 }
 

@@ -278,9 +278,36 @@ struct CSVTests {
         }
         #expect(rows == ["Ann - n/a", "Bob - n/a", "Cy - ann@example", "Ed d@x.io -"])
         let reject = try #require(rejects.rejects.first)
-        #expect(reject.error.line == 5)
+        #expect(reject.error.line == 5 && reject.error.field == "E-mail")
         #expect(reject.error.reason.contains("E-mail is not an email address"), "\(reject.error.reason)")
         #expect(!reject.error.reason.contains("none"), "the reason must not echo the value")
+    }
+
+    @Test("Emails lose an export's decorations; decorated or listed text is no address", arguments: [
+        ("mailto:M@x.io", "m@x.io"), ("<l5@x.io>", "l5@x.io"), ("Bob Lee <Bob2@x.io>", "bob2@x.io"), (" a.b+tag@mail.x.io ", "a.b+tag@mail.x.io"),
+        ("a@b@x.io", nil), ("x<y@x.io", nil), ("a@x.io, b@x.io", nil), ("bob at x.io", nil), ("bob@x", nil), ("bob@x.io.", nil),
+    ] as [(String, String?)])
+    func emailNormalization(raw: String, expected: String?) {
+        #expect(Ingest.Identity.normalizeEmail(raw) == expected)
+    }
+
+    /// Two addresses for one id in a file, and a row with the first one alone: the id's lead
+    /// ends with the second, the other row's lead keeps the first, and a re-run changes nothing
+    /// (it used to merge that lead away and make it again on every run).
+    @Test("Re-ingesting a file that gives one id two emails changes nothing")
+    func twoEmailsForOneIDAreStable() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let file = try directory.write("rr.csv", "Email,Lead ID,First Name\nc1@x.com,L1,\nc1b@x.com,L1,\nc1@x.com,,Cee\n")
+        let first = try ingest(store, file)
+        #expect(first.counts.leadsCreated == 2)
+        let before = try store.reader.read { try Row.fetchAll($0, sql: "SELECT id, external_id, email, first_name FROM leads ORDER BY id") }
+        for _ in 0..<2 {
+            let again = try ingest(store, file)
+            #expect(again.counts.leadsCreated == 0, "\(again.counts)")
+            #expect(try store.reader.read { try Row.fetchAll($0, sql: "SELECT id, external_id, email, first_name FROM leads ORDER BY id") } == before)
+        }
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM lead_timeline WHERE kind = 'merged'") } == 0)
     }
 
     @Test("A placeholder phone (one digit repeated) matches nobody: two leads stay two")

@@ -100,6 +100,10 @@ struct SegmentTests {
         (#"{"type":"alias","userId":"u1"}"#, .wrongType, "previousId"),
         (#"{"type":"alias","userId":"u1","previousId":"  "}"#, .wrongType, "previousId"),
         (#"{"type":"alias","previousId":"anon-9"}"#, .wrongType, "userId"),
+        // An identify's time decides whether it overwrites newer traits: an unreadable one is
+        // rejected, as a track's is, not read as undated.
+        (#"{"type":"identify","userId":"u1","traits":{"firstName":"Ann"},"timestamp":"2026-02-30T00:00:00Z"}"#, .badTimestamp, "timestamp"),
+        (#"{"type":"group","userId":"u1","groupId":"g1","timestamp":"garbage"}"#, .badTimestamp, "timestamp"),
     ] as [(String, IngestError.Code, String?)])
     func malformed(line: String, code: IngestError.Code, field: String?) {
         let (records, rejects) = records(line)
