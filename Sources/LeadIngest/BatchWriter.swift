@@ -8,6 +8,9 @@ extension Ingest {
         public var leadsCreated = 0
         public var leadsUpdated = 0
         public var leadsUnchanged = 0
+        /// Leads merged into another: a visitor into its user, an email-only lead into the id
+        /// it turned out to be. The leads stored dropped by as many.
+        public var leadsMerged = 0
         public var eventsAdded = 0
         public var duplicateEvents = 0
         public var rejected = 0
@@ -18,6 +21,7 @@ extension Ingest {
             lhs.leadsCreated += rhs.leadsCreated
             lhs.leadsUpdated += rhs.leadsUpdated
             lhs.leadsUnchanged += rhs.leadsUnchanged
+            lhs.leadsMerged += rhs.leadsMerged
             lhs.eventsAdded += rhs.eventsAdded
             lhs.duplicateEvents += rhs.duplicateEvents
             lhs.rejected += rhs.rejected
@@ -59,6 +63,8 @@ final class BatchWriter {
     private var mergedByRecord: [Int64: Int64] = [:]
     /// Leads an earlier write of this file counted as created and this one merged away.
     private var createdThenMerged = 0
+    /// Leads the current write merged into another.
+    private var mergedInWrite = 0
 
     struct RecordOutcome {
         var leadID: Int64
@@ -128,6 +134,7 @@ final class BatchWriter {
         dropLeadCaches(keepingCapacity: false)
         mergedByRecord.removeAll()
         createdThenMerged = 0
+        mergedInWrite = 0
         typeIDs.removeAll()
         customFieldIDs.removeAll()
         liveInTransaction.removeAll()
@@ -178,7 +185,9 @@ final class BatchWriter {
         var counts = Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
         // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
         counts.leadsCreated -= createdThenMerged
+        counts.leadsMerged = mergedInWrite
         createdThenMerged = 0
+        mergedInWrite = 0
         return counts
     }
 
@@ -725,6 +734,7 @@ final class BatchWriter {
     private func merge(_ duplicate: Int64, into primary: Int64, db: Database) throws {
         try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, newerTraitsWin: true, in: db)
         mergedByRecord[duplicate] = primary
+        mergedInWrite += 1
         if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
         liveInTransaction.remove(duplicate)
         touchedInTransaction.remove(duplicate)

@@ -217,7 +217,8 @@ struct IngestCommand: ParsableCommand {
     func describe(_ summary: Ingest.FileSummary) -> String {
         let c = summary.counts
         let name = summary.path == "-" ? "stdin" : summary.path
-        var line = "\(name): leads \(c.leadsCreated) created, \(c.leadsUpdated) updated, \(c.leadsUnchanged) unchanged; "
+        var line = "\(name): leads \(c.leadsCreated) created, \(c.leadsUpdated) updated, \(c.leadsUnchanged) unchanged"
+            + (c.leadsMerged > 0 ? ", \(c.leadsMerged) merged into another; " : "; ")
             + "events \(c.eventsAdded) added, \(c.duplicateEvents) duplicates skipped; \(c.rejected) rejected"
         let rows = c.leadsCreated + c.leadsUpdated + c.leadsUnchanged + c.eventsAdded + c.duplicateEvents + c.rejected
         if summary.seconds > 0 {

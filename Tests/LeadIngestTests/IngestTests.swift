@@ -579,9 +579,11 @@ struct AnonymousLinkingTests {
         ].joined(separator: "\n"))
         let first = try ingest(store, file, options: options)
         #expect(first.counts.leadsCreated == 1, "\(first.counts)")
+        // The laptop's visitor became the user itself; the phone's and the tablet's merged into it.
+        #expect(first.counts.leadsMerged == 2)
         #expect(first.counts.eventsAdded == 6)
         let again = try ingest(store, file, options: options)
-        #expect(again.counts.leadsCreated == 0 && again.counts.eventsAdded == 0, "re-ingest added \(again.counts)")
+        #expect(again.counts.leadsCreated == 0 && again.counts.eventsAdded == 0 && again.counts.leadsMerged == 0, "re-ingest added \(again.counts)")
         try store.reader.read { db in
             let leads = try Row.fetchAll(db, sql: "SELECT id, external_id, company FROM leads")
             try #require(leads.count == 1, "a device's visitor lead was left beside its user")
@@ -609,7 +611,7 @@ struct AnonymousLinkingTests {
             #"{"type":"identify","userId":"u9","traits":{"email":"u9@example.com"},"messageId":"n2","timestamp":"2024-05-02T10:00:00Z"}"#,
             #"{"type":"identify","userId":"u9","anonymousId":"v1","messageId":"n3","timestamp":"2024-05-02T11:00:00Z"}"#,
         ].joined(separator: "\n")), options: options)
-        #expect(summary.counts.leadsCreated == 1 && summary.counts.leadsUpdated == 0, "\(summary.counts)")
+        #expect(summary.counts.leadsCreated == 1 && summary.counts.leadsUpdated == 0 && summary.counts.leadsMerged == 1, "\(summary.counts)")
         #expect(try store.count("leads") == 1)
     }
 
