@@ -376,13 +376,18 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
         // A lead holds one email and one phone: the duplicate's other ones stay readable, with
         // those both leads kept from earlier merges.
+        // Phones are one number when their digits are: 555-0100 and (555) 0100.
+        let sameAs: [(String, String) -> Bool] = [(==), { phoneDigits($0) == phoneDigits($1) }]
         for (index, (theirs, ours)) in [(merged.email, kept.email), (merged.phone, kept.phone)].enumerated() {
+            let same = sameAs[index]
             var others: [String] = []
             for list in heldOthers[index] {
-                for value in list?.components(separatedBy: "; ") ?? [] where !others.contains(value) { others.append(value) }
+                for value in list?.components(separatedBy: "; ") ?? [] where !others.contains(where: { same($0, value) }) {
+                    others.append(value)
+                }
             }
-            if let theirs, let ours, theirs != ours, !others.contains(theirs) { others.append(theirs) }
-            others.removeAll { $0 == ours }
+            if let theirs, let ours, !same(theirs, ours), !others.contains(where: { same($0, theirs) }) { others.append(theirs) }
+            if let ours { others.removeAll { same($0, ours) } }
             guard !others.isEmpty else { continue }
             try setCustomField(primary, label: otherLabels[index], value: others.joined(separator: "; "), in: db)
         }

@@ -264,7 +264,7 @@ struct MergeTests {
     func otherEmailAndPhoneAreKept() throws {
         let store = try LeadStore.inMemory()
         try store.writer.write { db in
-            for (email, phone) in [("main@x.io", "555 0100"), ("other@x.io", "555 0199"), ("other@x.io", nil), ("third@x.io", nil)] as [(String, String?)] {
+            for (email, phone) in [("main@x.io", "555 0100"), ("other@x.io", "555 0199"), ("other@x.io", "(555) 0100"), ("third@x.io", nil)] as [(String, String?)] {
                 try db.execute(sql: "INSERT INTO leads (email, phone, created_at, updated_at) VALUES (?, ?, 0, 0)", arguments: [email, phone])
             }
             // Both leads already carry other addresses from earlier merges.
