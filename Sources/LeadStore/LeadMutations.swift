@@ -316,6 +316,10 @@ public enum LeadMutations {
         try db.execute(sql: "DELETE FROM events WHERE lead_id = ?", arguments: [duplicate])
         let droppedSharedEvents = db.changesCount > 0
         try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
+        // Notes that the two shared a device are settled by this merge.
+        try db.execute(sql: """
+            DELETE FROM lead_timeline WHERE lead_id = ? AND kind = 'same_device' AND new_value IN (?, ?)
+            """, arguments: [primary, String(primary), String(duplicate)])
         try db.execute(sql: "INSERT OR IGNORE INTO lead_tags (lead_id, tag) SELECT ?, tag FROM lead_tags WHERE lead_id = ?",
                        arguments: [primary, duplicate])
         // Every device the duplicate was seen on is the primary's now.
