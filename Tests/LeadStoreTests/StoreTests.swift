@@ -171,6 +171,30 @@ struct StoreTests {
         }
     }
 
+    @Test("v12: emails that are not addresses move to a custom field, unless they are a lead's only identity")
+    func unaddressableEmailsMove() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v11-anonymous-ids") { db in
+            try db.execute(sql: """
+                INSERT INTO leads (id, email, phone, phone_digits, external_id, created_at, updated_at) VALUES
+                    (1, 'n/a', '555 123 4567', '5551234567', NULL, 1, 1), (2, 'none', NULL, NULL, 'X2', 2, 2),
+                    (3, 'n/a', NULL, NULL, NULL, 3, 3), (4, 'ann@x.io', '555 987 6543', '5559876543', NULL, 4, 4),
+                    (5, 'a@b@x.io', NULL, NULL, 'X5', 5, 5), (6, '<l6@x.io>', NULL, NULL, 'X6', 6, 6),
+                    (7, 'a@x..io', NULL, NULL, 'X7', 7, 7), (8, 'bob+tag@mail.x.io', NULL, NULL, 'X8', 8, 8);
+                """)
+        }
+        let store = try LeadStore.open(path: path)
+        try store.reader.read { (db: Database) throws in
+            #expect(try Row.fetchAll(db, sql: "SELECT id, email FROM leads ORDER BY id").map { "\($0[0] as Int64)=\($0[1] as String? ?? "-")" }
+                    == ["1=-", "2=-", "3=n/a", "4=ann@x.io", "5=-", "6=-", "7=-", "8=bob+tag@mail.x.io"])
+            #expect(try Row.fetchAll(db, sql: """
+                SELECT v.lead_id, f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id ORDER BY v.lead_id
+                """).map { "\($0[0] as Int64) \($0[1] as String)=\($0[2] as String)" }
+                    == ["1 Email=n/a", "2 Email=none", "5 Email=a@b@x.io", "6 Email=<l6@x.io>", "7 Email=a@x..io"])
+        }
+    }
+
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
