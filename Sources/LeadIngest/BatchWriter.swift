@@ -9,7 +9,7 @@ extension Ingest {
         public var leadsUpdated = 0
         public var leadsUnchanged = 0
         /// Leads merged into another: a visitor into its user, an email-only lead into the id
-        /// it turned out to be. The leads stored dropped by as many.
+        /// it turned out to be (one the same file created counts here and not as created).
         public var leadsMerged = 0
         public var eventsAdded = 0
         public var duplicateEvents = 0

@@ -193,14 +193,19 @@ public enum EmailAddress {
     /// means decoration (`<a@x.io>`, `mailto:a@x.io`) or a list.
     private static let forbidden = Set("<>()[]\\,;:\"")
 
-    /// The address inside the decorations exports add: `mailto:a@x.io`, `<a@x.io>`,
-    /// `Ann Lee <a@x.io>`. Anything else comes back as it was.
+    /// The address inside the decorations exports add: `mailto:a@x.io?subject=…`, `<a@x.io>`,
+    /// `Ann Lee <a@x.io>`. Anything else comes back as it was: a list (`Ann <a@x.io>, Bob <b@x.io>`)
+    /// is no one address.
     public static func undecorated(_ text: String) -> String {
         var text = Substring(text)
-        if let open = text.lastIndex(of: "<"), text.hasSuffix(">") {
+        if let open = text.firstIndex(of: "<"), text.hasSuffix(">"),
+           !text[..<open].contains(where: { "<>,;".contains($0) }) {
             text = text[text.index(after: open)..<text.index(before: text.endIndex)]
         }
-        if text.lowercased().hasPrefix("mailto:") { text = text.dropFirst("mailto:".count) }
+        if text.lowercased().hasPrefix("mailto:") {
+            text = text.dropFirst("mailto:".count)
+            if let query = text.firstIndex(of: "?") { text = text[..<query] }
+        }
         return String(text)
     }
 }

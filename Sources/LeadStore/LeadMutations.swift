@@ -315,6 +315,13 @@ public enum LeadMutations {
                        arguments: [duplicate])
         try db.execute(sql: "DELETE FROM events WHERE lead_id = ?", arguments: [duplicate])
         let droppedSharedEvents = db.changesCount > 0
+        // Same-device notes come in pairs, so the duplicate's own name the leads whose notes
+        // name it: those now name the lead it became (found through the timeline's lead index).
+        for peer in try String.fetchAll(db, sql: "SELECT new_value FROM lead_timeline WHERE lead_id = ? AND kind = 'same_device'",
+                                        arguments: [duplicate]) {
+            try db.execute(sql: "UPDATE lead_timeline SET new_value = ? WHERE lead_id = ? AND kind = 'same_device' AND new_value = ?",
+                           arguments: [String(primary), Int64(peer), String(duplicate)])
+        }
         try db.execute(sql: "UPDATE lead_timeline SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // Notes that the two shared a device are settled by this merge.
         try db.execute(sql: """
@@ -380,8 +387,13 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
         // A lead holds one email and one phone: the duplicate's other ones stay readable, with
         // those both leads kept from earlier merges.
-        // Phones are one number when their digits are: 555-0100 and (555) 0100.
-        let sameAs: [(String, String) -> Bool] = [(==), { phoneDigits($0) == phoneDigits($1) }]
+        // Phones are one number when their digits are: 555-0100 and (555) 0100. Text without
+        // digits (n/a, ask reception) is compared as written.
+        let samePhone = { (a: String, b: String) -> Bool in
+            let (x, y) = (phoneDigits(a), phoneDigits(b))
+            return x.isEmpty || y.isEmpty ? a == b : x == y
+        }
+        let sameAs: [(String, String) -> Bool] = [(==), samePhone]
         for (index, (theirs, ours)) in [(merged.email, kept.email), (merged.phone, kept.phone)].enumerated() {
             let same = sameAs[index]
             var others: [String] = []

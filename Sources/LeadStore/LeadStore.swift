@@ -55,12 +55,11 @@ public struct LeadStore: Sendable {
     /// answers SQLITE_BUSY at once rather than wait in the busy handler, which could deadlock:
     /// three processes opening one new store together failed one of them now and then.
     static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
-        var attempts = 0
+        let deadline = ContinuousClock.now + .seconds(2)
         while true {
             do {
                 return try DatabasePool(path: path, configuration: configuration)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempts < 200 {
-                attempts += 1
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
                 usleep(10_000)
             }
         }

@@ -336,23 +336,31 @@ public enum Schema {
             SELECT id, email FROM leads
             WHERE email IS NOT NULL AND (email NOT GLOB '?*@?*.?*' OR email GLOB '*@*@*' OR email GLOB '*..*'
                                          OR email GLOB '*.' OR email GLOB '*@.*' OR email GLOB ?)
-            """, arguments: ["*[][<>(),;:\" \\\t\n\r]*"])
+            """, arguments: ["*[][<>(),;:\" \\\t\n\r\u{0B}\u{0C}]*"])
         while let row = try emails.next() {
             let email: String = row[1]
             if !EmailAddress.isPlausible(email) { unaddressable.append((row[0], email)) }
         }
         guard !unaddressable.isEmpty else { return }
-        try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, 'Email')", arguments: [FieldName.normalize("Email")])
-        let fieldID = try Int64.fetchOne(db, sql: "SELECT id FROM custom_fields WHERE key = ?", arguments: [FieldName.normalize("Email")])
         for lead in unaddressable {
-            let hasOtherIdentity = try Bool.fetchOne(db, sql: """
-                SELECT external_id IS NOT NULL OR phone_digits IS NOT NULL
-                    OR EXISTS (SELECT 1 FROM lead_anonymous_ids WHERE lead_id = leads.id)
+            // `<a@x.io>` and `mailto:a@x.io` were stored as given: they keep the address inside,
+            // which is what ingest now matches them by.
+            let inside = EmailAddress.undecorated(lead.email).trimmingCharacters(in: .whitespaces).lowercased()
+            if EmailAddress.isPlausible(inside) {
+                try db.execute(sql: "UPDATE leads SET email = ? WHERE id = ?", arguments: [inside, lead.id])
+                continue
+            }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT external_id, phone_digits, EXISTS (SELECT 1 FROM lead_anonymous_ids WHERE lead_id = leads.id)
                 FROM leads WHERE id = ?
-                """, arguments: [lead.id]) ?? false
+                """, arguments: [lead.id]) else { continue }
+            let phoneDigits: String? = row[1]
+            let hasOtherIdentity = row[0] as String? != nil || row[2] as Bool
+                || phoneDigits.flatMap(LeadMutations.identityPhoneDigits) != nil
             guard hasOtherIdentity else { continue }
-            try db.execute(sql: "INSERT OR IGNORE INTO lead_custom_values (lead_id, field_id, value) VALUES (?, ?, ?)",
-                           arguments: [lead.id, fieldID, lead.email])
+            // A value the lead already keeps under Email gains this one beside it.
+            let held = try LeadMutations.customValue(lead.id, label: "Email", in: db)
+            try LeadMutations.setCustomField(lead.id, label: "Email", value: held.map { "\($0); \(lead.email)" } ?? lead.email, in: db)
             try db.execute(sql: "UPDATE leads SET email = NULL WHERE id = ?", arguments: [lead.id])
         }
     }

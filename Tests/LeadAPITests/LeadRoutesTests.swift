@@ -64,6 +64,10 @@ struct LeadRoutesTests {
             let bare = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": NSNull(), "phone": NSNull()])
             #expect(bare.status == .unprocessableContent && bare.fieldErrors["email"] != nil)
             #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["email"] as? String == "grace@example.com")
+            // An export's decorations come off: the address inside is stored.
+            let decorated = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "Ann Lee <Ann.Lee@Example.com>"])
+            #expect(decorated.status == .created && decorated.data["email"] as? String == "ann.lee@example.com", "\(decorated.json)")
+            #expect(try await client.call(.delete, "/api/v1/leads/\(try #require(decorated.data["id"] as? Int))", key: api.writer).status == .noContent)
             // The error names the field the request clears.
             let external = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["external_id": "X-1"])
             let externalID = try #require(external.data["id"] as? Int)

@@ -180,18 +180,22 @@ struct StoreTests {
                 INSERT INTO leads (id, email, phone, phone_digits, external_id, created_at, updated_at) VALUES
                     (1, 'n/a', '555 123 4567', '5551234567', NULL, 1, 1), (2, 'none', NULL, NULL, 'X2', 2, 2),
                     (3, 'n/a', NULL, NULL, NULL, 3, 3), (4, 'ann@x.io', '555 987 6543', '5559876543', NULL, 4, 4),
-                    (5, 'a@b@x.io', NULL, NULL, 'X5', 5, 5), (6, '<l6@x.io>', NULL, NULL, 'X6', 6, 6),
-                    (7, 'a@x..io', NULL, NULL, 'X7', 7, 7), (8, 'bob+tag@mail.x.io', NULL, NULL, 'X8', 8, 8);
+                    (5, 'a@b@x.io', NULL, NULL, 'X5', 5, 5), (6, '<L6@x.io>', NULL, NULL, 'X6', 6, 6),
+                    (7, 'a@x..io', NULL, NULL, 'X7', 7, 7), (8, 'bob+tag@mail.x.io', NULL, NULL, 'X8', 8, 8),
+                    (9, 'mailto:m9@x.io', NULL, NULL, NULL, 9, 9), (10, 'n/a', '000-000-0000', '0000000000', NULL, 10, 10);
+                INSERT INTO custom_fields (key, label) VALUES ('email', 'E-mail');
+                INSERT INTO lead_custom_values (lead_id, field_id, value) VALUES (7, last_insert_rowid(), 'kept@x');
                 """)
         }
         let store = try LeadStore.open(path: path)
         try store.reader.read { (db: Database) throws in
             #expect(try Row.fetchAll(db, sql: "SELECT id, email FROM leads ORDER BY id").map { "\($0[0] as Int64)=\($0[1] as String? ?? "-")" }
-                    == ["1=-", "2=-", "3=n/a", "4=ann@x.io", "5=-", "6=-", "7=-", "8=bob+tag@mail.x.io"])
+                    == ["1=-", "2=-", "3=n/a", "4=ann@x.io", "5=-", "6=l6@x.io", "7=-", "8=bob+tag@mail.x.io", "9=m9@x.io", "10=n/a"],
+                    "decorated addresses keep the address inside; a placeholder phone is no identity")
             #expect(try Row.fetchAll(db, sql: """
                 SELECT v.lead_id, f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id ORDER BY v.lead_id
                 """).map { "\($0[0] as Int64) \($0[1] as String)=\($0[2] as String)" }
-                    == ["1 Email=n/a", "2 Email=none", "5 Email=a@b@x.io", "6 Email=<l6@x.io>", "7 Email=a@x..io"])
+                    == ["1 E-mail=n/a", "2 E-mail=none", "5 E-mail=a@b@x.io", "7 E-mail=kept@x; a@x..io"])
         }
     }
 
@@ -301,11 +305,33 @@ struct MergeTests {
                 SELECT f.label, v.value FROM lead_custom_values v JOIN custom_fields f ON f.id = v.field_id WHERE v.lead_id = 1 ORDER BY f.label
                 """).map { "\($0[0] as String)=\($0[1] as String)" }
             #expect(custom == ["Other email=x@a.io; y@a.io; other@x.io; third@x.io", "Other phone=555 0199"])
+            // Phone text without digits is compared as written: two such texts are two entries.
+            try db.execute(sql: "INSERT INTO leads (phone, created_at, updated_at) VALUES ('ask reception', 0, 0), ('n/a', 0, 0)")
+            let reception = db.lastInsertedRowID - 1
+            try LeadMutations.merge(primary: reception, duplicate: reception + 1, in: db)
+            #expect(try LeadMutations.customValue(reception, label: "Other phone", in: db) == "n/a")
             // A later lead with one of those addresses and the merged lead list each other.
             try db.execute(sql: "INSERT INTO leads (email, created_at, updated_at) VALUES ('third@x.io', 0, 0), ('fourth@x.io', 0, 0)")
             let later = db.lastInsertedRowID - 1
             #expect(try LeadMutations.duplicates(of: later, in: db).map(\.id) == [1])
             #expect(try LeadMutations.duplicates(of: 1, in: db).map(\.id) == [later])
+        }
+    }
+}
+
+extension MergeTests {
+    @Test("a same-device pair follows a merge of one of them into a third lead")
+    func sameDevicePairFollowsAMerge() throws {
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            for email in ["a@x.io", "b@x.io", "c@x.io"] {
+                try db.execute(sql: "INSERT INTO leads (email, created_at, updated_at) VALUES (?, 0, 0)", arguments: [email])
+            }
+            try LeadMutations.recordSameDevice(1, 2, at: 0, in: db)
+            #expect(try LeadMutations.duplicates(of: 1, in: db).map(\.id) == [2])
+            try LeadMutations.merge(primary: 3, duplicate: 2, in: db)
+            #expect(try LeadMutations.duplicates(of: 1, in: db).map(\.id) == [3])
+            #expect(try LeadMutations.duplicates(of: 3, in: db).map(\.id) == [1])
         }
     }
 }

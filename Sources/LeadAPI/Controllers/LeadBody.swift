@@ -139,6 +139,7 @@ enum LeadBody {
                         continue
                     }
                 case .email:
+                    text = EmailAddress.undecorated(text).trimmingCharacters(in: .whitespaces)
                     if !EmailAddress.isPlausible(text) {
                         fail(key, "must be an email address")
                         continue
