@@ -534,7 +534,7 @@ final class BatchWriter {
         insert.bind(12, patch.value)
         insert.bind(13, patch.createdAt ?? patch.createdAtIfNew ?? firstSeen ?? now)
         insert.bind(14, now)
-        insert.bind(15, patch.sentAt)
+        insert.bind(15, patch.carriesTraits ? patch.sentAt : nil)
         try insert.run()
         let id = db.lastInsertedRowID
         var stored = patch.identity
@@ -572,6 +572,8 @@ final class BatchWriter {
         var rowChanged = false
         /// An email this record gives a lead that has an external id.
         var linkedEmail: String?
+        /// Emails and phones this record replaced, or brought older than the lead's own.
+        var otherContacts: [(kind: LeadMutations.OtherContact, value: String, current: String)] = []
         /// The record is an identify (group, alias) no newer than the newest applied to the lead.
         var isOlder = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
@@ -608,7 +610,13 @@ final class BatchWriter {
             if storedExternalID == nil, let externalID = identity.externalID { set("external_id", externalID) }
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
-                if isOlder && row[column] as String? != nil { continue }
+                let kind: LeadMutations.OtherContact? = field == .email ? .email : field == .phone ? .phone : nil
+                if isOlder, let held = row[column] as String? {
+                    // An older email or phone the lead has another of is kept beside it.
+                    if let kind { otherContacts.append((kind, value, current: held)) }
+                    continue
+                }
+                if let kind, let replaced = row[column] as String? { otherContacts.append((kind, replaced, current: value)) }
                 set(column, value)
                 // The timeline shows who moved a lead, whether by the API or an import.
                 if field == .status || field == .assignedTo {
@@ -641,7 +649,7 @@ final class BatchWriter {
             if let value = patch.value, row["value"] as Double? != value, !(isOlder && (row["value"] as Double?) != nil) { set("value", value) }
             if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt, !isOlder { set("created_at", createdAt) }
             // The newest message applied moves on; alone it is bookkeeping, not a change to the lead.
-            let movesAppliedAt = patch.sentAt != nil && !isOlder
+            let movesAppliedAt = patch.sentAt != nil && !isOlder && patch.carriesTraits
             if !assignments.isEmpty {
                 set("updated_at", now)
                 if movesAppliedAt { set("traits_at", patch.sentAt) }
@@ -656,7 +664,10 @@ final class BatchWriter {
             remember(leadID, stored: stored)
         }
         if let linkedEmail { try mergeUnidentifiedLeads(holdingEmail: linkedEmail, into: leadID, db: db) }
-        let customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)
+        var customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)
+        for other in otherContacts where try LeadMutations.keepOthers(other.kind, [other.value], current: other.current, lead: leadID, in: db) {
+            customChanged = true
+        }
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged || linkedAnonymousID) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])

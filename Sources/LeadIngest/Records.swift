@@ -65,6 +65,13 @@ extension Ingest {
         /// every one) but must date the lead it makes in another store.
         public var createdAtIfNew: Int64?
 
+        /// Whether the message says something about the person, not only who they are: an alias
+        /// or a bare identify linking a device moves no `traits_at`, or a late-arriving identify
+        /// with older traits would count as no newer than a link that carried none.
+        var carriesTraits: Bool {
+            !fields.isEmpty || !custom.isEmpty || value != nil || createdAt != nil || !tags.isEmpty || !appendedNotes.isEmpty
+        }
+
         public init() {}
     }
 

@@ -198,9 +198,12 @@ public enum EmailAddress {
     /// is no one address.
     public static func undecorated(_ text: String) -> String {
         var text = Substring(text)
-        if let open = text.firstIndex(of: "<"), text.hasSuffix(">"),
-           !text[..<open].contains(where: { "<>,;".contains($0) }) {
-            text = text[text.index(after: open)..<text.index(before: text.endIndex)]
+        // A quoted display name may hold commas: "Lee, Ann" <a@x.io>.
+        var name = Substring("")
+        if text.first == "\"", let close = text.dropFirst().firstIndex(of: "\"") { name = text[text.index(after: close)...] } else { name = text }
+        if let open = name.firstIndex(of: "<"), name.hasSuffix(">"),
+           !name[..<open].contains(where: { "<>,;\"".contains($0) }) {
+            text = name[name.index(after: open)..<name.index(before: name.endIndex)]
         }
         if text.lowercased().hasPrefix("mailto:") {
             text = text.dropFirst("mailto:".count)

@@ -152,8 +152,41 @@ public enum LeadMutations {
             """, arguments: [id, key, value, number])
     }
 
-    /// The custom field a merge keeps the duplicate's other email addresses in.
-    static let otherEmailLabel = "Other email"
+    /// A lead holds one email and one phone. The other ones it was given (by a merge, a newer
+    /// identify replacing one, or an older one that arrived late) are kept, sorted, in the
+    /// custom fields "Other email" and "Other phone", so no address is dropped and the
+    /// duplicates endpoint can match on them.
+    public enum OtherContact: CaseIterable, Sendable {
+        case email, phone
+
+        var label: String { self == .email ? "Other email" : "Other phone" }
+
+        /// Phones are one number when their digits are (555-0100 and (555) 0100); text without
+        /// digits (n/a, ask reception) is compared as written.
+        func same(_ a: String, _ b: String) -> Bool {
+            guard self == .phone else { return a == b }
+            let (x, y) = (phoneDigits(a), phoneDigits(b))
+            return x.isEmpty || y.isEmpty ? a == b : x == y
+        }
+    }
+
+    static let otherEmailLabel = OtherContact.email.label
+
+    /// Adds `values` to the lead's other emails or phones, leaving out `current` (the one the
+    /// lead holds). Returns whether the stored list changed.
+    @discardableResult
+    public static func keepOthers(_ kind: OtherContact, _ values: [String], current: String?, lead: Int64, in db: Database) throws -> Bool {
+        let held = try customValue(lead, label: kind.label, in: db)
+        var others: [String] = []
+        for value in (held?.components(separatedBy: "; ") ?? []) + values where !value.isEmpty {
+            if !others.contains(where: { kind.same($0, value) }) { others.append(value) }
+        }
+        if let current { others.removeAll { kind.same($0, current) } }
+        let list = others.isEmpty ? nil : others.sorted().joined(separator: "; ")
+        guard list != held else { return false }
+        try setCustomField(lead, label: kind.label, value: list, in: db)
+        return true
+    }
 
     static func customValue(_ id: Int64, label: String, in db: Database) throws -> String? {
         try String.fetchOne(db, sql: """
@@ -290,11 +323,11 @@ public enum LeadMutations {
     /// primary already has another of is kept as the custom field "Other email" or "Other phone".
     ///
     /// `newerTraitsWin` (ingest's merges of a visitor into its user): when the duplicate's
-    /// newest identify is newer than the primary's (`traits_at`), its names, company, value and
-    /// custom fields replace the primary's, as that identify would have had it been sent to the
-    /// user; otherwise a replay of the same input later would apply it, and the store would
-    /// change on re-ingest. Identity (email, phone) and source (first touch, often a utm
-    /// fallback) only ever fill blanks.
+    /// newest identify is newer than the primary's (`traits_at`), its email, phone, names,
+    /// company, value and custom fields replace the primary's, as that identify would have had
+    /// it been sent to the user (the replaced email and phone are kept as others); otherwise a
+    /// replay of the same input later would apply it, and the store would change on re-ingest.
+    /// Source only fills a blank: a merged lead's may be a utm fallback, which never replaces.
     public static func merge(primary: Int64, duplicate: Int64, now: Int64 = LeadStore.nowMillis(),
                              newerTraitsWin: Bool = false, in db: Database) throws {
         guard let kept = try LeadRecord.fetch(id: primary, in: db),
@@ -332,9 +365,8 @@ public enum LeadMutations {
         // Every device the duplicate was seen on is the primary's now.
         try db.execute(sql: "UPDATE lead_anonymous_ids SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // Read before the custom values merge, which keeps only one side's.
-        let otherLabels = [otherEmailLabel, "Other phone"]
-        let heldOthers = try otherLabels.map { label in
-            try [primary, duplicate].map { lead in try customValue(lead, label: label, in: db) }
+        let heldOthers = try OtherContact.allCases.map { kind in
+            try [primary, duplicate].flatMap { lead in try customValue(lead, label: kind.label, in: db)?.components(separatedBy: "; ") ?? [] }
         }
         // The primary's own value wins where both have a field, unless the duplicate's is newer.
         try db.execute(sql: """
@@ -362,14 +394,17 @@ public enum LeadMutations {
         }
         var notes = kept.notes
         if let other = merged.notes, !(notes?.contains(other) ?? false) { notes = notes.map { $0 + "\n" + other } ?? other }
+        // A phone and its digits move together: a newer duplicate's replaces the primary's (its
+        // digits may be NULL, a placeholder), otherwise it only fills a blank.
+        let takesPhone = duplicateWins && merged.phone != nil
         // Profile fields: the duplicate's fill the primary's blanks, or replace them when newer.
         func profile(_ column: String) -> String {
             duplicateWins ? "\(column) = coalesce(?, \(column))" : "\(column) = coalesce(\(column), ?)"
         }
         try db.execute(sql: """
             UPDATE leads SET
-                external_id = coalesce(external_id, ?), email = coalesce(email, ?),
-                phone = coalesce(phone, ?), phone_digits = coalesce(phone_digits, ?),
+                external_id = coalesce(external_id, ?), \(profile("email")),
+                phone = \(takesPhone ? "?" : "coalesce(phone, ?)"), phone_digits = \(takesPhone ? "?" : "coalesce(phone_digits, ?)"),
                 \(profile("first_name")), \(profile("last_name")),
                 \(profile("company")), source = coalesce(source, ?),
                 assigned_to = coalesce(assigned_to, ?), \(profile("value")), notes = ?,
@@ -387,25 +422,10 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
         // A lead holds one email and one phone: the duplicate's other ones stay readable, with
         // those both leads kept from earlier merges.
-        // Phones are one number when their digits are: 555-0100 and (555) 0100. Text without
-        // digits (n/a, ask reception) is compared as written.
-        let samePhone = { (a: String, b: String) -> Bool in
-            let (x, y) = (phoneDigits(a), phoneDigits(b))
-            return x.isEmpty || y.isEmpty ? a == b : x == y
-        }
-        let sameAs: [(String, String) -> Bool] = [(==), samePhone]
-        for (index, (theirs, ours)) in [(merged.email, kept.email), (merged.phone, kept.phone)].enumerated() {
-            let same = sameAs[index]
-            var others: [String] = []
-            for list in heldOthers[index] {
-                for value in list?.components(separatedBy: "; ") ?? [] where !others.contains(where: { same($0, value) }) {
-                    others.append(value)
-                }
-            }
-            if let theirs, let ours, !same(theirs, ours), !others.contains(where: { same($0, theirs) }) { others.append(theirs) }
-            if let ours { others.removeAll { same($0, ours) } }
-            guard !others.isEmpty else { continue }
-            try setCustomField(primary, label: otherLabels[index], value: others.joined(separator: "; "), in: db)
+        let primaryHolds = try Row.fetchOne(db, sql: "SELECT email, phone FROM leads WHERE id = ?", arguments: [primary])
+        for (index, kind) in OtherContact.allCases.enumerated() {
+            let both = kind == .email ? [merged.email, kept.email] : [merged.phone, kept.phone]
+            try keepOthers(kind, heldOthers[index] + both.compactMap { $0 }, current: primaryHolds?[index] as String?, lead: primary, in: db)
         }
         let detail = try String(data: JSONSerialization.data(withJSONObject: [
             "duplicate_id": duplicate, "external_id": merged.externalID as Any,

@@ -285,7 +285,8 @@ struct CSVTests {
 
     @Test("Emails lose an export's decorations; decorated or listed text is no address", arguments: [
         ("mailto:M@x.io", "m@x.io"), ("mailto:m@x.io?subject=Hi", "m@x.io"), ("<l5@x.io>", "l5@x.io"), ("Bob Lee <Bob2@x.io>", "bob2@x.io"),
-        (" a.b+tag@mail.x.io ", "a.b+tag@mail.x.io"), ("Ann <a@x.io>, Bob <b@x.io>", nil),
+        (" a.b+tag@mail.x.io ", "a.b+tag@mail.x.io"), ("Ann <a@x.io>, Bob <b@x.io>", nil), (#""Lee, Ann" <A10@x.io>"#, "a10@x.io"),
+        (#""Lee, Ann" <a@x.io>, Bob <b@x.io>"#, nil),
         ("a@b@x.io", nil), ("x<y@x.io", nil), ("a@x.io, b@x.io", nil), ("bob at x.io", nil), ("bob@x", nil), ("bob@x.io.", nil),
     ] as [(String, String?)])
     func emailNormalization(raw: String, expected: String?) {

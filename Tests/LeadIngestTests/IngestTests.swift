@@ -650,6 +650,56 @@ struct AnonymousLinkingTests {
         }
     }
 
+    /// A lead holds one email: every other address it was given stays readable beside it,
+    /// whether a merge, a newer identify or a late older one brought it, in any order of lines.
+    @Test("other addresses are kept as Other email whichever order brings them")
+    func otherAddressesAreKeptInAnyOrder() throws {
+        let lines = [
+            #"{"type":"identify","userId":"U1","traits":{"email":"u1@n.io","phone":"555 0100"},"timestamp":"2026-09-01T00:00:00Z","messageId":"o0"}"#,
+            #"{"type":"identify","anonymousId":"d1","traits":{"email":"d1@n.io","phone":"555 0111","firstName":"Dee"},"timestamp":"2026-08-01T00:00:00Z","messageId":"o1"}"#,
+            #"{"type":"alias","previousId":"d1","userId":"U1","timestamp":"2026-10-01T00:00:00Z","messageId":"o2"}"#,
+        ]
+        for order in [[0, 1, 2], [0, 2, 1], [2, 1, 0], [1, 2, 0]] {
+            let directory = try TemporaryDirectory()
+            let store = try makeFileStore(in: directory)
+            let file = try directory.write("o.ndjson", order.map { lines[$0] }.joined(separator: "\n"))
+            _ = try ingest(store, file)
+            func state() throws -> [String] {
+                try store.reader.read { db in
+                    try Row.fetchAll(db, sql: """
+                        SELECT l.external_id, l.email, l.phone, f.label, v.value FROM leads l
+                        LEFT JOIN lead_custom_values v ON v.lead_id = l.id LEFT JOIN custom_fields f ON f.id = v.field_id
+                        ORDER BY l.id, f.label
+                        """).map { row in (0..<5).map { (row[$0] as String?) ?? "-" }.joined(separator: " ") }
+                }
+            }
+            #expect(try state() == ["U1 u1@n.io 555 0100 Other email d1@n.io", "U1 u1@n.io 555 0100 Other phone 555 0111"], "order \(order)")
+            let again = try ingest(store, file)
+            #expect(again.counts.leadsUpdated == 0 && again.counts.leadsCreated == 0, "order \(order): \(again.counts)")
+        }
+    }
+
+    /// The visitor's identify is the newest: its email is the lead's whether it arrives before
+    /// the link (a merge) or after it (an update), and the user's older one is kept beside it.
+    @Test("a visitor's newer email wins in every order of the lines", arguments: [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+    func newerVisitorEmailWinsInEveryOrder(order: [Int]) throws {
+        let lines = [
+            #"{"type":"identify","userId":"u5","traits":{"email":"u5@x.com","firstName":"User"},"messageId":"b1","timestamp":"2026-02-01T10:00:00Z"}"#,
+            #"{"type":"identify","anonymousId":"d5","traits":{"email":"v5@x.com","firstName":"Visitor"},"messageId":"b2","timestamp":"2026-02-05T10:00:00Z"}"#,
+            #"{"type":"alias","previousId":"d5","userId":"u5","messageId":"b3","timestamp":"2026-02-03T10:00:00Z"}"#,
+        ]
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        _ = try ingest(store, try directory.write("m.ndjson", order.map { lines[$0] }.joined(separator: "\n")))
+        let state = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.external_id, l.email, l.first_name, v.value FROM leads l
+                LEFT JOIN lead_custom_values v ON v.lead_id = l.id
+                """).map { row in (0..<4).map { (row[$0] as String?) ?? "-" }.joined(separator: " ") }
+        }
+        #expect(state == ["u5 v5@x.com Visitor u5@x.com"])
+    }
+
     /// A visitor lead sales has worked (a status, an owner) keeps its id and its device, as an
     /// email-only lead does: a merge would keep the user's status and lose theirs.
     @Test("a worked visitor lead is not merged into the user who signs in on its device")
