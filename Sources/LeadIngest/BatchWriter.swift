@@ -63,8 +63,6 @@ final class BatchWriter {
     private var mergedByRecord: [Int64: Int64] = [:]
     /// Leads an earlier write of this file counted as created and this one merged away.
     private var createdThenMerged = 0
-    /// Leads the current write merged into another.
-    private var mergedInWrite = 0
 
     struct RecordOutcome {
         var leadID: Int64
@@ -74,6 +72,8 @@ final class BatchWriter {
         var changed = false
         /// The record's event was new to its lead (false without an event, or for a duplicate).
         var eventAdded = false
+        /// Leads applying the record merged into another (a visitor into its user).
+        var merged = 0
     }
 
     /// Bounds the identity caches: past this many entries they are dropped and refilled from the
@@ -134,7 +134,6 @@ final class BatchWriter {
         dropLeadCaches(keepingCapacity: false)
         mergedByRecord.removeAll()
         createdThenMerged = 0
-        mergedInWrite = 0
         typeIDs.removeAll()
         customFieldIDs.removeAll()
         liveInTransaction.removeAll()
@@ -185,9 +184,7 @@ final class BatchWriter {
         var counts = Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
         // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
         counts.leadsCreated -= createdThenMerged
-        counts.leadsMerged = mergedInWrite
         createdThenMerged = 0
-        mergedInWrite = 0
         return counts
     }
 
@@ -205,6 +202,7 @@ final class BatchWriter {
         }
         for (outcome, record) in zip(outcomes, records) {
             let lead = outcome.leadID
+            counts.leadsMerged += outcome.merged
             if outcome.created {
                 // counted above
             } else if outcome.changed {
@@ -252,13 +250,14 @@ final class BatchWriter {
                 leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.sentAt, db: db)
                 created = true
             }
+            let merged = writer.mergedByRecord.count
             if !writer.mergedByRecord.isEmpty {
                 // At once, before a later record can create a lead that reuses a merged id.
                 redirectPendingEvents(writer.mergedByRecord)
                 writer.mergedByRecord.removeAll()
             }
             if records[index].event != nil { pendingEvents.append((leadID, index)) }
-            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed))
+            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, merged: merged))
         }
 
         /// Events this batch resolved to a lead that a later record merged away go to the lead
@@ -745,7 +744,6 @@ final class BatchWriter {
     private func merge(_ duplicate: Int64, into primary: Int64, db: Database) throws {
         try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, newerTraitsWin: true, in: db)
         mergedByRecord[duplicate] = primary
-        mergedInWrite += 1
         if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
         liveInTransaction.remove(duplicate)
         touchedInTransaction.remove(duplicate)

@@ -395,6 +395,8 @@ struct LeadRoutesTests {
             let resent = try await client.call(.post, "/api/v1/events", key: api.writer, json: batch)
             #expect(resent.data["events_added"] as? Int == 0)
             #expect(resent.data["duplicates"] as? Int == 2)
+            #expect(resent.data["leads_merged"] as? Int == 0)
+
 
             let timeline = try await client.call(.get, "/api/v1/leads/\(id)/events?per_page=50", key: api.reader)
             let events = timeline.list.filter { $0["kind"] as? String == "event" }
@@ -422,6 +424,13 @@ struct LeadRoutesTests {
                 #expect(reply.status == .unprocessableContent, "\(body)")
                 #expect(reply.fieldErrors["body"] != nil, "\(body)")
             }
+            // A device's visitor merging into its user is reported by the request that links it.
+            let visit = try await client.call(.post, "/api/v1/events", key: api.writer,
+                                              json: ["type": "page", "anonymousId": "dev-9", "name": "Docs", "messageId": "m-9"])
+            #expect(visit.data["leads_created"] as? Int == 1)
+            let link = try await client.call(.post, "/api/v1/events", key: api.writer,
+                                             json: ["type": "alias", "previousId": "dev-9", "userId": "u1"])
+            #expect(link.data["leads_merged"] as? Int == 1, "\(link.json)")
         }
     }
 

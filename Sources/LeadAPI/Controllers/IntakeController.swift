@@ -78,6 +78,7 @@ struct IntakeController {
             json.key("events_added"); json.value(counts.eventsAdded)
             json.key("duplicates"); json.value(counts.duplicateEvents)
             json.key("leads_created"); json.value(counts.leadsCreated)
+            json.key("leads_merged"); json.value(counts.leadsMerged)
             json.key("rejected"); json.value(rejects.count)
             json.key("rejects")
             json.rejects(rejects.map { RejectJSON(position: .index($0.index), field: $0.field, reason: $0.reason) })
