@@ -115,9 +115,11 @@ extension APIError {
             return APIError(.validationFailed, "the body cannot be ingested: \(error.reason)", errors: ["body": [error.reason]])
         case LeadMutations.Failure.notFound:
             return APIError(.notFound, "no such lead")
-        case LeadMutations.Failure.noIdentity(let field):
+        case LeadMutations.Failure.noIdentity(let fields):
             return APIError(.validationFailed, "a lead needs an email, a phone or an external_id",
-                            errors: [field: ["cannot be cleared: a lead needs an email, a phone or an external_id"]])
+                            errors: Dictionary(uniqueKeysWithValues: fields.map {
+                                ($0, ["cannot be cleared: a lead needs an email, a phone or an external_id"])
+                            }))
         case LeadMutations.Failure.conflict(let field):
             return APIError(.conflict, "another lead already has this \(field)", errors: [field: ["already taken by another lead"]])
         default:

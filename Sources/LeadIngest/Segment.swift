@@ -149,7 +149,7 @@ struct SegmentMapper {
             switch value {
             case .string(let text): time = Timestamp.parse(text)
             case .number(let number): time = Timestamp.fromNumber(number)
-            default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string")
+            default: throw IngestError(.wrongType, line: line, field: key, reason: "expected an ISO 8601 string or epoch seconds or milliseconds")
             }
             guard let time else { throw IngestError.unreadableTime(line: line, field: key) }
             return time

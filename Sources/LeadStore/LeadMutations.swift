@@ -10,8 +10,8 @@ public enum LeadMutations {
         case conflict(field: String)
         case notFound
         /// The change would leave the lead with no external id, email or phone: nothing could
-        /// match it again, and no lead can be created that way. `field`: the one it clears.
-        case noIdentity(field: String)
+        /// match it again, and no lead can be created that way. `fields`: the ones it clears.
+        case noIdentity(fields: [String])
     }
 
     /// Column values to set; `nil` clears a column.
@@ -41,11 +41,11 @@ public enum LeadMutations {
         // Only a change that clears one can take the last identity away; a lead ingest made
         // from an anonymous id alone keeps that id and stays editable.
         let identityFields = [LeadField.externalID, .email, .phone]
-        let cleared = identityFields.first { field in
+        let cleared = identityFields.filter { field in
             guard let change = changes.columns[field], current.identityValue(field) != nil else { return false }
             return change?.trimmingCharacters(in: .whitespaces).isEmpty ?? true
         }
-        if let cleared {
+        if !cleared.isEmpty {
             let remaining = identityFields.contains { field in
                 guard let after = changes.columns[field].map({ $0?.trimmingCharacters(in: .whitespaces) }) ?? current.identityValue(field),
                       !after.isEmpty else { return false }
@@ -53,7 +53,7 @@ public enum LeadMutations {
             }
             let anonymous = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM lead_anonymous_ids WHERE lead_id = ?)",
                                               arguments: [id]) ?? false
-            if !remaining && !anonymous { throw Failure.noIdentity(field: cleared.rawValue) }
+            if !remaining && !anonymous { throw Failure.noIdentity(fields: cleared.map(\.rawValue)) }
         }
         var assignments: [String] = []
         var arguments = StatementArguments()

@@ -74,6 +74,11 @@ struct LeadRoutesTests {
             let unnamed = try await client.call(.patch, "/api/v1/leads/\(externalID)", key: api.writer, json: ["external_id": NSNull()])
             #expect(unnamed.status == .unprocessableContent && unnamed.fieldErrors.keys.sorted() == ["external_id"], "\(unnamed.json)")
             #expect(try await client.call(.delete, "/api/v1/leads/\(externalID)", key: api.writer).status == .noContent)
+            let two = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["external_id": "X-2", "email": "x2@example.com"])
+            let twoID = try #require(two.data["id"] as? Int)
+            let both = try await client.call(.patch, "/api/v1/leads/\(twoID)", key: api.writer, json: ["external_id": NSNull(), "email": NSNull()])
+            #expect(both.fieldErrors.keys.sorted() == ["email", "external_id"], "each field cleared is named: \(both.json)")
+            #expect(try await client.call(.delete, "/api/v1/leads/\(twoID)", key: api.writer).status == .noContent)
             // A NUL would cut the stored text short: refused, naming the field, on every way in.
             let nul = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "nul\u{0}@example.com"])
             #expect(nul.status == .unprocessableContent && nul.fieldErrors["email"] != nil)

@@ -104,6 +104,7 @@ struct SegmentTests {
         // rejected, as a track's is, not read as undated.
         (#"{"type":"identify","userId":"u1","traits":{"firstName":"Ann"},"timestamp":"2026-02-30T00:00:00Z"}"#, .badTimestamp, "timestamp"),
         (#"{"type":"group","userId":"u1","groupId":"g1","timestamp":"garbage"}"#, .badTimestamp, "timestamp"),
+        (#"{"type":"track","event":"A","userId":"u1","timestamp":true}"#, .wrongType, "timestamp"),
     ] as [(String, IngestError.Code, String?)])
     func malformed(line: String, code: IngestError.Code, field: String?) {
         let (records, rejects) = records(line)

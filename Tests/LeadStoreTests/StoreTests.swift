@@ -454,10 +454,10 @@ struct IdentityKeepingTests {
         let store = try LeadStore.inMemory()
         try store.writer.write { db in
             let emailOnly = try lead(["email": "a@x.io"], in: db)
-            #expect(throws: LeadMutations.Failure.noIdentity(field: "email")) { try LeadMutations.update(emailOnly, clearing([.email]), in: db) }
+            #expect(throws: LeadMutations.Failure.noIdentity(fields: ["email"])) { try LeadMutations.update(emailOnly, clearing([.email]), in: db) }
             // A placeholder phone matches nobody: it is no identity to keep.
             let placeholder = try lead(["email": "b@x.io", "phone": "000-000-0000"], in: db)
-            #expect(throws: LeadMutations.Failure.noIdentity(field: "email")) { try LeadMutations.update(placeholder, clearing([.email]), in: db) }
+            #expect(throws: LeadMutations.Failure.noIdentity(fields: ["email"])) { try LeadMutations.update(placeholder, clearing([.email]), in: db) }
             let withPhone = try lead(["email": "c@x.io", "phone": "+1 555 0100"], in: db)
             #expect(try LeadMutations.update(withPhone, clearing([.email]), in: db))
             let anonymous = try lead(["anonymous_id": "anon-1", "email": "d@x.io"], in: db)
