@@ -203,11 +203,9 @@ final class BatchWriter {
         for (outcome, record) in zip(outcomes, records) {
             let lead = outcome.leadID
             counts.leadsMerged += outcome.merged
-            if outcome.created {
-                // counted above
-            } else if outcome.changed {
+            if outcome.changed && !outcome.created {
                 if !created.contains(lead), updated.insert(lead).inserted { counts.leadsUpdated += 1 }
-            } else if record.event == nil {
+            } else if !outcome.created && record.event == nil {
                 counts.leadsUnchanged += 1
             }
             if record.event != nil {
@@ -664,8 +662,8 @@ final class BatchWriter {
         }
         if let linkedEmail { try mergeUnidentifiedLeads(holdingEmail: linkedEmail, into: leadID, db: db) }
         var customChanged = try applyCustomValues(patch.custom, leadID: leadID, fillOnly: isOlder, db: db)
-        for other in otherContacts where try LeadMutations.keepOthers(other.kind, [other.value], current: other.current, lead: leadID, in: db) {
-            customChanged = true
+        for other in otherContacts {
+            if try LeadMutations.keepOthers(other.kind, [other.value], current: other.current, lead: leadID, in: db) { customChanged = true }
         }
         let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged || linkedAnonymousID) && !rowChanged {

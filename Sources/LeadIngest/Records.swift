@@ -23,8 +23,7 @@ extension Ingest {
         /// Emails match trimmed and case-insensitively; nil for text that is not an address
         /// (``EmailAddress/isPlausible(_:)``), which identifies nobody.
         public static func normalizeEmail(_ raw: String) -> String? {
-            let trimmed = EmailAddress.undecorated(raw.trimmingWhitespace()).trimmingWhitespace().lowercased()
-            return EmailAddress.isPlausible(trimmed) ? trimmed : nil
+            EmailAddress.normalized(raw)
         }
 
         /// Phones match on their digits; fewer than five digits identify nobody.

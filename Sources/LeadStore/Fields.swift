@@ -193,6 +193,14 @@ public enum EmailAddress {
     /// means decoration (`<a@x.io>`, `mailto:a@x.io`) or a list.
     private static let forbidden = Set("<>()[]\\,;:\"")
 
+    /// The address a value holds, trimmed, undecorated and lowercased; nil when it is not one.
+    /// Ingest matches leads by it, the API stores it, and migration v12 cleaned stored ones by it.
+    public static func normalized(_ raw: String) -> String? {
+        let address = undecorated(raw.trimmingCharacters(in: .whitespacesAndNewlines))
+            .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        return isPlausible(address) ? address : nil
+    }
+
     /// The address inside the decorations exports add: `mailto:a@x.io?subject=…`, `<a@x.io>`,
     /// `Ann Lee <a@x.io>`. Anything else comes back as it was: a list (`Ann <a@x.io>, Bob <b@x.io>`)
     /// is no one address.

@@ -332,11 +332,11 @@ public enum LeadMutations {
                              newerTraitsWin: Bool = false, in db: Database) throws {
         guard let kept = try LeadRecord.fetch(id: primary, in: db),
               let merged = try LeadRecord.fetch(id: duplicate, in: db) else { throw Failure.notFound }
-        let mergedPhoneDigits = try String.fetchOne(db, sql: "SELECT phone_digits FROM leads WHERE id = ?", arguments: [duplicate])
-        let traitsTimes = try Row.fetchOne(db, sql: """
-            SELECT (SELECT traits_at FROM leads WHERE id = ?), (SELECT traits_at FROM leads WHERE id = ?)
+        // The columns LeadRecord does not carry.
+        let hidden = try Row.fetchOne(db, sql: """
+            SELECT (SELECT traits_at FROM leads WHERE id = ?1), traits_at, phone_digits FROM leads WHERE id = ?2
             """, arguments: [primary, duplicate])
-        let keptTraitsAt: Int64? = traitsTimes?[0], mergedTraitsAt: Int64? = traitsTimes?[1]
+        let keptTraitsAt: Int64? = hidden?[0], mergedTraitsAt: Int64? = hidden?[1], mergedPhoneDigits: String? = hidden?[2]
         let duplicateWins = newerTraitsWin && (mergedTraitsAt ?? .min) > (keptTraitsAt ?? .min)
 
         // Dedupe keys are unique per lead: an event both leads received (one message, resolved to

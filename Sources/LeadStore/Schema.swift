@@ -341,12 +341,10 @@ public enum Schema {
             let email: String = row[1]
             if !EmailAddress.isPlausible(email) { unaddressable.append((row[0], email)) }
         }
-        guard !unaddressable.isEmpty else { return }
         for lead in unaddressable {
             // `<a@x.io>` and `mailto:a@x.io` were stored as given: they keep the address inside,
             // which is what ingest now matches them by.
-            let inside = EmailAddress.undecorated(lead.email).trimmingCharacters(in: .whitespaces).lowercased()
-            if EmailAddress.isPlausible(inside) {
+            if let inside = EmailAddress.normalized(lead.email) {
                 try db.execute(sql: "UPDATE leads SET email = ? WHERE id = ?", arguments: [inside, lead.id])
                 continue
             }

@@ -139,11 +139,11 @@ enum LeadBody {
                         continue
                     }
                 case .email:
-                    text = EmailAddress.undecorated(text).trimmingCharacters(in: .whitespaces)
-                    if !EmailAddress.isPlausible(text) {
+                    guard let address = EmailAddress.normalized(text) else {
                         fail(key, "must be an email address")
                         continue
                     }
+                    text = address
                 case .phone:
                     if LeadMutations.identityPhoneDigits(text) == nil {
                         fail(key, "must hold at least 5 digits, not one digit repeated")
