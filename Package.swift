@@ -30,6 +30,8 @@ let package = Package(
         // Reference BLAS (libblas-dev) or OpenBLAS (libopenblas0): both install libblas.so.3 through
         // Debian alternatives, so the same binary runs on either.
         .systemLibrary(name: "CBLAS", providers: [.apt(["libblas-dev"])]),
+        // zlib (zlib1g-dev) decodes gzip inputs: Segment's bucket exports and gzip request bodies.
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "LeadStore",
             dependencies: [
@@ -41,7 +43,7 @@ let package = Package(
         .target(
             name: "LeadIngest",
             dependencies: [
-                "LeadStore",
+                "LeadStore", "CZlib",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -91,7 +93,7 @@ let package = Package(
         .testTarget(name: "LeadStoreTests", dependencies: ["LeadStore"]),
         .testTarget(
             name: "LeadIngestTests",
-            dependencies: ["LeadIngest", "LeadStore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["LeadIngest", "LeadStore", "CZlib", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "LeadScoringTests",

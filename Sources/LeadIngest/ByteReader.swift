@@ -4,7 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// Reads a file or stdin in fixed chunks, so memory stays flat whatever the input size.
+/// Reads a file or stdin in fixed chunks, so memory stays flat whatever the input size. Input
+/// that starts with the gzip magic number is decoded as it is read, whatever its name: a `.gz`
+/// export, or gzip piped into stdin.
 final class ByteReader {
     enum Line {
         case text(UnsafeBufferPointer<UInt8>)
@@ -20,6 +22,13 @@ final class ByteReader {
 
     /// Thrown by a read from input that can stall once ``isStopRequested`` returns true.
     struct StopRequested: Error {}
+
+    /// Thrown by a read once compressed input turns out damaged or cut short: the bytes decoded
+    /// before it stand, the record being read when it happened does not.
+    struct DamagedInput: Error, CustomStringConvertible {
+        var reason: String
+        var description: String { reason }
+    }
 
     private let fd: Int32
     private let ownsDescriptor: Bool
@@ -38,9 +47,17 @@ final class ByteReader {
     private var start = 0
     private var end = 0
     private var atEOF = false
-    /// Bytes handed out so far: the progress bar's numerator.
+    /// Bytes handed out so far (decoded, for compressed input).
     private(set) var bytesConsumed: Int64 = 0
+    /// Bytes read from the file or stdin so far.
+    private var bytesRead: Int64 = 0
+    /// Set once the first bytes read turn out to be gzip.
+    private var gzip: GzipDecoder?
+    private var sniffedCompression = false
+    /// The input's size on disk, when known: compressed, for compressed input.
     let totalBytes: Int64?
+    /// How far into ``totalBytes`` reading has got: the progress bar's numerator.
+    var position: Int64 { gzip == nil ? bytesConsumed : bytesRead }
     private(set) var lineNumber = 0
 
     static let chunkSize = 1 << 20
@@ -108,16 +125,51 @@ final class ByteReader {
             buffer = grown
             capacity *= 2
         }
+        let count: Int
+        do {
+            count = try readInput(into: buffer + end, capacity: capacity - end)
+        } catch let error as GzipDecoder.DataError {
+            // What was decoded before stands; the unconsumed bytes are a record cut short.
+            atEOF = true
+            start = end
+            throw DamagedInput(reason: error.reason)
+        }
+        guard count > 0 else {
+            atEOF = true
+            return false
+        }
+        end += count
+        return true
+    }
+
+    /// Reads decoded input: gzip is recognised by its first two bytes and decoded from there.
+    private func readInput(into target: UnsafeMutablePointer<UInt8>, capacity: Int) throws -> Int {
+        if let gzip { return try gzip.read(into: target, capacity: capacity) }
+        var count = try readRaw(into: target, capacity: capacity)
+        guard !sniffedCompression else { return count }
+        sniffedCompression = true
+        guard count > 0, target[0] == 0x1F else { return count }
+        while count < 2 {
+            let more = try readRaw(into: target + count, capacity: capacity - count)
+            if more == 0 { return count }
+            count += more
+        }
+        guard target[1] == 0x8B else { return count }
+        let decoder = try GzipDecoder(prefix: UnsafeBufferPointer(start: target, count: count)) { [unowned self] pointer, count in
+            try self.readRaw(into: pointer, capacity: count)
+        }
+        gzip = decoder
+        return try decoder.read(into: target, capacity: capacity)
+    }
+
+    /// Reads bytes as stored: at least one, or 0 at end of input.
+    private func readRaw(into target: UnsafeMutablePointer<UInt8>, capacity: Int) throws -> Int {
         while true {
             if canStall { try waitUntilReadable() }
-            let count = read(fd, buffer + end, capacity - end)
-            if count > 0 {
-                end += count
-                return true
-            }
-            if count == 0 {
-                atEOF = true
-                return false
+            let count = read(fd, target, capacity)
+            if count >= 0 {
+                bytesRead += Int64(count)
+                return count
             }
             if errno == EINTR { continue }
             throw OpenError(path: "input", errno: errno)

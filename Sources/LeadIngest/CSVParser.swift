@@ -27,7 +27,7 @@ struct CSVParser {
     static let maxFieldBytes = 64 * 1024
 
     private let reader: ByteReader
-    private var line = 1
+    private(set) var line = 1
     private var field: [UInt8] = []
     /// The last byte read was a CR, so a LF now completes a CRLF rather than starting a line.
     private var afterCR = false

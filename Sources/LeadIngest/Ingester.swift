@@ -99,7 +99,7 @@ public final class Ingester {
                 reader.isStopRequested = shouldStop
                 defer { reader.isStopRequested = nil }
                 let format = try resolveFormat(options.format, path: path, reader: reader)
-                let tabSeparated = URL(fileURLWithPath: path).pathExtension.lowercased() == "tsv"
+                let tabSeparated = Self.pathExtension(path) == "tsv"
                 return try RecordSource(format: format, reader: reader, options: options, tabSeparated: tabSeparated)
             }
         } catch is ByteReader.StopRequested {
@@ -254,9 +254,17 @@ public final class Ingester {
         }
     }
 
+    /// The extension that names the format, lowercased: "csv" for both leads.csv and
+    /// leads.csv.gz (compression is recognised by content, not by name).
+    static func pathExtension(_ path: String) -> String {
+        var url = URL(fileURLWithPath: path)
+        if url.pathExtension.lowercased() == "gz" { url.deletePathExtension() }
+        return url.pathExtension.lowercased()
+    }
+
     private func resolveFormat(_ requested: Ingest.Format, path: String, reader: ByteReader) throws -> Ingest.Format {
         if requested != .auto { return requested }
-        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        switch Self.pathExtension(path) {
         case "csv", "tsv": return .csv
         case "ndjson", "jsonl": return .ndjson
         case "json": return .json

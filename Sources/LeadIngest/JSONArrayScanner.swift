@@ -12,7 +12,7 @@ struct JSONArrayScanner {
     static let maxTrackedDepth = 256
 
     private let reader: ByteReader
-    private var line = 1
+    private(set) var line = 1
     private var started = false
     private var finished = false
     /// A byte read ahead while deciding whether a "]" ends the array.

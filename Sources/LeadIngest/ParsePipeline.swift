@@ -34,7 +34,7 @@ final class ParsePipeline: @unchecked Sendable {
             reader.willWait = { [weak self, unowned reader, parsed = source.parsed] in
                 let records = parsed.take()
                 guard let self, !records.isEmpty else { return }
-                let progress = Ingest.Progress(bytesRead: reader.bytesConsumed, totalBytes: reader.totalBytes, rows: parsed.rows)
+                let progress = Ingest.Progress(bytesRead: reader.position, totalBytes: reader.totalBytes, rows: parsed.rows)
                 publish(.batch(records, progress, rejectedSoFar: rejects.count))
             }
             reader.isStopRequested = { [weak self] in
@@ -75,7 +75,7 @@ final class ParsePipeline: @unchecked Sendable {
             do {
                 if let batch = try owned.source.nextBatch(size: batchSize, rejects: owned.rejects) {
                     let progress = Ingest.Progress(
-                        bytesRead: owned.reader.bytesConsumed, totalBytes: owned.reader.totalBytes, rows: owned.source.rows)
+                        bytesRead: owned.reader.position, totalBytes: owned.reader.totalBytes, rows: owned.source.rows)
                     item = .batch(batch, progress, rejectedSoFar: owned.rejects.count)
                 } else {
                     item = .end(rejected: owned.rejects.count)

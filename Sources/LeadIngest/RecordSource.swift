@@ -126,6 +126,10 @@ struct RecordSource {
                 endAtStop(rejects: rejects)
                 reachedEnd = true
                 break
+            } catch let damage as ByteReader.DamagedInput {
+                endAtDamage(damage, rejects: rejects)
+                reachedEnd = true
+                break
             }
         }
         let records = parsed.take()
@@ -145,6 +149,21 @@ struct RecordSource {
                             raw: String(decoding: rest, as: UTF8.self))
             }
         }
+        parser = .finished
+    }
+
+    /// Compressed input that is damaged or cut short ends where it broke: the rows before it
+    /// stand, and one reject names the line it broke on. The row being read there is not
+    /// taken, since its end is missing (a cut CSV row would otherwise pass with a cut value).
+    private mutating func endAtDamage(_ damage: ByteReader.DamagedInput, rejects: RejectCollector) {
+        let line: Int
+        switch parser {
+        case .csv(let csv, _): line = csv.line
+        case .jsonArray(let scanner): line = scanner.line
+        default: line = reader.lineNumber + 1
+        }
+        parsed.rows += 1
+        rejects.add(IngestError(.damagedInput, line: line, reason: "\(damage.reason); nothing after this point could be read"), raw: nil)
         parser = .finished
     }
 

@@ -112,6 +112,7 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
             case valueTooLarge = "value_too_large"
             case malformedCSV = "malformed_csv"
             case unsupported = "unsupported"
+            case damagedInput = "damaged_input"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -124,6 +125,8 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let valueTooLarge = Code(.valueTooLarge)
         public static let malformedCSV = Code(.malformedCSV)
         public static let unsupported = Code(.unsupported)
+        /// Compressed input that is damaged or cut short: nothing after the point could be read.
+        public static let damagedInput = Code(.damagedInput)
 
         public var description: String { base.rawValue }
     }

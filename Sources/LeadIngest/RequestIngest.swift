@@ -106,12 +106,18 @@ extension Ingest {
                 throw ItemError(index: 0, field: "body", reason: "must be a JSON object: one Segment message, or {\"batch\": [...]}")
             }
             var messages: [JSONValue] = [value]
+            var batchContext: JSONObject?
             if let batch = object["batch"] {
                 guard case .array(let elements) = batch else {
                     throw ItemError(index: 0, field: "batch", reason: "expected an array of messages")
                 }
                 guard elements.count <= maxMessages else {
                     throw ItemError(index: 0, field: "batch", reason: "at most \(maxMessages) messages per request")
+                }
+                switch object["context"] {
+                case nil, .null?: break
+                case .object(let context)?: batchContext = context
+                default: throw ItemError(index: 0, field: "context", reason: "expected an object")
                 }
                 messages = elements
             }
@@ -121,7 +127,8 @@ extension Ingest {
             for (index, message) in messages.enumerated() {
                 do throws(IngestError) {
                     records.append(try SegmentMapper(source: buffer, line: index + 1, receivedAt: receivedAt,
-                                                     checksStringLengths: checksStringLengths).record(from: message))
+                                                     checksStringLengths: checksStringLengths, batchContext: batchContext)
+                        .record(from: message))
                 } catch {
                     rejects.append(ItemError(index: index, field: error.field, reason: error.reason))
                 }

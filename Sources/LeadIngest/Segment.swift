@@ -12,18 +12,28 @@ struct SegmentMapper {
     /// The input was parsed without the 64 KiB string limit (it held a longer string): each
     /// message is checked on its own, so only the one holding it is rejected, not its batch.
     var checksStringLengths = false
+    /// A batch's own `context`: it applies to every message of the batch, under the message's
+    /// own context (Segment's batch API).
+    var batchContext: JSONObject?
 
     /// Every record a top-level JSON value holds: one message, or each message of a batch.
     /// Messages in a batch fail one by one: a bad one does not cost its neighbours.
     func records(from value: JSONValue, into records: inout [Ingest.Record], rejects: inout [IngestError]) {
-        if case .object(let object) = value, let batch = object["batch"] {
+        if case .object(let envelope) = value, let batch = envelope["batch"] {
             guard case .array(let messages) = batch else {
                 rejects.append(IngestError(.wrongType, line: line, field: "batch", reason: "expected an array"))
                 return
             }
+            var mapper = self
+            do {
+                mapper.batchContext = try object(envelope, "context")
+            } catch {
+                rejects.append(error)
+                return
+            }
             for (index, message) in messages.enumerated() {
                 do {
-                    records.append(try record(from: message))
+                    records.append(try mapper.record(from: message))
                 } catch {
                     // The line holds many messages: the reject names which one, as the API's do.
                     var error = error
@@ -54,8 +64,11 @@ struct SegmentMapper {
         if let userID = try identifier(message, "userId") { lead.patch.identity.externalID = userID }
         if let anonymousID = try identifier(message, "anonymousId") { lead.patch.identity.anonymousID = anonymousID }
         let context = try object(message, "context")
-        if let context, let campaign = try object(context, "campaign"),
-           let utmSource = try string(campaign, "source")?.trimmingWhitespace(), !utmSource.isEmpty {
+        // The message's own campaign, else its batch's.
+        var campaign: JSONObject?
+        if let context { campaign = try object(context, "campaign") }
+        if campaign == nil, let batchContext { campaign = try object(batchContext, "campaign") }
+        if let campaign, let utmSource = try string(campaign, "source")?.trimmingWhitespace(), !utmSource.isEmpty {
             lead.patch.sourceFallback = utmSource
         }
 
@@ -66,8 +79,9 @@ struct SegmentMapper {
         }
         switch type {
         case "identify":
+            // The most specific wins: the batch's context traits, the message's, then its traits.
+            try applyContextTraits(context, to: &lead)
             try applyTraits(try object(message, "traits"), to: &lead)
-            if let context { try applyTraits(try object(context, "traits"), to: &lead) }
             return try finish(lead, event: nil)
         case "group":
             // A group's traits describe the account: its name is the lead's company, the rest
@@ -95,7 +109,7 @@ struct SegmentMapper {
             if previous != user { lead.patch.identity.anonymousID = previous }
             return try finish(lead, event: nil)
         case "track", "page", "screen":
-            if let context { try applyTraits(try object(context, "traits"), to: &lead) }
+            try applyContextTraits(context, to: &lead)
             let properties = try object(message, "properties")
             if lead.patch.identity.email == nil, let properties, let email = try string(properties, "email") {
                 lead.patch.identity.email = Ingest.Identity.normalizeEmail(email)
@@ -114,6 +128,12 @@ struct SegmentMapper {
             throw builder.noIdentityError(needs: "userId, anonymousId, email or phone")
         }
         return Ingest.Record(line: line, lead: patch, event: event)
+    }
+
+    /// The batch's context traits, then the message's own over them.
+    private func applyContextTraits(_ context: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
+        if let batchContext { try applyTraits(try object(batchContext, "traits"), to: &lead) }
+        if let context { try applyTraits(try object(context, "traits"), to: &lead) }
     }
 
     private func applyTraits(_ traits: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {

@@ -439,6 +439,57 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("gzip bodies are decoded within the body limit; a batch's context reaches every message")
+    func gzipBodiesAndBatchContext() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            func post(_ path: String, _ body: [UInt8], encoding: String?) async throws -> Reply {
+                var headers: HTTPFields = [.authorization: "Bearer \(api.writer)", .contentType: "application/json"]
+                if let encoding { headers[.contentEncoding] = encoding }
+                return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
+                    Reply(status: $0.status, headers: $0.headers, body: $0.body)
+                }
+            }
+            let batch = try JSONSerialization.data(withJSONObject: [
+                "batch": [
+                    ["type": "track", "userId": "g1", "event": "Email Opened", "messageId": "gz-1"],
+                    ["type": "track", "userId": "g2", "event": "Email Opened", "messageId": "gz-2"],
+                ],
+                "context": ["campaign": ["source": "newsletter"]],
+            ])
+            let reply = try await post("/api/v1/events", try gzipped(Array(batch)), encoding: "gzip")
+            #expect(reply.status == .ok, "\(reply.json)")
+            #expect(reply.data["events_added"] as? Int == 2)
+            let sources = try await api.store.reader.read { db in
+                try String.fetchAll(db, sql: "SELECT source FROM leads WHERE external_id IN ('g1', 'g2')")
+            }
+            #expect(sources == ["newsletter", "newsletter"])
+
+            let intake = try await post("/api/v1/intake", try gzipped(Array(#"{"email":"gz@example.com"}"#.utf8)), encoding: "x-gzip")
+            #expect(intake.status == .created, "\(intake.json)")
+
+            // 11 MiB of zeros compress to a few KiB, and decode past the 10 MiB limit.
+            let bomb = try gzipped([UInt8](repeating: 0x20, count: 11 << 20))
+            #expect(bomb.count < 100_000)
+            let tooLarge = try await post("/api/v1/events", bomb, encoding: "gzip")
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(tooLarge.errorCode == "PAYLOAD_TOO_LARGE")
+
+            let broken = try await post("/api/v1/events", Array(try gzipped(Array(batch)).dropLast(12)), encoding: "gzip")
+            #expect(broken.status == .unprocessableContent)
+            #expect(broken.fieldErrors["body"]?.first?.contains("truncated") == true, "\(broken.json)")
+
+            let brotli = try await post("/api/v1/events", Array(batch), encoding: "br")
+            #expect(brotli.status == .unprocessableContent)
+            #expect(brotli.fieldErrors["Content-Encoding"] != nil)
+            #expect(brotli.header("Accept-Encoding") == "gzip, deflate")
+            let plain = try await post("/api/v1/events", Array(batch), encoding: "identity")
+            #expect(plain.status == .ok)
+            #expect(plain.data["duplicates"] as? Int == 2)
+        }
+    }
+
     @Test("a lead's duplicates page like any list, in id order")
     func duplicatesArePaginated() async throws {
         let api = try TestAPI()

@@ -132,3 +132,24 @@ extension TestClientProtocol {
         }
     }
 }
+
+/// `bytes` compressed by gzip(1), as an event pipeline sends a body with `Content-Encoding: gzip`.
+func gzipped(_ bytes: [UInt8]) throws -> [UInt8] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["gzip", "-c"]
+    let input = Pipe(), output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    try process.run()
+    // Written from another thread: a body larger than the pipe's buffer would otherwise
+    // block this one while gzip blocks writing its output.
+    let writer = Thread {
+        input.fileHandleForWriting.write(Data(bytes))
+        try? input.fileHandleForWriting.close()
+    }
+    writer.start()
+    let compressed = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Array(compressed)
+}

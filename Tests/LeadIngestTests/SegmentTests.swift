@@ -88,6 +88,32 @@ struct SegmentTests {
         #expect(rejects.map(\.code) == [.noIdentity])
     }
 
+    @Test func batchContextAppliesToEveryMessageUnderItsOwn() throws {
+        let (records, rejects) = records("""
+            {"batch":[{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z"},\
+            {"type":"track","event":"B","userId":"u2","timestamp":"2026-01-01T00:00:00Z",\
+            "context":{"campaign":{"source":"newsletter"},"traits":{"company":"Own Co"}}},\
+            {"type":"identify","userId":"u3","traits":{"company":"Trait Co"}}],\
+            "context":{"campaign":{"source":"google"},"traits":{"company":"Batch Co","plan":"pro"}}}
+            """)
+        #expect(rejects.isEmpty)
+        #expect(records.map(\.lead.sourceFallback) == ["google", "newsletter", "google"])
+        #expect(records.map { $0.lead.fields[.company] } == ["Batch Co", "Own Co", "Trait Co"])
+        #expect(records.allSatisfy { $0.lead.custom == [.init(label: "plan", value: "pro")] })
+        let wrong = self.records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":"web"}"#)
+        #expect(wrong.records.isEmpty)
+        #expect(wrong.rejects.map(\.field) == ["context"])
+    }
+
+    @Test func identifyTraitsWinOverContextTraits() throws {
+        let (records, _) = records("""
+            {"type":"identify","userId":"u1","traits":{"firstName":"Ann"},"context":{"traits":{"firstName":"Old","lastName":"Lee"}}}
+            """)
+        let lead = try #require(records.first).lead
+        #expect(lead.fields[.firstName] == "Ann")
+        #expect(lead.fields[.lastName] == "Lee")
+    }
+
     @Test("Malformed messages are rejected with the field and reason", arguments: [
         (#"{"type":"track","event":"A","userId":"u1","timestamp":"yesterday"}"#, IngestError.Code.badTimestamp, "timestamp"),
         (#"{"type":"track","event":"A","userId":{"id":1},"timestamp":"2026-01-01T00:00:00Z"}"#, .wrongType, "userId"),

@@ -21,7 +21,31 @@ enum LeadBody {
             throw HTTPError(.contentTooLarge)
         }
         let buffer = try await request.body.collect(upTo: context.maxUploadSize)
-        return Array(buffer.readableBytesView)
+        return try decoded(Array(buffer.readableBytesView), encoding: request.headers[.contentEncoding], limit: context.maxUploadSize)
+    }
+
+    /// The body as sent, or decoded when its Content-Encoding is gzip or deflate, as event
+    /// pipelines send it. The limit holds for the decoded bytes too, so a small compressed body
+    /// cannot expand past what the server accepts.
+    static func decoded(_ bytes: [UInt8], encoding: String?, limit: Int) throws -> [UInt8] {
+        let codings = (encoding ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            .filter { !$0.isEmpty && $0 != "identity" }
+        guard !codings.isEmpty else { return bytes }
+        guard codings.count == 1, ["gzip", "x-gzip", "deflate"].contains(codings[0]) else {
+            let reason = "supported encodings are gzip and deflate"
+            throw APIError(.validationFailed, "Content-Encoding: \(reason)", errors: ["Content-Encoding": [reason]],
+                           headers: [.acceptEncoding: "gzip, deflate"])
+        }
+        let decoded: [UInt8]?
+        do {
+            decoded = try GzipDecoder.decode(bytes, limit: limit)
+        } catch {
+            throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
+        }
+        guard let decoded else {
+            throw APIError(.payloadTooLarge, "the decoded request body is over the limit of \(limit >> 20) MiB")
+        }
+        return decoded
     }
 
     /// A JSON body of a fixed shape. Decoded here rather than by `request.decode`, which turns
