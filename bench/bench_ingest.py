@@ -193,8 +193,12 @@ def floor_script(store: Path) -> str | None:
         con.close()
     if not ddl:
         return None
+    # LeadLens's connection settings (LeadStore.configuration). ORDER BY keeps SQLite from
+    # copying the tables' pages whole (its INSERT ... SELECT * transfer shortcut): the rows go
+    # through the B-trees, as LeadLens's inserts do.
     return "\n".join([
-        "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;",
+        "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA cache_size = -65536;",
+        "PRAGMA temp_store = MEMORY;",
         *(sql + ";" for sql in ddl),
         f"ATTACH 'file:{h.rel(store)}?mode=ro' AS source;",
         "BEGIN;",

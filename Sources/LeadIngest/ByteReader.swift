@@ -26,6 +26,7 @@ final class ByteReader {
     /// Thrown by a read once compressed input turns out damaged or cut short: the bytes decoded
     /// before it stand, the record being read when it happened does not.
     struct DamagedInput: Error, CustomStringConvertible {
+        var kind: GzipDecoder.DataError.Kind
         var reason: String
         var description: String { reason }
     }
@@ -56,8 +57,12 @@ final class ByteReader {
     private var sniffedCompression = false
     /// The input's size on disk, when known: compressed, for compressed input.
     let totalBytes: Int64?
-    /// How far into ``totalBytes`` reading has got: the progress bar's numerator.
-    var position: Int64 { gzip == nil ? bytesConsumed : bytesRead }
+    /// How far into ``totalBytes`` reading has got: the progress bar's numerator. For gzip,
+    /// the compressed bytes decoded so far (not those read ahead).
+    var position: Int64 {
+        guard let gzip else { return bytesConsumed }
+        return bytesRead - Int64(gzip.bufferedInput)
+    }
     private(set) var lineNumber = 0
 
     static let chunkSize = 1 << 20
@@ -132,7 +137,7 @@ final class ByteReader {
             // What was decoded before stands; the unconsumed bytes are a record cut short.
             atEOF = true
             start = end
-            throw DamagedInput(reason: error.reason)
+            throw DamagedInput(kind: error.kind, reason: error.reason)
         }
         guard count > 0 else {
             atEOF = true
@@ -144,7 +149,7 @@ final class ByteReader {
 
     /// Reads decoded input: gzip is recognised by its first two bytes and decoded from there.
     private func readInput(into target: UnsafeMutablePointer<UInt8>, capacity: Int) throws -> Int {
-        if let gzip { return try gzip.read(into: target, capacity: capacity) }
+        if let gzip { return try gzip.readDecoded(into: target, capacity: capacity) }
         var count = try readRaw(into: target, capacity: capacity)
         guard !sniffedCompression else { return count }
         sniffedCompression = true
@@ -159,7 +164,7 @@ final class ByteReader {
             try self.readRaw(into: pointer, capacity: count)
         }
         gzip = decoder
-        return try decoder.read(into: target, capacity: capacity)
+        return try decoder.readDecoded(into: target, capacity: capacity)
     }
 
     /// Reads bytes as stored: at least one, or 0 at end of input.
@@ -201,6 +206,24 @@ final class ByteReader {
     /// The bytes read but not yet handed out: the start of a line still being received.
     var unconsumedBytes: UnsafeBufferPointer<UInt8> {
         UnsafeBufferPointer(start: buffer + start, count: end - start)
+    }
+
+    /// What compressed the (decoded) input when it is a format ingest does not
+    /// read, by its magic number: so such a file is named for what it is, not reported as a
+    /// CSV with an unreadable header.
+    func unsupportedCompression() throws -> String? {
+        while end - start < 6, try fill() {}
+        let head = Array(UnsafeBufferPointer(start: buffer + start, count: min(6, end - start)))
+        let formats: [(name: String, magic: [UInt8])] = [
+            ("xz data", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]), ("zstd data", [0x28, 0xB5, 0x2F, 0xFD]),
+            ("a zip archive", [0x50, 0x4B, 0x03, 0x04]), ("gzip compressed twice", [0x1F, 0x8B]),
+        ]
+        if let format = formats.first(where: { head.starts(with: $0.magic) }) { return format.name }
+        // "BZh", a block size digit, then the start of the first block's magic number.
+        if head.count == 6, head.starts(with: [0x42, 0x5A, 0x68]), (0x31...0x39).contains(head[3]), head[4] == 0x31, head[5] == 0x41 {
+            return "bzip2 data"
+        }
+        return nil
     }
 
     private var checkedByteOrderMark = false

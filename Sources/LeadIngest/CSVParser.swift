@@ -27,7 +27,9 @@ struct CSVParser {
     static let maxFieldBytes = 64 * 1024
 
     private let reader: ByteReader
-    private(set) var line = 1
+    private var line = 1
+    /// The line the record being read starts on.
+    private(set) var recordStartLine = 1
     private var field: [UInt8] = []
     /// The last byte read was a CR, so a LF now completes a CRLF rather than starting a line.
     private var afterCR = false
@@ -73,6 +75,7 @@ struct CSVParser {
 
     private mutating func nextRecordOrBlank() throws -> Step {
         let startLine = line
+        recordStartLine = line
         var fields: [String] = []
         var failure: Failure?
         field.removeAll(keepingCapacity: true)

@@ -8,6 +8,10 @@ struct LeadPatchBuilder {
     let line: Int
     /// The key of an email value that was not an address (kept as a custom field instead).
     private(set) var unaddressableEmailKey: String?
+    /// A later custom value for a field replaces an earlier one, rather than both going to the
+    /// writer, whose fill-only mode would keep the first. Segment messages set it: their batch
+    /// context, own context and traits may each name a field. A CSV row's labels are unique.
+    var replacesRepeatedLabels = false
 
     init(line: Int) {
         self.line = line
@@ -151,7 +155,16 @@ struct LeadPatchBuilder {
         }
         try Self.rejectNUL(label, field: label, line: line)
         try Self.rejectNUL(text, field: label, line: line)
-        if !text.isEmpty { patch.custom.append(Ingest.CustomValue(label: label, value: text)) }
+        guard !text.isEmpty else { return }
+        let value = Ingest.CustomValue(label: label, value: text)
+        if replacesRepeatedLabels, !patch.custom.isEmpty {
+            let key = FieldName.normalize(label)
+            if let index = patch.custom.firstIndex(where: { FieldName.normalize($0.label) == key }) {
+                patch.custom[index] = value
+                return
+            }
+        }
+        patch.custom.append(value)
     }
 
     /// Why a record without identity has none, for its reject: `needs` lists what it lacks.

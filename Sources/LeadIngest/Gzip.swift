@@ -1,4 +1,9 @@
 import CZlib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Streaming gzip decoding for compressed inputs: Segment's S3 and GCS exports (gzipped NDJSON),
 /// `.gz` files dropped into a watched folder, and request bodies sent with
@@ -7,18 +12,23 @@ import CZlib
 public final class GzipDecoder {
     /// The compressed data is damaged or cut short. The reason names the problem, never the data.
     public struct DataError: Error, CustomStringConvertible, Sendable, Equatable {
+        public enum Kind: Sendable {
+            /// The data stops early: everything decoded before the cut is what was compressed.
+            case truncated
+            /// Bytes that are not gzip follow a whole member, whose checksum held.
+            case trailingBytes
+            /// zlib found invalid data or a checksum that does not match: output decoded before
+            /// the point where it noticed may already be wrong.
+            case damaged
+        }
+
+        public let kind: Kind
         public let reason: String
         public var description: String { reason }
     }
 
     /// Reads up to `count` compressed bytes into the pointer; returns 0 at the end of the input.
     typealias Source = (UnsafeMutablePointer<UInt8>, Int) throws -> Int
-
-    /// Whether `bytes` begin with the gzip magic number.
-    public static func isGzip(_ bytes: some Collection<UInt8>) -> Bool {
-        var iterator = bytes.makeIterator()
-        return iterator.next() == 0x1F && iterator.next() == 0x8B
-    }
 
     private var stream = z_stream()
     private let source: Source
@@ -27,17 +37,21 @@ public final class GzipDecoder {
     private var inputEnded = false
     /// The last member ended: more input must be another member.
     private var memberEnded = false
+    /// Damage found after some output of the same call: that output is returned first, and
+    /// the next call throws this.
+    private var pendingError: DataError?
+
+    /// Compressed bytes read from the source but not yet decoded.
+    var bufferedInput: Int { Int(stream.avail_in) }
 
     /// `prefix`: compressed bytes already read from the input (the sniffed header).
     init(prefix: UnsafeBufferPointer<UInt8>, source: @escaping Source) throws(DataError) {
         self.source = source
         input = .allocate(capacity: max(Self.inputCapacity, prefix.count))
         if let base = prefix.baseAddress { input.update(from: base, count: prefix.count) }
+        // A throw from here on still runs deinit, which frees `input`.
         let status = czlib_inflate_init(&stream)
-        guard status == Z_OK else {
-            input.deallocate()
-            throw DataError(reason: "zlib could not start (status \(status))")
-        }
+        guard status == Z_OK else { throw DataError(kind: .damaged, reason: "zlib could not start (status \(status))") }
         stream.next_in = input
         stream.avail_in = UInt32(prefix.count)
     }
@@ -48,13 +62,23 @@ public final class GzipDecoder {
     }
 
     /// Decodes into `output`. Returns how many bytes it wrote, at least one, or 0 at the clean
-    /// end of the input; throws on damaged or truncated data.
-    func read(into output: UnsafeMutablePointer<UInt8>, capacity: Int) throws -> Int {
+    /// end of the input; throws on damaged or truncated data, once every byte decoded before
+    /// the damage has been returned.
+    func readDecoded(into output: UnsafeMutablePointer<UInt8>, capacity: Int) throws -> Int {
         precondition(capacity > 0)
+        if let pendingError { throw pendingError }
         stream.next_out = output
         stream.avail_out = UInt32(clamping: capacity)
         let requested = Int(stream.avail_out)
-        while Int(stream.avail_out) == requested {
+        var produced: Int { requested - Int(stream.avail_out) }
+        /// zlib can write output in the same call that finds damage: hand that over first.
+        func fail(_ kind: DataError.Kind, _ reason: String) throws -> Int {
+            let error = DataError(kind: kind, reason: reason)
+            guard produced > 0 else { throw error }
+            pendingError = error
+            return produced
+        }
+        while produced == 0 {
             if stream.avail_in == 0 && !inputEnded {
                 let count = try source(input, Self.inputCapacity)
                 if count == 0 { inputEnded = true } else {
@@ -74,27 +98,57 @@ public final class GzipDecoder {
                     continue
                 }
                 guard stream.next_in.pointee == 0x1F else {
-                    throw DataError(reason: "bytes after the end of the gzip data are not gzip")
+                    throw DataError(kind: .trailingBytes, reason: "bytes after the end of the gzip data are not gzip")
                 }
                 inflateReset(&stream)
                 memberEnded = false
             }
-            if stream.avail_in == 0 && inputEnded {
-                throw DataError(reason: "the gzip data ends early: the file is truncated")
-            }
+            // With the input used up, this call still flushes what zlib holds back.
             switch inflate(&stream, Z_NO_FLUSH) {
             case Z_OK:
                 continue
             case Z_STREAM_END:
                 memberEnded = true
-            case Z_BUF_ERROR:
-                continue  // wants more input: read on the next pass, or report the truncation
+            case Z_BUF_ERROR where stream.avail_in == 0:
+                if inputEnded { return try fail(.truncated, "the gzip data ends early: it is truncated") }
+                continue  // wants more input: read on the next pass
             default:
                 let detail = stream.msg.map { String(cString: $0) } ?? "invalid data"
-                throw DataError(reason: "the gzip data is damaged (\(detail))")
+                return try fail(.damaged, "the gzip data is damaged (\(detail))")
             }
         }
-        return requested - Int(stream.avail_out)
+        return produced
+    }
+
+    /// Decodes a whole gzip file, discarding the output, as `gzip -t` tests one: the damage it
+    /// holds, or nil when it is not gzip or decodes cleanly. Regular files only: reading a pipe
+    /// would take the bytes from the ingest that follows.
+    static func damage(inFileAt path: String) -> DataError? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }  // the ingest reports what it cannot open
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        var magic: [UInt8] = [0, 0]
+        guard pread(descriptor, &magic, 2, 0) == 2, magic == [0x1F, 0x8B] else { return nil }
+        do {
+            let decoder = try GzipDecoder(prefix: UnsafeBufferPointer(start: nil, count: 0)) { target, capacity in
+                while true {
+                    let count = read(descriptor, target, capacity)
+                    if count >= 0 { return count }
+                    if errno != EINTR { throw DataError(kind: .truncated, reason: "the file could not be read to its end") }
+                }
+            }
+            let chunk = 1 << 20
+            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
+            defer { scratch.deallocate() }
+            while try decoder.readDecoded(into: scratch, capacity: chunk) > 0 {}
+            return nil
+        } catch let error as DataError {
+            return error
+        } catch {
+            return nil
+        }
     }
 
     /// The whole of an in-memory gzip or zlib body, decoded; nil when it decodes to more than
@@ -108,7 +162,7 @@ public final class GzipDecoder {
                 let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: chunk)
                 defer { buffer.deallocate() }
                 while true {
-                    let count = try decoder.read(into: buffer, capacity: chunk)
+                    let count = try decoder.readDecoded(into: buffer, capacity: chunk)
                     if count == 0 { return output }
                     if output.count + count > limit { return nil }
                     output.append(contentsOf: UnsafeBufferPointer(start: buffer, count: count))
@@ -117,7 +171,7 @@ public final class GzipDecoder {
         } catch let error as DataError {
             throw error
         } catch {
-            throw DataError(reason: "the gzip data is damaged")
+            throw DataError(kind: .damaged, reason: "the gzip data is damaged")
         }
     }
 }

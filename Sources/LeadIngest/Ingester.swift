@@ -90,6 +90,13 @@ public final class Ingester {
         shouldStop: () -> Bool = { false }
     ) throws -> Ingest.FileSummary {
         let started = Date()
+        // zlib notices damage only some way after it, at worst at the checksum that ends a
+        // member, and the rows decoded before would commit first: a damaged gzip file is
+        // refused whole, tested as `gzip -t` would before any row of it is read. A truncated
+        // one goes ahead: what precedes the cut is exactly what was compressed.
+        if let damage = GzipDecoder.damage(inFileAt: path), damage.kind == .damaged {
+            throw IngestFileError(reason: "\(damage.reason); nothing was ingested from it, since rows decoded before the damage may be wrong")
+        }
         let reader = try ByteReader(path: path)
         var summary = Ingest.FileSummary(path: path)
         let source: RecordSource
@@ -98,6 +105,9 @@ public final class Ingester {
             source = try withoutActuallyEscaping(shouldStop) { shouldStop in
                 reader.isStopRequested = shouldStop
                 defer { reader.isStopRequested = nil }
+                if let compression = try reader.unsupportedCompression() {
+                    throw IngestFileError(reason: "the input is \(compression); ingest reads plain text or gzip: decompress it first")
+                }
                 let format = try resolveFormat(options.format, path: path, reader: reader)
                 let tabSeparated = Self.pathExtension(path) == "tsv"
                 return try RecordSource(format: format, reader: reader, options: options, tabSeparated: tabSeparated)
@@ -106,6 +116,9 @@ public final class Ingester {
             summary.interrupted = true
             summary.seconds = Date().timeIntervalSince(started)
             return summary
+        } catch let damage as ByteReader.DamagedInput {
+            // Broken before a single row could be read (a damaged gzip header): the file's failure.
+            throw IngestFileError(reason: damage.reason)
         }
 
         let sink = RejectCollector(path: path, downstream: rejects)

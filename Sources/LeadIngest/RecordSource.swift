@@ -152,18 +152,24 @@ struct RecordSource {
         parser = .finished
     }
 
-    /// Compressed input that is damaged or cut short ends where it broke: the rows before it
-    /// stand, and one reject names the line it broke on. The row being read there is not
-    /// taken, since its end is missing (a cut CSV row would otherwise pass with a cut value).
+    /// Compressed input that is cut short (or damaged, read from a pipe) ends where it broke:
+    /// the rows before it stand, and one reject names the line it broke on. The row being read
+    /// there is not taken, since its end is missing (a cut CSV row would otherwise pass with a
+    /// cut value).
     private mutating func endAtDamage(_ damage: ByteReader.DamagedInput, rejects: RejectCollector) {
         let line: Int
         switch parser {
-        case .csv(let csv, _): line = csv.line
+        case .csv(let csv, _): line = csv.recordStartLine
         case .jsonArray(let scanner): line = scanner.line
         default: line = reader.lineNumber + 1
         }
         parsed.rows += 1
-        rejects.add(IngestError(.damagedInput, line: line, reason: "\(damage.reason); nothing after this point could be read"), raw: nil)
+        // Damage zlib noticed (not a cut) may have started before it: only a pipe gets here, a
+        // file is tested whole before it is read.
+        let reason = damage.kind == .damaged
+            ? "\(damage.reason); nothing after this point could be read, and rows read before it may be wrong"
+            : "\(damage.reason); nothing after this point could be read"
+        rejects.add(IngestError(.damagedInput, line: line, reason: reason), raw: nil)
         parser = .finished
     }
 

@@ -114,10 +114,11 @@ extension Ingest {
                 guard elements.count <= maxMessages else {
                     throw ItemError(index: 0, field: "batch", reason: "at most \(maxMessages) messages per request")
                 }
-                switch object["context"] {
-                case nil, .null?: break
-                case .object(let context)?: batchContext = context
-                default: throw ItemError(index: 0, field: "context", reason: "expected an object")
+                do throws(IngestError) {
+                    batchContext = try SegmentMapper(source: buffer, line: 1, receivedAt: receivedAt,
+                                                     checksStringLengths: checksStringLengths).validatedBatchContext(object)
+                } catch {
+                    throw ItemError(index: 0, field: error.field, reason: error.reason)
                 }
                 messages = elements
             }

@@ -26,7 +26,7 @@ struct SegmentMapper {
             }
             var mapper = self
             do {
-                mapper.batchContext = try object(envelope, "context")
+                mapper.batchContext = try validatedBatchContext(envelope)
             } catch {
                 rejects.append(error)
                 return
@@ -50,6 +50,39 @@ struct SegmentMapper {
         }
     }
 
+    /// A batch's `context`, checked once: a bad value in it is the batch's error, named under
+    /// `context`, not one blamed on every message it would reach.
+    func validatedBatchContext(_ envelope: JSONObject) throws(IngestError) -> JSONObject? {
+        guard let context = try object(envelope, "context") else { return nil }
+        do throws(IngestError) {
+            if checksStringLengths, let path = JSONValue.object(context).firstString(longerThan: JSONParser.maxStringBytes) {
+                throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
+            }
+            _ = try campaignSource(context)
+            let traits = try object(context, "traits")
+            var scratch = LeadPatchBuilder(line: line)
+            do throws(IngestError) {
+                try applyTraits(traits, to: &scratch)
+            } catch {
+                var error = error
+                error.field = "traits" + (error.field.map { "." + $0 } ?? "")
+                throw error
+            }
+        } catch {
+            var error = error
+            error.field = "context" + (error.field.map { "." + $0 } ?? "")
+            throw error
+        }
+        return context
+    }
+
+    /// A context's `campaign.source` (its utm_source), trimmed; nil when blank or absent.
+    private func campaignSource(_ context: JSONObject) throws(IngestError) -> String? {
+        guard let campaign = try object(context, "campaign"),
+              let source = try string(campaign, "source")?.trimmingWhitespace(), !source.isEmpty else { return nil }
+        return source
+    }
+
     func record(from value: JSONValue) throws(IngestError) -> Ingest.Record {
         if checksStringLengths, let path = value.firstString(longerThan: JSONParser.maxStringBytes) {
             throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
@@ -61,16 +94,14 @@ struct SegmentMapper {
         guard let type else { throw IngestError(.unsupported, line: line, field: "type", reason: "missing message type") }
 
         var lead = LeadPatchBuilder(line: line)
+        lead.replacesRepeatedLabels = true
         if let userID = try identifier(message, "userId") { lead.patch.identity.externalID = userID }
         if let anonymousID = try identifier(message, "anonymousId") { lead.patch.identity.anonymousID = anonymousID }
         let context = try object(message, "context")
-        // The message's own campaign, else its batch's.
-        var campaign: JSONObject?
-        if let context { campaign = try object(context, "campaign") }
-        if campaign == nil, let batchContext { campaign = try object(batchContext, "campaign") }
-        if let campaign, let utmSource = try string(campaign, "source")?.trimmingWhitespace(), !utmSource.isEmpty {
-            lead.patch.sourceFallback = utmSource
-        }
+        // The message's own campaign source, else its batch's.
+        var utmSource = try context.flatMap { context throws(IngestError) in try campaignSource(context) }
+        if utmSource == nil, let batchContext { utmSource = try campaignSource(batchContext) }
+        if let utmSource { lead.patch.sourceFallback = utmSource }
 
         if type == "identify" || type == "group" || type == "alias" {
             // No event to date the lead by: the message's own time. An unreadable one is rejected,
@@ -139,8 +170,10 @@ struct SegmentMapper {
     private func applyTraits(_ traits: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
         guard let traits else { return }
         for member in traits.members {
-            // The identity keys come from the message itself, never from traits.
-            if FieldName.knownField(member.key) == .externalID { continue }
+            // The ids come from the message itself, never from traits (a batch context's
+            // would otherwise give every message of the batch the same one).
+            let field = FieldName.knownField(member.key)
+            if field == .externalID || field == .anonymousID { continue }
             try lead.set(key: member.key, json: member.value)
         }
     }

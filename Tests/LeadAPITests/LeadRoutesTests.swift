@@ -469,7 +469,7 @@ struct LeadRoutesTests {
             let intake = try await post("/api/v1/intake", try gzipped(Array(#"{"email":"gz@example.com"}"#.utf8)), encoding: "x-gzip")
             #expect(intake.status == .created, "\(intake.json)")
 
-            // 11 MiB of zeros compress to a few KiB, and decode past the 10 MiB limit.
+            // 11 MiB of spaces compress to a few KiB, and decode past the 10 MiB limit.
             let bomb = try gzipped([UInt8](repeating: 0x20, count: 11 << 20))
             #expect(bomb.count < 100_000)
             let tooLarge = try await post("/api/v1/events", bomb, encoding: "gzip")

@@ -151,5 +151,8 @@ func gzipped(_ bytes: [UInt8]) throws -> [UInt8] {
     writer.start()
     let compressed = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    guard process.terminationStatus == 0, !compressed.isEmpty else {
+        throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "gzip -c exited \(process.terminationStatus)"])
+    }
     return Array(compressed)
 }

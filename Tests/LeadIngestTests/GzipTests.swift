@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import GRDB
 @testable import LeadIngest
 import LeadStore
 import Testing
@@ -28,7 +29,8 @@ func gzip(_ text: String) -> Data { Data(gzip(Array(text.utf8))) }
 
 @Suite("gzip inputs")
 struct GzipTests {
-    /// Bytes that do not compress away to nothing, larger than the decoder's input chunk.
+    /// Bytes that do not compress away to nothing, larger than the decoder's 256 KiB input chunk
+    /// once compressed (read from a source, as a file is).
     static let large: [UInt8] = {
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         return (0..<700_000).map { index in
@@ -45,16 +47,57 @@ struct GzipTests {
         #expect(try GzipDecoder.decode(gzip(Array("x".utf8)) + [0, 0, 0, 0], limit: .max) == Array("x".utf8))
     }
 
+    @Test("Input arriving a few bytes at a time, read into small buffers, decodes the same")
+    func decodesInputReadInSmallPieces() throws {
+        let expected = Self.large + Array("second member\n".utf8)
+        let compressed = gzip(Self.large) + gzip(Array("second member\n".utf8)) + [0, 0]
+        var offset = 0
+        var sizes = (1...7).makeIterator()
+        let decoder = try GzipDecoder(prefix: UnsafeBufferPointer(start: nil, count: 0)) { target, capacity in
+            guard offset < compressed.count else { return 0 }
+            let size = sizes.next() ?? { sizes = (1...7).makeIterator(); return sizes.next()! }()
+            let count = min(size, capacity, compressed.count - offset)
+            for index in 0..<count { target[index] = compressed[offset + index] }
+            offset += count
+            return count
+        }
+        var output: [UInt8] = []
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 4096)
+        defer { buffer.deallocate() }
+        var capacity = 1
+        while true {
+            let count = try decoder.readDecoded(into: buffer, capacity: capacity)
+            if count == 0 { break }
+            output.append(contentsOf: UnsafeBufferPointer(start: buffer, count: count))
+            capacity = capacity % 4096 + 511
+        }
+        #expect(output == expected)
+    }
+
+    @Test("A damaged gzip file is refused whole, as gzip -t would find it, before any row commits")
+    func damagedFilesAreRefusedWhole() throws {
+        let sample = try #require(DamagedGzip.sample)
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        #expect(throws: IngestFileError.self) { try ingest(store, try directory.write("events.gz", Data(sample.bytes))) }
+        // Damage only the checksum at its end shows: every row decodes, but cannot be trusted.
+        var checksum = gzip(Array(IngestTests.eventsNDJSON.utf8))
+        checksum[checksum.count - 6] ^= 0x01
+        #expect(throws: GzipDecoder.DataError.self) { try GzipDecoder.decode(checksum, limit: .max) }
+        #expect(throws: IngestFileError.self) { try ingest(store, try directory.write("checksum.gz", Data(checksum))) }
+        #expect(try store.count("events") == 0 && store.count("leads") == 0)
+    }
+
     @Test func damagedTruncatedAndOversizedDataAreNamed() throws {
         let compressed = gzip(Self.large)
-        #expect(throws: GzipDecoder.DataError(reason: "the gzip data ends early: the file is truncated")) {
+        #expect(throws: GzipDecoder.DataError(kind: .truncated, reason: "the gzip data ends early: it is truncated")) {
             try GzipDecoder.decode(Array(compressed.prefix(compressed.count / 2)), limit: .max)
         }
         var corrupt = compressed
         corrupt[corrupt.count / 2] ^= 0xFF
         corrupt[corrupt.count / 2 + 1] ^= 0xFF
         #expect(throws: GzipDecoder.DataError.self) { try GzipDecoder.decode(corrupt, limit: .max) }
-        #expect(throws: GzipDecoder.DataError(reason: "bytes after the end of the gzip data are not gzip")) {
+        #expect(throws: GzipDecoder.DataError(kind: .trailingBytes, reason: "bytes after the end of the gzip data are not gzip")) {
             try GzipDecoder.decode(gzip(Array("x".utf8)) + Array("trailing".utf8), limit: .max)
         }
         #expect(try GzipDecoder.decode(compressed, limit: Self.large.count - 1) == nil)
@@ -107,9 +150,27 @@ struct GzipTests {
             #expect(note == String(repeating: "note \(index + 1) ", count: 20).trimmingCharacters(in: .whitespaces))
         }
         // A damaged header is the file's failure, not a row's.
-        #expect(throws: ByteReader.DamagedInput.self) {
+        #expect(throws: IngestFileError.self) {
             try ingest(store, try directory.write("bad.gz", Data([0x1F, 0x8B] + Array("not deflate".utf8))))
         }
+    }
+
+    @Test("Formats ingest does not decode are named, not read as a CSV with a broken header")
+    func otherCompressionIsNamed() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        for (name, bytes, format) in [("a.xz", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00, 0x00], "xz"),
+                                      ("a.bz2", Array("BZh91AY&SY".utf8), "bzip2"), ("a.zip", [0x50, 0x4B, 0x03, 0x04, 0x14], "zip"),
+                                      ("twice.gz", gzip(gzip(Array("id\nL1\n".utf8))), "gzip compressed twice")] as [(String, [UInt8], String)] {
+            #expect {
+                try ingest(store, try directory.write(name, Data(bytes)))
+            } throws: { error in
+                (error as? IngestFileError)?.reason.contains(format) == true
+            }
+        }
+        // A CSV whose header happens to start like bzip2's magic is still a CSV.
+        let csv = try ingest(store, try directory.write("bzh.csv", "BZh,email\nx,a@x.io\n"))
+        #expect(csv.counts.leadsCreated == 1)
     }
 
     @Test func watchedFoldersTakeGzippedDrops() throws {
@@ -122,5 +183,50 @@ struct GzipTests {
         let summaries = try watcher.scan(requireStableSize: false)
         #expect(summaries.map(\.counts.eventsAdded) == [5])
         #expect(try FileManager.default.contentsOfDirectory(atPath: watcher.doneDirectory.path) == ["part-0001.gz"])
+    }
+}
+
+/// NDJSON events, gzipped, with one byte flipped where zlib reports damage it can place (not only
+/// the checksum at the end), found by trying so it holds for any zlib build; and the whole lines
+/// zlib decodes before it notices.
+struct DamagedGzip {
+    let bytes: [UInt8]
+    let lines: Int
+    let wholeLinesBeforeDamage: Int
+
+    /// Made once: trying offsets costs seconds in a debug build.
+    static let sample = make()
+
+    private static func make() -> DamagedGzip? {
+        let lines = (0..<20_000).map { #"{"type":"track","event":"Email Opened","userId":"u\#($0 % 500)","messageId":"m\#($0)","timestamp":"2026-01-01T00:00:00Z"}"# }
+        let compressed = gzip(Array((lines.joined(separator: "\n") + "\n").utf8))
+        for offset in stride(from: compressed.count / 2, to: compressed.count - 8, by: 97) {
+            var candidate = compressed
+            candidate[offset] ^= 0x55
+            guard decodes(candidate, countingLines: false) != nil, let before = decodes(candidate, countingLines: true) else { continue }
+            return DamagedGzip(bytes: candidate, lines: lines.count, wholeLinesBeforeDamage: before)
+        }
+        return nil
+    }
+
+    /// Whole lines decoded before damage other than a bad checksum (0 unless `countingLines`,
+    /// which is slow in a debug build); nil when there is no such damage.
+    private static func decodes(_ file: [UInt8], countingLines: Bool) -> Int? {
+        guard let decoder = try? file.withUnsafeBufferPointer({ try GzipDecoder(prefix: $0, source: { _, _ in 0 }) }) else { return nil }
+        let capacity = 64 << 10
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { buffer.deallocate() }
+        var wholeLines = 0
+        do {
+            while true {
+                let count = try decoder.readDecoded(into: buffer, capacity: capacity)
+                if count == 0 { return nil }
+                if countingLines { wholeLines += UnsafeBufferPointer(start: buffer, count: count).count(where: { $0 == 0x0A }) }
+            }
+        } catch let error as GzipDecoder.DataError where !error.reason.contains("check") {
+            return wholeLines
+        } catch {
+            return nil
+        }
     }
 }

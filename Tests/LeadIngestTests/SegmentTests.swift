@@ -103,6 +103,24 @@ struct SegmentTests {
         let wrong = self.records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":"web"}"#)
         #expect(wrong.records.isEmpty)
         #expect(wrong.rejects.map(\.field) == ["context"])
+        // A bad value in the batch's context is rejected once, under context, not per message.
+        let badTrait = self.records("""
+            {"batch":[{"type":"track","event":"A","userId":"u1"},{"type":"track","event":"B","userId":"u2"}],            "context":{"traits":{"value":"lots"}}}
+            """)
+        #expect(badTrait.records.isEmpty)
+        #expect(badTrait.rejects.map(\.field) == ["context.traits.value"])
+    }
+
+    @Test("A message's own campaign without a source keeps its batch's; its own traits replace the batch's")
+    func batchContextMergesByKey() throws {
+        let (records, rejects) = records("""
+            {"batch":[{"type":"track","event":"A","userId":"u1","anonymousId":"a1",            "context":{"campaign":{"name":"spring"},"traits":{"plan":"own"}}}],            "context":{"campaign":{"source":"google"},"traits":{"plan":"batch","anonymousId":"shared"}}}
+            """)
+        #expect(rejects.isEmpty)
+        let lead = try #require(records.first).lead
+        #expect(lead.sourceFallback == "google")
+        #expect(lead.custom == [.init(label: "plan", value: "own")], "one value per field, the most specific")
+        #expect(lead.identity.anonymousID == "a1", "ids come from the message, never from traits")
     }
 
     @Test func identifyTraitsWinOverContextTraits() throws {

@@ -38,6 +38,43 @@ struct StdinTests {
         #expect(pipe.committedEvents() == 15 && pipe.distinctEvents() == 15)
     }
 
+    @Test("gzip through a pipe is decoded as it arrives, and rows commit before the rest comes")
+    func gzipThroughAPipe() throws {
+        let directory = try TemporaryDirectory()
+        let pipe = try PipeIngest(directory: directory)
+        defer { pipe.finish() }
+        let compressed = gzip(Array((0..<2000).map(Self.eventLine).joined().utf8))
+        let half = compressed.count / 2
+        pipe.send(bytes: Array(compressed[..<half]))
+        #expect(eventually(within: 3) { pipe.committedEvents() > 0 }, "nothing from the first half committed")
+        #expect(pipe.committedEvents() < 2000)
+        pipe.send(bytes: Array(compressed[half...]))
+        pipe.closeWriteEnd()
+        let summary = try #require(pipe.summary(within: 5))
+        #expect(summary.counts.eventsAdded == 2000 && summary.counts.rejected == 0)
+        #expect(pipe.distinctEvents() == 2000)
+    }
+
+    @Test("Damage found mid-stream in a pipe keeps every row decoded before it, and says they may be wrong")
+    func damagedGzipThroughAPipe() throws {
+        let sample = try #require(DamagedGzip.sample)
+        let directory = try TemporaryDirectory()
+        let pipe = try PipeIngest(directory: directory)
+        defer { pipe.finish() }
+        pipe.send(bytes: sample.bytes)
+        pipe.closeWriteEnd()
+        let summary = try #require(pipe.summary(within: 10))
+        // However the reader's buffers fall, every whole line zlib decoded before it noticed is
+        // read: kept, or rejected where the damage garbled it before zlib could tell.
+        #expect(sample.wholeLinesBeforeDamage > sample.lines / 3 && sample.wholeLinesBeforeDamage < sample.lines)
+        #expect(summary.counts.eventsAdded + summary.counts.rejected - 1 == sample.wholeLinesBeforeDamage)
+        #expect(summary.counts.eventsAdded > sample.wholeLinesBeforeDamage - 20)
+        let reject = try #require(summary.sampleRejects.last)
+        #expect(reject.code == .damagedInput)
+        #expect(reject.line == sample.wholeLinesBeforeDamage + 1)
+        #expect(reject.reason.contains("may be wrong"))
+    }
+
     @Test("A stop request while the pipe has sent nothing ends the ingest promptly")
     func stopWhileWaitingForFirstBytes() throws {
         let directory = try TemporaryDirectory()
@@ -108,8 +145,11 @@ private final class PipeIngest: @unchecked Sendable {
     }
 
     func send(_ text: String) {
+        send(bytes: Array(text.utf8))
+    }
+
+    func send(bytes: [UInt8]) {
         let descriptor = lock.withLock { writeEnd }
-        let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         precondition(written == bytes.count, "short write to the FIFO")
     }
