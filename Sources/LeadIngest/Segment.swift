@@ -54,32 +54,34 @@ struct SegmentMapper {
     /// `context`, not one blamed on every message it would reach.
     func validatedBatchContext(_ envelope: JSONObject) throws(IngestError) -> JSONObject? {
         guard let context = try object(envelope, "context") else { return nil }
-        do throws(IngestError) {
+        try named("context") { () throws(IngestError) in
             if checksStringLengths, let path = JSONValue.object(context).firstString(longerThan: JSONParser.maxStringBytes) {
                 throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
             }
             _ = try campaignSource(context)
-            let traits = try object(context, "traits")
             var scratch = LeadPatchBuilder(line: line)
-            do throws(IngestError) {
-                try applyTraits(traits, to: &scratch)
-            } catch {
-                var error = error
-                error.field = "traits" + (error.field.map { "." + $0 } ?? "")
-                throw error
-            }
-        } catch {
-            var error = error
-            error.field = "context" + (error.field.map { "." + $0 } ?? "")
-            throw error
+            try applyTraits(of: context, to: &scratch)
         }
         return context
+    }
+
+    /// Runs `body`, naming a field it rejects under `prefix`: "value" under "traits" is
+    /// "traits.value", as a property's is "properties.value".
+    private func named<T>(_ prefix: String, _ body: () throws(IngestError) -> T) throws(IngestError) -> T {
+        do {
+            return try body()
+        } catch {
+            var error = error
+            error.field = prefix + (error.field.map { "." + $0 } ?? "")
+            throw error
+        }
     }
 
     /// A context's `campaign.source` (its utm_source), trimmed; nil when blank or absent.
     private func campaignSource(_ context: JSONObject) throws(IngestError) -> String? {
         guard let campaign = try object(context, "campaign"),
-              let source = try string(campaign, "source")?.trimmingWhitespace(), !source.isEmpty else { return nil }
+              let source = try named("campaign", { () throws(IngestError) in try string(campaign, "source") })?.trimmingWhitespace(),
+              !source.isEmpty else { return nil }
         return source
     }
 
@@ -99,7 +101,8 @@ struct SegmentMapper {
         if let anonymousID = try identifier(message, "anonymousId") { lead.patch.identity.anonymousID = anonymousID }
         let context = try object(message, "context")
         // The message's own campaign source, else its batch's.
-        var utmSource = try context.flatMap { context throws(IngestError) in try campaignSource(context) }
+        var utmSource: String?
+        if let context { utmSource = try named("context") { () throws(IngestError) in try campaignSource(context) } }
         if utmSource == nil, let batchContext { utmSource = try campaignSource(batchContext) }
         if let utmSource { lead.patch.sourceFallback = utmSource }
 
@@ -112,7 +115,7 @@ struct SegmentMapper {
         case "identify":
             // The most specific wins: the batch's context traits, the message's, then its traits.
             try applyContextTraits(context, to: &lead)
-            try applyTraits(try object(message, "traits"), to: &lead)
+            try applyTraits(of: message, to: &lead)
             return try finish(lead, event: nil)
         case "group":
             // A group's traits describe the account: its name is the lead's company, the rest
@@ -147,6 +150,12 @@ struct SegmentMapper {
             }
             let typeName = try eventName(type: type, message: message, properties: properties)
             let event = try makeEvent(typeName: typeName, message: message, properties: properties, identity: lead.patch.identity)
+            if hasTraits(context) {
+                // Context traits are the person as of the event: dated like an identify, an
+                // older event's only fill blanks and a newer one's move the lead's traits time.
+                // (Most events carry none, and skip reading the lead's row.)
+                lead.patch.sentAt = try messageTime(message)
+            }
             return try finish(lead, event: event)
         default:
             throw IngestError(.unsupported, line: line, field: "type", reason: "unsupported message type")
@@ -163,12 +172,25 @@ struct SegmentMapper {
 
     /// The batch's context traits, then the message's own over them.
     private func applyContextTraits(_ context: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
-        if let batchContext { try applyTraits(try object(batchContext, "traits"), to: &lead) }
-        if let context { try applyTraits(try object(context, "traits"), to: &lead) }
+        if let batchContext { try named("context") { () throws(IngestError) in try applyTraits(of: batchContext, to: &lead) } }
+        if let context { try named("context") { () throws(IngestError) in try applyTraits(of: context, to: &lead) } }
     }
 
-    private func applyTraits(_ traits: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
-        guard let traits else { return }
+    /// Whether this message's context or its batch's holds any trait.
+    private func hasTraits(_ context: JSONObject?) -> Bool {
+        [context, batchContext].contains { context in
+            if case .object(let traits)? = context?["traits"] { return !traits.isEmpty }
+            return false
+        }
+    }
+
+    /// The `traits` of a message or context, a bad one named under "traits".
+    private func applyTraits(of owner: JSONObject, to lead: inout LeadPatchBuilder) throws(IngestError) {
+        guard let traits = try object(owner, "traits") else { return }
+        try named("traits") { () throws(IngestError) in try applyTraits(traits, to: &lead) }
+    }
+
+    private func applyTraits(_ traits: JSONObject, to lead: inout LeadPatchBuilder) throws(IngestError) {
         for member in traits.members {
             // The ids come from the message itself, never from traits (a batch context's
             // would otherwise give every message of the batch the same one).

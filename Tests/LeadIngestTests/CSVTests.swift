@@ -198,7 +198,7 @@ struct CSVTests {
         let jsonRejects = RejectRecorder()
         let json = try ingest(store, events, rejects: jsonRejects)
         #expect(json.counts.rejected == 3)
-        #expect(jsonRejects.rejects.map { $0.error.field ?? "" } == ["userId", "event", "firstName"])
+        #expect(jsonRejects.rejects.map { $0.error.field ?? "" } == ["userId", "event", "traits.firstName"])
     }
 
     @Test("A spreadsheet-safe export ingests as the values it guarded: the apostrophe before =, +, - or @ goes")

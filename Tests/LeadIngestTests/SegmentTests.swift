@@ -123,6 +123,44 @@ struct SegmentTests {
         #expect(lead.identity.anonymousID == "a1", "ids come from the message, never from traits")
     }
 
+    @Test("A bad value in a context or traits is named by its whole path")
+    func contextErrorsNameTheirPath() throws {
+        let cases: [(String, String)] = [
+            (#"{"type":"track","event":"A","userId":"u1","context":{"campaign":{"source":5}}}"#, "context.campaign.source"),
+            (#"{"type":"track","event":"A","userId":"u1","context":{"traits":{"value":"lots"}}}"#, "context.traits.value"),
+            (#"{"type":"identify","userId":"u1","traits":{"value":"lots"}}"#, "traits.value"),
+            (#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"campaign":{"source":5}}}"#, "context.campaign.source"),
+            (#"{"batch":[{"type":"track","event":"A","userId":"u1","context":{"traits":{"value":"x"}}}]}"#, "batch[0].context.traits.value"),
+        ]
+        for (line, field) in cases {
+            #expect(records(line).rejects.map(\.field) == [field], "\(line)")
+        }
+    }
+
+    @Test("A track's context traits are dated by the event, as an identify's traits are by it")
+    func trackContextTraitsAreDated() throws {
+        let dated = records(#"{"type":"track","event":"A","userId":"u1","timestamp":"2026-09-01T00:00:00Z","context":{"traits":{"firstName":"Old"}}}"#)
+        #expect(dated.records.first?.lead.sentAt == Timestamp.parse("2026-09-01T00:00:00Z"))
+        let bare = records(#"{"type":"track","event":"A","userId":"u1","timestamp":"2026-09-01T00:00:00Z"}"#)
+        #expect(bare.records.first?.lead.sentAt == nil, "an event without traits leaves the lead's row unread")
+    }
+
+    @Test("An older event's context traits never undo a newer identify, whatever the order they arrive in")
+    func olderContextTraitsOnlyFillBlanks() throws {
+        let identify = #"{"type":"identify","userId":"u1","timestamp":"2026-10-10T00:00:00Z","traits":{"firstName":"New","plan":"new"}}"#
+        let older = #"{"batch":[{"type":"page","userId":"u1","timestamp":"2026-09-01T00:00:00Z","context":{"traits":{"firstName":"Old","plan":"old","lastName":"Lee"}}}]}"#
+        let newer = #"{"type":"track","event":"A","userId":"u1","timestamp":"2026-11-01T00:00:00Z","context":{"traits":{"firstName":"Newest"}}}"#
+        let directory = try TemporaryDirectory()
+        for (order, expected) in [([identify, older], "New"), ([older, identify], "New"), ([newer, identify], "Newest"), ([identify, newer], "Newest")] {
+            let store = try LeadStore.inMemory()
+            for (index, line) in order.enumerated() { try ingest(store, try directory.write("\(index).ndjson", line + "\n")) }
+            let lead = try #require(try store.leads().first)
+            #expect(lead.firstName == expected, "\(order)")
+            #expect(lead.lastName == "Lee" || !order.contains(older), "an older event still fills a blank")
+            if order.contains(older) { #expect(try store.customValues(externalID: "u1")["plan"] == "new") }
+        }
+    }
+
     @Test func identifyTraitsWinOverContextTraits() throws {
         let (records, _) = records("""
             {"type":"identify","userId":"u1","traits":{"firstName":"Ann"},"context":{"traits":{"firstName":"Old","lastName":"Lee"}}}
