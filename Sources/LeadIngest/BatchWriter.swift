@@ -285,6 +285,7 @@ final class BatchWriter {
         /// all its rows (the usual case) used every id it was given; after one that skipped
         /// duplicates, the ids that exist are the rows it inserted. Skipped ids are never used.
         mutating func insertPendingEvents() throws {
+            try dropEventsStoredUnderLegacyKeys()
             var properties: [(eventID: Int64, messageID: String?, json: String)] = []
             // Read inside this write's transaction: no other connection can insert meanwhile.
             var nextID = (try Int64.fetchOne(db, sql: "SELECT max(id) FROM events") ?? 0) + 1
@@ -333,6 +334,25 @@ final class BatchWriter {
             }
             pendingEvents.removeAll(keepingCapacity: true)
             try insertProperties(properties)
+        }
+
+        /// Skips, as duplicates, pending events stored before content keys were canonical.
+        private mutating func dropEventsStoredUnderLegacyKeys() throws {
+            guard pendingEvents.contains(where: { records[$0.record].event?.legacyDedupeKey != nil }) else { return }
+            let stored = try RawStatement(db, sql: "SELECT 1 FROM events WHERE lead_id = ? AND dedupe_key = ?")
+            var kept: [(leadID: Int64, record: Int)] = []
+            kept.reserveCapacity(pendingEvents.count)
+            for pending in pendingEvents {
+                if let legacyKey = records[pending.record].event?.legacyDedupeKey {
+                    stored.bind(1, pending.leadID)
+                    stored.bind(2, legacyKey)
+                    let found = try stored.step()
+                    stored.reset()
+                    if found { continue }
+                }
+                kept.append(pending)
+            }
+            pendingEvents = kept
         }
 
         private func insertProperties(_ rows: [(eventID: Int64, messageID: String?, json: String)]) throws {

@@ -220,11 +220,21 @@ extension JSONValue {
     /// Compact JSON text, for nested custom values.
     public var compactText: String {
         var out = ""
-        write(to: &out)
+        write(to: &out, sortingKeys: false)
         return out
     }
 
-    private func write(to out: inout String) {
+    /// One text for every serialization of the same value: compact, object keys sorted by their
+    /// UTF-8 bytes at every depth, strings and numbers re-encoded from their values (`1.0` and
+    /// `1`, `"\u00e9"` and `"é"` agree). What JSON.stringify writes for an object whose keys
+    /// are already in that order.
+    public var canonicalText: String {
+        var out = ""
+        write(to: &out, sortingKeys: true)
+        return out
+    }
+
+    private func write(to out: inout String, sortingKeys: Bool) {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -234,16 +244,19 @@ extension JSONValue {
             out += "["
             for (i, element) in elements.enumerated() {
                 if i > 0 { out += "," }
-                element.write(to: &out)
+                element.write(to: &out, sortingKeys: sortingKeys)
             }
             out += "]"
         case .object(let object):
             out += "{"
-            for (i, member) in object.members.enumerated() {
+            let members = sortingKeys
+                ? object.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+                : object.members
+            for (i, member) in members.enumerated() {
                 if i > 0 { out += "," }
                 JSONValue.writeQuoted(member.key, to: &out)
                 out += ":"
-                member.value.write(to: &out)
+                member.value.write(to: &out, sortingKeys: sortingKeys)
             }
             out += "}"
         }
@@ -258,6 +271,8 @@ extension JSONValue {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             case _ where scalar.value < 0x20:
                 let hex = String(scalar.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex

@@ -80,6 +80,10 @@ extension Ingest {
         public var occurredAt: Int64
         public var value: Double?
         public var dedupeKey: Int64
+        /// The content key this event had before content keys were canonical, when it differs:
+        /// the properties' bytes as received were hashed then. Re-sending an event stored back
+        /// then finds it by this key.
+        public var legacyDedupeKey: Int64?
         public var messageID: String?
         /// Free-form properties as the raw JSON received, when non-empty.
         public var properties: String?

@@ -255,20 +255,35 @@ struct SegmentMapper {
             }
         }
 
-        let rawProperties = properties.flatMap { $0.isEmpty ? nil : UnsafeBufferPointer(rebasing: source[$0.span]) }
+        let nonEmptyProperties = properties.flatMap { $0.isEmpty ? nil : $0 }
+        let rawProperties = nonEmptyProperties.map { UnsafeBufferPointer(rebasing: source[$0.span]) }
         let messageID = try identifier(message, "messageId")
         let dedupeKey: Int64
+        var legacyDedupeKey: Int64?
         if let messageID {
             dedupeKey = DedupeKey.forMessageID(messageID)
         } else {
-            dedupeKey = DedupeKey.forContent(
-                typeName: typeName, identity: identity, occurredAt: occurredAt, properties: rawProperties)
+            // Hashed in canonical form, so a pipeline that re-serializes a message (another key
+            // order, spacing or escaping) re-sends the same event, not a new one.
+            func contentKey(_ properties: UnsafeBufferPointer<UInt8>?) -> Int64 {
+                DedupeKey.forContent(typeName: typeName, identity: identity, occurredAt: occurredAt, properties: properties)
+            }
+            if let nonEmptyProperties, let rawProperties {
+                var canonical = JSONValue.object(nonEmptyProperties).canonicalText
+                dedupeKey = canonical.withUTF8 { contentKey($0) }
+                // Versions before this one hashed the bytes as received: an event stored then is
+                // found by that key too (see `Ingest.Event.legacyDedupeKey`).
+                if !rawProperties.elementsEqual(canonical.utf8) { legacyDedupeKey = contentKey(rawProperties) }
+            } else {
+                dedupeKey = contentKey(nil)
+            }
         }
         return Ingest.Event(
             typeName: typeName,
             occurredAt: occurredAt ?? receivedAt,
             value: value,
             dedupeKey: dedupeKey,
+            legacyDedupeKey: legacyDedupeKey,
             messageID: messageID,
             properties: rawProperties.map { String(decoding: $0, as: UTF8.self) })
     }

@@ -135,6 +135,52 @@ struct IngestTests {
         #expect(try store.count("lead_tags") == 3)
     }
 
+    @Test("events without a messageId, re-serialized by a pipeline, are not added again")
+    func reserializedEventsAreDuplicates() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let sent = try directory.write("sent.ndjson", """
+            {"type":"track","event":"Form Submitted","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"form":"trial","fields":{"plan":"pro","seats":5}}}
+            {"type":"page","name":"Pricing","userId":"u1","timestamp":"2026-01-06T10:00:00Z","properties":{"path":"/pricing","title":"Caf\\u00e9"}}
+
+            """)
+        let resent = try directory.write("resent.ndjson", """
+            {"userId": "u1", "type": "track", "event": "Form Submitted", "timestamp": "2026-01-05T10:00:00.000Z", "properties": {"fields": {"seats": 5.0, "plan": "pro"}, "form": "trial"}}
+            {"properties": {"title": "Café", "path": "/pricing"}, "timestamp": "2026-01-06T11:00:00+01:00", "name": "Pricing", "type": "page", "userId": "u1"}
+
+            """)
+        #expect(try ingest(store, sent).counts.eventsAdded == 2)
+        let again = try ingest(store, resent).counts
+        #expect(again.eventsAdded == 0 && again.duplicateEvents == 2)
+        #expect(try store.count("events") == 2)
+    }
+
+    @Test("an event stored under the raw-bytes key of earlier versions is found when re-sent")
+    func eventsStoredUnderLegacyKeysAreDuplicates() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let line = #"{"type":"track","event":"Email Opened","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"campaign": "c1", "a": 1}}"#
+        let file = try directory.write("events.ndjson", line + "\n")
+        #expect(try ingest(store, file).counts.eventsAdded == 1)
+        // What an earlier version stored: the key of the bytes as received.
+        var text = line
+        let event = try text.withUTF8 { bytes in
+            var records: [Ingest.Record] = []
+            var rejects: [IngestError] = []
+            SegmentMapper(source: bytes, line: 1, receivedAt: 0).records(from: try JSONParser.parse(bytes), into: &records, rejects: &rejects)
+            return try #require(records.first?.event)
+        }
+        let legacyKey = try #require(event.legacyDedupeKey)
+        try store.writer.write { try $0.execute(sql: "UPDATE events SET dedupe_key = ?", arguments: [legacyKey]) }
+
+        let again = try ingest(store, file).counts
+        #expect(again.eventsAdded == 0 && again.duplicateEvents == 1)
+        #expect(try store.count("events") == 1)
+        // The same content sent to another lead is another event.
+        let other = try directory.write("other.ndjson", line.replacingOccurrences(of: "\"u1\"", with: "\"u2\"") + "\n")
+        #expect(try ingest(store, other).counts.eventsAdded == 1)
+    }
+
     @Test("Leads match by external id, then email (case-insensitive), then phone digits")
     func identityMatching() throws {
         let directory = try TemporaryDirectory()

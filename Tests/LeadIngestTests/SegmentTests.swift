@@ -209,6 +209,38 @@ struct SegmentTests {
         #expect(keys.allSatisfy { ($0 ?? -1) > 0 })
     }
 
+    @Test("a content key is the same for every serialization of the same properties")
+    func contentKeysAreCanonical() throws {
+        let prefix = #"{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":"#
+        let spellings = [
+            #"{"a":1,"b":{"y":[1,"é"],"x":null},"c":"q\"t"}"#,
+            #"{ "c" : "q\"t", "b" : { "x" : null, "y" : [ 1.0, "\u00e9" ] }, "a" : 1e0 }"#,
+        ]
+        let keys = try spellings.map { try #require(records(prefix + $0 + "}").records.first?.event?.dedupeKey) }
+        #expect(keys[0] == keys[1])
+        // The properties are still stored as received.
+        #expect(records(prefix + spellings[1] + "}").records.first?.event?.properties == spellings[1])
+        let otherValue = try #require(records(prefix + #"{"a":1,"b":{"y":[1,"e"],"x":null},"c":"q\"t"}"# + "}").records.first?.event)
+        let nestedList = try #require(records(prefix + #"{"a":1,"b":{"y":["é",1],"x":null},"c":"q\"t"}"# + "}").records.first?.event)
+        #expect(otherValue.dedupeKey != keys[0] && nestedList.dedupeKey != keys[0])  // arrays keep their order
+    }
+
+    @Test("the key earlier versions hashed from the raw bytes is kept only when it differs")
+    func legacyContentKeys() throws {
+        let prefix = #"{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":"#
+        let canonical = try #require(records(prefix + #"{"a":1,"b":2}}"#).records.first?.event)
+        #expect(canonical.legacyDedupeKey == nil)
+        let spaced = try #require(records(prefix + #"{"b":2, "a":1}}"#).records.first?.event)
+        #expect(spaced.dedupeKey == canonical.dedupeKey)
+        let identity = Ingest.Identity(externalID: "u1")
+        var raw = #"{"b":2, "a":1}"#
+        let rawKey = raw.withUTF8 { DedupeKey.forContent(typeName: "A", identity: identity, occurredAt: 1_767_225_600_000, properties: $0) }
+        #expect(spaced.legacyDedupeKey == rawKey)
+        // Events with a messageId, or without properties, have no other key.
+        #expect(try #require(records(prefix + #"{"b":2, "a":1},"messageId":"m"}"#).records.first?.event).legacyDedupeKey == nil)
+        #expect(try #require(records(#"{"type":"track","event":"A","userId":"u1","properties":{ }}"#).records.first?.event).legacyDedupeKey == nil)
+    }
+
     @Test func timestampsParse() {
         #expect(Timestamp.parse("2026-03-04T12:34:56Z") == 1_772_627_696_000)
         #expect(Timestamp.parse("2026-03-04T14:34:56.5+02:00") == 1_772_627_696_500)
