@@ -4,6 +4,7 @@ import LeadIngest
 import LeadStore
 import Logging
 import NIOCore
+import Synchronization
 
 /// The one error shape every response uses:
 /// `{"status": "error", "message": …, "code": …, "errors": {"field": ["message", …]}}`.
@@ -13,6 +14,7 @@ public struct APIError: HTTPResponseError, Sendable {
         case unauthorized = "UNAUTHORIZED"
         case forbidden = "FORBIDDEN"
         case notFound = "NOT_FOUND"
+        case methodNotAllowed = "METHOD_NOT_ALLOWED"
         case conflict = "CONFLICT"
         case payloadTooLarge = "PAYLOAD_TOO_LARGE"
         case validationFailed = "VALIDATION_FAILED"
@@ -24,6 +26,7 @@ public struct APIError: HTTPResponseError, Sendable {
             case .unauthorized: .unauthorized
             case .forbidden: .forbidden
             case .notFound: .notFound
+            case .methodNotAllowed: .methodNotAllowed
             case .conflict: .conflict
             case .payloadTooLarge: .contentTooLarge
             case .validationFailed: .unprocessableContent
@@ -164,5 +167,53 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             throw APIError.wrapping(error, request: request, logger: context.logger)
         }
+    }
+}
+
+/// A path the router knows under other methods answers 405 with `Allow`, not 404: the client
+/// has the right resource and the wrong verb. Innermost, so authentication comes first and a
+/// stranger still learns nothing of the routes.
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = routes.methods(matching: request.uri.path)
+            guard !allowed.isEmpty else { throw error }
+            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            throw APIError(.methodNotAllowed, "\(request.method) is not allowed here; this resource answers \(allow)",
+                           headers: [.allow: allow])
+        }
+    }
+}
+
+/// The router's routes, for telling a wrong method from an unknown path. Filled once, after
+/// every route is registered: the middleware that reads it is added before them.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(method: HTTPRequest.Method, path: RouterPath)]>([])
+
+    func record(_ router: Router<some RequestContext>) {
+        routes.withLock { $0 = router.routes.map { ($0.method, $0.path) } }
+    }
+
+    /// The methods registered for the route the router resolves `path` to, sorted; empty when
+    /// none matches. As in the router, a literal segment wins over a capture: `/leads/stats` is
+    /// the stats route, not `/leads/{id}`.
+    func methods(matching path: String) -> [HTTPRequest.Method] {
+        let components = path.split(separator: "/", omittingEmptySubsequences: true)
+        let matching = routes.withLock { routes in
+            routes.filter { route in
+                route.path.components.count == components.count
+                    && zip(route.path.components, components).allSatisfy { $0 ~= $1 }
+            }
+        }
+        func literals(_ path: RouterPath) -> [Bool] { path.components.map { $0 == $0.description } }
+        guard let best = matching.map({ literals($0.path) }).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else {
+            return []
+        }
+        let methods = matching.filter { literals($0.path) == best }.map(\.method)
+        return Set(methods).sorted { $0.rawValue < $1.rawValue }
     }
 }

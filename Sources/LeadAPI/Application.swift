@@ -110,9 +110,11 @@ public func buildRouter(
     let services = APIServices(store: store, configuration: configuration, logger: logger)
     _ = APIMetrics.registry
     let router = Router(context: APIRequestContext.self)
+    let routes = RouteTable()
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
     router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))
+    router.add(middleware: MethodNotAllowedMiddleware(routes: routes))
     let api = router.group("api/v1")
     HealthController(services: services).register(on: api)
     LeadsController(services: services).register(on: api)
@@ -122,6 +124,7 @@ public func buildRouter(
     ReportsController(services: services).register(on: api)
     APIMetrics.register(on: router)
     router.get("openapi.json") { _, _ in OpenAPIDocument.response() }
+    routes.record(router)
     return router
 }
 

@@ -54,4 +54,38 @@ struct HealthTests {
             }
         }
     }
+
+    @Test("a known path under another method answers 405 with Allow; an unknown path stays 404")
+    func wrongMethod() async throws {
+        let store = try makeStore(leads: 1)
+        let key = try await store.writer.write { db in try APIKeys.create(name: "k", scopes: [.read, .write, .admin], in: db).key }
+        let app = buildApplication(store: store, configuration: APIConfiguration(version: "1"))
+        let auth: HTTPFields = [.authorization: "Bearer \(key)"]
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/leads/stats", method: .delete, headers: auth) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET")
+                let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(body?["code"] as? String == "METHOD_NOT_ALLOWED")
+                #expect(body?["errors"] as? [String: Any] != nil)
+            }
+            // A captured segment matches any id: the lead route's methods, whether or not it exists.
+            try await client.execute(uri: "/api/v1/leads/123456", method: .post, headers: auth) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "DELETE, GET, PATCH, PUT")
+            }
+            try await client.execute(uri: "/api/v1/leads/1/tags/vip", method: .get, headers: auth) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "DELETE")
+            }
+            try await client.execute(uri: "/api/v1/leads/1/nothing", method: .post, headers: auth) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.allow] == nil)
+            }
+            // Without a key the route table is not revealed.
+            try await client.execute(uri: "/api/v1/leads/stats", method: .delete) { response in
+                #expect(response.status == .unauthorized)
+            }
+        }
+    }
 }
