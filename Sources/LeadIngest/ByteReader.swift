@@ -48,6 +48,9 @@ final class ByteReader {
     private var start = 0
     private var end = 0
     private var atEOF = false
+    /// Why input ended early though every byte before stands: gzip data followed by bytes that
+    /// are not gzip, which `gzip -d` ignores with a warning. Read by the parser at the end.
+    private(set) var endNotice: String?
     /// Bytes handed out so far (decoded, for compressed input).
     private(set) var bytesConsumed: Int64 = 0
     /// Bytes read from the file or stdin so far.
@@ -133,6 +136,11 @@ final class ByteReader {
         let count: Int
         do {
             count = try readInput(into: buffer + end, capacity: capacity - end)
+        } catch let error as GzipDecoder.DataError where error.kind == .trailingBytes {
+            // Every member's checksum held: the data ends here, its last row included.
+            atEOF = true
+            endNotice = error.reason
+            return false
         } catch let error as GzipDecoder.DataError {
             // What was decoded before stands; the unconsumed bytes are a record cut short.
             atEOF = true

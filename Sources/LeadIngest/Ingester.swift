@@ -94,11 +94,18 @@ public final class Ingester {
         // member, and the rows decoded before would commit first: a damaged gzip file is
         // refused whole, tested as `gzip -t` would before any row of it is read. A truncated
         // one goes ahead: what precedes the cut is exactly what was compressed.
-        if let damage = GzipDecoder.damage(inFileAt: path), damage.kind == .damaged {
+        var summary = Ingest.FileSummary(path: path)
+        switch GzipDecoder.test(fileAt: path, shouldStop: shouldStop) {
+        case .damaged(let damage) where damage.kind == .damaged:
             throw IngestFileError(reason: "\(damage.reason); nothing was ingested from it, since rows decoded before the damage may be wrong")
+        case .stopped:
+            summary.interrupted = true
+            summary.seconds = Date().timeIntervalSince(started)
+            return summary
+        case .clean, .damaged:
+            break
         }
         let reader = try ByteReader(path: path)
-        var summary = Ingest.FileSummary(path: path)
         let source: RecordSource
         do {
             // Both read the first bytes, which a quiet stdin may not send for hours.

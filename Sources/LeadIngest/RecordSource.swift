@@ -30,6 +30,7 @@ struct RecordSource {
     private let options: Ingest.Options
     private var parser: Parser
     private let receivedAt = LeadStore.nowMillis()
+    private var notedEarlyEnd = false
     /// A single (non-array) JSON document is parsed whole, so it is bounded.
     static let maxDocumentBytes = 64 << 20
     let parsed = ParsedRecords()
@@ -120,6 +121,7 @@ struct RecordSource {
             do {
                 guard try nextRecords(rejects: rejects) else {
                     reachedEnd = true
+                    noteEarlyEnd(rejects: rejects)
                     break
                 }
             } catch is ByteReader.StopRequested {
@@ -152,17 +154,30 @@ struct RecordSource {
         parser = .finished
     }
 
+    /// Input whose data ended whole before its bytes did gets one reject after its last line,
+    /// so the run says it (exit 1) while every row stands.
+    private mutating func noteEarlyEnd(rejects: RejectCollector) {
+        guard let notice = reader.endNotice, !notedEarlyEnd else { return }
+        notedEarlyEnd = true
+        parsed.rows += 1
+        rejects.add(IngestError(.damagedInput, line: lineReadNext, reason: "\(notice); they were not read"), raw: nil)
+    }
+
+    /// The line the next row would start on: where input that ends early ends.
+    private var lineReadNext: Int {
+        switch parser {
+        case .csv(let csv, _): csv.recordStartLine
+        case .jsonArray(let scanner): scanner.line
+        default: reader.lineNumber + 1
+        }
+    }
+
     /// Compressed input that is cut short (or damaged, read from a pipe) ends where it broke:
     /// the rows before it stand, and one reject names the line it broke on. The row being read
     /// there is not taken, since its end is missing (a cut CSV row would otherwise pass with a
     /// cut value).
     private mutating func endAtDamage(_ damage: ByteReader.DamagedInput, rejects: RejectCollector) {
-        let line: Int
-        switch parser {
-        case .csv(let csv, _): line = csv.recordStartLine
-        case .jsonArray(let scanner): line = scanner.line
-        default: line = reader.lineNumber + 1
-        }
+        let line = lineReadNext
         parsed.rows += 1
         // Damage zlib noticed (not a cut) may have started before it: only a pipe gets here, a
         // file is tested whole before it is read.

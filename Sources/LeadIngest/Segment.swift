@@ -59,11 +59,19 @@ struct SegmentMapper {
                 throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
             }
             _ = try campaignSource(context)
+            if case .object(let traits)? = context["traits"], traits.members.count > Self.maxBatchContextTraits {
+                throw IngestError(.valueTooLarge, line: line, field: "traits",
+                                  reason: "a batch context holds more than \(Self.maxBatchContextTraits) traits")
+            }
             var scratch = LeadPatchBuilder(line: line)
-            try applyTraits(of: context, to: &scratch)
+            try applyTraits(of: context, to: &scratch, identifying: false)
         }
         return context
     }
+
+    /// Traits a batch context may hold: each is copied to every message of the batch, up to
+    /// 5,000 of them, so a few hundred would make a single request store millions of values.
+    static let maxBatchContextTraits = 100
 
     /// Runs `body`, naming a field it rejects under `prefix`: "value" under "traits" is
     /// "traits.value", as a property's is "properties.value".
@@ -170,9 +178,12 @@ struct SegmentMapper {
         return Ingest.Record(line: line, lead: patch, event: event)
     }
 
-    /// The batch's context traits, then the message's own over them.
+    /// The batch's context traits, then the message's own over them. A batch's never identify:
+    /// its messages may be different people, and its email or phone would make them one lead.
     private func applyContextTraits(_ context: JSONObject?, to lead: inout LeadPatchBuilder) throws(IngestError) {
-        if let batchContext { try named("context") { () throws(IngestError) in try applyTraits(of: batchContext, to: &lead) } }
+        if let batchContext {
+            try named("context") { () throws(IngestError) in try applyTraits(of: batchContext, to: &lead, identifying: false) }
+        }
         if let context { try named("context") { () throws(IngestError) in try applyTraits(of: context, to: &lead) } }
     }
 
@@ -184,18 +195,19 @@ struct SegmentMapper {
         }
     }
 
-    /// The `traits` of a message or context, a bad one named under "traits".
-    private func applyTraits(of owner: JSONObject, to lead: inout LeadPatchBuilder) throws(IngestError) {
+    /// The `traits` of a message or context, a bad one named under "traits". Without
+    /// `identifying`, an email or phone among them is skipped.
+    private func applyTraits(of owner: JSONObject, to lead: inout LeadPatchBuilder, identifying: Bool = true) throws(IngestError) {
         guard let traits = try object(owner, "traits") else { return }
-        try named("traits") { () throws(IngestError) in try applyTraits(traits, to: &lead) }
+        try named("traits") { () throws(IngestError) in try applyTraits(traits, to: &lead, identifying: identifying) }
     }
 
-    private func applyTraits(_ traits: JSONObject, to lead: inout LeadPatchBuilder) throws(IngestError) {
+    private func applyTraits(_ traits: JSONObject, to lead: inout LeadPatchBuilder, identifying: Bool) throws(IngestError) {
         for member in traits.members {
-            // The ids come from the message itself, never from traits (a batch context's
-            // would otherwise give every message of the batch the same one).
+            // The ids come from the message itself, never from traits.
             let field = FieldName.knownField(member.key)
             if field == .externalID || field == .anonymousID { continue }
+            if !identifying, field == .email || field == .phone { continue }
             try lead.set(key: member.key, json: member.value)
         }
     }

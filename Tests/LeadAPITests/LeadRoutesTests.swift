@@ -468,6 +468,15 @@ struct LeadRoutesTests {
 
             let intake = try await post("/api/v1/intake", try gzipped(Array(#"{"email":"gz@example.com"}"#.utf8)), encoding: "x-gzip")
             #expect(intake.status == .created, "\(intake.json)")
+            // HTTP's deflate is zlib data; some clients send raw deflate under that name.
+            let zlib = try await post("/api/v1/intake", try zlibWrapped(Array(#"{"email":"zlib@example.com"}"#.utf8)), encoding: "deflate")
+            #expect(zlib.status == .created, "\(zlib.json)")
+            let raw = try await post("/api/v1/intake", try rawDeflated(Array(#"{"email":"raw@example.com"}"#.utf8)), encoding: "Deflate")
+            #expect(raw.status == .created, "\(raw.json)")
+            let emails = try await api.store.reader.read { db in
+                try String.fetchAll(db, sql: "SELECT email FROM leads WHERE email IN ('zlib@example.com', 'raw@example.com') ORDER BY email")
+            }
+            #expect(emails == ["raw@example.com", "zlib@example.com"])
 
             // 11 MiB of spaces compress to a few KiB, and decode past the 10 MiB limit.
             let bomb = try gzipped([UInt8](repeating: 0x20, count: 11 << 20))

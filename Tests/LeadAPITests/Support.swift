@@ -156,3 +156,22 @@ func gzipped(_ bytes: [UInt8]) throws -> [UInt8] {
     }
     return Array(compressed)
 }
+
+/// `bytes` as raw deflate data (RFC 1951): gzip(1)'s output without its 10-byte header (it
+/// writes no name from a pipe) and 8-byte trailer.
+func rawDeflated(_ bytes: [UInt8]) throws -> [UInt8] {
+    let gzip = try gzipped(bytes)
+    precondition(gzip[3] == 0, "a gzip header with optional fields")
+    return Array(gzip[10..<(gzip.count - 8)])
+}
+
+/// `bytes` as zlib data (RFC 1950), what HTTP calls `deflate`: a header, raw deflate, Adler-32.
+func zlibWrapped(_ bytes: [UInt8]) throws -> [UInt8] {
+    var a: UInt32 = 1, b: UInt32 = 0
+    for byte in bytes {
+        a = (a + UInt32(byte)) % 65521
+        b = (b + a) % 65521
+    }
+    let adler = b << 16 | a
+    return [0x78, 0x9C] + (try rawDeflated(bytes)) + [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: adler >> $0) }
+}

@@ -155,17 +155,33 @@ struct GzipTests {
         }
     }
 
+    @Test("Bytes after whole gzip data keep every row, the last one too, and are reported once")
+    func trailingBytesKeepTheLastRow() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let recorder = RejectRecorder()
+        // No newline after the last row: it ends where the gzip data does.
+        let file = gzip(Array("email,first_name\na@x.io,A\nb@x.io,B".utf8)) + Array("JUNKJUNK".utf8)
+        let summary = try ingest(store, try directory.write("leads.csv.gz", Data(file)), rejects: recorder)
+        #expect(try store.leads().map(\.email) == ["a@x.io", "b@x.io"])
+        #expect(summary.counts.leadsCreated == 2 && summary.counts.rejected == 1)
+        let reject = try #require(recorder.rejects.first).error
+        #expect(reject.code == .damagedInput)
+        #expect(reject.line == 3, "the bytes start on the last row's line, which has no newline")
+        #expect(reject.reason.contains("not gzip"))
+    }
+
     @Test("Formats ingest does not decode are named, not read as a CSV with a broken header")
     func otherCompressionIsNamed() throws {
         let directory = try TemporaryDirectory()
         let store = try LeadStore.inMemory()
-        for (name, bytes, format) in [("a.xz", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00, 0x00], "xz"),
-                                      ("a.bz2", Array("BZh91AY&SY".utf8), "bzip2"), ("a.zip", [0x50, 0x4B, 0x03, 0x04, 0x14], "zip"),
+        for (name, bytes, format) in [("a.xz", [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00, 0x00], "xz data"),
+                                      ("a.bz2", Array("BZh91AY&SY".utf8), "bzip2 data"), ("a.zip", [0x50, 0x4B, 0x03, 0x04, 0x14], "a zip archive"),
                                       ("twice.gz", gzip(gzip(Array("id\nL1\n".utf8))), "gzip compressed twice")] as [(String, [UInt8], String)] {
             #expect {
                 try ingest(store, try directory.write(name, Data(bytes)))
             } throws: { error in
-                (error as? IngestFileError)?.reason.contains(format) == true
+                (error as? IngestFileError)?.reason.contains("the input is \(format);") == true
             }
         }
         // A CSV whose header happens to start like bzip2's magic is still a CSV.

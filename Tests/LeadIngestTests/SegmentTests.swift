@@ -123,6 +123,46 @@ struct SegmentTests {
         #expect(lead.identity.anonymousID == "a1", "ids come from the message, never from traits")
     }
 
+    @Test("a batch's context traits never identify: its messages stay the people their ids name")
+    func batchContextTraitsDoNotIdentify() throws {
+        let (records, rejects) = records("""
+            {"batch":[{"type":"track","event":"A","userId":"q1"},{"type":"track","event":"B","userId":"q2"},            {"type":"track","event":"C","anonymousId":"anon9"},{"type":"track","event":"D"},            {"type":"track","event":"E","userId":"q3","context":{"traits":{"email":"own@x.io"}}}],            "context":{"traits":{"email":"shared@x.io","Phone Number":"+1 555 010 9999","plan":"pro"}}}
+            """)
+        #expect(records.map { $0.lead.identity } == [
+            Ingest.Identity(externalID: "q1"), Ingest.Identity(externalID: "q2"),
+            Ingest.Identity(anonymousID: "anon9"), Ingest.Identity(externalID: "q3", email: "own@x.io"),
+        ])
+        #expect(records.allSatisfy { $0.lead.fields[.phone] == nil })
+        #expect(records.prefix(3).allSatisfy { $0.lead.fields[.email] == nil })
+        #expect(records.allSatisfy { $0.lead.custom == [.init(label: "plan", value: "pro")] })
+        // The message with no id of its own gains none from the batch.
+        #expect(rejects.map(\.code) == [.noIdentity])
+        #expect(rejects.map(\.field) == ["batch[3]"])
+    }
+
+    @Test("a record's custom fields are capped, and repeated labels still replace at any count")
+    func customFieldLimits() throws {
+        func identify(_ count: Int, repeatFirst: Bool = false) -> String {
+            var traits = (0..<count).map { #""k\#($0)":"v""# }
+            if repeatFirst { traits.append(#""K-0":"last""#) }
+            return #"{"type":"identify","userId":"u1","traits":{"# + traits.joined(separator: ",") + "}}"
+        }
+        let atLimit = records(identify(LeadPatchBuilder.maxCustomFields, repeatFirst: true))
+        #expect(atLimit.rejects.isEmpty)
+        let custom = try #require(atLimit.records.first).lead.custom
+        #expect(custom.count == LeadPatchBuilder.maxCustomFields)
+        #expect(custom.first == .init(label: "K-0", value: "last"))
+        let over = records(identify(LeadPatchBuilder.maxCustomFields + 1))
+        #expect(over.records.isEmpty)
+        #expect(over.rejects.map(\.code) == [.valueTooLarge])
+        #expect(over.rejects.first?.field == "traits.k\(LeadPatchBuilder.maxCustomFields)")
+
+        let batchTraits = (0...SegmentMapper.maxBatchContextTraits).map { #""t\#($0)":1"# }.joined(separator: ",")
+        let batch = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"# + batchTraits + "}}}")
+        #expect(batch.records.isEmpty)
+        #expect(batch.rejects.map(\.field) == ["context.traits"])
+    }
+
     @Test("A bad value in a context or traits is named by its whole path")
     func contextErrorsNameTheirPath() throws {
         let cases: [(String, String)] = [

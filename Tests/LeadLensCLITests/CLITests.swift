@@ -164,6 +164,53 @@ private let leadlensExecutable: URL? = {
     return nil
 }()
 
+@Suite("Standard input")
+struct StandardInputTests {
+    /// Runs the built binary on `ingest - --format F` with `input` as its standard input, a
+    /// regular file as `leadlens ingest - < file` gives it; returns its exit status.
+    private func ingestFromRedirect(_ input: URL, format: String, db: String) throws -> Int32 {
+        let process = Process()
+        process.executableURL = try #require(leadlensExecutable)
+        process.arguments = ["ingest", "-", "--format", format, "--db", db]
+        process.standardInput = try FileHandle(forReadingFrom: input)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    @Test("a damaged gzip file redirected to stdin is refused whole, as the same file named is",
+          .enabled(if: leadlensExecutable != nil, "needs the built leadlens executable"))
+    func damagedGzipOnRedirectedStdin() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-stdin-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var csv = "id,email,notes\n"
+        for index in 1...300 { csv += "L\(index),p\(index)@x.io,note \(index)\n" }
+        let plain = directory.appendingPathComponent("leads.csv")
+        try Data(csv.utf8).write(to: plain)
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        gzip.arguments = ["gzip", "-k", "-n", plain.path]
+        try gzip.run()
+        gzip.waitUntilExit()
+        var compressed = try [UInt8](Data(contentsOf: plain.appendingPathExtension("gz")))
+        // Only the checksum is wrong: every row decodes, and none can be trusted.
+        compressed[compressed.count - 6] ^= 0x01
+        let damaged = directory.appendingPathComponent("damaged.gz")
+        try Data(compressed).write(to: damaged)
+
+        let db = directory.appendingPathComponent("store.sqlite").path
+        #expect(try ingestFromRedirect(damaged, format: "csv", db: db) == 2)
+        let leads = try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") }
+        #expect(leads == 0)
+        #expect(try ingestFromRedirect(plain.appendingPathExtension("gz"), format: "csv", db: db) == 0)
+        let after = try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") }
+        #expect(after == 300)
+    }
+}
+
 @Suite("Crash safety")
 struct CrashTests {
     @Test("kill -9 mid-ingest leaves a consistent store; the same command then completes it with no duplicates",

@@ -38,7 +38,8 @@ enum LeadBody {
         }
         let decoded: [UInt8]?
         do {
-            decoded = try GzipDecoder.decode(bytes, limit: limit)
+            let rawDeflate = codings[0] == "deflate" && !GzipDecoder.startsWithZlibHeader(bytes)
+            decoded = try GzipDecoder.decode(bytes, rawDeflate: rawDeflate, limit: limit)
         } catch {
             throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
         }
