@@ -16,9 +16,7 @@ struct LeadPatchBuilder {
     /// value instead of a scan, which made a message with N traits cost N² (8,000 traits took 2 s).
     private var customIndexByKey: [String: Int] = [:]
 
-    /// Custom values one record may carry. A 10 MiB body holds about 800,000 small traits, each
-    /// a stored row and a dictionary label; no CRM export needs more than this.
-    static let maxCustomFields = 1_000
+    static var maxCustomFields: Int { Ingest.maxCustomFields }
 
     init(line: Int) {
         self.line = line

@@ -1,7 +1,11 @@
 import LeadStore
 
 /// Namespace for ingestion: parsers, identity, the batch writer and the driver that ties them.
-public enum Ingest {}
+public enum Ingest {
+    /// Custom values one record or lead body may carry. A 10 MiB body holds about 800,000 small
+    /// traits, each a stored row and a dictionary label; no CRM export needs more than this.
+    public static let maxCustomFields = 1_000
+}
 
 extension Ingest {
     /// The keys a record can be matched to a lead by, in the order they are tried.

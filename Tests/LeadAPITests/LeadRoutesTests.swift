@@ -3,6 +3,7 @@ import GRDB
 import Hummingbird
 import HummingbirdTesting
 import LeadAPI
+import LeadIngest
 import LeadScoring
 import LeadStore
 import Testing
@@ -92,6 +93,15 @@ struct LeadRoutesTests {
                 let reply = try await client.call(method, "/api/v1/leads/\(id)/\(path)", key: api.writer, json: body)
                 #expect(reply.status == .unprocessableContent && reply.fieldErrors[field] != nil, "\(path)")
             }
+            // Exports and imports separate tags with commas and semicolons: a tag holding one is
+            // refused where it would come back from a round trip as two.
+            let commaTag = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["name": "a,b"])
+            #expect(commaTag.status == .unprocessableContent && commaTag.fieldErrors["name"]?.first?.contains("comma") == true)
+            let semicolonTags = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["tags": ["ok", "x;y"]])
+            #expect(semicolonTags.status == .unprocessableContent && semicolonTags.fieldErrors["tags"] != nil)
+            let manyFields = Dictionary(uniqueKeysWithValues: (0...Ingest.maxCustomFields).map { ("f\($0)", "v") })
+            let tooMany = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": manyFields])
+            #expect(tooMany.status == .unprocessableContent && tooMany.fieldErrors["custom_fields"] != nil)
             // JSON true is "true", and the numbers 0 and 1 are numbers (Linux bridges them to Bool).
             let typed = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer,
                                               json: ["value": 1, "custom_fields": ["Trial": true, "Seats": 1]])

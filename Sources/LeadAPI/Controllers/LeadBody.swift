@@ -83,6 +83,14 @@ enum LeadBody {
         return nil
     }
 
+    /// What is wrong with a tag, if anything. Imports and exports separate tags with commas and
+    /// semicolons, so a tag holding one would come back from a round trip as two.
+    static func tagProblem(_ tag: String) -> String? {
+        if let problem = textProblem(tag) { return problem }
+        if tag.contains(where: { $0 == "," || $0 == ";" }) { return "a tag must not contain a comma or a semicolon" }
+        return nil
+    }
+
     /// ``textProblem(_:)`` as a 422 naming `field`, for the routes that store one text.
     static func checkLength(_ text: String?, field: String) throws {
         if let text, let problem = textProblem(text) {
@@ -107,6 +115,10 @@ enum LeadBody {
             if key == "custom_fields" {
                 guard let custom = raw as? [String: Any] else {
                     if !isNull { fail(key, "must be an object") }
+                    continue
+                }
+                guard custom.count <= Ingest.maxCustomFields else {
+                    fail(key, "must hold at most \(Ingest.maxCustomFields) fields")
                     continue
                 }
                 for (label, value) in custom {
@@ -143,7 +155,7 @@ enum LeadBody {
                     if isNull { changes.tags = [] } else { fail(key, "must be an array of strings") }
                     continue
                 }
-                if let problem = tags.lazy.compactMap(textProblem).first { fail(key, problem); continue }
+                if let problem = tags.lazy.compactMap(tagProblem).first { fail(key, problem); continue }
                 changes.tags = tags.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             default:
                 if isNull {

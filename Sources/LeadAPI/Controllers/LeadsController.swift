@@ -264,7 +264,9 @@ struct LeadsController {
         let id = try Self.leadID(context)
         let body = try await LeadBody.decode(TagBody.self, request, context: context)
         let tag = body.name.trimmingCharacters(in: .whitespaces)
-        try LeadBody.checkLength(tag, field: "name")
+        if let problem = LeadBody.tagProblem(tag) {
+            throw APIError(.validationFailed, "invalid tag", errors: ["name": [problem]])
+        }
         guard !tag.isEmpty, tag.count <= 100 else {
             throw APIError(.validationFailed, "invalid tag", errors: ["name": ["must be 1 to 100 characters"]])
         }
