@@ -179,9 +179,12 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as HTTPError where error.status == .notFound {
-            let allowed = routes.methods(matching: request.uri.path)
+        } catch let error as HTTPError where error.status == .notFound && context.endpointPath == "NotFound" {
+            // Only the router's own 404 (no route took the request), never a handler's.
+            var allowed = routes.methods(matching: request.uri.path)
             guard !allowed.isEmpty else { throw error }
+            // The router answers HEAD wherever it answers GET (autoGenerateHeadEndpoints).
+            if allowed.contains(.get) { allowed = (allowed + [.head]).sorted { $0.rawValue < $1.rawValue } }
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
             throw APIError(.methodNotAllowed, "\(request.method) is not allowed here; this resource answers \(allow)",
                            headers: [.allow: allow])

@@ -109,7 +109,8 @@ public func buildRouter(
 ) -> Router<APIRequestContext> {
     let services = APIServices(store: store, configuration: configuration, logger: logger)
     _ = APIMetrics.registry
-    let router = Router(context: APIRequestContext.self)
+    // HEAD wherever GET: uptime checks and `curl -I` use it.
+    let router = Router(context: APIRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = RouteTable()
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())

@@ -237,11 +237,22 @@ extension JSONValue {
     /// One text for every serialization of the same value: compact, object keys sorted by their
     /// UTF-8 bytes at every depth, strings and numbers re-encoded from their values (`1.0` and
     /// `1`, `"\u00e9"` and `"é"` agree). What JSON.stringify writes for an object whose keys
-    /// are already in that order.
-    public var canonicalText: String {
+    /// are already in that order. Nil when the value holds an integer past 2^53: a Double no
+    /// longer tells such numbers apart (two 17-digit order ids would read as one).
+    public var canonicalText: String? {
+        guard !holdsInexactInteger else { return nil }
         var out = ""
         write(to: &out, sortingKeys: true)
         return out
+    }
+
+    private var holdsInexactInteger: Bool {
+        switch self {
+        case .number(let n): abs(n) >= LeadPatchBuilder.exactIntegerLimit
+        case .array(let elements): elements.contains { $0.holdsInexactInteger }
+        case .object(let object): object.members.contains { $0.value.holdsInexactInteger }
+        case .null, .bool, .string: false
+        }
     }
 
     private func write(to out: inout String, sortingKeys: Bool) {

@@ -59,12 +59,14 @@ struct SegmentMapper {
                 throw IngestError(.valueTooLarge, line: line, field: path.isEmpty ? nil : path, reason: "value longer than 64 KiB")
             }
             _ = try campaignSource(context)
-            if case .object(let traits)? = context["traits"], traits.members.count > Self.maxBatchContextTraits {
+            var scratch = LeadPatchBuilder(line: line)
+            scratch.replacesRepeatedLabels = true
+            try applyTraits(of: context, to: &scratch, identifying: false)
+            // Counted as stored: a company object's members are custom fields of their own.
+            if scratch.patch.custom.count + scratch.patch.fields.count > Self.maxBatchContextTraits {
                 throw IngestError(.valueTooLarge, line: line, field: "traits",
                                   reason: "a batch context holds more than \(Self.maxBatchContextTraits) traits")
             }
-            var scratch = LeadPatchBuilder(line: line)
-            try applyTraits(of: context, to: &scratch, identifying: false)
         }
         return context
     }
@@ -280,14 +282,14 @@ struct SegmentMapper {
             func contentKey(_ properties: UnsafeBufferPointer<UInt8>?) -> Int64 {
                 DedupeKey.forContent(typeName: typeName, identity: identity, occurredAt: occurredAt, properties: properties)
             }
-            if let nonEmptyProperties, let rawProperties {
-                var canonical = JSONValue.object(nonEmptyProperties).canonicalText
+            if let nonEmptyProperties, let rawProperties, var canonical = JSONValue.object(nonEmptyProperties).canonicalText {
                 dedupeKey = canonical.withUTF8 { contentKey($0) }
                 // Versions before this one hashed the bytes as received: an event stored then is
                 // found by that key too (see `Ingest.Event.legacyDedupeKey`).
                 if !rawProperties.elementsEqual(canonical.utf8) { legacyDedupeKey = contentKey(rawProperties) }
             } else {
-                dedupeKey = contentKey(nil)
+                // No properties, or numbers only their text tells apart: the bytes as received.
+                dedupeKey = contentKey(rawProperties)
             }
         }
         return Ingest.Event(

@@ -64,7 +64,7 @@ struct HealthTests {
         try await app.test(.router) { client in
             try await client.execute(uri: "/api/v1/leads/stats", method: .delete, headers: auth) { response in
                 #expect(response.status == .methodNotAllowed)
-                #expect(response.headers[.allow] == "GET")
+                #expect(response.headers[.allow] == "GET, HEAD")
                 let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
                 #expect(body?["code"] as? String == "METHOD_NOT_ALLOWED")
                 #expect(body?["errors"] as? [String: Any] != nil)
@@ -72,7 +72,7 @@ struct HealthTests {
             // A captured segment matches any id: the lead route's methods, whether or not it exists.
             try await client.execute(uri: "/api/v1/leads/123456", method: .post, headers: auth) { response in
                 #expect(response.status == .methodNotAllowed)
-                #expect(response.headers[.allow] == "DELETE, GET, PATCH, PUT")
+                #expect(response.headers[.allow] == "DELETE, GET, HEAD, PATCH, PUT")
             }
             try await client.execute(uri: "/api/v1/leads/1/tags/vip", method: .get, headers: auth) { response in
                 #expect(response.status == .methodNotAllowed)
@@ -81,6 +81,17 @@ struct HealthTests {
             try await client.execute(uri: "/api/v1/leads/1/nothing", method: .post, headers: auth) { response in
                 #expect(response.status == .notFound)
                 #expect(response.headers[.allow] == nil)
+            }
+            // HEAD is answered wherever GET is, without a body; a handler's own 404 stays one.
+            try await client.execute(uri: "/api/v1/health", method: .head) { response in
+                #expect(response.status == .ok)
+                #expect(response.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/api/v1/leads/stats", method: .head, headers: auth) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/api/v1/leads/999999", method: .get, headers: auth) { response in
+                #expect(response.status == .notFound)
             }
             // Without a key the route table is not revealed.
             try await client.execute(uri: "/api/v1/leads/stats", method: .delete) { response in

@@ -483,6 +483,8 @@ struct LeadRoutesTests {
             #expect(zlib.status == .created, "\(zlib.json)")
             let raw = try await post("/api/v1/intake", try rawDeflated(Array(#"{"email":"raw@example.com"}"#.utf8)), encoding: "Deflate")
             #expect(raw.status == .created, "\(raw.json)")
+            let mislabelled = try await post("/api/v1/intake", try gzipped(Array(#"{"email":"gzip-as-deflate@example.com"}"#.utf8)), encoding: "deflate")
+            #expect(mislabelled.status == .created, "gzip sent as deflate: \(mislabelled.json)")
             let emails = try await api.store.reader.read { db in
                 try String.fetchAll(db, sql: "SELECT email FROM leads WHERE email IN ('zlib@example.com', 'raw@example.com') ORDER BY email")
             }

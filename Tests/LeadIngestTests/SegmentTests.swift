@@ -161,6 +161,10 @@ struct SegmentTests {
         let batch = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"# + batchTraits + "}}}")
         #expect(batch.records.isEmpty)
         #expect(batch.rejects.map(\.field) == ["context.traits"])
+        // A company object's members are custom fields each: counted as such.
+        let company = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"company":{"# + batchTraits + "}}}}")
+        #expect(company.records.isEmpty)
+        #expect(company.rejects.map(\.field) == ["context.traits"])
     }
 
     @Test("A bad value in a context or traits is named by its whole path")
@@ -260,6 +264,12 @@ struct SegmentTests {
         #expect(keys[0] == keys[1])
         // The properties are still stored as received.
         #expect(records(prefix + spellings[1] + "}").records.first?.event?.properties == spellings[1])
+        // Integers past 2^53 are told apart by their text, which a Double no longer holds.
+        let orders = try [#"{"order_id":12345678901234567}"#, #"{"order_id":12345678901234568}"#].map {
+            try #require(records(prefix + $0 + "}").records.first?.event)
+        }
+        #expect(orders[0].dedupeKey != orders[1].dedupeKey)
+        #expect(orders.allSatisfy { $0.legacyDedupeKey == nil })
         let otherValue = try #require(records(prefix + #"{"a":1,"b":{"y":[1,"e"],"x":null},"c":"q\"t"}"# + "}").records.first?.event)
         let nestedList = try #require(records(prefix + #"{"a":1,"b":{"y":["é",1],"x":null},"c":"q\"t"}"# + "}").records.first?.event)
         #expect(otherValue.dedupeKey != keys[0] && nestedList.dedupeKey != keys[0])  // arrays keep their order

@@ -38,7 +38,8 @@ enum LeadBody {
         }
         let decoded: [UInt8]?
         do {
-            let rawDeflate = codings[0] == "deflate" && !GzipDecoder.startsWithZlibHeader(bytes)
+            // Gzip sent as deflate still decodes: its magic number is as clear as zlib's header.
+            let rawDeflate = codings[0] == "deflate" && !GzipDecoder.startsWithZlibHeader(bytes) && !bytes.starts(with: [0x1F, 0x8B])
             decoded = try GzipDecoder.decode(bytes, rawDeflate: rawDeflate, limit: limit)
         } catch {
             throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
