@@ -49,6 +49,8 @@ final class BatchWriter {
     private var externalIDs: [Int64: String?] = [:]
     private var typeIDs: [String: Int] = [:]
     private var customFieldIDs: [String: Int64] = [:]
+    /// Folded source → the store's spelling of it (see `SourceSpellings`).
+    private var sourceSpellings: [String: String] = [:]
     /// Leads known to have a source, so a utm source on their events needs no row read.
     private var leadsWithSource: Set<Int64> = []
     /// Leads created or updated in the current file, so each counts once however often it recurs.
@@ -136,6 +138,7 @@ final class BatchWriter {
         createdThenMerged = 0
         typeIDs.removeAll()
         customFieldIDs.removeAll()
+        sourceSpellings.removeAll()
         liveInTransaction.removeAll()
     }
 
@@ -338,7 +341,8 @@ final class BatchWriter {
 
         /// Skips, as duplicates, pending events stored before content keys were canonical.
         private mutating func dropEventsStoredUnderLegacyKeys() throws {
-            guard pendingEvents.contains(where: { records[$0.record].event?.legacyDedupeKey != nil }) else { return }
+            guard pendingEvents.contains(where: { records[$0.record].event?.legacyDedupeKey != nil }),
+                  try writer.storeMayHoldRawContentKeys(db) else { return }
             let stored = try RawStatement(db, sql: "SELECT 1 FROM events WHERE lead_id = ? AND dedupe_key = ?")
             var kept: [(leadID: Int64, record: Int)] = []
             kept.reserveCapacity(pendingEvents.count)
@@ -530,6 +534,7 @@ final class BatchWriter {
     ]
 
     func create(_ patch: Ingest.LeadPatch, firstSeen: Int64?, db: Database) throws -> Int64 {
+        let source = try (patch.fields[.source] ?? patch.sourceFallback).map { try canonicalSource($0, db: db) }
         let insert = try RawStatement(db, sql: """
             INSERT INTO leads (external_id, email, phone, phone_digits, first_name, last_name,
                                company, source, status, assigned_to, notes, value, created_at, updated_at, traits_at)
@@ -543,7 +548,6 @@ final class BatchWriter {
         insert.bind(5, fields[.firstName])
         insert.bind(6, fields[.lastName])
         insert.bind(7, fields[.company])
-        let source = fields[.source] ?? patch.sourceFallback
         insert.bind(8, source)
         insert.bind(9, fields[.status] ?? LeadStatus.defaultStatus)
         insert.bind(10, fields[.assignedTo])
@@ -572,6 +576,8 @@ final class BatchWriter {
     /// never do; email and phone are such values, while the external id and anonymous id are only
     /// ever added, never replaced. Returns whether anything changed.
     func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, db: Database) throws -> Bool {
+        var patch = patch
+        if let source = patch.fields[.source] { patch.fields[.source] = try canonicalSource(source, db: db) }
         let identity = patch.identity
         // Most events carry nothing but the id they matched by: skip reading the row for them.
         let setsFields = !patch.fields.isEmpty || patch.value != nil || patch.createdAt != nil || !patch.appendedNotes.isEmpty
@@ -597,7 +603,7 @@ final class BatchWriter {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
             let setSource = try RawStatement(db, sql: "UPDATE leads SET source = ?1, updated_at = ?2 WHERE id = ?3 AND source IS NULL")
-            setSource.bind(1, fallback)
+            setSource.bind(1, try canonicalSource(fallback, db: db))
             setSource.bind(2, now)
             setSource.bind(3, leadID)
             try setSource.run()
@@ -654,7 +660,7 @@ final class BatchWriter {
                 }
             }
             if patch.fields[.source] == nil, row["source"] as String? == nil, let fallback = patch.sourceFallback {
-                set("source", fallback)
+                set("source", try canonicalSource(fallback, db: db))
             }
             if patch.fields[.source] != nil || patch.sourceFallback != nil { leadsWithSource.insert(leadID) }
             if !patch.appendedNotes.isEmpty {
@@ -826,6 +832,25 @@ final class BatchWriter {
             key: name, arguments: [name], db: db)
         typeIDs[name] = Int(id)
         return Int(id)
+    }
+
+    private var rawContentKeys: Bool?
+
+    /// Whether the store held events before content keys were canonical (migration v14).
+    func storeMayHoldRawContentKeys(_ db: Database) throws -> Bool {
+        if let rawContentKeys { return rawContentKeys }
+        let fact = try Schema.fact("raw_content_keys", in: db)
+        rawContentKeys = fact
+        return fact
+    }
+
+    /// The store's spelling of a source, cached for the run like the other dictionaries.
+    private func canonicalSource(_ source: String, db: Database) throws -> String {
+        let key = SourceSpellings.folded(source)
+        if let spelling = sourceSpellings[key] { return spelling }
+        let spelling = try SourceSpellings.canonical(source, in: db)
+        sourceSpellings[key] = spelling
+        return spelling
     }
 
     private func customFieldID(label: String, db: Database) throws -> Int64 {

@@ -62,6 +62,7 @@ public enum LeadMutations {
             var value = newValue
             if field == .email { value = newValue.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } }
             if field == .status { value = newValue.map { $0.lowercased() } }
+            if field == .source, let source = newValue, !source.isEmpty { value = try SourceSpellings.canonical(source, in: db) }
             // An unchanged value is not checked: it is the lead's already.
             if let value, [.externalID, .email, .phone].contains(field), value != current.identityValue(field) {
                 try ensureUnique(field, value, except: id, in: db)

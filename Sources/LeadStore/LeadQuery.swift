@@ -47,8 +47,9 @@ public struct LeadFilter: Sendable, Hashable {
             arguments += StatementArguments(statuses)
         }
         if let source {
-            conditions.append("source = ?")
-            arguments += [source]
+            let (condition, sourceArguments) = SourceSpellings.condition(matching: source)
+            conditions.append(condition)
+            arguments += sourceArguments
         }
         if let tag {
             if tag.utf8.allSatisfy({ $0 < 0x80 }) {

@@ -19,6 +19,8 @@ public enum Schema {
         // store after the migration, 5 s of the 6.6 s each of these took on 1M leads / 10M events.
         migrator.registerMigration("v11-anonymous-ids", foreignKeyChecks: .immediate, migrate: anonymousIDs)
         migrator.registerMigration("v12-unaddressable-emails", foreignKeyChecks: .immediate, migrate: moveUnaddressableEmails)
+        migrator.registerMigration("v13-source-spellings", foreignKeyChecks: .immediate, migrate: SourceSpellings.migrate)
+        migrator.registerMigration("v14-store-facts", migrate: storeFacts)
         return migrator
     }
 
@@ -361,6 +363,24 @@ public enum Schema {
             try LeadMutations.setCustomField(lead.id, label: "Email", value: held.map { "\($0); \(lead.email)" } ?? lead.email, in: db)
             try db.execute(sql: "UPDATE leads SET email = NULL WHERE id = ?", arguments: [lead.id])
         }
+    }
+
+    /// Facts about the store's history that writers consult. `raw_content_keys`: whether events
+    /// may be stored under content keys hashed from their properties' raw bytes, as versions
+    /// before v14 hashed them; without such events a writer skips looking them up.
+    static func storeFacts(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE store_facts (
+                name  TEXT PRIMARY KEY,
+                value INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            INSERT INTO store_facts (name, value) VALUES ('raw_content_keys', EXISTS (SELECT 1 FROM events));
+            """)
+    }
+
+    /// Whether `storeFacts` recorded `name` as true.
+    public static func fact(_ name: String, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_facts WHERE name = ?"), arguments: [name]) ?? false
     }
 
     /// Indexes a bulk load dropped and has yet to build, with the SQL that created them (see

@@ -171,7 +171,11 @@ struct IngestTests {
             return try #require(records.first?.event)
         }
         let legacyKey = try #require(event.legacyDedupeKey)
-        try store.writer.write { try $0.execute(sql: "UPDATE events SET dedupe_key = ?", arguments: [legacyKey]) }
+        // A store that had events before v14, as an earlier version left it.
+        try store.writer.write {
+            try $0.execute(sql: "UPDATE events SET dedupe_key = ?", arguments: [legacyKey])
+            try $0.execute(sql: "UPDATE store_facts SET value = 1 WHERE name = 'raw_content_keys'")
+        }
 
         let again = try ingest(store, file).counts
         #expect(again.eventsAdded == 0 && again.duplicateEvents == 1)
@@ -179,6 +183,29 @@ struct IngestTests {
         // The same content sent to another lead is another event.
         let other = try directory.write("other.ndjson", line.replacingOccurrences(of: "\"u1\"", with: "\"u2\"") + "\n")
         #expect(try ingest(store, other).counts.eventsAdded == 1)
+    }
+
+    @Test("a source arriving in another case is stored in the spelling the store already has")
+    func sourcesKeepOneSpelling() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let csv = try directory.write("leads.csv", """
+            id,email,Lead Source
+            L1,a@x.io,LinkedIn
+            L2,b@x.io,linkedin
+            L3,c@x.io,LINKEDIN
+
+            """)
+        let events = try directory.write("events.ndjson", """
+            {"type":"track","event":"Visit","userId":"L4","messageId":"m1","context":{"campaign":{"source":"linkedIn"}}}
+            {"type":"identify","userId":"L1","traits":{"source":"linkedin"}}
+
+            """)
+        #expect(try ingest(store, csv).counts.leadsCreated == 3)
+        let summary = try ingest(store, events).counts
+        #expect(summary.leadsCreated == 1)
+        #expect(summary.leadsUpdated == 0, "the same source in another case is no change")
+        #expect(try store.leads().map(\.source) == ["LinkedIn", "LinkedIn", "LinkedIn", "LinkedIn"])
     }
 
     @Test("Leads match by external id, then email (case-insensitive), then phone digits")

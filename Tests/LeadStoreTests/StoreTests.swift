@@ -199,6 +199,64 @@ struct StoreTests {
         }
     }
 
+    @Test("v13: each source takes the spelling most of its leads have; the filter then matches any case")
+    func sourceSpellingsFold() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v12-unaddressable-emails") { db in
+            try db.execute(sql: """
+                INSERT INTO leads (source, created_at, updated_at) VALUES
+                    ('Google', 1, 1), ('google', 2, 2), ('google', 3, 3), ('LinkedIn', 4, 4), ('linkedin', 5, 5),
+                    ('Événement', 6, 6), ('événement', 7, 7), ('événement', 8, 8), (NULL, 9, 9), ('webinar', 10, 10);
+                """)
+        }
+        let store = try LeadStore.open(path: path)
+        try store.writer.write { db in
+            #expect(try String.fetchAll(db, sql: "SELECT coalesce(source, '-') FROM leads ORDER BY id")
+                    == ["google", "google", "google", "LinkedIn", "LinkedIn", "événement", "événement", "événement", "-", "webinar"],
+                    "most leads' spelling wins; a tie goes to the first in byte order")
+            // A new spelling of a known source is stored as the known one; a new source as given.
+            #expect(try SourceSpellings.canonical("GOOGLE", in: db) == "google")
+            #expect(try SourceSpellings.canonical("Podcast", in: db) == "Podcast")
+            #expect(try SourceSpellings.canonical("podcast", in: db) == "Podcast")
+            // An edit through the API's mutations stores the known spelling too.
+            var changes = LeadMutations.Changes()
+            changes.columns[.source] = .some("WEBINAR")
+            try LeadMutations.update(9, changes, in: db)
+            #expect(try String.fetchOne(db, sql: "SELECT source FROM leads WHERE id = 9") == "webinar")
+            for term in ["GOOGLE", "linkedin", "ÉVÉNEMENT"] {
+                var filter = LeadFilter()
+                filter.source = term
+                let (conditions, arguments) = filter.whereClause()
+                let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE \(conditions)", arguments: arguments)
+                #expect(count == (term == "linkedin" ? 2 : 3), "\(term)")
+            }
+            var unknown = LeadFilter()
+            unknown.source = "nowhere"
+            let (conditions, arguments) = unknown.whereClause()
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM leads WHERE \(conditions)", arguments: arguments) == 0)
+        }
+    }
+
+    @Test("v14 records whether events may hold raw-bytes content keys: only a store that had events")
+    func rawContentKeysFact() throws {
+        for hadEvents in [false, true] {
+            let path = temporaryPath()
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            try leaveDatabase(at: path, upTo: "v13-source-spellings") { db in
+                guard hadEvents else { return }
+                try db.execute(sql: """
+                    INSERT INTO leads (id, created_at, updated_at) VALUES (1, 1, 1);
+                    INSERT INTO event_types (id, name) VALUES (1, 'A');
+                    INSERT INTO events (lead_id, occurred_at, type_id, dedupe_key) VALUES (1, 1, 1, 42);
+                    """)
+            }
+            let store = try LeadStore.open(path: path)
+            #expect(try store.reader.read { try Schema.fact("raw_content_keys", in: $0) } == hadEvents)
+        }
+        #expect(try LeadStore.inMemory().reader.read { try Schema.fact("raw_content_keys", in: $0) } == false)
+    }
+
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
