@@ -95,6 +95,11 @@ public struct LeadStore: Sendable {
         var attempts = 0
         while true {
             let applied = try writer.read { try migrator.appliedIdentifiers($0) }
+            // A newer version's store: this one does not know what it keeps (a table its writers
+            // must maintain, a rule its keys follow), so writing into it could break it.
+            if let unknown = applied.subtracting(migrator.migrations).sorted().last {
+                throw UnknownSchema(migration: unknown)
+            }
             let pending = migrator.migrations.filter { !applied.contains($0) }
             guard !pending.isEmpty else { return }
             do {
@@ -107,6 +112,14 @@ public struct LeadStore: Sendable {
                 guard appliedNow != applied, attempts < 20 else { throw error }
                 usleep(10_000)
             }
+        }
+    }
+
+    /// The store was upgraded by a newer LeadLens: run that version, or stop its writers first.
+    public struct UnknownSchema: Error, CustomStringConvertible, Equatable {
+        public let migration: String
+        public var description: String {
+            "the store was upgraded by a newer LeadLens (migration \(migration)); use that version to open it"
         }
     }
 

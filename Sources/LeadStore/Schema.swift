@@ -20,7 +20,7 @@ public enum Schema {
         migrator.registerMigration("v11-anonymous-ids", foreignKeyChecks: .immediate, migrate: anonymousIDs)
         migrator.registerMigration("v12-unaddressable-emails", foreignKeyChecks: .immediate, migrate: moveUnaddressableEmails)
         migrator.registerMigration("v13-source-spellings", foreignKeyChecks: .immediate, migrate: SourceSpellings.migrate)
-        migrator.registerMigration("v14-store-facts", migrate: storeFacts)
+        migrator.registerMigration("v14-store-facts", foreignKeyChecks: .immediate, migrate: storeFacts)
         return migrator
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// One spelling per lead source, whatever case it arrives in. "Google" from a CRM export and
@@ -5,8 +6,9 @@ import GRDB
 /// sources stored before, the one most leads had), so the stats, the reports and the `source`
 /// filter count and match them as one, as the scorer's categories already did.
 public enum SourceSpellings {
-    /// What two spellings of one source have in common.
-    public static func folded(_ source: String) -> String { source.lowercased() }
+    /// What two spellings of one source have in common: lowercased, in Unicode's composed form
+    /// (NFC), since SQLite compares bytes and "É" may arrive as one code point or as two.
+    public static func folded(_ source: String) -> String { source.precomposedStringWithCanonicalMapping.lowercased() }
 
     /// The store's spelling of `source`, which becomes the spelling when it is the first of its
     /// kind. Inside the caller's write transaction.
@@ -42,9 +44,13 @@ public enum SourceSpellings {
             groups[folded(spelling), default: []].append((spelling, row[1]))
         }
         for (key, spellings) in groups {
-            let chosen = spellings.max { ($0.count, $1.spelling) < ($1.count, $0.spelling) }!.spelling
+            // Compared as bytes, as SQLite stores them: Swift's == calls NFC and NFD text equal.
+            func preferred(_ a: (spelling: String, count: Int), _ b: (spelling: String, count: Int)) -> Bool {
+                a.count != b.count ? a.count > b.count : a.spelling.utf8.lexicographicallyPrecedes(b.spelling.utf8)
+            }
+            let chosen = spellings.min(by: preferred)!.spelling
             try db.execute(sql: "INSERT INTO source_spellings (folded, spelling) VALUES (?, ?)", arguments: [key, chosen])
-            for other in spellings where other.spelling != chosen {
+            for other in spellings where !other.spelling.utf8.elementsEqual(chosen.utf8) {
                 try db.execute(sql: "UPDATE leads SET source = ? WHERE source = ?", arguments: [chosen, other.spelling])
             }
         }

@@ -381,7 +381,11 @@ struct LeadsController {
         guard items.count <= APILimits.maxBulkLeads else {
             throw APIError(.validationFailed, "too many leads", errors: ["leads": ["at most \(APILimits.maxBulkLeads) per request"]])
         }
-        let defaultSource = object["source"]?.stringValue
+        // Trimmed, as ingest trims a source: a blank one sets nothing.
+        let defaultSource = object["source"]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let defaultSource, let problem = LeadBody.textProblem(defaultSource) {
+            throw APIError(.validationFailed, "invalid source", errors: ["source": [problem]])
+        }
         let defaultNote = object["note"]?.stringValue
         var results = [BulkItem?](repeating: nil, count: items.count)
         var records: [Ingest.Record] = []
@@ -396,7 +400,7 @@ struct LeadsController {
                 results[index] = BulkItem(index: index, errors: errors)
                 continue
             }
-            if patch.fields[.source] == nil, let defaultSource { patch.fields[.source] = defaultSource }
+            if patch.fields[.source] == nil, let defaultSource, !defaultSource.isEmpty { patch.fields[.source] = defaultSource }
             if let defaultNote, !defaultNote.isEmpty { patch.appendedNotes.append(defaultNote) }
             records.append(Ingest.Record(line: index + 1, lead: patch, event: nil))
             recordIndexes.append(index)
