@@ -49,7 +49,8 @@ final class BatchWriter {
     private var externalIDs: [Int64: String?] = [:]
     private var typeIDs: [String: Int] = [:]
     private var customFieldIDs: [String: Int64] = [:]
-    /// Folded source → the store's spelling of it (see `SourceSpellings`).
+    /// A source as received → the store's spelling of it (see `SourceSpellings`). Keyed by the
+    /// text as received, so a hit costs no folding.
     private var sourceSpellings: [String: String] = [:]
     /// Leads known to have a source, so a utm source on their events needs no row read.
     private var leadsWithSource: Set<Int64> = []
@@ -846,10 +847,9 @@ final class BatchWriter {
 
     /// The store's spelling of a source, cached for the run like the other dictionaries.
     private func canonicalSource(_ source: String, db: Database) throws -> String {
-        let key = SourceSpellings.folded(source)
-        if let spelling = sourceSpellings[key] { return spelling }
+        if let spelling = sourceSpellings[source] { return spelling }
         let spelling = try SourceSpellings.canonical(source, in: db)
-        sourceSpellings[key] = spelling
+        sourceSpellings[source] = spelling
         return spelling
     }
 

@@ -8,7 +8,10 @@ import GRDB
 public enum SourceSpellings {
     /// What two spellings of one source have in common: lowercased, in Unicode's composed form
     /// (NFC), since SQLite compares bytes and "É" may arrive as one code point or as two.
-    public static func folded(_ source: String) -> String { source.precomposedStringWithCanonicalMapping.lowercased() }
+    public static func folded(_ source: String) -> String {
+        // ASCII has one form: skip the normalization, the common case.
+        source.utf8.allSatisfy { $0 < 0x80 } ? source.lowercased() : source.precomposedStringWithCanonicalMapping.lowercased()
+    }
 
     /// The store's spelling of `source`, which becomes the spelling when it is the first of its
     /// kind. Inside the caller's write transaction.
