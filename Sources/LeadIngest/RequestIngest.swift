@@ -18,8 +18,9 @@ extension Ingest {
     /// What a request's write did, and the leads whose score it may have moved.
     public struct RequestResult: Sendable {
         public var counts = Counts()
-        /// Each record's lead, in input order, and whether the record created it.
-        public var leads: [(id: Int64, created: Bool)] = []
+        /// Each record's lead, in input order, whether the record created it, and whether it
+        /// changed a lead that existed (its fields, custom values, tags or devices).
+        public var leads: [(id: Int64, created: Bool, changed: Bool)] = []
         /// Leads created, changed or given new events: the ones to rescore (ascending).
         public var touched: [Int64] = []
         public var rejects: [ItemError] = []
@@ -59,7 +60,7 @@ extension Ingest {
             var result = RequestResult()
             var created = Set<Int64>(), updated = Set<Int64>()
             result.counts = BatchWriter.counts(of: outcomes, records: records, created: &created, updated: &updated)
-            result.leads = outcomes.map { ($0.leadID, $0.created) }
+            result.leads = outcomes.map { ($0.leadID, $0.created, $0.changed) }
             result.touched = Set(outcomes.lazy.filter { $0.created || $0.changed || $0.eventAdded }.map(\.leadID)).sorted()
             return result
         }

@@ -197,6 +197,12 @@ struct LeadRoutesTests {
             #expect(again.status == .ok)
             #expect(again.json["is_duplicate"] as? Bool == true)
             #expect(again.json["lead_id"] as? Int == id)
+            #expect(again.json["status"] as? String == "updated")
+            // The same form sent again holds nothing new.
+            let resent = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                               raw: "email=ada%40example.com&company=&phone=555+0101",
+                                               contentType: "application/x-www-form-urlencoded")
+            #expect(resent.status == .ok && resent.json["status"] as? String == "unchanged", "\(resent.json)")
 
             let lead = try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data
             #expect(lead["company"] as? String == "Engines", "a blank never overwrites")

@@ -18,15 +18,17 @@ struct IntakeController {
     }
 
     /// Intake's reply is not wrapped in `data`: `{"status", "lead_id", "is_duplicate"}`, as the
-    /// seed API's form clients read it.
+    /// seed API's form clients read it. A duplicate's status says whether the submission added
+    /// anything: a form re-sent as it was is "unchanged", not "updated".
     struct IntakeResult: Sendable {
         let created: Bool
+        let changed: Bool
         let leadID: Int64
 
         var response: Response {
             var json = JSONWriter(capacity: 80)
             json.beginObject()
-            json.key("status"); json.value(created ? "created" : "updated")
+            json.key("status"); json.value(created ? "created" : changed ? "updated" : "unchanged")
             json.key("lead_id"); json.value(leadID)
             json.key("is_duplicate"); json.value(!created)
             json.endObject()
@@ -58,7 +60,7 @@ struct IntakeController {
             let result = try Ingest.RequestSession().write([Ingest.Record(line: 1, lead: patch, event: nil)], in: db)
             return (result.leads[0], result.touched)
         })
-        return IntakeResult(created: lead.created, leadID: lead.id).response
+        return IntakeResult(created: lead.created, changed: lead.changed, leadID: lead.id).response
     }
 
     private static func isJSONWhitespace(_ byte: UInt8) -> Bool {
