@@ -181,8 +181,10 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && context.endpointPath == "NotFound" {
             // Only the router's own 404 (no route took the request), never a handler's.
-            var allowed = routes.methods(matching: request.uri.path)
-            guard !allowed.isEmpty else { throw error }
+            guard let route = routes.route(matching: request.uri.path) else { throw error }
+            var allowed = route.methods
+            // Counted in /metrics under the route the path belongs to, not under "NotFound".
+            context.coreContext.endpointPath.value = route.path
             // The router answers HEAD wherever it answers GET (autoGenerateHeadEndpoints).
             if allowed.contains(.get) { allowed = (allowed + [.head]).sorted { $0.rawValue < $1.rawValue } }
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
@@ -201,10 +203,10 @@ final class RouteTable: Sendable {
         routes.withLock { $0 = router.routes.map { ($0.method, $0.path) } }
     }
 
-    /// The methods registered for the route the router resolves `path` to, sorted; empty when
-    /// none matches. As in the router, a literal segment wins over a capture: `/leads/stats` is
-    /// the stats route, not `/leads/{id}`.
-    func methods(matching path: String) -> [HTTPRequest.Method] {
+    /// The route the router resolves `path` to (its pattern, as /metrics labels it) and the
+    /// methods registered for it, sorted; nil when none matches. As in the router, a literal
+    /// segment wins over a capture: `/leads/stats` is the stats route, not `/leads/{id}`.
+    func route(matching path: String) -> (path: String, methods: [HTTPRequest.Method])? {
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
         let matching = routes.withLock { routes in
             routes.filter { route in
@@ -214,9 +216,10 @@ final class RouteTable: Sendable {
         }
         func literals(_ path: RouterPath) -> [Bool] { path.components.map { $0 == $0.description } }
         guard let best = matching.map({ literals($0.path) }).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else {
-            return []
+            return nil
         }
-        let methods = matching.filter { literals($0.path) == best }.map(\.method)
-        return Set(methods).sorted { $0.rawValue < $1.rawValue }
+        let chosen = matching.filter { literals($0.path) == best }
+        let methods = Set(chosen.map(\.method)).sorted { $0.rawValue < $1.rawValue }
+        return (chosen[0].path.description, methods)
     }
 }

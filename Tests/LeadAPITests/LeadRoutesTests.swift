@@ -629,8 +629,12 @@ struct LeadRoutesTests {
             #expect(Set(badTrain.fieldErrors.keys) == ["C", "holdout"])
             #expect(try await client.call(.get, "/api/v1/jobs/999", key: api.reader).status == .notFound)
 
+            // A wrong method is counted under the route it reached, not as an unknown path.
+            #expect(try await client.call(.put, "/api/v1/leads/stats", key: api.writer).status == .methodNotAllowed)
             let metrics = try await client.call(.get, "/metrics", key: nil)
             #expect(metrics.status == .ok)
+            #expect(metrics.text.split(separator: "\n").contains { $0.contains("\"/api/v1/leads/stats\"") && $0.contains("405") },
+                    "405s labelled by their route")
             #expect(metrics.text.contains("leadlens_training_runs_total"))
             #expect(metrics.text.contains("hb_requests"))
             #expect(metrics.text.contains("http_server_request_duration_bucket"), "the latency histogram")
