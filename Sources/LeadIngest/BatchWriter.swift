@@ -482,29 +482,8 @@ final class BatchWriter {
                 externalIDs[id] = .some(statement.text(1))
                 return (id, kind)
             }
-            if kind == .email, let found = try findByOtherEmail(key, externalID: identity.externalID, db: db) {
-                return found
-            }
         }
         return nil
-    }
-
-    /// A lead that keeps `email` as another of its addresses (merged from a visitor, or moved on
-    /// from): the same person as one holding it as their email, and matched as such.
-    private func findByOtherEmail(_ email: String, externalID: String?, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
-        let statement = try RawStatement(db, sql: """
-            SELECT leads.id, leads.external_id FROM lead_other_emails JOIN leads ON leads.id = lead_other_emails.lead_id
-            WHERE lead_other_emails.email = ?1 AND (?2 IS NULL OR external_id IS NULL OR external_id = ?2)
-            ORDER BY leads.id LIMIT 1
-            """)
-        statement.bind(1, email)
-        statement.bind(2, externalID)
-        defer { statement.reset() }
-        guard try statement.step() else { return nil }
-        let id = statement.int64(0)
-        byEmail[email] = id
-        externalIDs[id] = .some(statement.text(1))
-        return (id, .email)
     }
 
     /// ``find(_:db:)``, made sure the lead still exists: a cached id whose row is gone (deleted
@@ -820,20 +799,14 @@ final class BatchWriter {
             WHERE value IS NOT excluded.value
             """)
         var changed = false
-        var otherEmailsChanged = false
         for custom in values {
             upsert.bind(1, leadID)
             upsert.bind(2, try customFieldID(label: custom.label, db: db))
             upsert.bind(3, custom.value)
             upsert.bind(4, NumberText.parse(custom.value))
             try upsert.run()
-            if upsert.changes > 0 {
-                changed = true
-                // A file's own "Other email" column: matched by, as a merge's are.
-                if FieldName.normalize(custom.label) == LeadMutations.otherEmailKey { otherEmailsChanged = true }
-            }
+            if upsert.changes > 0 { changed = true }
         }
-        if otherEmailsChanged { try LeadMutations.indexOtherEmails(of: leadID, in: db) }
         return changed
     }
 

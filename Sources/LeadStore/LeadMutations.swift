@@ -116,8 +116,6 @@ public enum LeadMutations {
     }
 
     public static func delete(_ id: Int64, in db: Database) throws -> Bool {
-        // Explicitly, not by cascade: ingest's bulk loads write with foreign keys off.
-        try db.execute(sql: "DELETE FROM lead_other_emails WHERE lead_id = ?", arguments: [id])
         try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [id])
         return db.changesCount > 0
     }
@@ -145,7 +143,6 @@ public enum LeadMutations {
             try db.execute(sql: """
                 DELETE FROM lead_custom_values WHERE lead_id = ? AND field_id = (SELECT id FROM custom_fields WHERE key = ?)
                 """, arguments: [id, key])
-            if key == otherEmailKey { try indexOtherEmails(of: id, in: db) }
             return
         }
         try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
@@ -154,7 +151,6 @@ public enum LeadMutations {
             INSERT OR REPLACE INTO lead_custom_values (lead_id, field_id, value, number)
             VALUES (?, (SELECT id FROM custom_fields WHERE key = ?), ?, ?)
             """, arguments: [id, key, value, number])
-        if key == otherEmailKey { try indexOtherEmails(of: id, in: db) }
     }
 
     /// A lead holds one email and one phone. The other ones it was given (by a merge, a newer
@@ -176,24 +172,6 @@ public enum LeadMutations {
     }
 
     static let otherEmailLabel = OtherContact.email.label
-    public static let otherEmailKey = FieldName.normalize(otherEmailLabel)
-
-    /// Rewrites `lead_other_emails` for a lead from its "Other email" value, so ingest can match
-    /// a message by an address the lead no longer holds as its email. Every writer of that
-    /// value calls this: `setCustomField`, a merge, ingest's custom values.
-    public static func indexOtherEmails(of lead: Int64, in db: Database) throws {
-        try db.execute(sql: "DELETE FROM lead_other_emails WHERE lead_id = ?", arguments: [lead])
-        guard let held = try customValue(lead, label: otherEmailLabel, in: db) else { return }
-        for address in Set(otherEmailAddresses(held)) {
-            try db.execute(sql: "INSERT INTO lead_other_emails (email, lead_id) VALUES (?, ?)", arguments: [address, lead])
-        }
-    }
-
-    /// The addresses an "Other email" value lists ("a@x.io; b@y.io"), as emails are matched:
-    /// trimmed and lowercased.
-    static func otherEmailAddresses(_ value: String) -> [String] {
-        value.components(separatedBy: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
-    }
 
     /// Adds `values` to the lead's other emails or phones, leaving out `current` (the one the
     /// lead holds). Returns whether the stored list changed.
@@ -295,8 +273,11 @@ public enum LeadMutations {
             }
             // Leads that keep this address as another of theirs, from an earlier merge.
             for other in try Int64.fetchAll(db, sql: """
-                SELECT lead_id FROM lead_other_emails WHERE email = ? AND lead_id != ? ORDER BY lead_id LIMIT ?
-                """, arguments: [email, id, limit]) where matches[other]?.contains(.email) != true {
+                SELECT lead_id FROM lead_custom_values
+                WHERE field_id = (SELECT id FROM custom_fields WHERE key = ?) AND lead_id != ?
+                  AND instr('; ' || lower(value) || '; ', '; ' || ? || '; ') > 0
+                LIMIT ?
+                """, arguments: [FieldName.normalize(otherEmailLabel), id, email, limit]) where matches[other]?.contains(.email) != true {
                 matches[other, default: []].append(.email)
             }
         }
@@ -401,7 +382,7 @@ public enum LeadMutations {
         }
 
         // Delete first: the duplicate's external id, email and phone may then move over.
-        for table in ["lead_tags", "lead_custom_values", "lead_activity", "lead_other_emails"] {
+        for table in ["lead_tags", "lead_custom_values", "lead_activity"] {
             try db.execute(sql: "DELETE FROM \(table) WHERE lead_id = ?", arguments: [duplicate])
         }
         try db.execute(sql: "DELETE FROM leads WHERE id = ?", arguments: [duplicate])
@@ -447,8 +428,6 @@ public enum LeadMutations {
             let both = kind == .email ? [merged.email, kept.email] : [merged.phone, kept.phone]
             try keepOthers(kind, heldOthers[index] + both.compactMap { $0 }, current: primaryHolds?[index] as String?, lead: primary, in: db)
         }
-        // The custom values moved over by SQL: keepOthers writes only a list that changed.
-        try indexOtherEmails(of: primary, in: db)
         let detail = try String(data: JSONSerialization.data(withJSONObject: [
             "duplicate_id": duplicate, "external_id": merged.externalID as Any,
         ].compactMapValues { $0 is NSNull ? nil : $0 }, options: [.sortedKeys]), encoding: .utf8)

@@ -21,7 +21,6 @@ public enum Schema {
         migrator.registerMigration("v12-unaddressable-emails", foreignKeyChecks: .immediate, migrate: moveUnaddressableEmails)
         migrator.registerMigration("v13-source-spellings", foreignKeyChecks: .immediate, migrate: SourceSpellings.migrate)
         migrator.registerMigration("v14-store-facts", foreignKeyChecks: .immediate, migrate: storeFacts)
-        migrator.registerMigration("v15-other-emails", foreignKeyChecks: .immediate, migrate: otherEmails)
         return migrator
     }
 
@@ -377,24 +376,6 @@ public enum Schema {
             ) WITHOUT ROWID;
             INSERT INTO store_facts (name, value) VALUES ('raw_content_keys', EXISTS (SELECT 1 FROM events));
             """)
-    }
-
-    /// Every address a lead keeps in its "Other email" custom field, indexed, so ingest matches
-    /// a message by an address the lead was merged from or moved on from. One address may name
-    /// several leads (until someone merges them): the lowest id matches.
-    static func otherEmails(_ db: Database) throws {
-        try db.execute(sql: """
-            CREATE TABLE lead_other_emails (
-                email   TEXT NOT NULL,
-                lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
-                PRIMARY KEY (email, lead_id)
-            ) WITHOUT ROWID;
-            CREATE INDEX lead_other_emails_lead ON lead_other_emails(lead_id);
-            """)
-        let leads = try Int64.fetchAll(db, sql: """
-            SELECT lead_id FROM lead_custom_values WHERE field_id = (SELECT id FROM custom_fields WHERE key = ?)
-            """, arguments: [LeadMutations.otherEmailKey])
-        for lead in leads { try LeadMutations.indexOtherEmails(of: lead, in: db) }
     }
 
     /// Whether `storeFacts` recorded `name` as true.

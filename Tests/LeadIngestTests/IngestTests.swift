@@ -185,30 +185,6 @@ struct IngestTests {
         #expect(try ingest(store, other).counts.eventsAdded == 1)
     }
 
-    @Test("an address a lead moved on from, or was merged from, still finds it")
-    func otherEmailsMatch() throws {
-        let directory = try TemporaryDirectory()
-        let store = try makeFileStore(in: directory)
-        let file = try directory.write("events.ndjson", """
-            {"type":"identify","userId":"u1","timestamp":"2026-01-01T00:00:00Z","traits":{"email":"old@x.io"}}
-            {"type":"identify","userId":"u1","timestamp":"2026-02-01T00:00:00Z","traits":{"email":"new@x.io"}}
-            {"type":"track","event":"Demo Requested","messageId":"t1","timestamp":"2026-03-01T00:00:00Z","properties":{"email":"OLD@x.io"}}
-            {"type":"identify","anonymousId":"a9","timestamp":"2026-03-02T00:00:00Z","traits":{"email":"old@x.io","company":"Acme"}}
-
-            """)
-        let summary = try ingest(store, file).counts
-        #expect(summary.leadsCreated == 1, "\(summary)")
-        let leads = try store.leads()
-        // The newest identify's address is the lead's email again; the other is kept beside it.
-        #expect(leads.map(\.email) == ["old@x.io"] && leads.map(\.company) == ["Acme"])
-        #expect(try store.customValues(externalID: "u1")["Other email"] == "new@x.io")
-        #expect(try store.count("events") == 1)
-        // Other people's: a lead with another external id is never matched by such an address.
-        let other = try directory.write("other.ndjson", #"{"type":"identify","userId":"u2","traits":{"email":"old@x.io"}}"# + "\n")
-        #expect(try ingest(store, other).counts.leadsCreated == 1)
-        #expect(try ingest(store, file).counts.leadsCreated == 0, "a re-run adds nothing")
-    }
-
     @Test("a source arriving in another case is stored in the spelling the store already has")
     func sourcesKeepOneSpelling() throws {
         let directory = try TemporaryDirectory()

@@ -244,33 +244,6 @@ struct StoreTests {
         }
     }
 
-    @Test("v15 indexes the addresses leads keep as Other email; edits, merges and deletes keep the index")
-    func otherEmailsIndexed() throws {
-        let path = temporaryPath()
-        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        try leaveDatabase(at: path, upTo: "v14-store-facts") { db in
-            try db.execute(sql: """
-                INSERT INTO leads (id, email, created_at, updated_at) VALUES (1, 'a@x.io', 1, 1), (2, 'b@x.io', 2, 2), (3, 'c@x.io', 3, 3);
-                INSERT INTO custom_fields (id, key, label) VALUES (7, 'otheremail', 'Other email');
-                INSERT INTO lead_custom_values (lead_id, field_id, value) VALUES (1, 7, 'old@x.io; Older@X.io'), (2, 7, 'b2@x.io');
-                """)
-        }
-        let store = try LeadStore.open(path: path)
-        func index() throws -> [String] {
-            try store.reader.read { try String.fetchAll($0, sql: "SELECT lead_id || ' ' || email FROM lead_other_emails ORDER BY lead_id, email") }
-        }
-        #expect(try index() == ["1 old@x.io", "1 older@x.io", "2 b2@x.io"])
-        try store.writer.write { db in
-            var changes = LeadMutations.Changes()
-            changes.customFields["Other email"] = .some("new@x.io")
-            try LeadMutations.update(3, changes, in: db)
-            try LeadMutations.merge(primary: 1, duplicate: 2, in: db)
-        }
-        #expect(try index() == ["1 b2@x.io", "1 b@x.io", "1 old@x.io", "1 older@x.io", "3 new@x.io"])
-        _ = try store.writer.write { try LeadMutations.delete(3, in: $0) }
-        #expect(try index() == ["1 b2@x.io", "1 b@x.io", "1 old@x.io", "1 older@x.io"])
-    }
-
     @Test("a store a newer version upgraded is refused, not written into blind")
     func newerSchemaIsRefused() throws {
         let path = temporaryPath()
