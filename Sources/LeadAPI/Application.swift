@@ -135,6 +135,7 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(store: store, configuration: configuration, logger: logger),
+        server: .leadLensHTTP1,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }

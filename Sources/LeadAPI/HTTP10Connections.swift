@@ -1,0 +1,48 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+
+/// HTTP/1.0 clients (ApacheBench, some health checkers and proxies) expect the server to close
+/// the connection after its response unless they asked to keep it alive. Hummingbird routes on
+/// HTTP types that carry no version and keeps every connection open unless the request says
+/// `Connection: close`; this handler, ahead of the conversion to those types, says it for them.
+final class HTTP10ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(var head) = unwrapInboundIn(data), head.version == .http1_0, !head.isKeepAlive {
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Hummingbird's HTTP/1.1 child channel with ``HTTP10ConnectionHandler`` placed before the
+/// codec that turns NIO's HTTP parts into HTTP types.
+struct LeadLensHTTP1Channel: ServerChildChannel {
+    let inner: HTTP1Channel
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.addHandler(HTTP10ConnectionHandler(), position: .before(try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)))
+            return value
+        }
+    }
+
+    func handle(value: HTTP1Channel.Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 as Hummingbird serves it, closing HTTP/1.0 connections as that version expects.
+    static var leadLensHTTP1: HTTPServerBuilder {
+        .init { responder in LeadLensHTTP1Channel(inner: HTTP1Channel(responder: responder)) }
+    }
+}

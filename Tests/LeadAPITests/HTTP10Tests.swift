@@ -1,0 +1,80 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import LeadAPI
+import LeadStore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("HTTP/1.0 connections")
+struct HTTP10Tests {
+    /// Sends `request` on a fresh TCP connection, reads the whole response (by its
+    /// Content-Length, waiting up to 10 s: the suite runs in parallel), then waits up to
+    /// `closeWithin` seconds for the server to close the connection.
+    private static func blockingExchange(port: Int, _ request: String, closeWithin: Int) throws -> (response: String, closed: Bool) {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        func waitAtMost(_ seconds: Int) {
+            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        let bytes = Array(request.utf8)
+        try #require(send(descriptor, bytes, bytes.count, 0) == bytes.count)
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        func complete() -> Bool {
+            let text = String(decoding: received, as: UTF8.self)
+            guard let split = text.range(of: "\r\n\r\n"),
+                  let length = text[..<split.lowerBound].split(separator: "\r\n")
+                      .first(where: { $0.lowercased().hasPrefix("content-length:") })
+                      .flatMap({ Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) })
+            else { return false }
+            return text.utf8.count - text[..<split.upperBound].utf8.count >= length
+        }
+        waitAtMost(10)
+        while !complete() {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            guard count > 0 else { return (String(decoding: received, as: UTF8.self), count == 0) }
+            received += buffer[0..<count]
+        }
+        waitAtMost(closeWithin)
+        return (String(decoding: received, as: UTF8.self), recv(descriptor, &buffer, buffer.count, 0) == 0)
+    }
+
+    /// The socket calls block: they run on a thread of their own, never on the cooperative pool
+    /// the server's request tasks need (with two cores, blocking it starved the server).
+    private func exchange(port: Int, _ request: String, closeWithin: Int) async throws -> (response: String, closed: Bool) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try Self.blockingExchange(port: port, request, closeWithin: closeWithin) }) }.start()
+        }
+    }
+
+    @Test("an HTTP/1.0 request is answered and its connection closed, unless it asked to keep it alive")
+    func http10ClosesUnlessKeptAlive() async throws {
+        var configuration = APIConfiguration(version: "1")
+        configuration.port = 0
+        let app = buildApplication(store: try LeadStore.inMemory(), configuration: configuration)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let plain = try await exchange(port: port, "GET /api/v1/health HTTP/1.0\r\n\r\n", closeWithin: 10)
+            #expect(plain.response.hasPrefix("HTTP/1.1 200") && plain.response.contains(#""status":"ok""#))
+            #expect(plain.closed, "an HTTP/1.0 client reads its response to the connection's end")
+            let keptAlive = try await exchange(port: port, "GET /api/v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", closeWithin: 1)
+            #expect(keptAlive.response.hasPrefix("HTTP/1.1 200") && !keptAlive.closed)
+            let http11 = try await exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", closeWithin: 1)
+            #expect(http11.response.hasPrefix("HTTP/1.1 200") && !http11.closed)
+        }
+    }
+}
