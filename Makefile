@@ -11,9 +11,9 @@ PORT         ?= 8080
 BIN          := .build/release/leadlens
 # libsqlite3-dev: GRDB links the system SQLite. libblas-dev: cblas.h and libblas.so.
 # libopenblas0: a faster libblas.so.3 via Debian alternatives. zlib1g-dev: gzip inputs.
-# sqlite3: the bench's peer.
+# sqlite3: the bench's peer. gzip: tests make compressed inputs with it.
 # wrk: the API benchmark's load generator.
-APT_PACKAGES := libsqlite3-dev libblas-dev libopenblas0 zlib1g-dev sqlite3 wrk
+APT_PACKAGES := libsqlite3-dev libblas-dev libopenblas0 zlib1g-dev sqlite3 wrk gzip
 
 .PHONY: all deps build test demo bench clean
 

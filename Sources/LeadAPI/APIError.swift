@@ -186,7 +186,7 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             // Counted in /metrics under the route the path belongs to, not under "NotFound".
             context.coreContext.endpointPath.value = route.path
             // The router answers HEAD wherever it answers GET (autoGenerateHeadEndpoints).
-            if allowed.contains(.get) { allowed = (allowed + [.head]).sorted { $0.rawValue < $1.rawValue } }
+            if allowed.contains(.get), !allowed.contains(.head) { allowed = (allowed + [.head]).sorted { $0.rawValue < $1.rawValue } }
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
             throw APIError(.methodNotAllowed, "\(request.method) is not allowed here; this resource answers \(allow)",
                            headers: [.allow: allow])

@@ -15,6 +15,8 @@ struct LeadPatchBuilder {
     /// Where each normalized label sits in `patch.custom`, when labels replace: a lookup per
     /// value instead of a scan, which made a message with N traits cost N² (8,000 traits took 2 s).
     private var customIndexByKey: [String: Int] = [:]
+    /// The tags so far, for the same reason.
+    private var seenTags: Set<String> = []
 
     static var maxCustomFields: Int { Ingest.maxCustomFields }
 
@@ -63,7 +65,11 @@ struct LeadPatchBuilder {
         case .tags:
             for tag in text.split(whereSeparator: { $0 == "," || $0 == ";" }) {
                 let trimmed = tag.trimmingWhitespace()
-                if !trimmed.isEmpty, !patch.tags.contains(trimmed) { patch.tags.append(trimmed) }
+                guard !trimmed.isEmpty, seenTags.insert(trimmed).inserted else { continue }
+                guard patch.tags.count < Ingest.maxTags else {
+                    throw IngestError(.valueTooLarge, line: line, field: key, reason: "more than \(Ingest.maxTags) tags in one record")
+                }
+                patch.tags.append(trimmed)
             }
         case .fullName: fullName = text
         case .firstName, .lastName, .company, .source, .assignedTo, .notes:
@@ -168,12 +174,12 @@ struct LeadPatchBuilder {
                 patch.custom[index] = value
                 return
             }
-            customIndexByKey[key] = patch.custom.count
         }
         guard patch.custom.count < Self.maxCustomFields else {
             throw IngestError(.valueTooLarge, line: line, field: label,
                               reason: "more than \(Self.maxCustomFields) custom fields in one record")
         }
+        if replacesRepeatedLabels { customIndexByKey[FieldName.normalize(label)] = patch.custom.count }
         patch.custom.append(value)
     }
 

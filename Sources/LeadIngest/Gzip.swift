@@ -143,6 +143,10 @@ public final class GzipDecoder {
     /// pread(2), which leaves that offset where the ingest will start reading.
     static func test(fileAt path: String, shouldStop: () -> Bool) -> Test {
         let isStandardInput = path == "-"
+        // A FIFO is never opened here: opening and closing its read end before the ingest
+        // opens its own would leave a writer with no reader, which kills it with SIGPIPE.
+        var pathInfo = stat()
+        if !isStandardInput, stat(path, &pathInfo) != 0 || (pathInfo.st_mode & S_IFMT) != S_IFREG { return .clean }
         let descriptor = isStandardInput ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return .clean }  // the ingest reports what it cannot open
         defer { if !isStandardInput { close(descriptor) } }

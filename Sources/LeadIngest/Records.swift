@@ -5,6 +5,8 @@ public enum Ingest {
     /// Custom values one record or lead body may carry. A 10 MiB body holds about 800,000 small
     /// traits, each a stored row and a dictionary label; no CRM export needs more than this.
     public static let maxCustomFields = 1_000
+    /// Tags one record may carry, for the same reason.
+    public static let maxTags = 1_000
 }
 
 extension Ingest {

@@ -190,6 +190,11 @@ public enum LeadInput {
             if normalized == "customfields", case .object(let custom) = member.value {
                 for field in custom.members {
                     do { try builder.setCustom(label: field.key, json: field.value) } catch {
+                        // Past the cap every further field would fail alike: said once.
+                        if error.code == .valueTooLarge, error.reason.hasPrefix("more than") {
+                            errors[member.key, default: []].append(error.reason)
+                            break
+                        }
                         errors[member.key + "." + field.key, default: []].append(error.reason)
                     }
                 }
@@ -197,6 +202,8 @@ public enum LeadInput {
             }
             do { try builder.set(key: member.key, json: member.value) } catch {
                 errors[error.field ?? member.key, default: []].append(error.reason)
+                // Past a cap (custom fields, tags) every further key would fail alike.
+                if error.code == .valueTooLarge, error.reason.hasPrefix("more than") { break }
             }
         }
         let patch = builder.build()

@@ -63,7 +63,7 @@ struct SegmentMapper {
             scratch.replacesRepeatedLabels = true
             try applyTraits(of: context, to: &scratch, identifying: false)
             // Counted as stored: a company object's members are custom fields of their own.
-            if scratch.patch.custom.count + scratch.patch.fields.count > Self.maxBatchContextTraits {
+            if scratch.patch.custom.count + scratch.patch.fields.count + scratch.patch.tags.count > Self.maxBatchContextTraits {
                 throw IngestError(.valueTooLarge, line: line, field: "traits",
                                   reason: "a batch context holds more than \(Self.maxBatchContextTraits) traits")
             }

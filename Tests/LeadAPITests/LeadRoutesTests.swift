@@ -102,6 +102,11 @@ struct LeadRoutesTests {
             let manyFields = Dictionary(uniqueKeysWithValues: (0...Ingest.maxCustomFields).map { ("f\($0)", "v") })
             let tooMany = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": manyFields])
             #expect(tooMany.status == .unprocessableContent && tooMany.fieldErrors["custom_fields"] != nil)
+            // Intake says the cap once, not once per field past it.
+            let intakeFields = Dictionary(uniqueKeysWithValues: (0..<(Ingest.maxCustomFields + 50)).map { ("f\($0)", "v") })
+            let crowded = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "crowd@example.com", "custom_fields": intakeFields])
+            #expect(crowded.status == .unprocessableContent)
+            #expect(crowded.fieldErrors.keys.sorted() == ["custom_fields"], "\(crowded.fieldErrors.keys.count) fields named")
             // JSON true is "true", and the numbers 0 and 1 are numbers (Linux bridges them to Bool).
             let typed = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer,
                                               json: ["value": 1, "custom_fields": ["Trial": true, "Seats": 1]])

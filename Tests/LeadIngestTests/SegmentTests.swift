@@ -161,6 +161,13 @@ struct SegmentTests {
         let batch = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"# + batchTraits + "}}}")
         #expect(batch.records.isEmpty)
         #expect(batch.rejects.map(\.field) == ["context.traits"])
+        // Tags count too, and a record holds at most Ingest.maxTags of them.
+        let tags = (0...SegmentMapper.maxBatchContextTraits).map { #""t\#($0)""# }.joined(separator: ",")
+        let taggedBatch = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"tags":["# + tags + "]}}}")
+        #expect(taggedBatch.records.isEmpty && taggedBatch.rejects.map(\.field) == ["context.traits"])
+        let manyTags = (0...Ingest.maxTags).map { #""t\#($0)""# }.joined(separator: ",")
+        let tagged = records(#"{"type":"identify","userId":"u1","traits":{"tags":["# + manyTags + "]}}")
+        #expect(tagged.records.isEmpty && tagged.rejects.map(\.code) == [.valueTooLarge])
         // A company object's members are custom fields each: counted as such.
         let company = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"company":{"# + batchTraits + "}}}}")
         #expect(company.records.isEmpty)
