@@ -7,6 +7,8 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 @Suite("HTTP/1.0 connections")
@@ -15,7 +17,11 @@ struct HTTP10Tests {
     /// Content-Length, waiting up to 10 s: the suite runs in parallel), then waits up to
     /// `closeWithin` seconds for the server to close the connection.
     private static func blockingExchange(port: Int, _ request: String, closeWithin: Int) throws -> (response: String, closed: Bool) {
+        #if canImport(Glibc)
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
         try #require(descriptor >= 0)
         defer { close(descriptor) }
         var address = sockaddr_in()
