@@ -18,7 +18,10 @@ struct LeadPatchBuilder {
     /// The tags so far, for the same reason.
     private var seenTags: Set<String> = []
 
-    static var maxCustomFields: Int { Ingest.maxCustomFields }
+    /// The rejects' reasons when a record passes a cap: callers that list every field's problem
+    /// stop at these, since each later field would fail alike.
+    static let tooManyCustomFields = "more than \(Ingest.maxCustomFields) custom fields in one record"
+    static let tooManyTags = "more than \(Ingest.maxTags) tags in one record"
 
     init(line: Int) {
         self.line = line
@@ -67,7 +70,7 @@ struct LeadPatchBuilder {
                 let trimmed = tag.trimmingWhitespace()
                 guard !trimmed.isEmpty, seenTags.insert(trimmed).inserted else { continue }
                 guard patch.tags.count < Ingest.maxTags else {
-                    throw IngestError(.valueTooLarge, line: line, field: key, reason: "more than \(Ingest.maxTags) tags in one record")
+                    throw IngestError(.valueTooLarge, line: line, field: key, reason: Self.tooManyTags)
                 }
                 patch.tags.append(trimmed)
             }
@@ -168,18 +171,15 @@ struct LeadPatchBuilder {
         try Self.rejectNUL(text, field: label, line: line)
         guard !text.isEmpty else { return }
         let value = Ingest.CustomValue(label: label, value: text)
-        if replacesRepeatedLabels {
-            let key = FieldName.normalize(label)
-            if let index = customIndexByKey[key] {
-                patch.custom[index] = value
-                return
-            }
+        let key = replacesRepeatedLabels ? FieldName.normalize(label) : nil
+        if let key, let index = customIndexByKey[key] {
+            patch.custom[index] = value
+            return
         }
-        guard patch.custom.count < Self.maxCustomFields else {
-            throw IngestError(.valueTooLarge, line: line, field: label,
-                              reason: "more than \(Self.maxCustomFields) custom fields in one record")
+        guard patch.custom.count < Ingest.maxCustomFields else {
+            throw IngestError(.valueTooLarge, line: line, field: label, reason: Self.tooManyCustomFields)
         }
-        if replacesRepeatedLabels { customIndexByKey[FieldName.normalize(label)] = patch.custom.count }
+        if let key { customIndexByKey[key] = patch.custom.count }
         patch.custom.append(value)
     }
 

@@ -181,17 +181,19 @@ public final class GzipDecoder {
     }
 
     /// Whether `bytes` start with a zlib header (RFC 1950): deflate, a window of at most 32 KiB,
-    /// and a check value that makes the first two bytes a multiple of 31. HTTP's `deflate` is
-    /// zlib data, but some clients send raw deflate under that name.
-    public static func startsWithZlibHeader(_ bytes: [UInt8]) -> Bool {
+    /// and a check value that makes the first two bytes a multiple of 31.
+    static func startsWithZlibHeader(_ bytes: [UInt8]) -> Bool {
         guard bytes.count >= 2 else { return false }
         return bytes[0] & 0x0F == 8 && bytes[0] >> 4 <= 7 && (UInt16(bytes[0]) << 8 | UInt16(bytes[1])) % 31 == 0
     }
 
     /// The whole of an in-memory gzip or zlib body, decoded; nil when it decodes to more than
     /// `limit` bytes, so a small body cannot expand past what the server accepts.
-    /// `rawDeflate`: the bytes are deflate data without a header.
-    public static func decode(_ bytes: [UInt8], rawDeflate: Bool = false, limit: Int) throws(DataError) -> [UInt8]? {
+    /// `headerlessDeflate`: bytes that start with neither gzip's magic number nor a zlib header
+    /// are read as raw deflate. HTTP's `deflate` is zlib data, but some clients send raw deflate
+    /// under that name, and some send gzip.
+    public static func decode(_ bytes: [UInt8], headerlessDeflate: Bool = false, limit: Int) throws(DataError) -> [UInt8]? {
+        let rawDeflate = headerlessDeflate && !bytes.starts(with: [0x1F, 0x8B]) && !startsWithZlibHeader(bytes)
         do {
             return try bytes.withUnsafeBufferPointer { compressed in
                 let decoder = try GzipDecoder(prefix: compressed, rawDeflate: rawDeflate, source: { _, _ in 0 })

@@ -147,15 +147,15 @@ struct SegmentTests {
             if repeatFirst { traits.append(#""K-0":"last""#) }
             return #"{"type":"identify","userId":"u1","traits":{"# + traits.joined(separator: ",") + "}}"
         }
-        let atLimit = records(identify(LeadPatchBuilder.maxCustomFields, repeatFirst: true))
+        let atLimit = records(identify(Ingest.maxCustomFields, repeatFirst: true))
         #expect(atLimit.rejects.isEmpty)
         let custom = try #require(atLimit.records.first).lead.custom
-        #expect(custom.count == LeadPatchBuilder.maxCustomFields)
+        #expect(custom.count == Ingest.maxCustomFields)
         #expect(custom.first == .init(label: "K-0", value: "last"))
-        let over = records(identify(LeadPatchBuilder.maxCustomFields + 1))
+        let over = records(identify(Ingest.maxCustomFields + 1))
         #expect(over.records.isEmpty)
         #expect(over.rejects.map(\.code) == [.valueTooLarge])
-        #expect(over.rejects.first?.field == "traits.k\(LeadPatchBuilder.maxCustomFields)")
+        #expect(over.rejects.first?.field == "traits.k\(Ingest.maxCustomFields)")
 
         let batchTraits = (0...SegmentMapper.maxBatchContextTraits).map { #""t\#($0)":1"# }.joined(separator: ",")
         let batch = records(#"{"batch":[{"type":"track","event":"A","userId":"u1"}],"context":{"traits":{"# + batchTraits + "}}}")

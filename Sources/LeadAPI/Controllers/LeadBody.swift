@@ -38,9 +38,7 @@ enum LeadBody {
         }
         let decoded: [UInt8]?
         do {
-            // Gzip sent as deflate still decodes: its magic number is as clear as zlib's header.
-            let rawDeflate = codings[0] == "deflate" && !GzipDecoder.startsWithZlibHeader(bytes) && !bytes.starts(with: [0x1F, 0x8B])
-            decoded = try GzipDecoder.decode(bytes, rawDeflate: rawDeflate, limit: limit)
+            decoded = try GzipDecoder.decode(bytes, headerlessDeflate: codings[0] == "deflate", limit: limit)
         } catch {
             throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
         }
