@@ -48,6 +48,8 @@ final class BatchWriter {
     /// reaches it at once.
     private var externalIDs: [Int64: String?] = [:]
     private var typeIDs: [String: Int] = [:]
+    /// Properties JSON → its `event_property_sets` row (see `PropertySets`).
+    var propertySetIDs: [String: Int64] = [:]
     private var customFieldIDs: [String: Int64] = [:]
     /// A source as received → the store's spelling of it (see `SourceSpellings`). Keyed by the
     /// text as received, so a hit costs no folding.
@@ -138,6 +140,7 @@ final class BatchWriter {
         mergedByRecord.removeAll()
         createdThenMerged = 0
         typeIDs.removeAll()
+        propertySetIDs.removeAll()
         customFieldIDs.removeAll()
         sourceSpellings.removeAll()
         liveInTransaction.removeAll()
@@ -232,7 +235,7 @@ final class BatchWriter {
         /// Each pending event's lead and record; a record's index is also its place in `outcomes`.
         var pendingEvents: [(leadID: Int64, record: Int)] = []
 
-        /// Rows per multi-row INSERT: 100 × 6 parameters stays far below SQLite's limit.
+        /// Rows per multi-row INSERT: 100 × 7 parameters stays far below SQLite's limit.
         static let rowsPerStatement = 100
 
         init(db: Database, writer: BatchWriter, records: [Ingest.Record]) {
@@ -290,11 +293,13 @@ final class BatchWriter {
         /// duplicates, the ids that exist are the rows it inserted. Skipped ids are never used.
         mutating func insertPendingEvents() throws {
             try dropEventsStoredUnderLegacyKeys()
-            var properties: [(eventID: Int64, messageID: String?, json: String)] = []
+            var propertySets = PropertySets(writer: writer)
             // Read inside this write's transaction: no other connection can insert meanwhile.
             var nextID = (try Int64.fetchOne(db, sql: "SELECT max(id) FROM events") ?? 0) + 1
             var typeIDs: [Int] = []
             typeIDs.reserveCapacity(Self.rowsPerStatement)
+            var setIDs: [Int64?] = []
+            setIDs.reserveCapacity(Self.rowsPerStatement)
             var start = 0
             while start < pendingEvents.count {
                 let end = min(start + Self.rowsPerStatement, pendingEvents.count)
@@ -302,19 +307,23 @@ final class BatchWriter {
                 let insert = try RawStatement(db, sql: rows == Self.rowsPerStatement ? Self.insertEventsFullSQL : Self.insertEventsSQL(rows: rows))
                 let firstID = nextID
                 typeIDs.removeAll(keepingCapacity: true)
+                setIDs.removeAll(keepingCapacity: true)
                 var parameter: Int32 = 1
                 for index in start..<end {
                     let (leadID, record) = pendingEvents[index]
                     let event = records[record].event.unsafelyUnwrapped
                     let typeID = try writer.typeID(for: event.typeName, db: db)
                     typeIDs.append(typeID)
+                    let setID = try event.properties.map { try propertySets.id(for: $0, db: db) }
+                    setIDs.append(setID)
                     insert.bind(parameter, firstID + Int64(index - start))
                     insert.bind(parameter + 1, leadID)
                     insert.bind(parameter + 2, event.occurredAt)
                     insert.bind(parameter + 3, Int64(typeID))
                     insert.bind(parameter + 4, event.value)
                     insert.bind(parameter + 5, event.dedupeKey)
-                    parameter += 6
+                    insert.bind(parameter + 6, setID)
+                    parameter += 7
                 }
                 try insert.run()
                 nextID += Int64(rows)
@@ -330,14 +339,12 @@ final class BatchWriter {
                     let event = records[record].event.unsafelyUnwrapped
                     writer.outcomes[record].eventAdded = true
                     activity[leadID, default: LeadActivity()].add(typeID: typeIDs[index - start], at: event.occurredAt)
-                    if event.properties != nil || event.messageID != nil {
-                        properties.append((eventID, event.messageID, event.properties ?? "{}"))
-                    }
+                    if let setID = setIDs[index - start] { propertySets.reference(setID) }
                 }
                 start = end
             }
             pendingEvents.removeAll(keepingCapacity: true)
-            try insertProperties(properties)
+            try propertySets.commit(db)
         }
 
         /// Skips, as duplicates, pending events stored before content keys were canonical.
@@ -360,35 +367,11 @@ final class BatchWriter {
             pendingEvents = kept
         }
 
-        private func insertProperties(_ rows: [(eventID: Int64, messageID: String?, json: String)]) throws {
-            var start = 0
-            while start < rows.count {
-                let end = min(start + Self.rowsPerStatement, rows.count)
-                let count = end - start
-                let insert = try RawStatement(db, sql: count == Self.rowsPerStatement ? Self.insertPropertiesFullSQL : Self.insertPropertiesSQL(rows: count))
-                var parameter: Int32 = 1
-                for row in rows[start..<end] {
-                    insert.bind(parameter, row.eventID)
-                    insert.bind(parameter + 1, row.messageID)
-                    insert.bind(parameter + 2, row.json)
-                    parameter += 3
-                }
-                try insert.run()
-                start = end
-            }
-        }
-
         static let insertEventsFullSQL = insertEventsSQL(rows: rowsPerStatement)
-        static let insertPropertiesFullSQL = insertPropertiesSQL(rows: rowsPerStatement)
 
         static func insertEventsSQL(rows: Int) -> String {
-            "INSERT OR IGNORE INTO events (id, lead_id, occurred_at, type_id, value, dedupe_key) VALUES "
-                + repeatElement("(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-        }
-
-        static func insertPropertiesSQL(rows: Int) -> String {
-            "INSERT INTO event_properties (event_id, message_id, properties) VALUES "
-                + repeatElement("(?, ?, ?)", count: rows).joined(separator: ", ")
+            "INSERT OR IGNORE INTO events (id, lead_id, occurred_at, type_id, value, dedupe_key, properties_id) VALUES "
+                + repeatElement("(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
         }
 
         /// Folds this batch's new events into each lead's stored aggregate.

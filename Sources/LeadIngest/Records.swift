@@ -90,7 +90,6 @@ extension Ingest {
         /// the properties' bytes as received were hashed then. Re-sending an event stored back
         /// then finds it by this key.
         public var legacyDedupeKey: Int64?
-        public var messageID: String?
         /// Free-form properties as the raw JSON received, when non-empty.
         public var properties: String?
     }

@@ -298,7 +298,6 @@ struct SegmentMapper {
             value: value,
             dedupeKey: dedupeKey,
             legacyDedupeKey: legacyDedupeKey,
-            messageID: messageID,
             properties: rawProperties.map { String(decoding: $0, as: UTF8.self) })
     }
 

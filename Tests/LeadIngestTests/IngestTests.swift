@@ -544,7 +544,10 @@ struct IngestTests {
             let day = 1 + rng.next() % 28
             let hasID = rng.next() % 5 != 0
             let id = hasID ? #","messageId":"m\#(i)""# : ""
-            lines.append(#"{"type":"track","event":"\#(type)","userId":"\#(lead)"\#(id),"timestamp":"2026-02-\#(day < 10 ? "0" : "")\#(day)T10:00:00Z"}"#)
+            // A few shared property sets, some events without: the dictionary's counts are checked too.
+            let campaign = rng.next() % 4
+            let properties = campaign == 0 ? "" : #","properties":{"campaign":"c\#(campaign)"}"#
+            lines.append(#"{"type":"track","event":"\#(type)","userId":"\#(lead)"\#(id),"timestamp":"2026-02-\#(day < 10 ? "0" : "")\#(day)T10:00:00Z"\#(properties)}"#)
         }
         // Ingest overlapping shuffled chunks, some twice, in small batches.
         var options = Ingest.Options()
@@ -558,7 +561,10 @@ struct IngestTests {
         try ingest(store, try directory.write("all.ndjson", lines.joined(separator: "\n")), options: options)
 
         let (maintained, recomputed, lastActivity) = try store.reader.read { db in
-            (try LeadActivity.fetchAll(db).mapValues(\.normalized),
+            #expect(try propertySetMismatches(db) == [])
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_property_sets") ?? 0 <= 3 * 5,
+                    "each ingest adds at most one row per distinct properties")
+            return (try LeadActivity.fetchAll(db).mapValues(\.normalized),
              try LeadActivity.recompute(db).mapValues(\.normalized),
              try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT id, last_activity_at FROM leads").map { ($0[0] as Int64, $0[1] as Int64?) }))
         }
@@ -624,7 +630,9 @@ struct AnonymousLinkingTests {
             #expect(try Int64.fetchOne(db, sql: "SELECT lead_id FROM lead_anonymous_ids WHERE anonymous_id = 'a3'") == u3,
                     "the first user to sign in on a browser keeps its id")
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE lead_id = ?", arguments: [u1]) == 3)
-            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 4)
+            // One event carried properties; merged with its visitor, it still names them once.
+            #expect(try String.fetchAll(db, sql: "SELECT properties FROM event_property_sets") == [#"{"path":"/docs"}"#])
+            #expect(try propertySetMismatches(db) == [])
             #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty, "merging left orphan rows")
             #expect(try LeadActivity.fetchAll(db).mapValues(\.normalized) == LeadActivity.recompute(db).mapValues(\.normalized))
         }
@@ -955,5 +963,60 @@ struct LongLivedIngesterTests {
     final class Clock: @unchecked Sendable {
         var millis: Int64
         init(millis: Int64) { self.millis = millis }
+    }
+}
+
+@Suite("Event properties dictionary")
+struct PropertySetTests {
+    static func track(_ user: String, _ message: String, _ properties: String) -> String {
+        #"{"type":"track","event":"Viewed Page","userId":"\#(user)","messageId":"\#(message)","timestamp":"2026-02-01T10:00:00Z","properties":\#(properties)}"#
+    }
+
+    @Test("events with the same properties share a row, and deleting leads gives their references back")
+    func sharedRowsAreCountedAndReleased() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let ingester = Ingester(store: store)
+        let docs = #"{"path":"/docs"}"#, pricing = #"{"path":"/pricing"}"#
+        let first = try directory.write("first.ndjson", [
+            Self.track("a", "m1", docs), Self.track("a", "m2", pricing),
+            Self.track("b", "m3", docs), Self.track("c", "m4", #"{"path": "/docs"}"#),
+        ].joined(separator: "\n"))
+        _ = try ingester.ingest(path: first.path)
+        _ = try ingester.ingest(path: first.path)  // all duplicates: no row, no reference
+        let docsID = try store.reader.read { db -> Int64? in
+            #expect(try propertySetMismatches(db) == [])
+            // Kept as received: another spacing is other text, so a row of its own.
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_property_sets") == 3)
+            return try Int64.fetchOne(db, sql: "SELECT id FROM event_property_sets WHERE properties = ?", arguments: [docs])
+        }
+        let lead = { (external: String) in
+            try #require(try store.reader.read { try Int64.fetchOne($0, sql: "SELECT id FROM leads WHERE external_id = ?", arguments: [external]) })
+        }
+        let a = try lead("a")
+        let timeline = try store.reader.read { try LeadMutations.timeline(a, offset: 0, limit: 10, in: $0) }
+        #expect(Set(timeline.entries.compactMap(\.properties)) == [docs, pricing])
+
+        // The API deletes on the ingest's own connection, which `data_version` does not report,
+        // so the ingester's cache still names the rows.
+        _ = try store.writer.write { db in
+            try LeadMutations.delete(a, in: db)
+            try LeadMutations.delete(try lead("c"), in: db)
+        }
+        try store.reader.read { (db: Database) throws in
+            #expect(try propertySetMismatches(db) == [])
+            #expect(try String.fetchAll(db, sql: "SELECT properties FROM event_property_sets") == [docs],
+                    "properties only deleted leads named are gone with them")
+        }
+        _ = try store.writer.write { db in try LeadMutations.delete(try lead("b"), in: db) }
+        #expect(try store.count("event_property_sets") == 0)
+
+        // A cached row that went away is written again, under the id the cache holds.
+        _ = try ingester.ingest(path: try directory.write("second.ndjson", Self.track("d", "m5", docs)).path)
+        try store.reader.read { (db: Database) throws in
+            #expect(try propertySetMismatches(db) == [])
+            #expect(try Int64.fetchOne(db, sql: "SELECT properties_id FROM events") == docsID)
+            #expect(try String.fetchOne(db, sql: "SELECT properties FROM event_property_sets") == docs)
+        }
     }
 }

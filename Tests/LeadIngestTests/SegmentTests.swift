@@ -47,7 +47,7 @@ struct SegmentTests {
         #expect(event.occurredAt == 1_772_627_696_789)
         #expect(event.value == 1200.5)
         #expect(event.properties == #"{"plan": "pro","value":"1,200.50"}"#)
-        #expect(event.messageID == "m-1")
+        #expect(event.dedupeKey == DedupeKey.forMessageID("m-1"))
         #expect(record.lead.sourceFallback == "google")
     }
 

@@ -98,3 +98,20 @@ func makeFileStore(in directory: TemporaryDirectory) throws -> LeadStore {
 func ingest(_ store: LeadStore, _ url: URL, options: Ingest.Options = Ingest.Options(), rejects: RejectRecorder? = nil) throws -> Ingest.FileSummary {
     try Ingester(store: store).ingest(path: url.path, options: options, rejects: rejects)
 }
+
+/// What is wrong with the event properties dictionary: rows whose reference count is not the
+/// number of events naming them (a row nobody names should be gone), and events naming a row
+/// that does not exist. Empty in a consistent store.
+func propertySetMismatches(_ db: Database) throws -> [String] {
+    let miscounted = try String.fetchAll(db, sql: """
+        SELECT 'set ' || s.id || ': refs ' || s.refs || ', named by ' || coalesce(c.n, 0)
+        FROM event_property_sets s
+        LEFT JOIN (SELECT properties_id, count(*) AS n FROM events GROUP BY properties_id) c ON c.properties_id = s.id
+        WHERE s.refs != coalesce(c.n, 0)
+        """)
+    let dangling = try String.fetchAll(db, sql: """
+        SELECT 'event ' || id || ' names missing set ' || properties_id FROM events
+        WHERE properties_id IS NOT NULL AND properties_id NOT IN (SELECT id FROM event_property_sets)
+        """)
+    return miscounted + dangling
+}

@@ -48,7 +48,7 @@ struct StoreTests {
         try store.reader.read { db in
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             #expect(try Schema.migrator.appliedIdentifiers(db) == Set(Schema.migrationIdentifiers))
-            for table in ["leads", "custom_fields", "lead_custom_values", "lead_tags", "event_types", "events", "event_properties", "lead_activity"] {
+            for table in ["leads", "custom_fields", "lead_custom_values", "lead_tags", "event_types", "events", "event_properties", "event_property_sets", "lead_activity"] {
                 #expect(try db.tableExists(table), "missing table \(table)")
             }
             let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'")
@@ -270,6 +270,35 @@ struct StoreTests {
             #expect(try store.reader.read { try Schema.fact("raw_content_keys", in: $0) } == hadEvents)
         }
         #expect(try LeadStore.inMemory().reader.read { try Schema.fact("raw_content_keys", in: $0) } == false)
+    }
+
+    @Test("v16: events stored before the properties dictionary keep their properties, and deleting them still removes those")
+    func legacyEventPropertiesStayReadable() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v14-store-facts") { db in
+            try db.execute(sql: """
+                INSERT INTO leads (id, created_at, updated_at) VALUES (1, 1, 1);
+                INSERT INTO event_types (id, name) VALUES (1, 'A');
+                INSERT INTO events (id, lead_id, occurred_at, type_id, dedupe_key) VALUES (7, 1, 1, 1, 42);
+                INSERT INTO event_properties (event_id, message_id, properties) VALUES (7, 'm-7', '{"old":true}');
+                """)
+        }
+        let store = try LeadStore.open(path: path)
+        try store.writer.write { db in
+            // One event stored since, through the dictionary.
+            try db.execute(sql: """
+                INSERT INTO event_property_sets (id, refs, properties) VALUES (1, 1, '{"new":true}');
+                INSERT INTO events (id, lead_id, occurred_at, type_id, dedupe_key, properties_id) VALUES (8, 1, 2, 1, 43, 1);
+                """)
+        }
+        let timeline = try store.reader.read { try LeadMutations.timeline(1, offset: 0, limit: 10, in: $0) }
+        #expect(timeline.entries.map(\.properties) == [#"{"new":true}"#, #"{"old":true}"#])
+        #expect(try store.writer.write { try LeadMutations.delete(1, in: $0) })
+        try store.reader.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 0)
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_property_sets") == 0)
+        }
     }
 
     @Test func scoreIsConstrainedTo0Through100() throws {

@@ -1,0 +1,86 @@
+import GRDB
+import LeadStore
+
+extension BatchWriter {
+    /// One write's use of `event_property_sets`, the dictionary of event properties (migration
+    /// v16): gives each event's properties a row id before the event is inserted, then, once the
+    /// inserts show which events were new rather than duplicates, stores the rows this write
+    /// created and adds the new references to the rows it reused.
+    ///
+    /// Ids for new rows are handed out past the table's AUTOINCREMENT sequence and only inserted
+    /// when an inserted event names them, so a batch of duplicates leaves no row behind.
+    struct PropertySets {
+        let writer: BatchWriter
+        private var nextID: Int64?
+        /// Rows this write creates: id → properties.
+        private var created: [Int64: String] = [:]
+        private var createdByJSON: [String: Int64] = [:]
+        /// Rows reused from the writer's cache: id → properties, kept to recreate a row that
+        /// went away since it was cached.
+        private var reused: [Int64: String] = [:]
+        /// New references per row, from the events actually inserted.
+        private var references: [Int64: Int64] = [:]
+
+        /// Properties longer than this are not cached across writes: long ones are rarely
+        /// repeated, and the cache would hold their text.
+        static let cachedLength = 1024
+        /// Past this many entries the cache is dropped and refills, keeping memory flat.
+        static let cacheLimit = 50_000
+
+        init(writer: BatchWriter) {
+            self.writer = writer
+        }
+
+        mutating func id(for json: String, db: Database) throws -> Int64 {
+            if let id = createdByJSON[json] { return id }
+            if let id = writer.propertySetIDs[json] {
+                reused[id] = json
+                return id
+            }
+            let id = try nextID ?? (Int64.fetchOne(db, sql: """
+                SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_property_sets'), 0),
+                           coalesce((SELECT max(id) FROM event_property_sets), 0)) + 1
+                """) ?? 1)
+            nextID = id + 1
+            created[id] = json
+            createdByJSON[json] = id
+            return id
+        }
+
+        /// An inserted event names row `id`.
+        mutating func reference(_ id: Int64) {
+            references[id, default: 0] += 1
+        }
+
+        /// Writes the rows and reference counts; call once, after the write's event inserts.
+        func commit(_ db: Database) throws {
+            guard !references.isEmpty else { return }
+            let insert = try RawStatement(db, sql: "INSERT INTO event_property_sets (id, refs, properties) VALUES (?, ?, ?)")
+            let addReferences = try RawStatement(db, sql: "UPDATE event_property_sets SET refs = refs + ?2 WHERE id = ?1")
+            if writer.propertySetIDs.count + created.count > Self.cacheLimit { writer.propertySetIDs.removeAll(keepingCapacity: true) }
+            for (id, count) in references.sorted(by: { $0.key < $1.key }) {
+                if let json = created[id] {
+                    try insertRow(insert, id: id, refs: count, json: json)
+                    if json.utf8.count <= Self.cachedLength { writer.propertySetIDs[json] = id }
+                    continue
+                }
+                addReferences.bind(1, id)
+                addReferences.bind(2, count)
+                try addReferences.run()
+                if db.changesCount == 0, let json = reused[id] {
+                    // Its last event was deleted on this connection since the row was cached
+                    // (another connection's writes drop the cache): the id is still this
+                    // properties' alone, AUTOINCREMENT never handing it out again.
+                    try insertRow(insert, id: id, refs: count, json: json)
+                }
+            }
+        }
+
+        private func insertRow(_ insert: RawStatement, id: Int64, refs: Int64, json: String) throws {
+            insert.bind(1, id)
+            insert.bind(2, refs)
+            insert.bind(3, json)
+            try insert.run()
+        }
+    }
+}
