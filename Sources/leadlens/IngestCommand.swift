@@ -65,6 +65,9 @@ struct IngestCommand: ParsableCommand {
         options.batchSize = batchSize
         let stop = StopSignal()
         let rescoring = try makeRescoring(leadStore)
+        // Declared first, so it stops last: after a bulk load's index builds.
+        let checkpointer = BackgroundCheckpointer(store: leadStore)
+        defer { checkpointer?.stop() }
 
         if let watch {
             var isDirectory: ObjCBool = false

@@ -301,6 +301,30 @@ struct StoreTests {
         }
     }
 
+    @Test("the background checkpointer copies committed WAL frames into the database file while the writer goes on")
+    func backgroundCheckpointerCopiesTheWAL() throws {
+        #expect(BackgroundCheckpointer(store: try LeadStore.inMemory()) == nil)
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try LeadStore.open(path: path)
+        let fileSize = { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+        try store.writer.write { db in
+            for i in 0..<2000 {
+                try db.execute(sql: "INSERT INTO leads (notes, created_at, updated_at) VALUES (?, 1, 1)",
+                               arguments: [String(repeating: "x", count: 1000) + "\(i)"])
+            }
+        }
+        // The writer's own auto-checkpoint waits for 128 MiB of WAL: the rows are only there.
+        let before = fileSize()
+        #expect(before < 1 << 20)
+        let checkpointer = try #require(BackgroundCheckpointer(store: store, interval: .milliseconds(10)))
+        let deadline = Date().addingTimeInterval(10)
+        while fileSize() < before + 2_000_000 && Date() < deadline { usleep(10_000) }
+        checkpointer.stop()
+        #expect(fileSize() >= before + 2_000_000, "the WAL was not copied")
+        #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 2000)
+    }
+
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
