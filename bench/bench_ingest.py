@@ -4,8 +4,8 @@ Contenders (each into a fresh database file per run):
   a. LeadLens      <bin> ingest bench/out/track-1m.ndjson --db bench/out/leadlens.sqlite
   b. Python ref    python3 bench/ref_ingest.py bench/out/track-1m.ndjson bench/out/ref.sqlite
   c. sqlite3 CLI   sqlite3 bench/out/cli.sqlite  <  CREATE TABLE ...; .import --csv --skip 1 ...
-  d. storage floor sqlite3 bench/out/floor.sqlite <  LeadLens's own events, event_properties and
-                   event_property_sets tables and indexes (their SQL read from the store the last LeadLens run
+  d. storage floor sqlite3 bench/out/floor.sqlite <  LeadLens's own events and event_property_sets
+                   tables and indexes (their SQL read from the store the last LeadLens run
                    left), then the rows that run stored, copied from it (ATTACH, read-only) in
                    one transaction with LeadLens's settings (WAL, synchronous=NORMAL). What
                    SQLite alone needs to write the events in the layout the store requires: no
@@ -187,7 +187,7 @@ def floor_script(store: Path) -> str | None:
     con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
         ddl = [sql for (sql,) in con.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('events', 'event_properties', 'event_property_sets') "
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('events', 'event_property_sets') "
             "AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type = 'index', name")]
     finally:
         con.close()
@@ -203,7 +203,6 @@ def floor_script(store: Path) -> str | None:
         f"ATTACH 'file:{h.rel(store)}?mode=ro' AS source;",
         "BEGIN;",
         "INSERT INTO events SELECT * FROM source.events ORDER BY id;",
-        "INSERT INTO event_properties SELECT * FROM source.event_properties ORDER BY event_id;",
         "INSERT INTO event_property_sets SELECT * FROM source.event_property_sets ORDER BY id;",
         "COMMIT;", ""])
 

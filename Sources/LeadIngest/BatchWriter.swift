@@ -286,16 +286,17 @@ final class BatchWriter {
         /// Inserts the pending events; duplicates (the same lead and dedupe key, in the store or
         /// earlier in the batch) are skipped by INSERT OR IGNORE.
         ///
-        /// Each row is given its id here, from the table's largest plus one, rather than read back
-        /// through RETURNING, which SQLite serves by buffering every returned row: on the ingest
-        /// benchmark that cost more than the inserts it reported on. A statement that inserted
-        /// all its rows (the usual case) used every id it was given; after one that skipped
-        /// duplicates, the ids that exist are the rows it inserted. Skipped ids are never used.
+        /// Each row is given its id (arrival order) here, from the store's counter, rather than
+        /// read back through RETURNING, which SQLite serves by buffering every returned row: on
+        /// the ingest benchmark that cost more than the inserts it reported on. A statement that
+        /// inserted all its rows (the usual case) used every id it was given; after one that
+        /// skipped duplicates, a row is new when its key holds the id it was given. Skipped ids
+        /// are never used.
         mutating func insertPendingEvents() throws {
             try dropEventsStoredUnderLegacyKeys()
             var propertySets = PropertySets(writer: writer)
             // Read inside this write's transaction: no other connection can insert meanwhile.
-            var nextID = (try Int64.fetchOne(db, sql: "SELECT max(id) FROM events") ?? 0) + 1
+            var nextID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_facts WHERE name = 'next_event_id'")) ?? 1
             var typeIDs: [Int] = []
             typeIDs.reserveCapacity(Self.rowsPerStatement)
             var setIDs: [Int64?] = []
@@ -327,21 +328,28 @@ final class BatchWriter {
                 }
                 try insert.run()
                 nextID += Int64(rows)
-                var inserted: Set<Int64>?
-                if db.changesCount < rows {
-                    inserted = Set(try Int64.fetchAll(db, sql: "SELECT id FROM events WHERE id BETWEEN ? AND ?",
-                                                      arguments: [firstID, nextID - 1]))
-                }
+                // Some rows were duplicates: a row is this statement's when it holds the id given it.
+                let storedID = db.changesCount < rows
+                    ? try RawStatement(db, sql: "SELECT id FROM events WHERE lead_id = ? AND dedupe_key = ?") : nil
                 for index in start..<end {
-                    let eventID = firstID + Int64(index - start)
-                    if let inserted, !inserted.contains(eventID) { continue }
                     let (leadID, record) = pendingEvents[index]
                     let event = records[record].event.unsafelyUnwrapped
+                    if let storedID {
+                        storedID.bind(1, leadID)
+                        storedID.bind(2, event.dedupeKey)
+                        let found = try storedID.step()
+                        let isOurs = found && storedID.int64(0) == firstID + Int64(index - start)
+                        storedID.reset()
+                        if !isOurs { continue }
+                    }
                     writer.outcomes[record].eventAdded = true
                     activity[leadID, default: LeadActivity()].add(typeID: typeIDs[index - start], at: event.occurredAt)
                     if let setID = setIDs[index - start] { propertySets.reference(setID) }
                 }
                 start = end
+            }
+            if !pendingEvents.isEmpty {
+                try db.execute(sql: "UPDATE store_facts SET value = ? WHERE name = 'next_event_id'", arguments: [nextID])
             }
             pendingEvents.removeAll(keepingCapacity: true)
             try propertySets.commit(db)

@@ -345,10 +345,6 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE OR IGNORE events SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // The duplicate's rows are deleted explicitly, not through ON DELETE CASCADE: ingest
         // merges with foreign-key enforcement off (see Ingester), where cascades do not run.
-        // (Properties of events stored before v16; later ones are released by the events'
-        // delete trigger.)
-        try db.execute(sql: "DELETE FROM event_properties WHERE event_id IN (SELECT id FROM events WHERE lead_id = ?)",
-                       arguments: [duplicate])
         try db.execute(sql: "DELETE FROM events WHERE lead_id = ?", arguments: [duplicate])
         let droppedSharedEvents = db.changesCount > 0
         // Same-device notes come in pairs, so the duplicate's own name the leads whose notes
@@ -457,11 +453,9 @@ public enum LeadMutations {
             SELECT (SELECT count(*) FROM events WHERE lead_id = ?) + (SELECT count(*) FROM lead_timeline WHERE lead_id = ?)
             """, arguments: [id, id]) ?? 0
         let rows = try Row.fetchAll(db, sql: """
-            SELECT 'event' AS kind, e.occurred_at AS at, 0 AS source, e.id AS rid, t.name, e.value,
-                   coalesce(s.properties, p.properties), NULL, NULL, NULL
-            FROM events e JOIN event_types t ON t.id = e.type_id
-                 LEFT JOIN event_property_sets s ON s.id = e.properties_id
-                 LEFT JOIN event_properties p ON p.event_id = e.id
+            SELECT 'event' AS kind, e.occurred_at AS at, 0 AS source, e.id AS rid, t.name, e.value, s.properties,
+                   NULL, NULL, NULL
+            FROM events e JOIN event_types t ON t.id = e.type_id LEFT JOIN event_property_sets s ON s.id = e.properties_id
             WHERE e.lead_id = ?
             UNION ALL
             SELECT kind, at, 1, id, NULL, NULL, NULL, old_value, new_value, detail FROM lead_timeline WHERE lead_id = ?

@@ -41,7 +41,7 @@ enum TestStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             let insertCustom = try RawStatement(db, sql: "INSERT INTO lead_custom_values (lead_id, field_id, value, number) VALUES (?, ?, ?, ?)")
-            let insertEvent = try RawStatement(db, sql: "INSERT INTO events (lead_id, occurred_at, type_id, dedupe_key) VALUES (?, ?, ?, ?)")
+            let insertEvent = try RawStatement(db, sql: "INSERT INTO events (id, lead_id, occurred_at, type_id, dedupe_key) VALUES (?4, ?1, ?2, ?3, ?4)")
             let insertActivity = try RawStatement(db, sql: """
                 INSERT INTO lead_activity (lead_id, event_count, first_at, last_at, type_counts, type_last_at) VALUES (?, ?, ?, ?, ?, ?)
                 """)

@@ -48,7 +48,7 @@ struct StoreTests {
         try store.reader.read { db in
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             #expect(try Schema.migrator.appliedIdentifiers(db) == Set(Schema.migrationIdentifiers))
-            for table in ["leads", "custom_fields", "lead_custom_values", "lead_tags", "event_types", "events", "event_properties", "event_property_sets", "lead_activity"] {
+            for table in ["leads", "custom_fields", "lead_custom_values", "lead_tags", "event_types", "events", "event_property_sets", "lead_activity"] {
                 #expect(try db.tableExists(table), "missing table \(table)")
             }
             let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'")
@@ -272,32 +272,42 @@ struct StoreTests {
         #expect(try LeadStore.inMemory().reader.read { try Schema.fact("raw_content_keys", in: $0) } == false)
     }
 
-    @Test("v16: events stored before the properties dictionary keep their properties, and deleting them still removes those")
-    func legacyEventPropertiesStayReadable() throws {
+    @Test("v16 clusters events by lead and moves their properties into shared rows; ids and properties survive")
+    func eventsByLeadMigration() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         try leaveDatabase(at: path, upTo: "v14-store-facts") { db in
             try db.execute(sql: """
-                INSERT INTO leads (id, created_at, updated_at) VALUES (1, 1, 1);
+                INSERT INTO leads (id, created_at, updated_at) VALUES (1, 1, 1), (2, 1, 1);
                 INSERT INTO event_types (id, name) VALUES (1, 'A');
-                INSERT INTO events (id, lead_id, occurred_at, type_id, dedupe_key) VALUES (7, 1, 1, 1, 42);
-                INSERT INTO event_properties (event_id, message_id, properties) VALUES (7, 'm-7', '{"old":true}');
+                INSERT INTO events (id, lead_id, occurred_at, type_id, value, dedupe_key) VALUES
+                    (5, 2, 10, 1, NULL, 42), (6, 1, 20, 1, 9.5, 43), (7, 1, 30, 1, NULL, 44), (8, 1, 40, 1, NULL, 45);
+                INSERT INTO event_properties (event_id, message_id, properties) VALUES
+                    (5, 'm-5', '{"plan":"pro"}'), (6, NULL, '{"plan":"pro"}'), (7, 'm-7', '{}'), (8, NULL, '{"x":1}');
                 """)
         }
         let store = try LeadStore.open(path: path)
-        try store.writer.write { db in
-            // One event stored since, through the dictionary.
-            try db.execute(sql: """
-                INSERT INTO event_property_sets (id, refs, properties) VALUES (1, 1, '{"new":true}');
-                INSERT INTO events (id, lead_id, occurred_at, type_id, dedupe_key, properties_id) VALUES (8, 1, 2, 1, 43, 1);
-                """)
+        try store.reader.read { (db: Database) throws in
+            #expect(!(try db.tableExists("event_properties")))
+            #expect(try String.fetchAll(db, sql: """
+                SELECT id || ' ' || lead_id || ' ' || occurred_at || ' ' || coalesce(value, '-') || ' ' || dedupe_key
+                FROM events ORDER BY id
+                """) == ["5 2 10 - 42", "6 1 20 9.5 43", "7 1 30 - 44", "8 1 40 - 45"])
+            #expect(try String.fetchAll(db, sql: "SELECT refs || ' ' || properties FROM event_property_sets ORDER BY id")
+                    == [#"2 {"plan":"pro"}"#, #"1 {"x":1}"#], "shared text is one row; {} is none")
+            #expect(try Int64.fetchOne(db, sql: "SELECT value FROM store_facts WHERE name = 'next_event_id'") == 9)
+            #expect(try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").isEmpty)
         }
+        // The migration relaxed secure_delete on the writer's connection only while it ran.
+        let connectionDefault = try DatabaseQueue().read { try Int.fetchOne($0, sql: "PRAGMA secure_delete") }
+        #expect(try store.writer.write { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == connectionDefault)
         let timeline = try store.reader.read { try LeadMutations.timeline(1, offset: 0, limit: 10, in: $0) }
-        #expect(timeline.entries.map(\.properties) == [#"{"new":true}"#, #"{"old":true}"#])
+        #expect(timeline.entries.map(\.properties) == [#"{"x":1}"#, nil, #"{"plan":"pro"}"#])
         #expect(try store.writer.write { try LeadMutations.delete(1, in: $0) })
         try store.reader.read { (db: Database) throws in
-            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_properties") == 0)
-            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_property_sets") == 0)
+            #expect(try String.fetchAll(db, sql: "SELECT refs || ' ' || properties FROM event_property_sets") == [#"1 {"plan":"pro"}"#],
+                    "a deleted lead's references are given back, and rows only it named go")
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM events") == 1)
         }
     }
 
@@ -372,8 +382,8 @@ struct EventDedupeTests {
                                arguments: [lead, "p\(lead)@x.io"])
                 for (index, key) in keys.enumerated() {
                     try db.execute(sql: """
-                        INSERT OR IGNORE INTO events (lead_id, occurred_at, type_id, dedupe_key) VALUES (?, ?, ?, ?)
-                        """, arguments: [lead, 10 * (index + 1) * lead, 1 + index % 2, key])
+                        INSERT OR IGNORE INTO events (id, lead_id, occurred_at, type_id, dedupe_key) VALUES (?, ?, ?, ?, ?)
+                        """, arguments: [100 * lead + index, lead, 10 * (index + 1) * lead, 1 + index % 2, key])
                 }
             }
             for (lead, activity) in try LeadActivity.recompute(db) {
