@@ -161,8 +161,9 @@ public final class Ingester {
             if drainsOnStop { pipeline.stopReading() }
         }
         var stopsNow: Bool { summary.interrupted && !drainsOnStop }
-        func write(_ batch: [Ingest.Record], db: Database) throws {
+        func write(_ batch: consuming [Ingest.Record], db: Database) throws {
             summary.counts += try writer.write(batch, in: db)
+            pipeline.recycle(consume batch)
             progress?(lastProgress)
             checkForStop()
         }
@@ -192,24 +193,28 @@ public final class Ingester {
                 while !ended && !stopsNow {
                     // Wait for input outside any transaction: a quiet stdin must not hold the
                     // store's write lock, and a stop request must be seen while waiting.
-                    let (first, endedNow) = try nextBatch(timeout: 0.25)
-                    ended = endedNow
-                    guard let first else {
+                    let next = try nextBatch(timeout: 0.25)
+                    var first = next.records
+                    ended = next.ended
+                    guard first != nil else {
                         checkForStop()
                         continue
                     }
                     try writeTransaction { db in
                         let opened = Date()
-                        try write(first, db: db)
-                        var written = first.count
+                        // Moved out, so that once written the parser holds its only reference.
+                        let firstBatch = first.unsafelyUnwrapped
+                        first = nil
+                        var written = firstBatch.count
+                        try write(consume firstBatch, db: db)
                         while !stopsNow, written < options.recordsPerTransaction,
                               Date().timeIntervalSince(opened) < options.commitInterval {
                             // Batches the parser has ready, or nearly: otherwise commit now.
                             let (batch, endedNow) = try nextBatch(timeout: 0.1)
                             if endedNow { ended = true }
                             guard let batch else { break }
-                            try write(batch, db: db)
                             written += batch.count
+                            try write(consume batch, db: db)
                         }
                         return .commit
                     }
