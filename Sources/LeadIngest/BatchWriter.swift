@@ -296,7 +296,12 @@ final class BatchWriter {
             try dropEventsStoredUnderLegacyKeys()
             var propertySets = PropertySets(writer: writer)
             // Read inside this write's transaction: no other connection can insert meanwhile.
-            var nextID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_facts WHERE name = 'next_event_id'")) ?? 1
+            guard var nextID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM store_facts WHERE name = 'next_event_id'"))
+            else {
+                // Every store has it since v16. Guessing would hand out ids stored events hold,
+                // and duplicates of them would count as new.
+                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "store_facts has no next_event_id")
+            }
             var typeIDs: [Int] = []
             typeIDs.reserveCapacity(Self.rowsPerStatement)
             var setIDs: [Int64?] = []
@@ -328,8 +333,14 @@ final class BatchWriter {
                 }
                 try insert.run()
                 nextID += Int64(rows)
+                let insertedRows = db.changesCount
+                if insertedRows == 0 {  // all duplicates (a re-ingest): no id was used
+                    nextID = firstID
+                    start = end
+                    continue
+                }
                 // Some rows were duplicates: a row is this statement's when it holds the id given it.
-                let storedID = db.changesCount < rows
+                let storedID = insertedRows < rows
                     ? try RawStatement(db, sql: "SELECT id FROM events WHERE lead_id = ? AND dedupe_key = ?") : nil
                 for index in start..<end {
                     let (leadID, record) = pendingEvents[index]

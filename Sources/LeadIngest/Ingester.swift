@@ -15,9 +15,9 @@ extension Ingest {
         /// Records parsed and written per batch; also the granularity at which a stop request is seen.
         public var batchSize = 5_000
         /// A transaction commits once it holds this many records, or after ``commitInterval``.
-        /// Large transactions amortize the index pages every commit rewrites into the WAL: events
-        /// for scattered leads insert at random places of the per-lead event indexes, as leads do
-        /// in theirs (email, name, ...), so one page may hold many of a batch's keys.
+        /// Large transactions amortize the pages every commit rewrites into the WAL: events for
+        /// scattered leads insert at random places of the events table (keyed by lead), as leads
+        /// do in their indexes (email, name, ...), so one page may hold many of a batch's rows.
         public var recordsPerTransaction = 100_000
         public var commitInterval: TimeInterval = 2
         /// NDJSON lines longer than this are rejected unread; a Segment batch is at most 500 KB.
@@ -193,26 +193,26 @@ public final class Ingester {
                 while !ended && !stopsNow {
                     // Wait for input outside any transaction: a quiet stdin must not hold the
                     // store's write lock, and a stop request must be seen while waiting.
-                    let next = try nextBatch(timeout: 0.25)
-                    var first = next.records
-                    ended = next.ended
+                    var first: [Ingest.Record]?
+                    (first, ended) = try nextBatch(timeout: 0.25)
                     guard first != nil else {
                         checkForStop()
                         continue
                     }
                     try writeTransaction { db in
                         let opened = Date()
-                        // Moved out, so that once written the parser holds its only reference.
-                        let firstBatch = first.unsafelyUnwrapped
-                        first = nil
+                        // Taken out of the optionals, so that once written the parser holds the
+                        // only reference and frees the batch (see `ParsePipeline.recycle`).
+                        let firstBatch = first.take().unsafelyUnwrapped
                         var written = firstBatch.count
                         try write(consume firstBatch, db: db)
                         while !stopsNow, written < options.recordsPerTransaction,
                               Date().timeIntervalSince(opened) < options.commitInterval {
                             // Batches the parser has ready, or nearly: otherwise commit now.
-                            let (batch, endedNow) = try nextBatch(timeout: 0.1)
+                            var next: [Ingest.Record]?, endedNow = false
+                            (next, endedNow) = try nextBatch(timeout: 0.1)
                             if endedNow { ended = true }
-                            guard let batch else { break }
+                            guard let batch = next.take() else { break }
                             written += batch.count
                             try write(consume batch, db: db)
                         }

@@ -73,12 +73,6 @@ final class ParsePipeline: @unchecked Sendable {
             condition.unlock()
         }
         while true {
-            // Freed here, outside the lock: the parser's core has time to spare, the writer's none.
-            condition.lock()
-            var freed = spent
-            spent.removeAll()
-            condition.unlock()
-            freed.removeAll()
             let item: Item
             do {
                 if let batch = try owned.source.nextBatch(size: batchSize, rejects: owned.rejects) {
@@ -97,15 +91,24 @@ final class ParsePipeline: @unchecked Sendable {
 
     /// Queues `item` for the caller once there is room. Returns false, dropping it, when the
     /// caller has stopped taking items.
+    ///
+    /// Runs on the parser's thread, from the loop and from a stalling reader's hand-over alike
+    /// (which can go on for days without the loop coming round), so it frees the batches the
+    /// writer has handed back: outside the lock, on the core that has time to spare.
     @discardableResult
     private func publish(_ item: Item) -> Bool {
         condition.lock()
-        defer { condition.unlock() }
         while queue.count >= capacity && !cancelled { condition.wait() }
-        guard !cancelled else { return false }
-        queue.append(item)
-        condition.broadcast()
-        return true
+        var written = spent
+        spent.removeAll()
+        let published = !cancelled
+        if published {
+            queue.append(item)
+            condition.broadcast()
+        }
+        condition.unlock()
+        written.removeAll()
+        return published
     }
 
     /// Hands a written batch back, so its records are freed on the parser's thread: freeing a
@@ -114,7 +117,8 @@ final class ParsePipeline: @unchecked Sendable {
     func recycle(_ batch: consuming [Ingest.Record]) {
         condition.lock()
         defer { condition.unlock() }
-        guard !producerDone else { return }  // nobody left to free it: it goes here
+        // The parser gone, or behind (it frees at most `capacity` at a time): it goes here.
+        guard !producerDone, spent.count < capacity else { return }
         spent.append(batch)
     }
 

@@ -66,7 +66,7 @@ final class CSVWriter {
     /// UTF-8 text from SQLite, quoted as needed; `guardFormula` as in ``text(_:)``. Empty for NULL.
     func field(utf8 bytes: UnsafeBufferPointer<UInt8>?, guardFormula: Bool) {
         separate()
-        guard let bytes, let first = bytes.first else { return }
+        guard let bytes, !bytes.isEmpty else { return }
         let needsQuotes = bytes.contains { $0 == Self.comma || $0 == Self.quote || $0 == Self.cr || $0 == Self.lf }
         if needsQuotes { buffer.append(Self.quote) }
         if guardFormula && FormulaGuard.isNeeded(bytes) { buffer.append(UInt8(ascii: "'")) }

@@ -10,7 +10,7 @@ import GRDB
 /// Deferred indexes are recorded, with the exact SQL that created them, in `deferred_indexes`
 /// inside the same transaction that drops them, so a load killed half-way leaves a store that
 /// is consistent (indexes only ever speed queries up) and knows what to rebuild. Identity and
-/// uniqueness indexes are never deferred: ingest looks leads up and dedupes events through them.
+/// uniqueness indexes are never deferred: ingest looks leads up through them.
 public enum DeferredIndexes {
     /// Indexes that serve list filters, sorting and tag or custom-field lookups. No write relies
     /// on one for correctness. `lead_timeline_lead` is not among them: merging a lead moves its

@@ -422,8 +422,11 @@ public enum Schema {
             -- properties took 23 s and 1.1 GB on a 10M-event store, against 5 s and no memory.
             CREATE UNIQUE INDEX event_property_sets_text ON event_property_sets(properties);
             INSERT INTO event_property_sets (refs, properties)
-                SELECT 1, properties FROM event_properties WHERE properties != '{}' ORDER BY event_id
+                SELECT 1, p.properties FROM event_properties p JOIN events e ON e.id = p.event_id
+                WHERE p.properties != '{}' ORDER BY p.event_id
                 ON CONFLICT (properties) DO UPDATE SET refs = refs + 1;
+            -- Read from the old table, where id is the rowid; the new one has no index on it.
+            INSERT INTO store_facts (name, value) VALUES ('next_event_id', coalesce((SELECT max(id) FROM events), 0) + 1);
             CREATE TABLE events_v16 (
                 lead_id       INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
                 dedupe_key    INTEGER NOT NULL,
@@ -450,7 +453,6 @@ public enum Schema {
                 UPDATE event_property_sets SET refs = refs - 1 WHERE id = old.properties_id;
                 DELETE FROM event_property_sets WHERE id = old.properties_id AND refs <= 0;
             END;
-            INSERT INTO store_facts (name, value) VALUES ('next_event_id', coalesce((SELECT max(id) FROM events), 0) + 1);
             """)
     }
 
