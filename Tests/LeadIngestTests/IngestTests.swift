@@ -1019,4 +1019,28 @@ struct PropertySetTests {
             #expect(try String.fetchOne(db, sql: "SELECT properties FROM event_property_sets") == docs)
         }
     }
+
+    @Test("a rolled-back write forgets the rows it made: their ids go to other properties")
+    func rollbackDropsCachedRows() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let first = Ingester(store: store), second = Ingester(store: store)  // one connection
+        let docs = #"{"path":"/docs"}"#, pricing = #"{"path":"/pricing"}"#
+        var strict = Ingest.Options()
+        strict.strict = true
+        strict.batchSize = 1  // the good row is written before the bad one is read
+        let rolledBack = try first.ingest(path: try directory.write("bad.ndjson", Self.track("a", "m1", docs) + "\n{broken").path,
+                                          options: strict)
+        #expect(rolledBack.abortedStrict)
+        // The id the rolled-back row had is free again, and another writer's properties take it.
+        _ = try second.ingest(path: try directory.write("b.ndjson", Self.track("b", "m2", pricing)).path)
+        _ = try first.ingest(path: try directory.write("c.ndjson", Self.track("c", "m3", docs)).path)
+        try store.reader.read { (db: Database) throws in
+            #expect(try propertySetMismatches(db) == [])
+            #expect(try String.fetchAll(db, sql: """
+                SELECT l.external_id || ' ' || s.properties FROM events e
+                JOIN leads l ON l.id = e.lead_id JOIN event_property_sets s ON s.id = e.properties_id ORDER BY l.external_id
+                """) == ["b " + pricing, "c " + docs])
+        }
+    }
 }
