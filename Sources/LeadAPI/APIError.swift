@@ -182,12 +182,9 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound && context.endpointPath == "NotFound" {
             // Only the router's own 404 (no route took the request), never a handler's.
             guard let route = routes.route(matching: request.uri.path) else { throw error }
-            var allowed = route.methods
             // Counted in /metrics under the route the path belongs to, not under "NotFound".
             context.coreContext.endpointPath.value = route.path
-            // The router answers HEAD wherever it answers GET (autoGenerateHeadEndpoints).
-            if allowed.contains(.get), !allowed.contains(.head) { allowed = (allowed + [.head]).sorted { $0.rawValue < $1.rawValue } }
-            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            let allow = route.methods.map(\.rawValue).joined(separator: ", ")
             throw APIError(.methodNotAllowed, "\(request.method) is not allowed here; this resource answers \(allow)",
                            headers: [.allow: allow])
         }
@@ -199,8 +196,14 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
 final class RouteTable: Sendable {
     private let routes = Mutex<[(method: HTTPRequest.Method, path: RouterPath)]>([])
 
-    func record(_ router: Router<some RequestContext>) {
-        routes.withLock { $0 = router.routes.map { ($0.method, $0.path) } }
+    /// `options`: the router's own, since it answers HEAD wherever GET when told to
+    /// (`autoGenerateHeadEndpoints`) without registering those routes.
+    func record(_ router: Router<some RequestContext>, options: RouterOptions) {
+        var recorded = router.routes.map { (method: $0.method, path: $0.path) }
+        if options.contains(.autoGenerateHeadEndpoints) {
+            recorded += recorded.filter { $0.method == .get }.map { (method: .head, path: $0.path) }
+        }
+        routes.withLock { $0 = recorded }
     }
 
     /// The route the router resolves `path` to (its pattern, as /metrics labels it) and the

@@ -110,7 +110,8 @@ public func buildRouter(
     let services = APIServices(store: store, configuration: configuration, logger: logger)
     _ = APIMetrics.registry
     // HEAD wherever GET: uptime checks and `curl -I` use it.
-    let router = Router(context: APIRequestContext.self, options: .autoGenerateHeadEndpoints)
+    let options: RouterOptions = .autoGenerateHeadEndpoints
+    let router = Router(context: APIRequestContext.self, options: options)
     let routes = RouteTable()
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
@@ -125,7 +126,7 @@ public func buildRouter(
     ReportsController(services: services).register(on: api)
     APIMetrics.register(on: router)
     router.get("openapi.json") { _, _ in OpenAPIDocument.response() }
-    routes.record(router)
+    routes.record(router, options: options)
     return router
 }
 

@@ -360,7 +360,7 @@ final class BatchWriter {
                 start = end
             }
             if !pendingEvents.isEmpty {
-                try db.execute(sql: "UPDATE store_facts SET value = ? WHERE name = 'next_event_id'", arguments: [nextID])
+                try db.cachedStatement(sql: "UPDATE store_facts SET value = ? WHERE name = 'next_event_id'").execute(arguments: [nextID])
             }
             pendingEvents.removeAll(keepingCapacity: true)
             try propertySets.commit(db)

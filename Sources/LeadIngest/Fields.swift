@@ -23,6 +23,11 @@ struct LeadPatchBuilder {
     static let tooManyCustomFields = "more than \(Ingest.maxCustomFields) custom fields in one record"
     static let tooManyTags = "more than \(Ingest.maxTags) tags in one record"
 
+    /// Whether `error` is a record passing one of the caps: every later field would fail alike.
+    static func passesCap(_ error: IngestError) -> Bool {
+        error.reason == tooManyCustomFields || error.reason == tooManyTags
+    }
+
     init(line: Int) {
         self.line = line
     }

@@ -12,12 +12,11 @@ extension BatchWriter {
     struct PropertySets {
         let writer: BatchWriter
         private var nextID: Int64?
-        /// Rows this write creates: id → properties.
-        private var created: [Int64: String] = [:]
+        /// The rows this write names: their properties (to write a new row, or to recreate a
+        /// cached one that went away since), and whether this write creates the row.
+        private var rows: [Int64: (json: String, isNew: Bool)] = [:]
+        /// Rows this write creates, by properties.
         private var createdByJSON: [String: Int64] = [:]
-        /// Rows reused from the writer's cache: id → properties, kept to recreate a row that
-        /// went away since it was cached.
-        private var reused: [Int64: String] = [:]
         /// New references per row, from the events actually inserted.
         private var references: [Int64: Int64] = [:]
 
@@ -34,7 +33,7 @@ extension BatchWriter {
         mutating func id(for json: String, db: Database) throws -> Int64 {
             if let id = createdByJSON[json] { return id }
             if let id = writer.propertySetIDs[json] {
-                reused[id] = json
+                if rows[id] == nil { rows[id] = (json, false) }
                 return id
             }
             let id = try nextID ?? (Int64.fetchOne(db, sql: """
@@ -42,7 +41,7 @@ extension BatchWriter {
                            coalesce((SELECT max(id) FROM event_property_sets), 0)) + 1
                 """) ?? 1)
             nextID = id + 1
-            created[id] = json
+            rows[id] = (json, true)
             createdByJSON[json] = id
             return id
         }
@@ -57,9 +56,10 @@ extension BatchWriter {
             guard !references.isEmpty else { return }
             let insert = try RawStatement(db, sql: "INSERT INTO event_property_sets (id, refs, properties) VALUES (?, ?, ?)")
             let addReferences = try RawStatement(db, sql: "UPDATE event_property_sets SET refs = refs + ?2 WHERE id = ?1")
-            if writer.propertySetIDs.count + created.count > Self.cacheLimit { writer.propertySetIDs.removeAll(keepingCapacity: true) }
+            if writer.propertySetIDs.count + createdByJSON.count > Self.cacheLimit { writer.propertySetIDs.removeAll(keepingCapacity: true) }
             for (id, count) in references.sorted(by: { $0.key < $1.key }) {
-                if let json = created[id] {
+                guard let (json, isNew) = rows[id] else { continue }  // every reference names a row of this write
+                if isNew {
                     try insertRow(insert, id: id, refs: count, json: json)
                     if json.utf8.count <= Self.cachedLength { writer.propertySetIDs[json] = id }
                     continue
@@ -67,7 +67,7 @@ extension BatchWriter {
                 addReferences.bind(1, id)
                 addReferences.bind(2, count)
                 try addReferences.run()
-                if db.changesCount == 0, let json = reused[id] {
+                if db.changesCount == 0 {
                     // Its last event was deleted on this connection since the row was cached
                     // (another connection's writes drop the cache): the id is still this
                     // properties' alone, AUTOINCREMENT never handing it out again.

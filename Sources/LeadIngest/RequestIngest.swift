@@ -191,7 +191,7 @@ public enum LeadInput {
                 for field in custom.members {
                     do { try builder.setCustom(label: field.key, json: field.value) } catch {
                         // Past the cap every further field would fail alike: said once.
-                        if error.reason == LeadPatchBuilder.tooManyCustomFields {
+                        if LeadPatchBuilder.passesCap(error) {
                             errors[member.key, default: []].append(error.reason)
                             break
                         }
@@ -203,7 +203,7 @@ public enum LeadInput {
             do { try builder.set(key: member.key, json: member.value) } catch {
                 errors[error.field ?? member.key, default: []].append(error.reason)
                 // Past a cap (custom fields, tags) every further key would fail alike.
-                if [LeadPatchBuilder.tooManyCustomFields, LeadPatchBuilder.tooManyTags].contains(error.reason) { break }
+                if LeadPatchBuilder.passesCap(error) { break }
             }
         }
         let patch = builder.build()
