@@ -36,9 +36,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", providers: [.apt(["libblas-dev"])]),
         // zlib (zlib1g-dev) decodes gzip inputs: Segment's bucket exports and gzip request bodies.
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // sqlite3_config, which is variadic and so out of Swift's reach, for process-wide settings.
+        .systemLibrary(name: "CSQLiteConfig", providers: [.apt(["libsqlite3-dev"])]),
         .target(
             name: "LeadStore",
             dependencies: [
+                "CSQLiteConfig",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

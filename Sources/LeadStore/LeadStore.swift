@@ -138,6 +138,7 @@ public struct LeadStore: Sendable {
     }
 
     static func configuration(memoryMapped: Bool = false) -> Configuration {
+        _ = SQLiteProcessSettings.applied
         var config = Configuration()
         config.label = "leadlens"
         // Readers never wait on the writer in WAL mode; writers from other processes (a second
