@@ -75,6 +75,8 @@ final class BatchWriter {
         var created = false
         /// The record changed an existing lead's fields, custom values or tags.
         var changed = false
+        /// The record carries an event.
+        var hasEvent = false
         /// The record's event was new to its lead (false without an event, or for a duplicate).
         var eventAdded = false
         /// Leads applying the record merged into another (a visitor into its user).
@@ -144,6 +146,7 @@ final class BatchWriter {
         customFieldIDs.removeAll()
         sourceSpellings.removeAll()
         liveInTransaction.removeAll()
+        createdWithoutActivity.removeAll()
     }
 
     /// Everything cached per lead; also what the size bound drops.
@@ -164,10 +167,15 @@ final class BatchWriter {
     /// Leads seen to exist in the current transaction: checked once per transaction, not per row.
     private var liveInTransaction: Set<Int64> = []
 
+    /// Leads the current transaction created that have no activity row yet, so folding in
+    /// their first events needs no lookup. A merge into one may bring it a row: it leaves.
+    private var createdWithoutActivity: Set<Int64> = []
+
     /// Starts a transaction's use of the caches: drops them when another connection has
     /// written since this writer's last transaction.
     func revalidateCaches(_ db: Database) throws {
         liveInTransaction.removeAll(keepingCapacity: true)
+        createdWithoutActivity.removeAll(keepingCapacity: true)
         let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
         if version != dataVersion { discardCaches() }
         dataVersion = version
@@ -188,17 +196,17 @@ final class BatchWriter {
         try batch.insertPendingEvents()
         try batch.flushActivity()
         try recordMoves(db)
-        var counts = Self.counts(of: outcomes, records: records, created: &createdLeads, updated: &updatedLeads)
+        var counts = Self.counts(of: outcomes, created: &createdLeads, updated: &updatedLeads)
         // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
         counts.leadsCreated -= createdThenMerged
         createdThenMerged = 0
         return counts
     }
 
-    /// Counts what `outcomes` did with `records` (the two in step). A lead counts as created or
-    /// updated once however often it recurs: `created` and `updated` carry the leads that already
-    /// have, so one count can span a file's writes or cover one request's share of a write.
-    static func counts(of outcomes: some Collection<RecordOutcome>, records: some Sequence<Ingest.Record>,
+    /// Counts what `outcomes` say was done. A lead counts as created or updated once however often
+    /// it recurs: `created` and `updated` carry the leads that already have, so one count can span
+    /// a file's writes or cover one request's share of a write.
+    static func counts(of outcomes: some Collection<RecordOutcome>,
                        created: inout Set<Int64>, updated: inout Set<Int64>) -> Ingest.Counts {
         var counts = Ingest.Counts()
         // Created leads first: a visitor merged into a lead a later record of the same write
@@ -207,15 +215,15 @@ final class BatchWriter {
             counts.leadsCreated += 1
             created.insert(outcome.leadID)
         }
-        for (outcome, record) in zip(outcomes, records) {
+        for outcome in outcomes {
             let lead = outcome.leadID
             counts.leadsMerged += outcome.merged
             if outcome.changed && !outcome.created {
                 if !created.contains(lead), updated.insert(lead).inserted { counts.leadsUpdated += 1 }
-            } else if !outcome.created && record.event == nil {
+            } else if !outcome.created && !outcome.hasEvent {
                 counts.leadsUnchanged += 1
             }
-            if record.event != nil {
+            if outcome.hasEvent {
                 if outcome.eventAdded { counts.eventsAdded += 1 } else { counts.duplicateEvents += 1 }
             }
         }
@@ -261,8 +269,9 @@ final class BatchWriter {
                 redirectPendingEvents(writer.mergedByRecord)
                 writer.mergedByRecord.removeAll()
             }
-            if records[index].event != nil { pendingEvents.append((leadID, index)) }
-            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, merged: merged))
+            let hasEvent = records[index].event != nil
+            if hasEvent { pendingEvents.append((leadID, index)) }
+            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, hasEvent: hasEvent, merged: merged))
         }
 
         /// Events this batch resolved to a lead that a later record merged away go to the lead
@@ -415,8 +424,13 @@ final class BatchWriter {
             for (leadID, delta) in activity {
                 writer.touchedInTransaction.insert(leadID)
                 var total = delta
-                select.bind(1, leadID)
-                let exists = try select.step()
+                let exists: Bool
+                if writer.createdWithoutActivity.remove(leadID) != nil {
+                    exists = false
+                } else {
+                    select.bind(1, leadID)
+                    exists = try select.step()
+                }
                 if exists {
                     var stored = LeadActivity(
                         eventCount: select.int64(0), firstAt: select.int64(1), lastAt: select.int64(2),
@@ -568,6 +582,7 @@ final class BatchWriter {
         }
         remember(id, stored: stored)
         liveInTransaction.insert(id)
+        createdWithoutActivity.insert(id)
         touchedInTransaction.insert(id)
         if source != nil { leadsWithSource.insert(id) }
         try applyCustomValues(patch.custom, leadID: id, db: db)
@@ -773,6 +788,8 @@ final class BatchWriter {
         mergedByRecord[duplicate] = primary
         if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
         liveInTransaction.remove(duplicate)
+        createdWithoutActivity.remove(duplicate)
+        createdWithoutActivity.remove(primary)
         touchedInTransaction.remove(duplicate)
         // Cached keys that still name a merged lead heal themselves: findLive finds it gone
         // (its id is never reused, v9) and looks the key up again.

@@ -31,11 +31,13 @@ extension BatchWriter {
         }
 
         mutating func id(for json: String, db: Database) throws -> Int64 {
-            if let id = createdByJSON[json] { return id }
+            // The run's cache first: it answers almost every event with one lookup. Properties
+            // this write creates are never in it yet (they join it at `commit`).
             if let id = writer.propertySetIDs[json] {
                 if rows[id] == nil { rows[id] = (json, false) }
                 return id
             }
+            if let id = createdByJSON[json] { return id }
             let id = try nextID ?? (Int64.fetchOne(db, sql: """
                 SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_property_sets'), 0),
                            coalesce((SELECT max(id) FROM event_property_sets), 0)) + 1

@@ -50,16 +50,16 @@ extension Ingest {
             results.reserveCapacity(groups.count)
             var start = 0
             for group in groups {
-                results.append(Self.result(of: writer.outcomes[start..<start + group.count], records: group))
+                results.append(Self.result(of: writer.outcomes[start..<start + group.count]))
                 start += group.count
             }
             return results
         }
 
-        private static func result(of outcomes: ArraySlice<BatchWriter.RecordOutcome>, records: [Record]) -> RequestResult {
+        private static func result(of outcomes: ArraySlice<BatchWriter.RecordOutcome>) -> RequestResult {
             var result = RequestResult()
             var created = Set<Int64>(), updated = Set<Int64>()
-            result.counts = BatchWriter.counts(of: outcomes, records: records, created: &created, updated: &updated)
+            result.counts = BatchWriter.counts(of: outcomes, created: &created, updated: &updated)
             result.leads = outcomes.map { ($0.leadID, $0.created, $0.changed) }
             result.touched = Set(outcomes.lazy.filter { $0.created || $0.changed || $0.eventAdded }.map(\.leadID)).sorted()
             return result
