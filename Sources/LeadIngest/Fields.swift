@@ -1,3 +1,4 @@
+import Foundation
 import LeadStore
 
 /// Turns key/value pairs from any source (a CSV row, Segment traits, an intake form) into a
@@ -214,7 +215,10 @@ struct LeadPatchBuilder {
     /// SQLite text through GRDB ends at a NUL byte, so a value holding one would be stored cut
     /// short (an email "nul\u{0}@x.io" stored as "nul"): such a value is refused instead.
     static func rejectNUL(_ text: String, field: String, line: Int) throws(IngestError) {
-        if text.utf8.contains(0) {
+        // memchr over the contiguous bytes: iterating the UTF-8 view went byte by byte.
+        let hasNUL = text.utf8.withContiguousStorageIfAvailable { bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }
+            ?? text.utf8.contains(0)
+        if hasNUL {
             throw IngestError(.wrongType, line: line, field: field, reason: "contains a NUL character")
         }
     }

@@ -78,7 +78,10 @@ public struct JSONObject: Sendable, Equatable {
     public var span: Range<Int>
 
     public subscript(key: String) -> JSONValue? {
-        for member in members where member.key == key { return member.value }
+        // Lengths first, which both strings store: comparing two different short strings
+        // otherwise takes String's slow path, once for every member passed over.
+        let length = key.utf8.count
+        for member in members where member.key.utf8.count == length && member.key == key { return member.value }
         return nil
     }
 
@@ -185,6 +188,8 @@ public struct JSONParser {
             depth -= 1
             return JSONObject(members: members, span: start..<index)
         }
+        // Room for a Segment message's members at once, rather than growing 1, 2, 4, 8.
+        members.reserveCapacity(8)
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }

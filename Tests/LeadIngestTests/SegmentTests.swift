@@ -303,6 +303,15 @@ struct SegmentTests {
         #expect(Timestamp.parse("2026-03-04T14:34:56.5+02:00") == 1_772_627_696_500)
         #expect(Timestamp.parse("2026-03-04 12:34:56") == 1_772_627_696_000)
         #expect(Timestamp.parse("2026-03-04") == 1_772_582_400_000)
+        #expect(Timestamp.parse("2026-03-04t12:34:56z") == 1_772_627_696_000)
+        #expect(Timestamp.parse("2026-03-04T12:34:56,25Z") == 1_772_627_696_250)
+        #expect(Timestamp.parse("2026-03-04T07:04:56-0530") == 1_772_627_696_000)
+        #expect(Timestamp.parse("2026-03-04T12:34") == 1_772_627_640_000)
+        #expect(Timestamp.parse("2026-03-04T12:34:60Z") == 1_772_627_699_000, "a leap second folds into :59")
+        for malformed in ["2026-03-04T12:34:56.Z", "2026-03-04T12:34:56Zx", "2026-03-04T12:34:56+24:00", "2026-03-04T12:3",
+                          "2026-03-04T", "2026-3-04", "2026-03-04X12:34:56"] {
+            #expect(Timestamp.parse(malformed) == nil, "\(malformed)")
+        }
         #expect(Timestamp.parse("1772627696") == 1_772_627_696_000)
         #expect(Timestamp.parse("1772627696789") == 1_772_627_696_789)
         #expect(Timestamp.parse("2026-02-30") == nil)
