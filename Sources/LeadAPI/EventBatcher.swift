@@ -27,6 +27,9 @@ final class EventBatcher: Sendable {
 
     private let writes: WriteCoalescer
     private let scorer: ActiveScorer
+    /// Event properties rows the server's committed writes stored: each write has a session of
+    /// its own, and without this every transaction stored its properties in rows of its own.
+    let propertySets = Ingest.PropertySetCache()
     /// Requests no transaction has taken yet, and whether a flush is on its way to take them.
     private let state = Mutex<(queue: [Pending], flushScheduled: Bool)>(([], false))
     /// Bounds one merged write: a request carries up to 5000 events.
@@ -86,28 +89,33 @@ final class EventBatcher: Sendable {
 
     private func flush() async {
         let taken = Taken()
-        let scorer = self.scorer
-        let written: Result<[Outcome], any Error>
+        let (scorer, propertySets) = (self.scorer, self.propertySets)
+        let written: Result<Written, any Error>
         do {
             // Taken inside the transaction, as late as possible: whatever queued meanwhile joins.
             written = .success(try await writes.write { db in
-                try Self.write(taken.get(self.takeQueued).map(\.records), scorer: scorer, in: db)
+                try Self.write(taken.get(self.takeQueued).map(\.records), scorer: scorer, propertySets: propertySets, in: db)
             })
         } catch {
             written = .failure(error)
         }
         let requests = taken.get(takeQueued)  // also when the transaction never ran its body
         switch written {
-        case .success(let outcomes):
-            for (pending, outcome) in zip(requests, outcomes) { pending.continuation.resume(returning: outcome) }
+        case .success(let written):
+            // The coalescer answers with the run that committed.
+            propertySets.add(written.createdPropertySets)
+            for (pending, outcome) in zip(requests, written.outcomes) { pending.continuation.resume(returning: outcome) }
         case .failure(let error) where requests.count == 1:
             requests[0].continuation.resume(throwing: error)
         case .failure:
             for pending in requests {
                 let records = pending.records
                 do {
-                    let outcome = try await writes.write { db in try Self.write([records], scorer: scorer, in: db)[0] }
-                    pending.continuation.resume(returning: outcome)
+                    let written = try await writes.write { db in
+                        try Self.write([records], scorer: scorer, propertySets: propertySets, in: db)
+                    }
+                    propertySets.add(written.createdPropertySets)
+                    pending.continuation.resume(returning: written.outcomes[0])
                 } catch {
                     pending.continuation.resume(throwing: error)
                 }
@@ -115,17 +123,27 @@ final class EventBatcher: Sendable {
         }
     }
 
-    private static func write(_ groups: [[Ingest.Record]], scorer: ActiveScorer, in db: Database) throws -> [Outcome] {
-        let results = try Ingest.RequestSession().write(groups: groups, in: db)
+    /// One transaction's outcomes, and the properties rows it stored.
+    private struct Written: Sendable {
+        let outcomes: [Outcome]
+        let createdPropertySets: [String: Int64]
+    }
+
+    private static func write(_ groups: [[Ingest.Record]], scorer: ActiveScorer, propertySets: Ingest.PropertySetCache,
+                              in db: Database) throws -> Written {
+        let session = Ingest.RequestSession(sharedPropertySets: propertySets)
+        let results = try session.write(groups: groups, in: db)
         guard let current = try scorer.scorer(in: db) else {
-            return results.map { Outcome(result: $0, scored: [], modelVersion: nil) }
+            return Written(outcomes: results.map { Outcome(result: $0, scored: [], modelVersion: nil) },
+                           createdPropertySets: session.createdPropertySets)
         }
         var touched = Set<Int64>()
         for result in results { touched.formUnion(result.touched) }
         let scored = try current.rescore(ids: touched.sorted(), in: db)
         let byLead = Dictionary(scored.map { ($0.leadID, $0) }, uniquingKeysWith: { $1 })
-        return results.map { result in
+        let outcomes = results.map { result in
             Outcome(result: result, scored: result.touched.compactMap { byLead[$0] }, modelVersion: current.model.version)
         }
+        return Written(outcomes: outcomes, createdPropertySets: session.createdPropertySets)
     }
 }

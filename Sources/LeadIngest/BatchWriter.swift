@@ -50,6 +50,8 @@ final class BatchWriter {
     private var typeIDs: [String: Int] = [:]
     /// Properties JSON → its `event_property_sets` row (see `PropertySets`).
     var propertySetIDs: [String: Int64] = [:]
+    /// Rows earlier writers committed, consulted after `propertySetIDs` (see `PropertySetCache`).
+    let sharedPropertySets: Ingest.PropertySetCache?
     private var customFieldIDs: [String: Int64] = [:]
     /// A source as received → the store's spelling of it (see `SourceSpellings`). Keyed by the
     /// text as received, so a hit costs no folding.
@@ -93,9 +95,10 @@ final class BatchWriter {
     private(set) var now: Int64
     private let clock: @Sendable () -> Int64
 
-    init(clock: @escaping @Sendable () -> Int64 = { LeadStore.nowMillis() }) {
+    init(clock: @escaping @Sendable () -> Int64 = { LeadStore.nowMillis() }, sharedPropertySets: Ingest.PropertySetCache? = nil) {
         self.clock = clock
         self.now = clock()
+        self.sharedPropertySets = sharedPropertySets
     }
 
     /// A lead's status or owner as this write found it and as it leaves it.

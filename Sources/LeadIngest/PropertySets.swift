@@ -1,5 +1,37 @@
 import GRDB
 import LeadStore
+import Synchronization
+
+extension Ingest {
+    /// Properties → their `event_property_sets` row, shared by the many short writes of a
+    /// long-lived process (the server gives each request a writer of its own), so events sent in
+    /// different requests share rows as an ingest run's do.
+    ///
+    /// Add only what a committed transaction stored: the ids a rolled-back one handed out go to
+    /// other properties later. A committed entry stays right for good: ids are never handed out
+    /// twice (AUTOINCREMENT), and a row whose last event was deleted is made again under its id
+    /// when next named (see `PropertySets.commit`).
+    public final class PropertySetCache: Sendable {
+        private let entries = Mutex<[String: Int64]>([:])
+
+        public init() {}
+
+        func id(for json: String) -> Int64? {
+            entries.withLock { $0[json] }
+        }
+
+        /// Past ``BatchWriter/PropertySets/cacheLimit`` entries the cache starts over.
+        public func add(_ committed: [String: Int64]) {
+            guard !committed.isEmpty else { return }
+            entries.withLock { entries in
+                if entries.count + committed.count > BatchWriter.PropertySets.cacheLimit { entries.removeAll(keepingCapacity: true) }
+                entries.merge(committed) { _, new in new }
+            }
+        }
+
+        public var count: Int { entries.withLock { $0.count } }
+    }
+}
 
 extension BatchWriter {
     /// One write's use of `event_property_sets`, the dictionary of event properties (migration
@@ -33,7 +65,7 @@ extension BatchWriter {
         mutating func id(for json: String, db: Database) throws -> Int64 {
             // The run's cache first: it answers almost every event with one lookup. Properties
             // this write creates are never in it yet (they join it at `commit`).
-            if let id = writer.propertySetIDs[json] {
+            if let id = writer.propertySetIDs[json] ?? writer.sharedPropertySets?.id(for: json) {
                 if rows[id] == nil { rows[id] = (json, false) }
                 return id
             }

@@ -28,11 +28,20 @@ extension Ingest {
 
     /// Writes what one HTTP request carries, inside the caller's write transaction, so the
     /// caller can rescore the touched leads before the same commit. Each request gets its own
-    /// session, so nothing is cached across requests (or across a rollback).
+    /// session, so nothing is cached across requests (or across a rollback), except the
+    /// properties rows a `PropertySetCache` names.
     public struct RequestSession {
-        private let writer = BatchWriter()
+        private let writer: BatchWriter
 
-        public init() {}
+        /// - Parameter sharedPropertySets: rows of event properties that committed writes
+        ///   stored; after this session's transaction commits, give it `createdPropertySets`.
+        public init(sharedPropertySets: PropertySetCache? = nil) {
+            writer = BatchWriter(sharedPropertySets: sharedPropertySets)
+        }
+
+        /// The properties rows this session stored, for the caller to add to its
+        /// `PropertySetCache` once the transaction has committed (and not otherwise).
+        public var createdPropertySets: [String: Int64] { writer.propertySetIDs }
 
         /// Writes records (leads and events).
         public func write(_ records: [Record], in db: Database) throws -> RequestResult {

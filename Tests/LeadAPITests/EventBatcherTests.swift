@@ -110,4 +110,39 @@ struct EventBatcherTests {
         let events = try await api.store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events") }
         #expect(events == 4 + 1 + 4, "four own events for the shared lead, the shared one once, one per surviving lead")
     }
+
+    @Test("events sent in different transactions share properties rows, and one whose last event went is made again")
+    func propertiesRowsSpanTransactions() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let batcher = EventBatcher(writes: WriteCoalescer(writer: api.store.writer), scorer: ActiveScorer())
+        func send(_ user: String, _ message: String, _ properties: [String: Any]) async throws {
+            _ = try await batcher.write(try Self.records([
+                ["type": "track", "userId": user, "event": "Viewed Page", "messageId": message, "properties": properties],
+            ]))
+        }
+        func rows() async throws -> [String] {
+            try await api.store.reader.read { db in
+                try String.fetchAll(db, sql: "SELECT id || ' ' || refs || ' ' || properties FROM event_property_sets ORDER BY id")
+            }
+        }
+        try await send("a", "m1", ["plan": "pro"])
+        try await send("b", "m2", ["plan": "pro"])
+        try await send("c", "m3", ["plan": "free"])
+        #expect(try await rows() == [#"1 2 {"plan":"pro"}"#, #"2 1 {"plan":"free"}"#], "each transaction stored its own copy")
+        #expect(batcher.propertySets.count == 2)
+
+        // Deleting the leads deletes their events, and the row no event names goes with them.
+        try await api.store.writer.write { db in try db.execute(sql: "DELETE FROM leads WHERE external_id IN ('a', 'b')") }
+        #expect(try await rows() == [#"2 1 {"plan":"free"}"#])
+        try await send("d", "m4", ["plan": "pro"])
+        #expect(try await rows() == [#"1 1 {"plan":"pro"}"#, #"2 1 {"plan":"free"}"#], "the cached id names its properties again")
+        let dangling = try await api.store.reader.read { db in
+            try Int.fetchOne(db, sql: """
+                SELECT count(*) FROM events WHERE properties_id IS NOT NULL
+                AND properties_id NOT IN (SELECT id FROM event_property_sets)
+                """)
+        }
+        #expect(dangling == 0)
+    }
 }
