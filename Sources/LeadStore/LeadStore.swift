@@ -38,6 +38,9 @@ public struct LeadStore: Sendable {
         try FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let pool = try openPool(path: path, configuration: configuration(memoryMapped: serving))
+        if !SQLiteProcessSettings.applied {
+            logger.debug("SQLite was in use before the store opened: its memory statistics stay on")
+        }
         let store = LeadStore(writer: pool)
         try store.migrate(logger: logger)
         if serving {
