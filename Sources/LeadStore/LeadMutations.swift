@@ -445,26 +445,57 @@ public enum LeadMutations {
         public var oldValue: String?
         public var newValue: String?
         public var detail: String?
+        /// Where the entry sits in the timeline, for a keyset page after it.
+        public var position: TimelinePosition
     }
 
-    /// The lead's events and recorded changes, newest first.
-    public static func timeline(_ id: Int64, offset: Int, limit: Int, in db: Database) throws -> (entries: [TimelineEntry], total: Int) {
+    /// A place in a lead's timeline, whose order (newest first) is: time, then recorded changes
+    /// before events of the same millisecond, then the later row first. Every entry has its own.
+    public struct TimelinePosition: Sendable, Hashable {
+        public var at: Int64
+        /// 1 for a recorded change (lead_timeline), 0 for an event.
+        public var source: Int64
+        public var rowID: Int64
+
+        public init(at: Int64, source: Int64, rowID: Int64) {
+            self.at = at
+            self.source = source
+            self.rowID = rowID
+        }
+    }
+
+    /// The lead's events and recorded changes, newest first: `limit` of them from `offset`, or,
+    /// given `after`, the `limit` that follow that position (entries added meanwhile, being
+    /// newer, never shift a keyset page). `total` counts them all.
+    public static func timeline(_ id: Int64, after position: TimelinePosition? = nil, offset: Int = 0, limit: Int,
+                                in db: Database) throws -> (entries: [TimelineEntry], total: Int) {
         let total = try Int.fetchOne(db, sql: """
             SELECT (SELECT count(*) FROM events WHERE lead_id = ?) + (SELECT count(*) FROM lead_timeline WHERE lead_id = ?)
             """, arguments: [id, id]) ?? 0
+        var eventsAfter = "", changesAfter = ""
+        var arguments: StatementArguments = [id]
+        if let position {
+            eventsAfter = " AND (e.occurred_at, 0, e.id) < (?, ?, ?)"
+            changesAfter = " AND (at, 1, id) < (?, ?, ?)"
+            arguments += [position.at, position.source, position.rowID, id, position.at, position.source, position.rowID]
+        } else {
+            arguments += [id]
+        }
+        arguments += [limit, offset]
         let rows = try Row.fetchAll(db, sql: """
             SELECT 'event' AS kind, e.occurred_at AS at, 0 AS source, e.id AS rid, t.name, e.value, s.properties,
                    NULL, NULL, NULL
             FROM events e JOIN event_types t ON t.id = e.type_id LEFT JOIN event_property_sets s ON s.id = e.properties_id
-            WHERE e.lead_id = ?
+            WHERE e.lead_id = ?\(eventsAfter)
             UNION ALL
-            SELECT kind, at, 1, id, NULL, NULL, NULL, old_value, new_value, detail FROM lead_timeline WHERE lead_id = ?
+            SELECT kind, at, 1, id, NULL, NULL, NULL, old_value, new_value, detail FROM lead_timeline WHERE lead_id = ?\(changesAfter)
             ORDER BY at DESC, source DESC, rid DESC
             LIMIT ? OFFSET ?
-            """, arguments: [id, id, limit, offset])
+            """, arguments: arguments)
         let entries = rows.map { row in
             TimelineEntry(kind: row[0], at: row[1], type: row[4], value: row[5], properties: row[6],
-                          oldValue: row[7], newValue: row[8], detail: row[9])
+                          oldValue: row[7], newValue: row[8], detail: row[9],
+                          position: TimelinePosition(at: row[1], source: row[2], rowID: row[3]))
         }
         return (entries, total)
     }

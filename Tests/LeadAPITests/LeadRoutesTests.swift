@@ -542,6 +542,79 @@ struct LeadRoutesTests {
             #expect(second.list.map { $0["id"] as? Int } == [ids[3]])
             #expect(second.meta["from"] as? Int == 3 && second.meta["to"] as? Int == 3)
             #expect(second.links["next"] is NSNull)
+            #expect(second.meta["next_cursor"] is NSNull)
+
+            // Keyset: the first page's cursor continues after its last duplicate.
+            let cursor = try #require(first.meta["next_cursor"] as? String)
+            let keyset = try await client.call(.get, "\(path)?per_page=2&cursor=\(cursor)", key: api.reader)
+            #expect(keyset.list.map { $0["id"] as? Int } == [ids[3]])
+            #expect(keyset.meta["current_page"] is NSNull && keyset.meta["total"] as? Int == 3)
+            #expect(keyset.meta["next_cursor"] is NSNull)
+            let elsewhere = try await client.call(.get, "/api/v1/leads/\(ids[1])/duplicates?cursor=\(cursor)", key: api.reader)
+            #expect(elsewhere.status == .unprocessableContent && elsewhere.fieldErrors["cursor"] != nil,
+                    "a cursor of one lead's duplicates is refused on another's")
+        }
+    }
+
+    @Test("a lead's timeline pages by cursor: the walk is the whole timeline, newer entries never shift it")
+    func timelineKeysetPages() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try Self.activateDefaultModel(api.store)  // score changes interleave with the events
+        try await api.app.test(.router) { client in
+            // 23 events, three of them at the same millisecond, so ties must break by row.
+            var batch: [[String: Any]] = (0..<20).map { day in
+                ["type": "track", "userId": "walker", "event": "Viewed Page \(day)", "messageId": "w\(day)",
+                 "timestamp": String(format: "2025-03-%02dT10:00:00Z", day + 1)]
+            }
+            batch += (0..<3).map { ["type": "track", "userId": "walker", "event": "Same Time \($0)", "messageId": "t\($0)",
+                                    "timestamp": "2025-03-10T10:00:00Z"] }
+            let posted = try await client.call(.post, "/api/v1/events", key: api.writer, json: ["batch": batch])
+            #expect(posted.status == .ok)
+            let id = try #require(try await api.store.reader.read { db in
+                try Int.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'walker'")
+            })
+            let path = "/api/v1/leads/\(id)/events"
+            func key(_ entry: [String: Any]) -> String {
+                "\(entry["kind"] as? String ?? "")|\(entry["at"] as? String ?? "")|\(entry["type"] as? String ?? "")"
+            }
+            let whole = try await client.call(.get, "\(path)?per_page=100", key: api.reader)
+            let expected = whole.list.map(key)
+            #expect(expected.count == whole.meta["total"] as? Int && expected.count == 24)
+            #expect(expected.first?.hasPrefix("score_changed|") == true)
+            #expect(whole.meta["next_cursor"] is NSNull, "one page holds it all")
+
+            var walked: [String] = []
+            // The first page by offset: its cursor continues after it.
+            var reply = try await client.call(.get, "\(path)?per_page=5", key: api.reader)
+            var newer = 0
+            while true {
+                #expect(reply.status == .ok)
+                walked += reply.list.map(key)
+                guard let cursor = reply.meta["next_cursor"] as? String, newer < 10 else { break }
+                if newer > 0 { #expect((reply.links["next"] as? String)?.contains("cursor=") == true) }
+                // Meanwhile the lead keeps browsing: newer than every entry walked past.
+                newer += 1
+                _ = try await client.call(.post, "/api/v1/events", key: api.writer, json: [
+                    "type": "track", "userId": "walker", "event": "Later \(newer)", "messageId": "later-\(newer)",
+                    "timestamp": "2026-01-0\(newer)T10:00:00Z",
+                ])
+                reply = try await client.call(.get, "\(path)?per_page=5&cursor=\(cursor)", key: api.reader)
+                #expect(reply.meta["current_page"] is NSNull)
+            }
+            #expect(walked == expected, "keyset pages walk the timeline as it was, in order, once")
+            #expect(newer == (expected.count + 4) / 5 - 1)
+
+            // Cursors are the timeline's own, and this lead's.
+            let other = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "other@example.com"])
+            let otherID = try #require(other.json["lead_id"] as? Int)
+            let first = try await client.call(.get, "\(path)?per_page=5", key: api.reader)
+            let cursor = try #require(first.meta["next_cursor"] as? String)
+            for bad in ["/api/v1/leads/\(otherID)/events?cursor=\(cursor)", "/api/v1/leads/\(id)/duplicates?cursor=\(cursor)",
+                        "\(path)?cursor=not-a-cursor"] {
+                let refused = try await client.call(.get, bad, key: api.reader)
+                #expect(refused.status == .unprocessableContent && refused.fieldErrors["cursor"] != nil, "\(bad)")
+            }
         }
     }
 

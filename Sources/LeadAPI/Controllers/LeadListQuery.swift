@@ -16,7 +16,9 @@ struct LeadListQuery {
 
     static let sortKeys = LeadSort.Key.allCases.map(\.rawValue)
 
-    init(_ request: Request) throws {
+    /// - Parameter leadCursor: read `cursor` as a lead list's; lists of one lead's rows read
+    ///   their own (``LeadSublistCursor``).
+    init(_ request: Request, leadCursor: Bool = true) throws {
         // Decoded here rather than by `uri.queryParameters`, which keeps "+" as a plus: clients
         // that encode a space as "+" (forms, URLSearchParams, urlencode) would filter by "a+b".
         items = FormEncoding.fields(request.uri.query ?? "")
@@ -96,7 +98,7 @@ struct LeadListQuery {
         }
         page = integer("page", in: 1...1_000_000) ?? 1
         perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
-        if let token = text("cursor") {
+        if leadCursor, let token = text("cursor") {
             if let cursor = LeadCursor(token: token) {
                 if cursor.sort != sort {
                     fail("cursor", "was made for another sort; send the same sort and direction")

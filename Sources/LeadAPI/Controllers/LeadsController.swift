@@ -318,35 +318,76 @@ struct LeadsController {
 
     @Sendable func timeline(_ request: Request, context: APIRequestContext) async throws -> ListResponse<TimelineJSON> {
         let id = try Self.leadID(context)
-        let query = try LeadListQuery(request)
-        let offset = (query.page - 1) * query.perPage
+        let query = try LeadListQuery(request, leadCursor: false)
+        let after = try Self.sublistCursor(query, list: .timeline, leadID: id).map {
+            LeadMutations.TimelinePosition(at: $0.values[0], source: $0.values[1], rowID: $0.values[2])
+        }
+        let offset = after == nil ? (query.page - 1) * query.perPage : 0
         let result = try await store.reader.read { db -> (entries: [LeadMutations.TimelineEntry], total: Int)? in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
-            return try LeadMutations.timeline(id, offset: offset, limit: query.perPage, in: db)
+            // One more than the page, to know whether a page follows it.
+            return try LeadMutations.timeline(id, after: after, offset: offset, limit: query.perPage + 1, in: db)
         }
         guard let result else { throw APIError(.notFound, "no such lead") }
-        let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: result.total,
-                                   count: result.entries.count, nextCursor: nil)
-        let links = ListLinks.offset(path: request.uri.path, query: query.items, page: query.page, lastPage: meta.lastPage ?? 1)
-        return ListResponse(data: result.entries.map(TimelineJSON.init), meta: meta, links: links)
+        let entries = Array(result.entries.prefix(query.perPage))
+        let next = result.entries.count > query.perPage ? entries.last.map {
+            LeadSublistCursor(list: .timeline, leadID: id, values: [$0.position.at, $0.position.source, $0.position.rowID])
+        } : nil
+        let (meta, links) = Self.sublistPage(query, path: request.uri.path, keyset: after != nil, total: result.total,
+                                             count: entries.count, next: next)
+        return ListResponse(data: entries.map(TimelineJSON.init), meta: meta, links: links)
     }
 
     @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let id = try Self.leadID(context)
-        let query = try LeadListQuery(request)
+        let query = try LeadListQuery(request, leadCursor: false)
+        let after = try Self.sublistCursor(query, list: .duplicates, leadID: id)?.values[0]
         let offset = (query.page - 1) * query.perPage
-        let (found, total) = try await store.reader.read { db -> ([LeadJSON], Int) in
+        let (found, total, next) = try await store.reader.read { db -> ([LeadJSON], Int, LeadSublistCursor?) in
+            // In id order, which a keyset page continues.
             let matches = try LeadMutations.duplicates(of: id, limit: LeadMutations.duplicateCandidateLimit, in: db)
-            let page = matches.dropFirst(offset).prefix(query.perPage)
+            let rest = after.map { after in matches.drop { $0.id <= after } } ?? matches.dropFirst(offset)
+            let page = rest.prefix(query.perPage)
             let byID = Dictionary(uniqueKeysWithValues: page.map { ($0.id, $0.matches) })
             let leads = try LeadRecord.fetch(ids: page.map(\.id), in: db).map {
                 LeadJSON(lead: $0, matchedOn: byID[$0.id]?.map(\.rawValue))
             }
-            return (leads, matches.count)
+            let next = rest.count > page.count ? page.last.map { LeadSublistCursor(list: .duplicates, leadID: id, values: [$0.id]) } : nil
+            return (leads, matches.count, next)
         }
-        let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: found.count, nextCursor: nil)
-        let links = ListLinks.offset(path: request.uri.path, query: query.items, page: query.page, lastPage: meta.lastPage ?? 1)
+        let (meta, links) = Self.sublistPage(query, path: request.uri.path, keyset: after != nil, total: total,
+                                             count: found.count, next: next)
         return ListResponse(data: found, meta: meta, links: links)
+    }
+
+    /// The `cursor` a list of one lead's rows was sent, checked to be one of that list's.
+    private static func sublistCursor(_ query: LeadListQuery, list: LeadSublistCursor.List, leadID: Int64) throws -> LeadSublistCursor? {
+        guard let token = query.items.first(where: { $0.0 == "cursor" })?.1.trimmingCharacters(in: .whitespaces), !token.isEmpty
+        else { return nil }
+        guard let cursor = LeadSublistCursor(token: token, list: list, leadID: leadID) else {
+            throw APIError(.validationFailed, "invalid query parameters: cursor",
+                           errors: ["cursor": ["is not a cursor this API issued for this lead's \(list.rawValue)"]])
+        }
+        return cursor
+    }
+
+    /// The meta and links of a page of one lead's rows: keyset (no page numbers) when a cursor
+    /// chose it, offset otherwise; both name the cursor of the page after it.
+    private static func sublistPage(_ query: LeadListQuery, path: String, keyset: Bool, total: Int, count: Int,
+                                    next: LeadSublistCursor?) -> (ListMeta, ListLinks) {
+        let nextToken = next?.token
+        guard keyset else {
+            let meta = ListMeta.offset(page: query.page, perPage: query.perPage, total: total, count: count, nextCursor: nextToken)
+            let items = query.items.filter { $0.0 != "cursor" }
+            return (meta, ListLinks.offset(path: path, query: items, page: query.page, lastPage: meta.lastPage ?? 1))
+        }
+        let links = ListLinks(
+            first: ListLinks.url(path: path, query: query.items, setting: [], removing: ["cursor", "page"]),
+            last: nil, prev: nil,
+            next: nextToken.map { ListLinks.url(path: path, query: query.items, setting: [("cursor", $0)], removing: ["page"]) },
+            current: ListLinks.url(path: path, query: query.items, setting: []))
+        let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total, from: nil, to: nil, nextCursor: nextToken)
+        return (meta, links)
     }
 
     struct MergeBody: Decodable {
