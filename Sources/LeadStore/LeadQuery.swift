@@ -73,8 +73,14 @@ public struct LeadFilter: Sendable, Hashable {
             let columns = ["first_name", "last_name", "(first_name || ' ' || last_name)", "email", "phone", "company"]
             if search.utf8.allSatisfy({ $0 < 0x80 }) {
                 let pattern = "%" + Self.escapeLike(search) + "%"
-                conditions.append("(" + columns.map { "\($0) LIKE ? ESCAPE '\\'" }.joined(separator: " OR ") + ")")
+                var alternatives = columns.map { "\($0) LIKE ? ESCAPE '\\'" }
                 arguments += StatementArguments(Array(repeating: pattern, count: columns.count))
+                if let digits = Self.phoneDigits(ofSearch: search) {
+                    // A phone typed another way than stored: "5550100" or "(555) 0100" finds "+1 555 0100".
+                    alternatives.append("phone_digits LIKE ?")
+                    arguments += ["%" + digits + "%"]
+                }
+                conditions.append("(" + alternatives.joined(separator: " OR ") + ")")
             } else {
                 // SQLite's LIKE folds ASCII letters only: "ZOË" would not find "Zoë". A term
                 // beyond ASCII is matched by Swift's full case folding instead (slower per row,
@@ -107,6 +113,16 @@ public struct LeadFilter: Sendable, Hashable {
         case nil: break
         }
         return (conditions.isEmpty ? "1" : conditions.joined(separator: " AND "), arguments)
+    }
+
+    /// The digits of a search that reads as (part of) a phone number: digits and the signs
+    /// people write phones with, at least three digits. Nil for anything else, so "Acme 2"
+    /// does not match every phone holding a 2.
+    static func phoneDigits(ofSearch search: String) -> String? {
+        let isDigit = { (character: Character) in character >= "0" && character <= "9" }
+        let digits = search.filter(isDigit)
+        guard digits.count >= 3, search.allSatisfy({ isDigit($0) || " +-().,/".contains($0) }) else { return nil }
+        return digits
     }
 
     static func escapeLike(_ text: String) -> String {

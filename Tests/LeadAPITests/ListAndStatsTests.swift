@@ -36,8 +36,13 @@ struct ListAndStatsTests {
             #expect(try await found("ANN@") == [ids["ann"]!])
             #expect(try await found("50%") == [ids["ann"]!], "% is a literal, not a wildcard")
             #expect(try await found("b_x") == [ids["bob"]!])
-            #expect(try await found("5550") == [], "phone text as stored, not digits")
             #expect(try await found("555 0100") == [ids["bob"]!])
+            // A phone typed another way than stored finds it by its digits.
+            #expect(try await found("5550") == [ids["bob"]!])
+            #expect(try await found("(555) 01-00") == [ids["bob"]!])
+            #expect(try await found("15550100") == [ids["bob"]!])
+            #expect(try await found("5-0") == [], "two digits are too few to read as a phone")
+            #expect(try await found("5551") == [])
             #expect(try await found("zoë müller") == [ids["zoe"]!], "the full name")
             #expect(try await found("ZOË MÜL") == [ids["zoe"]!])
             // A space sent as "+", as forms, URLSearchParams and urlencode send it; "%2B" is a plus.
