@@ -75,6 +75,43 @@ struct AuthTests {
         #expect(stored.contains(APIKeys.hash(api.admin)))
     }
 
+    /// Every route the router registers under /api/v1, but health, as a request path: each
+    /// parameter filled with a value that names nothing.
+    static func protectedRoutes() throws -> [(method: HTTPRequest.Method, route: String, path: String)] {
+        let router = buildRouter(store: try LeadStore.inMemory(), configuration: APIConfiguration(version: "test"))
+        return router.routes.compactMap { route in
+            let pattern = route.path.description
+            guard pattern.hasPrefix("/api/v1/"), pattern != "/api/v1/health" else { return nil }
+            let path = route.path.components.map { $0.description.hasPrefix("{") || $0.description.hasPrefix(":") ? "404404" : $0.description }
+            return (route.method, pattern, "/" + path.joined(separator: "/"))
+        }
+    }
+
+    @Test("every route under /api/v1 but health answers 401 without a key, and 403 to a key without its scope")
+    func everyRouteIsGuarded() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let routes = try Self.protectedRoutes()
+        #expect(routes.count > 30, "the router's routes were not found")
+        // For each scope, a key that holds both others.
+        let lacking = try await api.store.writer.write { db in
+            try Dictionary(uniqueKeysWithValues: [Scope.read, .write, .admin].map { missing in
+                (missing, try APIKeys.create(name: "no-\(missing)", scopes: Set([Scope.read, .write, .admin]).subtracting([missing]),
+                                             rateLimit: .unlimited, in: db).key)
+            })
+        }
+        try await api.app.test(.router) { client in
+            for (method, route, path) in routes {
+                let anonymous = try await client.call(method, path, key: nil, json: [:])
+                #expect(anonymous.status == .unauthorized, "\(method) \(route)")
+                if method != .head { #expect(anonymous.errorCode == "UNAUTHORIZED", "\(method) \(route)") }
+                let scope = RequiredScope.for(method: method, route: route)
+                let refused = try await client.call(method, path, key: lacking[scope], json: [:])
+                #expect(refused.status == .forbidden, "\(method) \(route) with a key lacking \(scope)")
+            }
+        }
+    }
+
     @Test("a key without the route's scope gets 403", arguments: [
         ("reader", HTTPRequest.Method.post, "/api/v1/leads"),
         ("reader", .post, "/api/v1/events"),
