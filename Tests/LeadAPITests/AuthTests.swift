@@ -112,6 +112,25 @@ struct AuthTests {
         }
     }
 
+    @Test("every route that takes a body answers 413 to one over the limit, before reading it")
+    func everyBodyRouteRefusesOversizedBodies() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let routes = try Self.protectedRoutes().filter { [.post, .put, .patch].contains($0.method) }
+        #expect(routes.count > 15, "the router's routes were not found")
+        try await api.app.test(.router) { client in
+            for (method, route, path) in routes {
+                let reply = try await client.execute(
+                    uri: path, method: method,
+                    headers: [.authorization: "Bearer \(api.everything)", .contentType: "application/json",
+                              .contentLength: String(APILimits.maxBodyBytes + 1)],
+                    body: nil) { $0 }
+                #expect(reply.status == .contentTooLarge, "\(method) \(route)")
+                #expect(String(buffer: reply.body).contains("PAYLOAD_TOO_LARGE"), "\(method) \(route)")
+            }
+        }
+    }
+
     @Test("a key without the route's scope gets 403", arguments: [
         ("reader", HTTPRequest.Method.post, "/api/v1/leads"),
         ("reader", .post, "/api/v1/events"),

@@ -193,8 +193,10 @@ struct LeadsController {
         let changes: LeadMutations.Changes
         do {
             changes = try await LeadBody.changes(request, context: context, creating: false)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw error  // refused unread, as on every route: whether the lead exists is beside the point
         } catch {
-            try await requireLead(id)
+            try await requireLead(id)  // a bad body for a lead that is not there is a 404
             throw error
         }
         return try await mutate(id) { db in try LeadMutations.update(id, changes, in: db) }
