@@ -86,7 +86,8 @@ extension APIError {
     /// Any error as the API shows it: Hummingbird's own (an unknown route, a body over the
     /// limit) by status, a store conflict as 409, anything else as a 500 whose details go to the
     /// log, never to the client.
-    static func wrapping(_ error: any Error, request: Request, logger: Logger) -> APIError {
+    /// `bodyLimit`: the request's body limit, which a 413 names.
+    static func wrapping(_ error: any Error, request: Request, bodyLimit: Int, logger: Logger) -> APIError {
         switch error {
         case let error as APIError:
             return error
@@ -102,13 +103,13 @@ extension APIError {
             }
             let message = switch code {
             case .notFound: "no such resource: \(request.method) \(request.uri.path)"
-            case .payloadTooLarge: "the request body is over the limit"
+            case .payloadTooLarge: "the request body is over the limit of \(ByteCount.describe(bodyLimit))"
             case .validationFailed: "the request body is malformed"
             default: "the request failed"
             }
             return APIError(code, message)
         case is NIOTooManyBytesError:
-            return APIError(.payloadTooLarge, "the request body is over the limit of \(APILimits.maxBodyBytes >> 20) MiB")
+            return APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(bodyLimit))")
         case let error as DecodingError:
             return APIError(.validationFailed, "the request body does not match the expected shape",
                             errors: Self.fieldErrors(error))
@@ -165,7 +166,7 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            throw APIError.wrapping(error, request: request, logger: context.logger)
+            throw APIError.wrapping(error, request: request, bodyLimit: context.maxUploadSize, logger: context.logger)
         }
     }
 }

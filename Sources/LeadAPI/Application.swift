@@ -17,6 +17,8 @@ public struct APIConfiguration: Sendable {
     public var reportsDirectory = "reports"
     /// Reports kept when POST /reports writes one; nil keeps all.
     public var reportKeep: Int?
+    /// Request bodies over this many bytes (decoded, when compressed) get 413 PAYLOAD_TOO_LARGE.
+    public var maxBodyBytes = APILimits.maxBodyBytes
 
     public init(version: String) { self.version = version }
 }
@@ -33,11 +35,25 @@ public struct APIRequestContext: RequestContext {
 
     public var requestDecoder: JSONDecoder { APIJSON.decoder }
     public var responseEncoder: JSONEncoder { APIJSON.encoder }
-    /// Bodies over 10 MiB get 413 PAYLOAD_TOO_LARGE.
-    public var maxUploadSize: Int { APILimits.maxBodyBytes }
+    /// The server's body limit (``APIConfiguration/maxBodyBytes``), set by `BodyLimitMiddleware`.
+    public var maxUploadSize = APILimits.maxBodyBytes
+}
+
+/// Gives every request the configured body limit: a context is made before any configuration
+/// can reach it.
+struct BodyLimitMiddleware: RouterMiddleware {
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: APIRequestContext,
+                next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+        var context = context
+        context.maxUploadSize = maxBodyBytes
+        return try await next(request, context)
+    }
 }
 
 public enum APILimits {
+    /// The default body limit (`leadlens serve --max-body-size`).
     public static let maxBodyBytes = 10 << 20
     public static let maxPerPage = 100
     public static let defaultPerPage = 25
@@ -113,6 +129,7 @@ public func buildRouter(
     let options: RouterOptions = .autoGenerateHeadEndpoints
     let router = Router(context: APIRequestContext.self, options: options)
     let routes = RouteTable()
+    router.add(middleware: BodyLimitMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
     router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))

@@ -25,10 +25,22 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.")
     var port = 8080
 
+    @Option(help: "Largest request body, decoded when compressed (bytes, or with K, M or G: 512K, 20M); larger bodies get 413.")
+    var maxBodySize = "10M"
+
     @OptionGroup(title: "Scheduled reports") var reports: ReportScheduleOptions
 
     func validate() throws {
         if !(1...65_535).contains(port) { throw ValidationError("--port must be between 1 and 65535.") }
+        _ = try maxBodyBytes()
+    }
+
+    /// At least 1 KiB, so a body can name a lead; at most 1 GiB, which the server would hold in memory.
+    func maxBodyBytes() throws -> Int {
+        guard let bytes = ByteCount.parse(maxBodySize), (1 << 10)...(1 << 30) ~= bytes else {
+            throw ValidationError("--max-body-size must be a size from 1K to 1G, such as 512K or 20M.")
+        }
+        return bytes
     }
 
     func run() async throws {
@@ -53,6 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.modelsDirectory = models.directory
         configuration.reportsDirectory = reports.reportsDir
         configuration.reportKeep = reports.reportKeep
+        configuration.maxBodyBytes = try maxBodyBytes()
         let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
         // The report scheduler, when --report-schedule is given, runs in the server's service group.

@@ -131,6 +131,33 @@ struct AuthTests {
         }
     }
 
+    @Test("the body limit is the server's to set, and a 413 names it")
+    func configuredBodyLimit() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app { $0.maxBodyBytes = 4 << 10 }.test(.router) { client in
+            let note = String(repeating: "n", count: 3_000)
+            let fits = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "fits@example.com", "notes": note])
+            #expect(fits.status == .created)
+            let over = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                             json: ["email": "over@example.com", "notes": note + note])
+            #expect(over.status == .contentTooLarge)
+            #expect(over.json["message"] as? String == "the request body is over the limit of 4 KiB")
+            // Compressed, the limit holds for what the body decodes to.
+            let events = try JSONSerialization.data(withJSONObject: ["type": "track", "userId": "zip", "event": String(repeating: "e", count: 400),
+                                                                     "properties": ["pad": String(repeating: "p", count: 6_000)]])
+            let packed = try await client.execute(
+                uri: "/api/v1/events", method: .post,
+                headers: [.authorization: "Bearer \(api.writer)", .contentType: "application/json", .contentEncoding: "gzip"],
+                body: ByteBuffer(bytes: try gzipped(Array(events)))) { $0 }
+            #expect(packed.status == .contentTooLarge)
+        }
+        #expect(ByteCount.parse("20M") == 20 << 20 && ByteCount.parse("512 KiB") == 512 << 10 && ByteCount.parse("1000") == 1000)
+        #expect(ByteCount.parse("1.5M") == nil && ByteCount.parse("M") == nil && ByteCount.parse("10X") == nil
+                && ByteCount.parse("99999999999G") == nil)
+        #expect(ByteCount.describe(10 << 20) == "10 MiB" && ByteCount.describe(4096) == "4 KiB" && ByteCount.describe(1536) == "1536 bytes")
+    }
+
     @Test("a key without the route's scope gets 403", arguments: [
         ("reader", HTTPRequest.Method.post, "/api/v1/leads"),
         ("reader", .post, "/api/v1/events"),

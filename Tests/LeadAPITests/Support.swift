@@ -68,6 +68,13 @@ struct TestAPI {
         buildApplication(store: store, configuration: APIConfiguration(version: "test"))
     }
 
+    /// The app with a configuration of the test's own.
+    func app(_ configure: (inout APIConfiguration) -> Void) -> some ApplicationProtocol {
+        var configuration = APIConfiguration(version: "test")
+        configure(&configuration)
+        return buildApplication(store: store, configuration: configuration)
+    }
+
     func cleanUp() {
         try? FileManager.default.removeItem(at: directory)
     }

@@ -79,6 +79,15 @@ struct CLITests {
         #expect(throws: ExitCode(2)) { try command.run() }
     }
 
+    @Test("serve --max-body-size takes sizes from 1K to 1G")
+    func serveBodyLimit() throws {
+        #expect(try ServeCommand.parse(["--max-body-size", "20M"]).maxBodyBytes() == 20 << 20)
+        #expect(try ServeCommand.parse([]).maxBodyBytes() == 10 << 20)
+        for bad in ["0", "512", "2G", "ten", "1.5M"] {
+            #expect(throws: (any Error).self, "\(bad)") { try ServeCommand.parse(["--max-body-size", bad]) }
+        }
+    }
+
     @Test("a live key's name is its own: a second is refused, and a name two old keys share revokes neither")
     func keyNamesAreUnique() throws {
         try KeysCommand.Create.parse(["--name", "dash", "--scopes", "read", "--db", db]).run()

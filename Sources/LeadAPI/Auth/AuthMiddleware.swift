@@ -45,7 +45,7 @@ struct AuthMiddleware: RouterMiddleware {
             response.headers.append(contentsOf: rateHeaders)
             return response
         } catch {
-            var apiError = APIError.wrapping(error, request: request, logger: context.logger)
+            var apiError = APIError.wrapping(error, request: request, bodyLimit: context.maxUploadSize, logger: context.logger)
             apiError.headers.append(contentsOf: rateHeaders)
             throw apiError
         }

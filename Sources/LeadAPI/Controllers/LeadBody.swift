@@ -43,7 +43,7 @@ enum LeadBody {
             throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
         }
         guard let decoded else {
-            throw APIError(.payloadTooLarge, "the decoded request body is over the limit of \(limit >> 20) MiB")
+            throw APIError(.payloadTooLarge, "the decoded request body is over the limit of \(ByteCount.describe(limit))")
         }
         return decoded
     }
