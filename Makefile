@@ -43,7 +43,7 @@ demo: build
 	-$(BIN) train --db $(DB) --name demo --activate
 	$(BIN) score --all --db $(DB)
 	$(BIN) report --db $(DB) --period 30d
-	@KEY=$$($(BIN) keys create --db $(DB) --name demo-$$(date +%Y%m%d-%H%M%S) --scopes read,write,admin --rate unlimited 2>/dev/null) && \
+	@KEY=$$($(BIN) keys create --db $(DB) --name demo-$$(date +%Y%m%d-%H%M%S) --scopes read,write,admin --rate 10000/h 2>/dev/null) && \
 	echo && echo "Demo store: $(DB). API key (shown once): $$KEY" && echo "Try, in another terminal:" && \
 	echo "  curl -H 'Authorization: Bearer $$KEY' 'http://127.0.0.1:$(PORT)/api/v1/leads?min_score=80&max_score=100&per_page=5'" && \
 	echo "  curl -H 'Authorization: Bearer $$KEY' 'http://127.0.0.1:$(PORT)/api/v1/leads/stats'" && \
