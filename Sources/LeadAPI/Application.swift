@@ -129,7 +129,7 @@ public func buildRouter(
     let options: RouterOptions = .autoGenerateHeadEndpoints
     let router = Router(context: APIRequestContext.self, options: options)
     let routes = RouteTable()
-    router.add(middleware: BodyLimitMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    router.add(middleware: BodyLimitMiddleware(maxBodyBytes: max(1, configuration.maxBodyBytes)))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: APIErrorMiddleware())
     router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))

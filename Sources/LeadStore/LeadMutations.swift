@@ -475,9 +475,11 @@ public enum LeadMutations {
         var eventsAfter = "", changesAfter = ""
         var arguments: StatementArguments = [id]
         if let position {
-            eventsAfter = " AND (e.occurred_at, 0, e.id) < (?, ?, ?)"
-            changesAfter = " AND (at, 1, id) < (?, ?, ?)"
-            arguments += [position.at, position.source, position.rowID, id, position.at, position.source, position.rowID]
+            // The plain bound on the time lets lead_timeline's (lead_id, at) index stop the scan.
+            eventsAfter = " AND e.occurred_at <= ? AND (e.occurred_at, 0, e.id) < (?, ?, ?)"
+            changesAfter = " AND at <= ? AND (at, 1, id) < (?, ?, ?)"
+            arguments += [position.at, position.at, position.source, position.rowID,
+                          id, position.at, position.at, position.source, position.rowID]
         } else {
             arguments += [id]
         }

@@ -71,24 +71,25 @@ public struct LeadFilter: Sendable, Hashable {
         if let search, !search.isEmpty {
             // The full name too, so "ada lovelace" finds Ada Lovelace.
             let columns = ["first_name", "last_name", "(first_name || ' ' || last_name)", "email", "phone", "company"]
+            var alternatives: [String]
             if search.utf8.allSatisfy({ $0 < 0x80 }) {
                 let pattern = "%" + Self.escapeLike(search) + "%"
-                var alternatives = columns.map { "\($0) LIKE ? ESCAPE '\\'" }
+                alternatives = columns.map { "\($0) LIKE ? ESCAPE '\\'" }
                 arguments += StatementArguments(Array(repeating: pattern, count: columns.count))
-                if let digits = Self.phoneDigits(ofSearch: search) {
-                    // A phone typed another way than stored: "5550100" or "(555) 0100" finds "+1 555 0100".
-                    alternatives.append("phone_digits LIKE ?")
-                    arguments += ["%" + digits + "%"]
-                }
-                conditions.append("(" + alternatives.joined(separator: " OR ") + ")")
             } else {
                 // SQLite's LIKE folds ASCII letters only: "ZOË" would not find "Zoë". A term
                 // beyond ASCII is matched by Swift's full case folding instead (slower per row,
                 // so plain ASCII searches keep LIKE).
                 let term = search.lowercased()
-                conditions.append("(" + columns.map { "leadlens_contains_ci(\($0), ?)" }.joined(separator: " OR ") + ")")
+                alternatives = columns.map { "leadlens_contains_ci(\($0), ?)" }
                 arguments += StatementArguments(Array(repeating: term, count: columns.count))
             }
+            if let digits = Self.phoneDigits(ofSearch: search) {
+                // A phone typed another way than stored: "5550100" or "(555) 0100" finds "+1 555 0100".
+                alternatives.append("phone_digits LIKE ?")
+                arguments += ["%" + digits + "%"]
+            }
+            conditions.append("(" + alternatives.joined(separator: " OR ") + ")")
         }
         if let createdFrom {
             conditions.append("created_at >= ?")
@@ -116,12 +117,14 @@ public struct LeadFilter: Sendable, Hashable {
     }
 
     /// The digits of a search that reads as (part of) a phone number: digits and the signs
-    /// people write phones with, at least three digits. Nil for anything else, so "Acme 2"
-    /// does not match every phone holding a 2.
+    /// people write phones with (spaces and dashes of any kind, as pasted from web pages), at
+    /// least three digits. Nil for anything else, so "Acme 2" does not match every phone holding a 2.
     static func phoneDigits(ofSearch search: String) -> String? {
         let isDigit = { (character: Character) in character >= "0" && character <= "9" }
         let digits = search.filter(isDigit)
-        guard digits.count >= 3, search.allSatisfy({ isDigit($0) || " +-().,/".contains($0) }) else { return nil }
+        guard digits.count >= 3, search.allSatisfy({ character in
+            isDigit(character) || character.isWhitespace || "+().,/-\u{2010}\u{2011}\u{2012}\u{2013}\u{2014}\u{2212}".contains(character)
+        }) else { return nil }
         return digits
     }
 

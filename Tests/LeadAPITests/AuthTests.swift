@@ -151,6 +151,13 @@ struct AuthTests {
                 headers: [.authorization: "Bearer \(api.writer)", .contentType: "application/json", .contentEncoding: "gzip"],
                 body: ByteBuffer(bytes: try gzipped(Array(events)))) { $0 }
             #expect(packed.status == .contentTooLarge)
+            // The same on a lead that does not exist: a body refused is a 413, not a 404.
+            let patch = try JSONSerialization.data(withJSONObject: ["notes": String(repeating: "n", count: 6_000)])
+            let missing = try await client.execute(
+                uri: "/api/v1/leads/404404", method: .patch,
+                headers: [.authorization: "Bearer \(api.writer)", .contentType: "application/json", .contentEncoding: "gzip"],
+                body: ByteBuffer(bytes: try gzipped(Array(patch)))) { $0 }
+            #expect(missing.status == .contentTooLarge)
         }
         #expect(ByteCount.parse("20M") == 20 << 20 && ByteCount.parse("512 KiB") == 512 << 10 && ByteCount.parse("1000") == 1000)
         #expect(ByteCount.parse("1.5M") == nil && ByteCount.parse("M") == nil && ByteCount.parse("10X") == nil

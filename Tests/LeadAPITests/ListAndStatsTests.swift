@@ -41,6 +41,8 @@ struct ListAndStatsTests {
             #expect(try await found("5550") == [ids["bob"]!])
             #expect(try await found("(555) 01-00") == [ids["bob"]!])
             #expect(try await found("15550100") == [ids["bob"]!])
+            #expect(try await found("555\u{2011}0100") == [ids["bob"]!], "a non-breaking hyphen, as pasted from a web page")
+            #expect(try await found("555\u{00A0}0100") == [ids["bob"]!], "a non-breaking space")
             #expect(try await found("5-0") == [], "two digits are too few to read as a phone")
             #expect(try await found("5551") == [])
             #expect(try await found("zoë müller") == [ids["zoe"]!], "the full name")

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LeadIngest
 import LeadStore
+import NIOCore
 
 /// Request bodies of the strict lead endpoints (POST /leads, PATCH and PUT /leads/{id}): the
 /// lead object's own snake_case keys, `null` to clear a field, and custom data under
@@ -17,10 +18,17 @@ enum LeadBody {
     static func bytes(_ request: Request, context: APIRequestContext) async throws -> [UInt8] {
         // A declared length over the limit is refused at once, not after waiting for bytes
         // that may never come (the client gave up, then the wait ended as a 500).
+        // Every way over the limit is the same 413, which handlers can tell from other body errors.
+        let tooLarge = APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(context.maxUploadSize))")
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > context.maxUploadSize {
-            throw HTTPError(.contentTooLarge)
+            throw tooLarge
         }
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge  // sent without a length, or longer than it said
+        }
         return try decoded(Array(buffer.readableBytesView), encoding: request.headers[.contentEncoding], limit: context.maxUploadSize)
     }
 

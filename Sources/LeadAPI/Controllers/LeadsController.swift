@@ -193,7 +193,7 @@ struct LeadsController {
         let changes: LeadMutations.Changes
         do {
             changes = try await LeadBody.changes(request, context: context, creating: false)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch let error as APIError where error.code == .payloadTooLarge {
             throw error  // refused unread, as on every route: whether the lead exists is beside the point
         } catch {
             try await requireLead(id)  // a bad body for a lead that is not there is a 404
