@@ -94,6 +94,16 @@ struct ListLinks: JSONWritable, Encodable, Sendable {
         try container.encodeIfPresent(latest, forKey: .latest)
     }
 
+    /// The links of a keyset page: `next` carries the cursor of the page after it; a keyset
+    /// list has no last or previous page.
+    static func keyset(path: String, query: [(String, String)], nextCursor: String?) -> ListLinks {
+        ListLinks(
+            first: url(path: path, query: query, setting: [], removing: ["cursor", "page"]),
+            last: nil, prev: nil,
+            next: nextCursor.map { url(path: path, query: query, setting: [("cursor", $0)], removing: ["page"]) },
+            current: url(path: path, query: query, setting: []))
+    }
+
     /// The links of a list sent whole: first, last and self are the list itself.
     static func whole(path: String, latest: String? = nil) -> ListLinks {
         ListLinks(first: path, last: path, prev: nil, next: nil, current: path, latest: latest)
@@ -105,6 +115,11 @@ extension ListMeta {
     static func whole(count: Int) -> ListMeta {
         ListMeta(currentPage: 1, lastPage: 1, perPage: count, total: count,
                  from: count > 0 ? 1 : nil, to: count > 0 ? count : nil, nextCursor: nil)
+    }
+
+    /// A keyset page: no page numbers.
+    static func keyset(perPage: Int, total: Int, nextCursor: String?) -> ListMeta {
+        ListMeta(currentPage: nil, lastPage: nil, perPage: perPage, total: total, from: nil, to: nil, nextCursor: nextCursor)
     }
 
     /// Page arithmetic for offset pagination: `from`/`to` are 1-based positions of the page's

@@ -218,18 +218,14 @@ public struct LeadCursor: Sendable, Hashable {
         case .text(let v): object["s"] = v
         }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return data.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        return data.base64URLEncodedString
     }
 
     /// Decodes a token; nil when it is malformed. Every field must have the type the API wrote:
     /// a tampered token is refused, never read as "no value" (which would end the listing).
     public init?(token: String) {
-        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
         // A last name or email may be 64 KiB, and its cursor carries it.
-        guard token.utf8.count <= 96 << 10, let data = Data(base64Encoded: base64),
+        guard token.utf8.count <= 96 << 10, let data = Data(base64URLEncoded: token),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let keyName = object["k"] as? String, let key = LeadSort.Key(rawValue: keyName),
               let direction = object["d"].flatMap(Self.integer), direction == 0 || direction == 1,

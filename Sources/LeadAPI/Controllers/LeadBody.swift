@@ -18,7 +18,7 @@ enum LeadBody {
     static func bytes(_ request: Request, context: APIRequestContext) async throws -> [UInt8] {
         // A declared length over the limit is refused at once, not after waiting for bytes
         // that may never come (the client gave up, then the wait ended as a 500).
-        // Every way over the limit is the same 413, which handlers can tell from other body errors.
+        // Every way over the limit is the same 413.
         let tooLarge = APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(context.maxUploadSize))")
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > context.maxUploadSize {
             throw tooLarge
@@ -106,7 +106,10 @@ enum LeadBody {
     }
 
     static func changes(_ request: Request, context: APIRequestContext, creating: Bool) async throws -> LeadMutations.Changes {
-        let bytes = try await bytes(request, context: context)
+        try changes(try await bytes(request, context: context), creating: creating)
+    }
+
+    static func changes(_ bytes: [UInt8], creating: Bool) throws -> LeadMutations.Changes {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             // Broken JSON is told apart from JSON that is not an object, as intake tells them.
             let problem = LeadInput.problem(bytes)

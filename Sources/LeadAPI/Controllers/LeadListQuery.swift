@@ -11,6 +11,9 @@ struct LeadListQuery {
     var page = 1
     var perPage = APILimits.defaultPerPage
     var cursor: LeadCursor?
+    /// `cursor` as sent (trimmed, nil when empty): a lead list's reads it as ``cursor``, lists
+    /// of one lead's rows as their own.
+    var cursorToken: String?
     /// The query string as received, for building links.
     var items: [(String, String)] = []
 
@@ -98,7 +101,8 @@ struct LeadListQuery {
         }
         page = integer("page", in: 1...1_000_000) ?? 1
         perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
-        if leadCursor, let token = text("cursor") {
+        cursorToken = text("cursor")
+        if leadCursor, let token = cursorToken {
             if let cursor = LeadCursor(token: token) {
                 if cursor.sort != sort {
                     fail("cursor", "was made for another sort; send the same sort and direction")

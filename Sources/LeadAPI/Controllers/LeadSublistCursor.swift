@@ -1,4 +1,5 @@
 import Foundation
+import LeadStore
 
 /// A keyset cursor for a list that belongs to one lead (its timeline, its duplicates): the last
 /// row's place in the list's order, bound to the lead and the list, so a cursor sent to another
@@ -14,10 +15,7 @@ struct LeadSublistCursor: Equatable {
     let values: [Int64]
 
     var token: String {
-        let text = ([list.rawValue, String(leadID)] + values.map(String.init)).joined(separator: ".")
-        return Data(text.utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Data(([list.rawValue, String(leadID)] + values.map(String.init)).joined(separator: ".").utf8).base64URLEncodedString
     }
 
     init(list: List, leadID: Int64, values: [Int64]) {
@@ -28,9 +26,7 @@ struct LeadSublistCursor: Equatable {
 
     /// Nil unless the token is one this API issued for `list` of lead `leadID`.
     init?(token: String, list: List, leadID: Int64) {
-        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        guard token.utf8.count <= 256, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8)
+        guard token.utf8.count <= 256, let data = Data(base64URLEncoded: token), let text = String(data: data, encoding: .utf8)
         else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         let width = list == .timeline ? 3 : 1

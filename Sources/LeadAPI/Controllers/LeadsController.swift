@@ -58,14 +58,9 @@ struct LeadsController {
                                errors: ["cursor": ["has expired: its lead was deleted; start again from the first page"]])
             }
             let next = page.next?.token
-            let links = ListLinks(
-                first: ListLinks.url(path: path, query: query.items, setting: [], removing: ["cursor", "page"]),
-                last: nil, prev: nil,
-                next: next.map { ListLinks.url(path: path, query: query.items, setting: [("cursor", $0)], removing: ["page"]) },
-                current: ListLinks.url(path: path, query: query.items, setting: []))
-            let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total,
-                                from: nil, to: nil, nextCursor: next)
-            return ListResponse(data: page.leads.map { LeadJSON(lead: $0) }, meta: meta, links: links)
+            return ListResponse(data: page.leads.map { LeadJSON(lead: $0) },
+                                meta: .keyset(perPage: query.perPage, total: total, nextCursor: next),
+                                links: .keyset(path: path, query: query.items, nextCursor: next))
         }
         let offset = (query.page - 1) * query.perPage
         let leads = try await store.reader.read { db in
@@ -190,11 +185,11 @@ struct LeadsController {
 
     @Sendable func update(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
+        // Read first: a body refused unread (413) is so whether the lead exists or not.
+        let bytes = try await LeadBody.bytes(request, context: context)
         let changes: LeadMutations.Changes
         do {
-            changes = try await LeadBody.changes(request, context: context, creating: false)
-        } catch let error as APIError where error.code == .payloadTooLarge {
-            throw error  // refused unread, as on every route: whether the lead exists is beside the point
+            changes = try LeadBody.changes(bytes, creating: false)
         } catch {
             try await requireLead(id)  // a bad body for a lead that is not there is a 404
             throw error
@@ -364,8 +359,7 @@ struct LeadsController {
 
     /// The `cursor` a list of one lead's rows was sent, checked to be one of that list's.
     private static func sublistCursor(_ query: LeadListQuery, list: LeadSublistCursor.List, leadID: Int64) throws -> LeadSublistCursor? {
-        guard let token = query.items.first(where: { $0.0 == "cursor" })?.1.trimmingCharacters(in: .whitespaces), !token.isEmpty
-        else { return nil }
+        guard let token = query.cursorToken else { return nil }
         guard let cursor = LeadSublistCursor(token: token, list: list, leadID: leadID) else {
             throw APIError(.validationFailed, "invalid query parameters: cursor",
                            errors: ["cursor": ["is not a cursor this API issued for this lead's \(list.rawValue)"]])
@@ -383,13 +377,8 @@ struct LeadsController {
             let items = query.items.filter { $0.0 != "cursor" }
             return (meta, ListLinks.offset(path: path, query: items, page: query.page, lastPage: meta.lastPage ?? 1))
         }
-        let links = ListLinks(
-            first: ListLinks.url(path: path, query: query.items, setting: [], removing: ["cursor", "page"]),
-            last: nil, prev: nil,
-            next: nextToken.map { ListLinks.url(path: path, query: query.items, setting: [("cursor", $0)], removing: ["page"]) },
-            current: ListLinks.url(path: path, query: query.items, setting: []))
-        let meta = ListMeta(currentPage: nil, lastPage: nil, perPage: query.perPage, total: total, from: nil, to: nil, nextCursor: nextToken)
-        return (meta, links)
+        return (.keyset(perPage: query.perPage, total: total, nextCursor: nextToken),
+                .keyset(path: path, query: query.items, nextCursor: nextToken))
     }
 
     struct MergeBody: Decodable {
