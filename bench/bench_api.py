@@ -10,7 +10,10 @@
 
 Peers in the same run: health is the yardstick for stats (1.); for the stats latency, the same
 aggregation (LeadStats.compute's two queries) run directly with Python's sqlite3 on the same
-store, beside the server answering one request at a time.
+store, beside the server answering one request at a time; for the write scenarios, the disk
+itself: its sequential write rate (1 GiB, then fdatasync), against the bytes each scenario
+writes to storage per event or lead (the server's /proc write_bytes, WAL and checkpoints), which
+gives the rate the disk alone would allow.
 
 Data (cached in bench/out/api/, rebuilt with BENCH_REFRESH=1): `generate --leads 1000000
 --seed 7` (its fixed as-of, 2026-11-01), `ingest --no-score`, then `score --all` with
@@ -195,6 +198,17 @@ class Server:
             pass
         return None
 
+    def written_bytes(self) -> int | None:
+        """Bytes this process has caused to be written to storage (/proc/PID/io write_bytes,
+        counted as pages are dirtied): WAL frames, and the checkpoints' copies into the store."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
     def why_dead(self) -> str:
         return f"server exited ({self.proc.returncode}): {h._last_line(str(self.log_path)) or '(no output)'}"
 
@@ -295,6 +309,7 @@ class Wrk:
     p50_ms: float
     p99_ms: float
     errors: int            # non-2xx/3xx responses, socket errors and timeouts
+    written: int | None = None  # bytes the server wrote to storage meanwhile (write scenarios)
 
     @property
     def ok_per_s(self) -> float:
@@ -376,17 +391,27 @@ class Scenario:
             self.preflight = None
         return True
 
-    def once(self, server: Server) -> None:
+    def once(self, server: Server, settle: Path | None = None) -> None:
+        """One wrk run. With `settle`, a write run: the WAL it leaves is then checkpointed
+        (untimed, see `settle_wal`), and the bytes written to storage, by the server and by that
+        checkpoint, are recorded with it."""
         if self.error:
             return
         if not server.alive():
             self.error = server.why_dead()
             return
+        before = server.written_bytes()
         try:
             w = run_wrk(server, self.path, self.script, self.env)
         except (ValueError, OSError, subprocess.SubprocessError) as e:
             self.error = str(e)
             return
+        after = server.written_bytes()
+        if settle is not None:
+            mine = own_written_bytes()
+            settle_wal(settle)
+            if None not in (before, after, mine) and (mine_after := own_written_bytes()) is not None:
+                w.written = after - before + mine_after - mine
         h.log(f"  {self.name}: {w.requests:,} requests in {w.seconds:.1f} s, {w.ok_per_s:,.0f} ok/s, "
               f"p50 {w.p50_ms:.2f} ms, p99 {w.p99_ms:.2f} ms" + (f", {w.errors:,} errors" if w.errors else ""))
         if w.errors > w.requests * 0.01:
@@ -396,6 +421,11 @@ class Scenario:
     def median(self, attr: str) -> float | None:
         return statistics.median(getattr(w, attr) for w in self.runs) if self.runs and not self.error else None
 
+    def written_per_request(self) -> float | None:
+        """Median bytes written to storage per successful request."""
+        per = [w.written / ok for w in self.runs if w.written is not None and (ok := w.requests - w.errors) > 0]
+        return statistics.median(per) if per and not self.error else None
+
     def spread(self) -> str:
         if len(self.runs) < 2:
             return f"{len(self.runs)} run"
@@ -404,9 +434,9 @@ class Scenario:
 
 
 def settle_wal(db: Path, limit_s: float = 120) -> None:
-    """Checkpoints the WAL a previous write run left (untimed), so a run is not billed for the
-    backlog of the one before it; each run still pays for checkpointing its own writes, which the
-    server's checkpointer does while it runs."""
+    """Checkpoints the WAL a write run left (untimed), so the next run is not billed for its
+    backlog; each run still pays for checkpointing its own writes, which the server's
+    checkpointer does while it runs."""
     deadline = time.monotonic() + limit_s
     with sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=10) as con:
         while time.monotonic() < deadline:
@@ -414,6 +444,17 @@ def settle_wal(db: Path, limit_s: float = 120) -> None:
             if busy == 0 and log == done:
                 return
             time.sleep(0.2)
+
+
+def own_written_bytes() -> int | None:
+    """write_bytes of this process: what `settle_wal` copied into the store."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def events_body() -> bytes:
@@ -454,6 +495,31 @@ def python_stats(store: Path, created_from_ms: int | None) -> float:
     finally:
         con.close()
     return time.perf_counter() - t0
+
+
+def disk_write_rate(directory: Path, total: int = 1 << 30, runs: int = 3) -> float | None:
+    """The disk's sequential write rate, bytes/s: `total` bytes in 1 MiB writes, then fdatasync,
+    median of `runs`. The write scenarios' yardstick: a write path bound by the disk cannot beat
+    this rate divided by the bytes it writes per event."""
+    chunk = b"\xa5" * (1 << 20)
+    path = directory / "disk-rate.tmp"
+    rates = []
+    try:
+        for _ in range(runs):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                t0 = time.perf_counter()
+                for _ in range(total // len(chunk)):
+                    os.write(fd, chunk)
+                os.fdatasync(fd)
+                rates.append(total / (time.perf_counter() - t0))
+            finally:
+                os.close(fd)
+                os.unlink(path)
+    except OSError as e:
+        h.log(f"  disk write rate not measured: {e}")
+        return None
+    return statistics.median(rates)
 
 
 # --------------------------------------------------------------------------
@@ -518,6 +584,7 @@ def main() -> None:
         print(key_note, flush=True)
 
     unclean: list[str] = []  # write scenarios' servers that did not stop cleanly
+    disk_rate: float | None = None
     try:
         health = Scenario("health", "GET", "/api/v1/health", "get.lua")
         stats = Scenario("stats", "GET", "/api/v1/leads/stats", "get.lua")
@@ -559,6 +626,9 @@ def main() -> None:
             py = {}
             print(f"python sqlite3 peer failed: {e}", flush=True)
 
+        disk_rate = disk_write_rate(SCRATCH)
+        if disk_rate:
+            h.log(f"  disk: {disk_rate / 1e6:,.0f} MB/s sequential writes with fdatasync")
         peaks = []
         writes = (events, events_warm, events_hot, intake)
         for i, s in enumerate(writes):
@@ -574,9 +644,9 @@ def main() -> None:
                     s.error = f"server did not restart on a fresh copy: {e}"
                     break
             if s.check(server):
+                settle_wal(SERVE)  # the preflight's
                 for _ in range(RUNS):
-                    settle_wal(SERVE)
-                    s.once(server)
+                    s.once(server, settle=SERVE)
         peaks.append(server.peak_rss_mib())
         rss = max((p for p in peaks if p is not None), default=None)
     finally:
@@ -591,6 +661,22 @@ def main() -> None:
                 f"urllib, median of {len(seq[s.name])}" if seq[s.name] else (s.error or "not measured"))
         fig.add("  peer: Python sqlite3, same queries", med(py.get(s.name, [])), "", "",
                 f"median of {PEER_RUNS}, read-only connection to the same store" if py else "failed")
+
+    explained: list[bool] = []  # the first storage-writes row says how it is measured
+
+    def disk_bound(s: Scenario, items_per_request: int, item: str, indent: str = "  ") -> None:
+        """Bytes written to storage per item, and the rate the disk would allow at that size."""
+        per_request = s.written_per_request()
+        if per_request is None:
+            return
+        per_item = per_request / items_per_request
+        note = f"the disk allows at most {disk_rate / per_item:,.0f} {item}s/s at this size" if disk_rate else ""
+        if not explained:
+            explained.append(True)
+            how = "the server's write_bytes over a run, plus the untimed checkpoint after it"
+            note = (f"{how}; the disk writes {disk_rate / 1e6:,.0f} MB/s (1 GiB, fdatasync), "
+                    f"so it allows at most {disk_rate / per_item:,.0f} {item}s/s at this size") if disk_rate else how
+        fig.add(f"{indent}storage writes per {item}", f"{per_item / 1024:,.1f} KiB", "", "", note)
 
     fig.section(scenarios_all[0])
     hr, sr = health.median("ok_per_s"), stats.median("ok_per_s")
@@ -629,16 +715,19 @@ def main() -> None:
                 f"preflight events_added {added}")
     else:
         fig.add("events ingested", "n/a", f"≥ {TARGET_EVENTS_PER_S:,}/s", "FAILED", events.error)
+    disk_bound(events, BATCH, "event")
     for leads, scenario in ((WARM_LEADS, events_warm), (HOT_LEADS, events_hot)):
         per_s = scenario.median("ok_per_s")
         fig.add(f"  same, messages for {leads:,} leads", rate(per_s * BATCH) if per_s else "n/a", "", "",
                 f"p99 {ms(scenario.median('p99_ms'))}; {scenario.spread()}" if per_s else scenario.error)
+        disk_bound(scenario, BATCH, "event", indent="    ")
 
     fig.section(f"{scenarios_all[4]}, one new lead per request")
     ir = intake.median("ok_per_s")
     if ir:
         fig.add("leads created", rate(ir), f"≥ {TARGET_INTAKE_PER_S:,}/s", verdict(ir >= TARGET_INTAKE_PER_S),
                 f"p99 {ms(intake.median('p99_ms'))}; {intake.spread()}")
+        disk_bound(intake, 1, "lead")
     else:
         fig.add("leads created", "n/a", f"≥ {TARGET_INTAKE_PER_S:,}/s", "FAILED", intake.error)
 
