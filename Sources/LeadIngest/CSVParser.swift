@@ -9,6 +9,9 @@ struct CSVParser {
         /// The physical line the record starts on (1-based; the header is line 1).
         var line: Int
         var fields: [String]
+        /// The input ended inside this record, after no line break: the last line of a file
+        /// without a final newline, or of one cut off mid-row.
+        var endsWithoutLineBreak = false
     }
 
     enum Failure {
@@ -17,6 +20,10 @@ struct CSVParser {
         /// A quote opened on the record's line never closed: everything to the end of the
         /// input, up to `lastLine`, was read as that one field.
         case unterminatedQuote(lastLine: Int)
+        /// Text follows the quote that closes `field` (RFC 4180 allows only a delimiter or a
+        /// line break). Usually a stray quote opened the field: then every line up to
+        /// `lastLine`, rows included, was read into it.
+        case textAfterQuote(field: Int, lastLine: Int)
     }
 
     enum Outcome {
@@ -25,12 +32,19 @@ struct CSVParser {
     }
 
     static let maxFieldBytes = 64 * 1024
+    /// The most of a rejected record's text kept for the rejects file.
+    static let maxRawBytes = 2 * maxFieldBytes
 
     private let reader: ByteReader
     private var line = 1
     /// The line the record being read starts on.
     private(set) var recordStartLine = 1
     private var field: [UInt8] = []
+    /// The bytes of the record being read, up to ``maxRawBytes``: a rejected record's text.
+    private var raw: [UInt8] = []
+    /// The text of the record `next()` last rejected, when it was read whole within
+    /// ``maxRawBytes`` and is valid UTF-8; nil otherwise.
+    private(set) var lastRejectedRaw: String?
     /// The last byte read was a CR, so a LF now completes a CRLF rather than starting a line.
     private var afterCR = false
 
@@ -79,8 +93,13 @@ struct CSVParser {
         var fields: [String] = []
         var failure: Failure?
         field.removeAll(keepingCapacity: true)
+        raw.removeAll(keepingCapacity: true)
+        lastRejectedRaw = nil
         var inQuotes = false
         var fieldWasQuoted = false
+        /// The last byte closed a quoted field: only a doubled quote, a delimiter or a line
+        /// break may follow.
+        var afterClosingQuote = false
         var sawAnything = false
 
         func endField() {
@@ -101,6 +120,11 @@ struct CSVParser {
             fields.append("")
         }
 
+        func rejected(_ failure: Failure) -> Step {
+            if raw.count < Self.maxRawBytes { lastRejectedRaw = String(validating: raw, as: UTF8.self) }
+            return .outcome(.rejected(line: startLine, failure))
+        }
+
         var endedWithBreak = false
         while let byte = try reader.nextByte() {
             endedWithBreak = byte == 0x0A || byte == 0x0D
@@ -109,9 +133,21 @@ struct CSVParser {
             // The CR before it already ended the record and counted the line.
             if completesCRLF && !inQuotes { continue }
             sawAnything = true
+            if raw.count < Self.maxRawBytes { raw.append(byte) }
+            if afterClosingQuote {
+                afterClosingQuote = false
+                if byte != UInt8(ascii: "\""), byte != delimiter, byte != 0x0A, byte != 0x0D {
+                    // Reject the record, and read no further quotes: one more would open a field
+                    // and swallow the lines after it too.
+                    let failure = Failure.textAfterQuote(field: fields.count, lastLine: line)
+                    try skipToEndOfLine()
+                    return rejected(failure)
+                }
+            }
             if inQuotes {
                 if byte == UInt8(ascii: "\"") {
                     inQuotes = false
+                    afterClosingQuote = true
                     continue
                 }
                 if byte == 0x0D || (byte == 0x0A && !completesCRLF) { line += 1 }
@@ -140,7 +176,7 @@ struct CSVParser {
                 line += 1
                 if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .blank }
                 endField()
-                if let failure { return .outcome(.rejected(line: startLine, failure)) }
+                if let failure { return rejected(failure) }
                 return .outcome(.record(Record(line: startLine, fields: fields)))
             default:
                 appendToField(byte)
@@ -148,11 +184,25 @@ struct CSVParser {
         }
         guard sawAnything else { return .end }
         // `line` counts the line after a final line break; the field's last line is the one before.
-        if inQuotes { return .outcome(.rejected(line: startLine, .unterminatedQuote(lastLine: max(startLine, endedWithBreak ? line - 1 : line)))) }
+        if inQuotes { return rejected(.unterminatedQuote(lastLine: max(startLine, endedWithBreak ? line - 1 : line))) }
         if fields.isEmpty && field.isEmpty && !fieldWasQuoted { return .end }
         endField()
-        if let failure { return .outcome(.rejected(line: startLine, failure)) }
-        return .outcome(.record(Record(line: startLine, fields: fields)))
+        if let failure { return rejected(failure) }
+        // A record ended by a line break returned above.
+        return .outcome(.record(Record(line: startLine, fields: fields, endsWithoutLineBreak: true)))
+    }
+
+    /// Reads past the next line break, keeping what it reads before it in `raw`. After a CR,
+    /// `afterCR` has the next record skip the LF of a CRLF.
+    private mutating func skipToEndOfLine() throws {
+        while let byte = try reader.nextByte() {
+            afterCR = byte == 0x0D
+            if byte == 0x0A || byte == 0x0D {
+                line += 1
+                return
+            }
+            if raw.count < Self.maxRawBytes { raw.append(byte) }
+        }
     }
 
     /// Bytes past the limit are dropped: the record is rejected anyway, and memory stays bounded

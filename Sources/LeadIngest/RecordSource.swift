@@ -258,8 +258,13 @@ struct RecordSource {
                 case .unterminatedQuote(let lastLine):
                     let span = lastLine > line ? "lines \(line)–\(lastLine), the rest of the input, were" : "the line was"
                     error = IngestError(.malformedCSV, line: line, reason: "a quote opened here never closes: \(span) read as one field and rejected")
+                case .textAfterQuote(let field, let lastLine):
+                    let span = lastLine > line
+                        ? "; if that quote was stray, it joined lines \(line)–\(lastLine) into this one row, all rejected" : ""
+                    error = IngestError(.malformedCSV, line: line, field: column(field),
+                                        reason: "text follows the quote that closes this field\(span)")
                 }
-                rejects.add(error, raw: nil)
+                rejects.add(error, raw: csv.lastRejectedRaw)
             case .record(let record):
                 guard let currentHeader = header else {
                     header = CSVHeader(record.fields)
@@ -402,10 +407,19 @@ struct CSVHeader {
 
     /// Rows shorter than the header read their missing trailing fields as blank, as spreadsheet
     /// exports trim them; a longer row would lose values, so it is rejected.
+    ///
+    /// A short last row with no line break after it is rejected instead: that is how a file cut
+    /// off mid-row ends, and its last field may be cut too ("Mil" for "Miller").
     func record(from row: CSVParser.Record) throws(IngestError) -> Ingest.Record {
         if row.fields.count > labels.count {
             throw IngestError(.malformedCSV, line: row.line,
                               reason: "row has \(row.fields.count) fields but the header has \(labels.count)")
+        }
+        if row.endsWithoutLineBreak && row.fields.count < labels.count {
+            throw IngestError(.malformedCSV, line: row.line, reason: """
+                the input ends inside this row: it has \(row.fields.count) of the header's \(labels.count) fields \
+                and no line break, as a file cut off mid-row would
+                """)
         }
         var builder = LeadPatchBuilder(line: row.line)
         for (index, field) in row.fields.enumerated() {

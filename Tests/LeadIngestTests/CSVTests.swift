@@ -113,6 +113,62 @@ struct CSVTests {
         }
     }
 
+    @Test("Text after a closing quote rejects the record, with the lines a stray quote joined and their text")
+    func textAfterClosingQuote() throws {
+        // The stray quote in line 2 opens a field that runs to the quote in line 3: A2's row
+        // was read into A1's first name, and both were once stored as one lead.
+        let text = "id,first_name,last_name,email,notes\nA1,\"Ann,Lee,ann@x.com,\nA2,Bob,Ray,bob@x.com,\"met at expo, \"wants\" demo\"\r\nA3,Cy,Doe,cy@x.com,\n"
+        let outcomes = try parse(Data(text.utf8))
+        guard outcomes.count == 3, case .rejected(2, .textAfterQuote(field: 1, lastLine: 3)) = outcomes[1],
+              case .record(let next) = outcomes[2] else {
+            Issue.record("expected the header, one reject for lines 2–3, then A3: \(outcomes)")
+            return
+        }
+        // Quotes after the failure open nothing: the record ends at its line, and A3 is read.
+        #expect(next.line == 4 && next.fields == ["A3", "Cy", "Doe", "cy@x.com", ""])
+
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("leads.csv", text), rejects: rejects)
+        #expect(summary.counts.leadsCreated == 1 && summary.counts.rejected == 1)
+        #expect(try store.leads().map(\.externalID) == ["A3"])
+        let reject = try #require(rejects.rejects.first)
+        #expect(reject.error.line == 2 && reject.error.field == "first_name" && reject.error.code == .malformedCSV)
+        #expect(reject.error.reason.contains("lines 2–3"))
+        // The rejects file keeps both rows' text, so A2 can be recovered by hand.
+        #expect(reject.raw == "A1,\"Ann,Lee,ann@x.com,\nA2,Bob,Ray,bob@x.com,\"met at expo, \"wants\" demo\"")
+
+        // On one line: only that row, and a doubled quote after a closing one is still data.
+        let rows = try parse(Data("a,b\n\"Best\" Widgets,1\n\"say \"\"hi\"\"\",2\r3,4".utf8))
+        guard rows.count == 4, case .rejected(2, .textAfterQuote(field: 0, lastLine: 2)) = rows[1],
+              case .record(let quoted) = rows[2], case .record(let last) = rows[3] else {
+            Issue.record("expected one single-line reject between good rows: \(rows)")
+            return
+        }
+        #expect(quoted.fields == ["say \"hi\"", "2"] && quoted.line == 3)
+        #expect(last.fields == ["3", "4"] && last.line == 4)
+    }
+
+    @Test("A short last row without a line break is a cut-off file: rejected, and it overwrites nothing")
+    func cutOffLastRow() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        _ = try ingest(store, try directory.write("full.csv", "id,first_name,last_name,email\nL2,Zoë,Miller,z@x.io\n"))
+        let rejects = RejectRecorder()
+        let summary = try ingest(store, try directory.write("cut.csv", "id,first_name,last_name,email\nL1,Al,Ng,a@x.io\nL2,Zoë,Mil"),
+                                 rejects: rejects)
+        #expect(summary.counts.leadsCreated == 1 && summary.counts.rejected == 1)
+        #expect(rejects.rejects.map(\.error.line) == [3])
+        #expect(rejects.rejects.first?.error.reason.contains("3 of the header's 4 fields") == true)
+        #expect(try store.leads().first { $0.externalID == "L2" }?.lastName == "Miller")
+
+        // A short row ended by a line break still reads blanks, and so does a whole last row
+        // without one.
+        let fine = try ingest(store, try directory.write("ragged.csv", "id,first_name,last_name,email\nL3,Cy\nL4,Di,Ko,d@x.io"))
+        #expect(fine.counts.leadsCreated == 2 && fine.counts.rejected == 0)
+    }
+
     @Test("A lone CR ends a line (classic Mac files); CR inside quotes stays data")
     func bareCRLineEndings() throws {
         let rows = try records("email,name\ra@x.com,Ann\rb@y.com,\"Bob\rSmith\"\r\rc@z.com,Cy\r")
