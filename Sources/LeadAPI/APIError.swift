@@ -4,6 +4,7 @@ import LeadIngest
 import LeadStore
 import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// The one error shape every response uses:
@@ -110,6 +111,11 @@ extension APIError {
             return APIError(code, message)
         case is NIOTooManyBytesError:
             return APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(bodyLimit))")
+        case let error as HTTPParserError:
+            // The body broke HTTP's framing (a chunk size that is not hex, say): the client's
+            // fault, not the server's.
+            return APIError(.validationFailed, "the request body is not valid HTTP: \(error)",
+                            errors: ["body": ["breaks HTTP's framing: \(error)"]])
         case let error as DecodingError:
             return APIError(.validationFailed, "the request body does not match the expected shape",
                             errors: Self.fieldErrors(error))

@@ -91,8 +91,19 @@ struct LeadPatchBuilder {
         switch json {
         case .null: return
         case .string(let s): try set(key: key, text: s)
-        case .number(let n): try set(key: key, text: Self.format(n))
-        case .bool(let b): try set(key: key, text: b ? "true" : "false")
+        case .number(let n):
+            // Ids, phones, amounts and owners come as numbers from many pipelines; an address,
+            // a status or a tag never does.
+            if let field = FieldName.knownField(key), [.email, .status, .tags].contains(field) {
+                throw IngestError(.wrongType, line: line, field: key, reason: "expected a string, got a number")
+            }
+            try set(key: key, text: Self.format(n))
+        case .bool(let b):
+            // No known field is a yes/no: true as an email or phone would be kept as text.
+            guard FieldName.knownField(key) == nil else {
+                throw IngestError(.wrongType, line: line, field: key, reason: "expected a string, got \(b)")
+            }
+            try set(key: key, text: b ? "true" : "false")
         case .array(let elements) where FieldName.knownField(key) == .tags:
             for element in elements {
                 guard case .string(let tag) = element else {

@@ -193,11 +193,14 @@ public enum EmailAddress {
     /// means decoration (`<a@x.io>`, `mailto:a@x.io`) or a list.
     private static let forbidden = Set("<>()[]\\,;:\"")
 
-    /// The address a value holds, trimmed, undecorated and lowercased; nil when it is not one.
-    /// Ingest matches leads by it, the API stores it, and migration v12 cleaned stored ones by it.
+    /// The address a value holds, trimmed, undecorated, lowercased and in Unicode's composed
+    /// form (NFC); nil when it is not one. Ingest matches leads by it, the API stores it, and
+    /// migration v12 cleaned stored ones by it. SQLite compares bytes, so without NFC "café@…"
+    /// typed on one keyboard and pasted from another (e + combining accent) were two leads.
     public static func normalized(_ raw: String) -> String? {
-        let address = undecorated(raw.trimmingCharacters(in: .whitespacesAndNewlines))
+        var address = undecorated(raw.trimmingCharacters(in: .whitespacesAndNewlines))
             .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        if !address.utf8.allSatisfy({ $0 < 0x80 }) { address = address.precomposedStringWithCanonicalMapping }
         return isPlausible(address) ? address : nil
     }
 

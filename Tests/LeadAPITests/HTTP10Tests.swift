@@ -11,7 +11,7 @@ import Glibc
 import Darwin
 #endif
 
-@Suite("HTTP/1.0 connections")
+@Suite("Raw HTTP: HTTP/1.0 connections and broken framing")
 struct HTTP10Tests {
     /// Sends `request` on a fresh TCP connection, reads the whole response (by its
     /// Content-Length, waiting up to 10 s: the suite runs in parallel), then waits up to
@@ -82,5 +82,23 @@ struct HTTP10Tests {
             let http11 = try await exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", closeWithin: 1)
             #expect(http11.response.hasPrefix("HTTP/1.1 200") && !http11.closed)
         }
+    }
+
+    @Test("a body that breaks chunked framing is a 422 naming the body, in the error shape, not a 500")
+    func brokenChunkedBodyIsTheClientsError() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let app = api.app { $0.port = 0 }
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let reply = try await exchange(port: port, """
+                POST /api/v1/intake HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(api.writer)\r\n\
+                Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n
+                """, closeWithin: 1)
+            #expect(reply.response.hasPrefix("HTTP/1.1 422"), "\(reply.response.prefix(200))")
+            #expect(reply.response.contains(#""code":"VALIDATION_FAILED""#) && reply.response.contains(#""errors":{"body":"#))
+        }
+        let leads = try await api.store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") }
+        #expect(leads == 0)
     }
 }

@@ -224,6 +224,12 @@ struct LeadRoutesTests {
             let bareID = try #require(bare.json["lead_id"] as? Int)
             #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String == "call me")
 
+            // A number is no address and true no phone: refused by field, not kept as other text.
+            for (body, field) in [(["email": 123, "phone": "+1 555 010 9999"] as [String: Any], "email"), (["email": "t@example.com", "phone": true], "phone")] {
+                let wrong = try await client.call(.post, "/api/v1/intake", key: api.writer, json: body)
+                #expect(wrong.status == .unprocessableContent && wrong.fieldErrors[field] != nil, "\(wrong.json)")
+            }
+
             let none = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["first_name": "Anon"])
             #expect(none.status == .unprocessableContent)
             #expect(none.fieldErrors["email"] != nil)

@@ -349,6 +349,20 @@ struct CSVTests {
         #expect(Ingest.Identity.normalizeEmail(raw) == expected)
     }
 
+    @Test("An accent typed as one character or as a letter and a combining mark is one address, byte for byte")
+    func emailsAreComposed() throws {
+        // Swift's == calls these equal already; SQLite compares bytes, so the test does too.
+        let composed = Array("caf\u{E9}@x.io".utf8)
+        for raw in ["CAFE\u{301}@x.io", "cafe\u{301}@x.io", "caf\u{E9}@x.io", "CAF\u{C9}@X.IO"] {
+            #expect(Ingest.Identity.normalizeEmail(raw).map { Array($0.utf8) } == composed, "\(Array(raw.utf8))")
+        }
+
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let summary = try ingest(store, try directory.write("accents.csv", "email,first_name\ncafe\u{301}@x.io,Ann\ncaf\u{E9}@x.io,Ann\n"))
+        #expect(summary.counts.leadsCreated == 1)
+    }
+
     /// Two addresses for one id in a file, and a row with the first one alone: the id's lead
     /// ends with the second, the other row's lead keeps the first, and a re-run changes nothing
     /// (it used to merge that lead away and make it again on every run).
