@@ -60,7 +60,12 @@ struct LeadPatchBuilder {
         case .phone:
             patch.identity.phoneDigits = Ingest.Identity.phoneDigits(text)
             patch.fields[.phone] = text
-        case .status: patch.fields[.status] = text.lowercased()
+        case .status:
+            let status = text.lowercased()
+            // A status the API would refuse (a CRM's own, "Working - Contacted") is kept where a
+            // person can read it, and the lead keeps a status the API can round-trip.
+            guard LeadStatus.known.contains(status) else { return try appendCustom(label: key, text: text) }
+            patch.fields[.status] = status
         case .value:
             guard let number = Self.parseNumber(text) else {
                 throw IngestError(.wrongType, line: line, field: key, reason: "not a number")

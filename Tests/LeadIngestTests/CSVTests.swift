@@ -150,6 +150,26 @@ struct CSVTests {
         #expect(last.fields == ["3", "4"] && last.line == 4)
     }
 
+    @Test("A status the API would refuse is kept as a custom field; the lead keeps one it knows")
+    func unknownStatusesAreKeptAside() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let summary = try ingest(store, try directory.write("crm.csv", """
+            id,Lead Status
+            L1,Working - Contacted
+            L2,QUALIFIED
+
+            """))
+        #expect(summary.counts.leadsCreated == 2 && summary.counts.rejected == 0)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.external_id, l.status, v.value FROM leads l
+                LEFT JOIN lead_custom_values v ON v.lead_id = l.id ORDER BY l.external_id
+                """).map { [$0[0], $0[1], $0[2]] as [String?] }
+        }
+        #expect(rows == [["L1", "new", "Working - Contacted"], ["L2", "qualified", nil]])
+    }
+
     @Test("A short last row without a line break is a cut-off file: rejected, and it overwrites nothing")
     func cutOffLastRow() throws {
         let directory = try TemporaryDirectory()
