@@ -21,9 +21,13 @@ public struct APIError: HTTPResponseError, Sendable {
         case validationFailed = "VALIDATION_FAILED"
         case rateLimited = "RATE_LIMITED"
         case serverError = "SERVER_ERROR"
+        /// A request that is not valid HTTP (headers over the limit, a bad Content-Length): the
+        /// connection answers it and closes, before any route sees it.
+        case badRequest = "BAD_REQUEST"
 
         public var status: HTTPResponse.Status {
             switch self {
+            case .badRequest: .badRequest
             case .unauthorized: .unauthorized
             case .forbidden: .forbidden
             case .notFound: .notFound
@@ -59,8 +63,13 @@ public struct APIError: HTTPResponseError, Sendable {
         let errors: [String: [String]]
     }
 
+    /// The error's JSON body.
+    func body() throws -> Data {
+        try APIJSON.encoder.encode(Body(message: message, code: code.rawValue, errors: errors))
+    }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let data = try APIJSON.encoder.encode(Body(message: message, code: code.rawValue, errors: errors))
+        let data = try body()
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))

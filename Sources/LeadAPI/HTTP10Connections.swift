@@ -22,8 +22,9 @@ final class HTTP10ConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 }
 
-/// Hummingbird's HTTP/1.1 child channel with ``HTTP10ConnectionHandler`` placed before the
-/// codec that turns NIO's HTTP parts into HTTP types.
+/// Hummingbird's HTTP/1.1 child channel with ``HTTP10ConnectionHandler`` and
+/// ``MalformedRequestHandler`` placed before the codec that turns NIO's HTTP parts into HTTP
+/// types.
 struct LeadLensHTTP1Channel: ServerChildChannel {
     let inner: HTTP1Channel
 
@@ -34,6 +35,7 @@ struct LeadLensHTTP1Channel: ServerChildChannel {
             // only HTTP/1.0's close goes (the live test would say so).
             guard let codec = try? pipeline.handler(type: HTTP1ToHTTPServerCodec.self) else { return value }
             try pipeline.addHandler(HTTP10ConnectionHandler(), position: .before(codec))
+            try pipeline.addHandler(MalformedRequestHandler(), position: .before(codec))
             return value
         }
     }

@@ -101,4 +101,28 @@ struct HTTP10Tests {
         let leads = try await api.store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") }
         #expect(leads == 0)
     }
+
+    @Test("a request that is not valid HTTP gets a 400 in the error shape, then the connection closes")
+    func malformedRequestsAnswerInTheErrorShape() async throws {
+        var configuration = APIConfiguration(version: "1")
+        configuration.port = 0
+        let app = buildApplication(store: try LeadStore.inMemory(), configuration: configuration)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let big = String(repeating: "x", count: 100 * 1024)
+            for (request, reason) in [
+                ("GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nX-Big: \(big)\r\n\r\n", "over the limit of 80 KiB"),
+                ("POST /api/v1/intake HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n", "Content-Length"),
+            ] {
+                let reply = try await exchange(port: port, request, closeWithin: 10)
+                #expect(reply.response.hasPrefix("HTTP/1.1 400"), "\(reply.response.prefix(120))")
+                #expect(reply.response.contains(#""code":"BAD_REQUEST""#) && reply.response.contains(#""status":"error""#))
+                #expect(reply.response.contains(reason), "\(reply.response.suffix(300))")
+                #expect(reply.closed)
+            }
+            // A valid request on the next connection is untouched.
+            let fine = try await exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", closeWithin: 1)
+            #expect(fine.response.hasPrefix("HTTP/1.1 200"))
+        }
+    }
 }
