@@ -660,6 +660,14 @@ struct LeadRoutesTests {
             #expect(itself.status == .unprocessableContent)
             let missing = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": 99999])
             #expect(missing.status == .notFound)
+            // Valid JSON with a number the id cannot hold: said so, not "the body is not valid JSON".
+            for raw in [#"{"duplicate_id": 6.5}"#, #"{"duplicate_id": 9223372036854775808}"#] {
+                let odd = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, raw: raw, contentType: "application/json")
+                #expect(odd.status == .unprocessableContent && odd.fieldErrors["body"]?.first?.hasPrefix("holds a number that does not fit") == true,
+                        "\(odd.json)")
+            }
+            let nul = try await client.call(.get, "/api/v1/leads?search=a%00b", key: api.reader)
+            #expect(nul.status == .unprocessableContent && nul.fieldErrors["search"] != nil, "\(nul.json)")
 
             let merged = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": twin])
             #expect(merged.status == .ok)

@@ -78,7 +78,9 @@ struct WALCheckpointerTests {
         }
         running.cancel()
         try await running.value
-        #expect(largest < 12_000_000, "the WAL reached \(largest) bytes")
+        // Without a restart the WAL would pass 40 MB. The bound is loose because the checkpoint
+        // task shares two cores with the rest of the suite: it once reached 22 MB under load.
+        #expect(largest < 28_000_000, "the WAL reached \(largest) bytes")
         let count = try await store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") }
         #expect(count == 1000)
     }

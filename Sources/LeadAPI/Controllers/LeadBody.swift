@@ -61,7 +61,18 @@ enum LeadBody {
     static func decode<Body: Decodable>(_ type: Body.Type, _ request: Request, context: APIRequestContext) async throws -> Body {
         let bytes = try await bytes(request, context: context)
         try rejectUnknownKeys(Body.self, bytes)
-        return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
+        return try decodeJSON(Body.self, bytes)
+    }
+
+    /// Foundation reports a number it cannot convert (6.5 or 2^63 for an id) as corrupt data
+    /// with no key, which read as "not valid JSON"; the body parses, so it is a value's fault.
+    private static func decodeJSON<Body: Decodable>(_ type: Body.Type, _ bytes: [UInt8]) throws -> Body {
+        do {
+            return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty && LeadInput.object(bytes) != nil {
+            let reason = "holds a number that does not fit its field: a fraction or an out-of-range number where a whole number belongs"
+            throw APIError(.validationFailed, "a value in the body does not fit its field", errors: ["body": [reason]])
+        }
     }
 
     /// A JSON body a client may leave out: `empty` when it sends no bytes (or only whitespace).
@@ -69,7 +80,7 @@ enum LeadBody {
         let bytes = try await bytes(request, context: context)
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return empty }
         try rejectUnknownKeys(Body.self, bytes)
-        return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
+        return try decodeJSON(Body.self, bytes)
     }
 
     /// A 422 naming the keys a ``StrictBody`` does not know; other bodies pass.

@@ -31,6 +31,11 @@ struct LeadListQuery {
         func fail(_ field: String, _ message: String) { errors[field, default: []].append(message) }
         func text(_ name: String) -> String? {
             guard let value = first[name] else { return nil }
+            // SQLite ends a bound string at a NUL: "a%00b" would filter by "a".
+            if value.utf8.contains(0) {
+                fail(name, "must not contain a NUL character")
+                return nil
+            }
             let trimmed = value.trimmingCharacters(in: .whitespaces)
             return trimmed.isEmpty ? nil : trimmed
         }

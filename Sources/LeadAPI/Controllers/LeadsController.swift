@@ -408,7 +408,9 @@ struct LeadsController {
             throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
         }
         guard case .array(let items)? = object["leads"] ?? object["batch"] else {
-            throw APIError(.validationFailed, "leads is required", errors: ["leads": ["must be an array of lead objects"]])
+            let present = object["leads"] != nil || object["batch"] != nil
+            throw APIError(.validationFailed, present ? "leads must be an array" : "leads is required",
+                           errors: ["leads": ["must be an array of lead objects"]])
         }
         guard items.count <= APILimits.maxBulkLeads else {
             throw APIError(.validationFailed, "too many leads", errors: ["leads": ["at most \(APILimits.maxBulkLeads) per request"]])
