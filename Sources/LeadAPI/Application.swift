@@ -19,6 +19,10 @@ public struct APIConfiguration: Sendable {
     public var reportKeep: Int?
     /// Request bodies over this many bytes (decoded, when compressed) get 413 PAYLOAD_TOO_LARGE.
     public var maxBodyBytes = APILimits.maxBodyBytes
+    /// A connection that sends nothing for this long, while idle or part-way through a request,
+    /// is closed: a client that stops mid-body would otherwise hold it open for good. A request
+    /// the server is still answering never times out.
+    public var idleTimeout: Duration = .seconds(60)
 
     public init(version: String) { self.version = version }
 }
@@ -153,7 +157,7 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(store: store, configuration: configuration, logger: logger),
-        server: .leadLensHTTP1,
+        server: .leadLensHTTP1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }

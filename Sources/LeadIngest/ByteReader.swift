@@ -245,6 +245,11 @@ final class ByteReader {
             start += 3
             bytesConsumed += 3
         }
+        // Excel's "Unicode text" and some Windows exports: every byte a row would be read by
+        // is wrong, so the file as a whole is refused with what to do instead.
+        if end - start >= 2, (buffer[start], buffer[start + 1]) == (0xFF, 0xFE) || (buffer[start], buffer[start + 1]) == (0xFE, 0xFF) {
+            throw IngestFileError(reason: "the input is UTF-16 text (it starts with a UTF-16 byte order mark); save or convert it as UTF-8")
+        }
     }
 
     /// The first non-whitespace byte, without consuming it: used to sniff stdin's format.

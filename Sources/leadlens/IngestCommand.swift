@@ -58,7 +58,7 @@ struct IngestCommand: ParsableCommand {
         do {
             leadStore = try LeadStore.open(path: store.db, logger: logger)
         } catch {
-            Terminal.error("cannot open the store at \(store.db): \(error)")
+            Terminal.error("cannot open the store at \(store.db): \(describeOpenFailure(error))")
             throw ExitCode(2)
         }
         var options = Ingest.Options(format: format, strict: strict)

@@ -73,8 +73,19 @@ extension LeadStore {
         do {
             return try LeadStore.open(path: options.db, logger: options.makeLogger(label: label), serving: serving)
         } catch {
-            Terminal.error("cannot open the store at \(options.db): \(error)")
+            Terminal.error("cannot open the store at \(options.db): \(describeOpenFailure(error))")
             throw ExitCode(2)
         }
+    }
+}
+
+/// Why a store would not open, without the SQL SQLite was running when it failed (a file that
+/// is no database fails on the first PRAGMA, which the error's description quotes whole).
+func describeOpenFailure(_ error: any Error) -> String {
+    guard let error = error as? DatabaseError else { return "\(error)" }
+    switch error.resultCode {
+    case .SQLITE_NOTADB: return "it is not an SQLite database (is --db the right file?)"
+    case .SQLITE_CANTOPEN: return "the file cannot be opened or created (check the path and its permissions)"
+    default: return error.message ?? "SQLite error \(error.resultCode.rawValue)"
     }
 }

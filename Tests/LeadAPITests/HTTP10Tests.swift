@@ -125,4 +125,26 @@ struct HTTP10Tests {
             #expect(fine.response.hasPrefix("HTTP/1.1 200"))
         }
     }
+
+    @Test("a client that stops part-way through its body has its connection closed after the idle timeout")
+    func stalledBodyTimesOut() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let app = api.app {
+            $0.port = 0
+            $0.idleTimeout = .seconds(1)
+        }
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let started = ContinuousClock.now
+            // 10 of the 100 bytes promised, then silence: without the timeout the server waits
+            // for the rest as long as the client keeps the socket open (here 10 s, then false).
+            let stalled = try await exchange(port: port, """
+                POST /api/v1/intake HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(api.writer)\r\n\
+                Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email":
+                """, closeWithin: 10)
+            #expect(stalled.closed && stalled.response.isEmpty, "\(stalled.response.prefix(120))")
+            #expect(ContinuousClock.now - started < .seconds(9))
+        }
+    }
 }
