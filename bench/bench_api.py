@@ -423,7 +423,8 @@ class Scenario:
 
     def written_per_request(self) -> float | None:
         """Median bytes written to storage per successful request."""
-        per = [w.written / ok for w in self.runs if w.written is not None and (ok := w.requests - w.errors) > 0]
+        # A run that wrote nothing measurable (a store on tmpfs) says nothing about the disk.
+        per = [w.written / ok for w in self.runs if w.written and (ok := w.requests - w.errors) > 0]
         return statistics.median(per) if per and not self.error else None
 
     def spread(self) -> str:

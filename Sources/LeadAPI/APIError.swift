@@ -170,10 +170,10 @@ extension APIError {
         case .typeMismatch(let type, let context): return [name(context.codingPath): ["expected \(jsonTypeName(type))"]]
         case .valueNotFound(_, let context): return [name(context.codingPath): ["must not be null"]]
         case .dataCorrupted(let context):
-            // With a path, the JSON was read and the value there is what cannot be: 6.5 or 2^63
-            // for an id, 1e400 for a number.
+            // With a path, the JSON was read and the value there is what cannot be (a date that
+            // is not ISO 8601, a number out of range).
             return context.codingPath.isEmpty ? ["body": ["is not valid JSON"]]
-                : [name(context.codingPath): ["is not a valid value for this field (a fraction or an out-of-range number where a whole number belongs, say)"]]
+                : [name(context.codingPath): ["is not a valid value for this field"]]
         @unknown default: return ["body": ["is malformed"]]
         }
     }

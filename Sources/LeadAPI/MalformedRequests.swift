@@ -21,12 +21,17 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard let error = parseError, case .head(var head) = unwrapOutboundIn(data), head.status == .badRequest,
-              let body = try? Self.apiError(for: error).body() else {
+        guard case .head(var head) = unwrapOutboundIn(data), let error = parseError else {
             context.write(data, promise: promise)
             return
         }
+        // The first head after a parse error answers it: a route's own answer (a 422 for a
+        // broken chunked body) has its body already, so the error is forgotten either way.
         parseError = nil
+        guard head.status == .badRequest, let body = try? Self.apiError(for: error).body() else {
+            context.write(data, promise: promise)
+            return
+        }
         head.headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
         context.write(wrapOutboundOut(.head(head)), promise: nil)

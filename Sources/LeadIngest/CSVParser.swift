@@ -135,6 +135,9 @@ struct CSVParser {
             sawAnything = true
             if raw.count < Self.maxRawBytes { raw.append(byte) }
             if afterClosingQuote {
+                // Spaces before the delimiter (`"a" ,b`), which spreadsheets and hand edits leave,
+                // are dropped rather than refused.
+                if byte == 0x20 || (byte == 0x09 && delimiter != 0x09) { continue }
                 afterClosingQuote = false
                 if byte != UInt8(ascii: "\""), byte != delimiter, byte != 0x0A, byte != 0x0D {
                     // Reject the record, and read no further quotes: one more would open a field

@@ -97,9 +97,9 @@ struct LeadPatchBuilder {
         case .null: return
         case .string(let s): try set(key: key, text: s)
         case .number(let n):
-            // Ids, phones, amounts and owners come as numbers from many pipelines; an address,
-            // a status or a tag never does.
-            if let field = FieldName.knownField(key), [.email, .status, .tags].contains(field) {
+            // Ids, phones, amounts, owners, a CRM's numbered stages and year tags come as numbers
+            // from many pipelines; an address never does, and as text it would match no one.
+            if FieldName.knownField(key) == .email {
                 throw IngestError(.wrongType, line: line, field: key, reason: "expected a string, got a number")
             }
             try set(key: key, text: Self.format(n))

@@ -21,7 +21,7 @@ public enum LeadLookup {
         }
         if key.contains("@") {
             return try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE email = ? ORDER BY id LIMIT 1",
-                                      arguments: [key.lowercased()])
+                                      arguments: [EmailAddress.normalized(key) ?? key.lowercased()])
         }
         return nil
     }

@@ -285,7 +285,7 @@ public enum LeadMutations {
         if let others = try customValue(id, label: otherEmailLabel, in: db) {
             for address in others.components(separatedBy: "; ") where !address.isEmpty {
                 for other in try Int64.fetchAll(db, sql: "SELECT id FROM leads WHERE email = ? AND id != ? LIMIT ?",
-                                                arguments: [address.lowercased(), id, limit])
+                                                arguments: [EmailAddress.normalized(address) ?? address.lowercased(), id, limit])
                 where matches[other]?.contains(.email) != true {
                     matches[other, default: []].append(.email)
                 }

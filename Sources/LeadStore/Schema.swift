@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// The store's migrations. They only ever append: a shipped migration is never edited, so a
@@ -24,6 +25,7 @@ public enum Schema {
         // "v15-other-emails" is taken: a commit that was reverted (7ae71a8) shipped it to no one,
         // but a store a development build opened may hold it.
         migrator.registerMigration("v16-events-by-lead", foreignKeyChecks: .immediate, migrate: eventsByLead)
+        migrator.registerMigration("v17-composed-emails", foreignKeyChecks: .immediate, migrate: composeEmails)
         return migrator
     }
 
@@ -365,6 +367,26 @@ public enum Schema {
             let held = try LeadMutations.customValue(lead.id, label: "Email", in: db)
             try LeadMutations.setCustomField(lead.id, label: "Email", value: held.map { "\($0); \(lead.email)" } ?? lead.email, in: db)
             try db.execute(sql: "UPDATE leads SET email = NULL WHERE id = ?", arguments: [lead.id])
+        }
+    }
+
+    /// Emails are matched in Unicode's composed form (NFC) since v17 (see
+    /// `EmailAddress.normalized`): a stored address with an accent as a letter plus a combining
+    /// mark is rewritten composed, so ingest and the API, which look up the composed form, find
+    /// it again. Where another lead already holds the composed address, both are left as they
+    /// were: the duplicates endpoint is where a person decides.
+    static func composeEmails(_ db: Database) throws {
+        // Only addresses with a byte outside printable ASCII can change: SQLite narrows the
+        // scan to those, Swift composes them.
+        let rows = try Row.fetchAll(db, sql: "SELECT id, email FROM leads WHERE email GLOB '*[^ -~]*'")
+        for row in rows {
+            let email: String = row[1]
+            let composed = email.precomposedStringWithCanonicalMapping
+            // String's == holds canonically equivalent text equal; SQLite compares bytes.
+            guard !composed.utf8.elementsEqual(email.utf8) else { continue }
+            try db.execute(sql: """
+                UPDATE leads SET email = ?1 WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM leads WHERE email = ?1)
+                """, arguments: [composed, row[0] as Int64])
         }
     }
 

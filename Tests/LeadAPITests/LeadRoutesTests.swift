@@ -142,6 +142,11 @@ struct LeadRoutesTests {
             let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["tag": "navy"])
             #expect(tagged.status == .created)
             #expect(Set(tagged.data["tags"] as? [String] ?? []) == ["vip", "navy"])
+            // An error names the key the client used.
+            for key in ["tag", "name"] {
+                let blank = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: [key: " "])
+                #expect(blank.status == .unprocessableContent && blank.fieldErrors.keys.sorted() == [key], "\(blank.json)")
+            }
             let untagged = try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer)
             #expect(untagged.data["tags"] as? [String] == ["navy"])
             #expect(try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer).status == .notFound)
@@ -663,7 +668,7 @@ struct LeadRoutesTests {
             // Valid JSON with a number the id cannot hold: said so, not "the body is not valid JSON".
             for raw in [#"{"duplicate_id": 6.5}"#, #"{"duplicate_id": 9223372036854775808}"#] {
                 let odd = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, raw: raw, contentType: "application/json")
-                #expect(odd.status == .unprocessableContent && odd.fieldErrors["body"]?.first?.hasPrefix("holds a number that does not fit") == true,
+                #expect(odd.status == .unprocessableContent && odd.fieldErrors["body"]?.first?.hasPrefix("holds a value that does not fit") == true,
                         "\(odd.json)")
             }
             let nul = try await client.call(.get, "/api/v1/leads?search=a%00b", key: api.reader)

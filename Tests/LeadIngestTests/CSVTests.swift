@@ -148,6 +148,9 @@ struct CSVTests {
         }
         #expect(quoted.fields == ["say \"hi\"", "2"] && quoted.line == 3)
         #expect(last.fields == ["3", "4"] && last.line == 4)
+
+        // Spaces between a closing quote and the delimiter or line end are dropped, not refused.
+        #expect(try records("a,b\n\"x\" ,\"\"  \r\n").map(\.fields) == [["a", "b"], ["x", ""]])
     }
 
     @Test("A status the API would refuse is kept as a custom field; the lead keeps one it knows")

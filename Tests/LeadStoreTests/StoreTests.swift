@@ -199,6 +199,27 @@ struct StoreTests {
         }
     }
 
+    @Test("v17: stored emails are composed (NFC), unless another lead holds the composed address")
+    func storedEmailsAreComposed() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let composed = "caf\u{E9}@x.io", decomposed = "cafe\u{301}@x.io"
+        let otherDecomposed = "zo\u{EB}@x.io".decomposedStringWithCanonicalMapping
+        try leaveDatabase(at: path, upTo: "v16-events-by-lead") { db in
+            // Lead 1 alone has its address, decomposed; leads 2 and 3 hold one address both ways.
+            try db.execute(sql: """
+                INSERT INTO leads (id, email, created_at, updated_at) VALUES (1, ?, 1, 1), (2, ?, 2, 2), (3, ?, 3, 3), (4, 'ann@x.io', 4, 4)
+                """, arguments: [otherDecomposed, composed, decomposed])
+        }
+        let store = try LeadStore.open(path: path)
+        try store.reader.read { (db: Database) throws in
+            let stored = try Row.fetchAll(db, sql: "SELECT email FROM leads ORDER BY id").map { Array(($0[0] as String).utf8) }
+            #expect(stored == [Array("zo\u{EB}@x.io".utf8), Array(composed.utf8), Array(decomposed.utf8), Array("ann@x.io".utf8)])
+        }
+        // Found again by the form every lookup now uses.
+        #expect(try store.reader.read { db in try LeadLookup.find("ZOE\u{308}@x.io", in: db) } == 1)
+    }
+
     @Test("v13: each source takes the spelling most of its leads have; the filter then matches any case")
     func sourceSpellingsFold() throws {
         let path = temporaryPath()

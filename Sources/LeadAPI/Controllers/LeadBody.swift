@@ -65,12 +65,12 @@ enum LeadBody {
     }
 
     /// Foundation reports a number it cannot convert (6.5 or 2^63 for an id) as corrupt data
-    /// with no key, which read as "not valid JSON"; the body parses, so it is a value's fault.
+    /// with no key, which read as "not valid JSON"; the body parses, so a value is at fault.
     private static func decodeJSON<Body: Decodable>(_ type: Body.Type, _ bytes: [UInt8]) throws -> Body {
         do {
             return try APIJSON.decoder.decode(Body.self, from: Data(bytes))
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty && LeadInput.object(bytes) != nil {
-            let reason = "holds a number that does not fit its field: a fraction or an out-of-range number where a whole number belongs"
+            let reason = "holds a value that does not fit its field: a fraction or an out-of-range number where a whole number belongs, say"
             throw APIError(.validationFailed, "a value in the body does not fit its field", errors: ["body": [reason]])
         }
     }

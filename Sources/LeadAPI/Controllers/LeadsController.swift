@@ -248,11 +248,15 @@ struct LeadsController {
     /// `{"name": …}`, or `{"tag": …}` as older clients send it.
     struct TagBody: Decodable {
         let name: String
+        /// The key the client sent it under, which errors name.
+        let key: String
         enum CodingKeys: String, CodingKey { case name, tag }
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            if let name = try c.decodeIfPresent(String.self, forKey: .name) { self.name = name } else {
-                name = try c.decode(String.self, forKey: .tag)
+            if let name = try c.decodeIfPresent(String.self, forKey: .name) {
+                (self.name, key) = (name, "name")
+            } else {
+                (name, key) = (try c.decode(String.self, forKey: .tag), "tag")
             }
         }
     }
@@ -262,10 +266,10 @@ struct LeadsController {
         let body = try await LeadBody.decode(TagBody.self, request, context: context)
         let tag = body.name.trimmingCharacters(in: .whitespaces)
         if let problem = LeadBody.tagProblem(tag) {
-            throw APIError(.validationFailed, "invalid tag", errors: ["name": [problem]])
+            throw APIError(.validationFailed, "invalid tag", errors: [body.key: [problem]])
         }
         guard !tag.isEmpty, tag.count <= 100 else {
-            throw APIError(.validationFailed, "invalid tag", errors: ["name": ["must be 1 to 100 characters"]])
+            throw APIError(.validationFailed, "invalid tag", errors: [body.key: ["must be 1 to 100 characters"]])
         }
         let result = try await mutate(id) { db in try LeadMutations.addTag(id, tag, in: db) }
         return try EditedResponse(status: .created, response: result).response(from: request, context: context)
