@@ -11,8 +11,8 @@
 Peers in the same run: health is the yardstick for stats (1.); for the stats latency, the same
 aggregation (LeadStats.compute's two queries) run directly with Python's sqlite3 on the same
 store, beside the server answering one request at a time; for the write scenarios, the disk
-itself: its sequential write rate (1 GiB, then fdatasync), against the bytes each scenario
-writes to storage per event or lead (the server's /proc write_bytes, WAL and checkpoints), which
+itself: its sequential write rate (1 GiB, then fdatasync), against the bytes the disk wrote per
+event or lead in each scenario (its sysfs sector count: WAL frames and checkpoint copies), which
 gives the rate the disk alone would allow.
 
 Data (cached in bench/out/api/, rebuilt with BENCH_REFRESH=1): `generate --leads 1000000
@@ -198,17 +198,6 @@ class Server:
             pass
         return None
 
-    def written_bytes(self) -> int | None:
-        """Bytes this process has caused to be written to storage (/proc/PID/io write_bytes,
-        counted as pages are dirtied): WAL frames, and the checkpoints' copies into the store."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/io").read_text().splitlines():
-                if line.startswith("write_bytes:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return None
-
     def why_dead(self) -> str:
         return f"server exited ({self.proc.returncode}): {h._last_line(str(self.log_path)) or '(no output)'}"
 
@@ -309,7 +298,7 @@ class Wrk:
     p50_ms: float
     p99_ms: float
     errors: int            # non-2xx/3xx responses, socket errors and timeouts
-    written: int | None = None  # bytes the server wrote to storage meanwhile (write scenarios)
+    written: int | None = None  # bytes the store's disk wrote meanwhile (write scenarios)
 
     @property
     def ok_per_s(self) -> float:
@@ -393,25 +382,23 @@ class Scenario:
 
     def once(self, server: Server, settle: Path | None = None) -> None:
         """One wrk run. With `settle`, a write run: the WAL it leaves is then checkpointed
-        (untimed, see `settle_wal`), and the bytes written to storage, by the server and by that
-        checkpoint, are recorded with it."""
+        (untimed, see `settle_wal`), and the bytes the store's disk wrote over the run and that
+        checkpoint are recorded with it."""
         if self.error:
             return
         if not server.alive():
             self.error = server.why_dead()
             return
-        before = server.written_bytes()
+        before = device_written_bytes(settle) if settle is not None else None
         try:
             w = run_wrk(server, self.path, self.script, self.env)
         except (ValueError, OSError, subprocess.SubprocessError) as e:
             self.error = str(e)
             return
-        after = server.written_bytes()
         if settle is not None:
-            mine = own_written_bytes()
             settle_wal(settle)
-            if None not in (before, after, mine) and (mine_after := own_written_bytes()) is not None:
-                w.written = after - before + mine_after - mine
+            if before is not None and (after := device_written_bytes(settle)) is not None:
+                w.written = after - before
         h.log(f"  {self.name}: {w.requests:,} requests in {w.seconds:.1f} s, {w.ok_per_s:,.0f} ok/s, "
               f"p50 {w.p50_ms:.2f} ms, p99 {w.p99_ms:.2f} ms" + (f", {w.errors:,} errors" if w.errors else ""))
         if w.errors > w.requests * 0.01:
@@ -447,15 +434,16 @@ def settle_wal(db: Path, limit_s: float = 120) -> None:
             time.sleep(0.2)
 
 
-def own_written_bytes() -> int | None:
-    """write_bytes of this process: what `settle_wal` copied into the store."""
+def device_written_bytes(path: Path) -> int | None:
+    """Bytes the block device holding `path` has written since boot (its sysfs stat, sectors
+    of 512 bytes): what reached the disk, WAL frames and checkpoint copies alike, once each
+    however often the page cache saw them. The bench machine runs nothing else meanwhile."""
     try:
-        for line in Path("/proc/self/io").read_text().splitlines():
-            if line.startswith("write_bytes:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+        dev = os.stat(path).st_dev
+        fields = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat").read_text().split()
+        return int(fields[6]) * 512
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def events_body() -> bytes:
@@ -674,7 +662,7 @@ def main() -> None:
         note = f"the disk allows at most {disk_rate / per_item:,.0f} {item}s/s at this size" if disk_rate else ""
         if not explained:
             explained.append(True)
-            how = "the server's write_bytes over a run, plus the untimed checkpoint after it"
+            how = "the disk's sectors written over a run and the untimed checkpoint after it"
             note = (f"{how}; the disk writes {disk_rate / 1e6:,.0f} MB/s (1 GiB, fdatasync), "
                     f"so it allows at most {disk_rate / per_item:,.0f} {item}s/s at this size") if disk_rate else how
         fig.add(f"{indent}storage writes per {item}", f"{per_item / 1024:,.1f} KiB", "", "", note)
