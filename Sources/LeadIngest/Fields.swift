@@ -34,17 +34,19 @@ struct LeadPatchBuilder {
     }
 
     /// Sets one field from text. Blank values are ignored: they never overwrite.
-    mutating func set(key: String, text raw: String) throws(IngestError) {
+    /// `asideLabel`: the custom field an email that is no address, or a status the API does
+    /// not know, is kept under instead of `key` (a second column for the field has its own).
+    mutating func set(key: String, text raw: String, asideLabel: String? = nil) throws(IngestError) {
         if raw.utf8.count > JSONParser.maxStringBytes {
             throw IngestError(.valueTooLarge, line: line, field: key, reason: "value longer than 64 KiB")
         }
         let text = raw.trimmingWhitespace()
         guard !text.isEmpty else { return }
         guard let field = FieldName.knownField(key) else { return try appendCustom(label: key, text: text) }
-        try set(field, text: text, key: key)
+        try set(field, text: text, key: key, asideLabel: asideLabel)
     }
 
-    mutating func set(_ field: LeadField, text: String, key: String) throws(IngestError) {
+    mutating func set(_ field: LeadField, text: String, key: String, asideLabel: String? = nil) throws(IngestError) {
         try Self.rejectNUL(text, field: key, line: line)
         switch field {
         case .externalID: patch.identity.externalID = text
@@ -53,7 +55,7 @@ struct LeadPatchBuilder {
             guard let email = Ingest.Identity.normalizeEmail(text) else {
                 // Kept where a person can read and fix it, but it matches no one.
                 unaddressableEmailKey = key
-                return try appendCustom(label: key, text: text)
+                return try appendCustom(label: asideLabel ?? key, text: text)
             }
             patch.identity.email = email
             patch.fields[.email] = email
@@ -64,7 +66,7 @@ struct LeadPatchBuilder {
             let status = text.lowercased()
             // A status the API would refuse (a CRM's own, "Working - Contacted") is kept where a
             // person can read it, and the lead keeps a status the API can round-trip.
-            guard LeadStatus.known.contains(status) else { return try appendCustom(label: key, text: text) }
+            guard LeadStatus.known.contains(status) else { return try appendCustom(label: asideLabel ?? key, text: text) }
             patch.fields[.status] = status
         case .value:
             guard let number = Self.parseNumber(text) else {

@@ -435,7 +435,7 @@ struct CSVHeader {
                 let text = value.trimmingWhitespace()
                 guard !text.isEmpty else { continue }
                 if builder.text(of: field) == nil {
-                    try builder.set(key: labels[index], text: text)
+                    try builder.set(key: labels[index], text: text, asideLabel: label)
                 } else if !builder.holds(field, sameAs: text) {
                     try builder.setCustom(label: label, text: text)
                 }

@@ -171,6 +171,16 @@ struct CSVTests {
                 """).map { [$0[0], $0[1], $0[2]] as [String?] }
         }
         #expect(rows == [["L1", "new", "Working - Contacted"], ["L2", "qualified", nil]])
+
+        // Two status columns the API knows neither value of: each kept under its own label.
+        _ = try ingest(store, try directory.write("two.csv", "id,Status,status\nL3,Working,Nurturing\n"))
+        let kept = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT f.label, v.value FROM leads l JOIN lead_custom_values v ON v.lead_id = l.id
+                JOIN custom_fields f ON f.id = v.field_id WHERE l.external_id = 'L3' ORDER BY f.label
+                """).map { "\($0[0] as String)=\($0[1] as String)" }
+        }
+        #expect(kept == ["Status=Working", "status (column 3)=Nurturing"])
     }
 
     @Test("A short last row without a line break is a cut-off file: rejected, and it overwrites nothing")
