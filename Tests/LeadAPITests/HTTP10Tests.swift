@@ -67,12 +67,16 @@ struct HTTP10Tests {
         }
     }
 
-    @Test("an HTTP/1.0 request is answered and its connection closed, unless it asked to keep it alive")
-    func http10ClosesUnlessKeptAlive() async throws {
+    /// A server on an in-memory store, on a free port.
+    private static func liveApp() throws -> some ApplicationProtocol {
         var configuration = APIConfiguration(version: "1")
         configuration.port = 0
-        let app = buildApplication(store: try LeadStore.inMemory(), configuration: configuration)
-        try await app.test(.live) { client in
+        return buildApplication(store: try LeadStore.inMemory(), configuration: configuration)
+    }
+
+    @Test("an HTTP/1.0 request is answered and its connection closed, unless it asked to keep it alive")
+    func http10ClosesUnlessKeptAlive() async throws {
+        try await Self.liveApp().test(.live) { client in
             let port = try #require(client.port)
             let plain = try await exchange(port: port, "GET /api/v1/health HTTP/1.0\r\n\r\n", closeWithin: 10)
             #expect(plain.response.hasPrefix("HTTP/1.1 200") && plain.response.contains(#""status":"ok""#))
@@ -104,10 +108,7 @@ struct HTTP10Tests {
 
     @Test("a request that is not valid HTTP gets a 400 in the error shape, then the connection closes")
     func malformedRequestsAnswerInTheErrorShape() async throws {
-        var configuration = APIConfiguration(version: "1")
-        configuration.port = 0
-        let app = buildApplication(store: try LeadStore.inMemory(), configuration: configuration)
-        try await app.test(.live) { client in
+        try await Self.liveApp().test(.live) { client in
             let port = try #require(client.port)
             let big = String(repeating: "x", count: 100 * 1024)
             for (request, reason) in [
