@@ -209,6 +209,13 @@ public enum LeadInput {
                 }
                 continue
             }
+            // A client program sending a status the API does not know is told so, as POST
+            // /leads and PUT .../status tell it, rather than finding it kept aside (files do that).
+            if FieldName.knownField(member.key) == .status, let text = Self.statusText(member.value),
+               case let status = text.trimmingWhitespace().lowercased(), !status.isEmpty, !LeadStatus.known.contains(status) {
+                errors[member.key, default: []].append("must be one of \(LeadStatus.known.joined(separator: ", "))")
+                continue
+            }
             do { try builder.set(key: member.key, json: member.value) } catch {
                 errors[error.field ?? member.key, default: []].append(error.reason)
                 // Past a cap (custom fields, tags) every further key would fail alike.
@@ -224,6 +231,15 @@ public enum LeadInput {
             }
         }
         return (errors.isEmpty ? patch : nil, errors)
+    }
+
+    /// A status as sent: text, or a number (a CRM's numbered stage).
+    private static func statusText(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let text): text
+        case .number(let number): LeadPatchBuilder.format(number)
+        default: nil
+        }
     }
 
     /// A lead patch from form fields (application/x-www-form-urlencoded).

@@ -230,7 +230,10 @@ struct LeadRoutesTests {
             #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String == "call me")
 
             // A number is no address and true no phone: refused by field, not kept as other text.
-            for (body, field) in [(["email": 123, "phone": "+1 555 010 9999"] as [String: Any], "email"), (["email": "t@example.com", "phone": true], "phone")] {
+            // A status the API does not know is refused by field, as POST /leads refuses it;
+            // only files keep one aside.
+            for (body, field) in [(["email": 123, "phone": "+1 555 010 9999"] as [String: Any], "email"), (["email": "t@example.com", "phone": true], "phone"),
+                                  (["email": "s@example.com", "Lead Status": "Working"], "Lead Status")] {
                 let wrong = try await client.call(.post, "/api/v1/intake", key: api.writer, json: body)
                 #expect(wrong.status == .unprocessableContent && wrong.fieldErrors[field] != nil, "\(wrong.json)")
             }
@@ -291,12 +294,13 @@ struct LeadRoutesTests {
         try await api.app.test(.router) { client in
             let reply = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer, json: [
                 "batch": [["email": "one@example.com"], ["first_name": "no identity"], ["email": "one@example.com", "company": "Dup"],
-                          "not an object", ["phone": "+1 555 0100"]],
+                          "not an object", ["phone": "+1 555 0100"], ["email": "st@example.com", "status": "Working"]],
                 "source": "expo", "note": "met at the booth",
             ])
             #expect(reply.status == .ok)
             let items = reply.list
-            #expect(items.map { $0["index"] as? Int } == [0, 1, 2, 3, 4])
+            #expect(items.map { $0["index"] as? Int } == [0, 1, 2, 3, 4, 5])
+            #expect((items[5]["errors"] as? [String: [String]])?["status"]?.first?.hasPrefix("must be one of") == true, "\(items[5])")
             #expect(items[0]["status"] as? String == "created")
             #expect(items[1]["errors"] != nil)
             #expect(items[2]["status"] as? String == "duplicate")
@@ -636,6 +640,11 @@ struct LeadRoutesTests {
                         "\(path)?cursor=not-a-cursor"] {
                 let refused = try await client.call(.get, bad, key: api.reader)
                 #expect(refused.status == .unprocessableContent && refused.fieldErrors["cursor"] != nil, "\(bad)")
+            }
+            // A lead that does not exist is a 404, whatever cursor comes with it.
+            for list in ["events", "duplicates"] {
+                let missing = try await client.call(.get, "/api/v1/leads/999999/\(list)?cursor=\(cursor)", key: api.reader)
+                #expect(missing.status == .notFound, "\(list): \(missing.json)")
             }
         }
     }

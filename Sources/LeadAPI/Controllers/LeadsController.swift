@@ -320,12 +320,15 @@ struct LeadsController {
     @Sendable func timeline(_ request: Request, context: APIRequestContext) async throws -> ListResponse<TimelineJSON> {
         let id = try Self.leadID(context)
         let query = try LeadListQuery(request, leadCursor: false)
-        let after = try Self.sublistCursor(query, list: .timeline, leadID: id).map {
+        // Checked once the lead is known to exist: a missing lead is a 404 whatever the cursor.
+        let cursor = Result { try Self.sublistCursor(query, list: .timeline, leadID: id) }
+        let after = (try? cursor.get())?.map {
             LeadMutations.TimelinePosition(at: $0.values[0], source: $0.values[1], rowID: $0.values[2])
         }
         let offset = after == nil ? (query.page - 1) * query.perPage : 0
         let result = try await store.reader.read { db -> (entries: [LeadMutations.TimelineEntry], total: Int)? in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM leads WHERE id = ?", arguments: [id]) != nil else { return nil }
+            _ = try cursor.get()
             // One more than the page, to know whether a page follows it.
             return try LeadMutations.timeline(id, after: after, offset: offset, limit: query.perPage + 1, in: db)
         }
@@ -342,11 +345,14 @@ struct LeadsController {
     @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let id = try Self.leadID(context)
         let query = try LeadListQuery(request, leadCursor: false)
-        let after = try Self.sublistCursor(query, list: .duplicates, leadID: id)?.values[0]
+        // Checked once the lead is known to exist: a missing lead is a 404 whatever the cursor.
+        let cursor = Result { try Self.sublistCursor(query, list: .duplicates, leadID: id) }
+        let after = (try? cursor.get())?.values[0]
         let offset = (query.page - 1) * query.perPage
         let (found, total, next) = try await store.reader.read { db -> ([LeadJSON], Int, LeadSublistCursor?) in
             // In id order, which a keyset page continues.
             let matches = try LeadMutations.duplicates(of: id, limit: LeadMutations.duplicateCandidateLimit, in: db)
+            _ = try cursor.get()
             let rest = after.map { after in matches.drop { $0.id <= after } } ?? matches.dropFirst(offset)
             let page = rest.prefix(query.perPage)
             let byID = Dictionary(uniqueKeysWithValues: page.map { ($0.id, $0.matches) })
