@@ -63,6 +63,11 @@ public struct APIError: HTTPResponseError, Sendable {
         let errors: [String: [String]]
     }
 
+    /// The 413 for a body over `limit` bytes, however it was found to be.
+    static func bodyTooLarge(limit: Int, decoded: Bool = false) -> APIError {
+        APIError(.payloadTooLarge, "the \(decoded ? "decoded " : "")request body is over the limit of \(ByteCount.describe(limit))")
+    }
+
     /// The error's JSON body.
     func body() throws -> Data {
         try APIJSON.encoder.encode(Body(message: message, code: code.rawValue, errors: errors))
@@ -111,15 +116,15 @@ extension APIError {
             case .badRequest, .unprocessableContent, .unsupportedMediaType: .validationFailed
             default: .serverError
             }
+            if code == .payloadTooLarge { return .bodyTooLarge(limit: bodyLimit) }
             let message = switch code {
             case .notFound: "no such resource: \(request.method) \(request.uri.path)"
-            case .payloadTooLarge: "the request body is over the limit of \(ByteCount.describe(bodyLimit))"
             case .validationFailed: "the request body is malformed"
             default: "the request failed"
             }
             return APIError(code, message)
         case is NIOTooManyBytesError:
-            return APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(bodyLimit))")
+            return .bodyTooLarge(limit: bodyLimit)
         case let error as HTTPParserError:
             // The body broke HTTP's framing (a chunk size that is not hex, say): the client's
             // fault, not the server's.

@@ -49,10 +49,8 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird serves it, closing HTTP/1.0 connections as that version expects
     /// and connections silent for `idleTimeout`.
     static func leadLensHTTP1(idleTimeout: Duration) -> HTTPServerBuilder {
-        let (seconds, attoseconds) = idleTimeout.components
-        let timeout = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        return .init { responder in
-            LeadLensHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: timeout)))
+        .init { responder in
+            LeadLensHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))))
         }
     }
 }

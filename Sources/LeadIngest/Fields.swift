@@ -13,6 +13,9 @@ struct LeadPatchBuilder {
     /// writer, whose fill-only mode would keep the first. Segment messages set it: their batch
     /// context, own context and traits may each name a field. A CSV row's labels are unique.
     var replacesRepeatedLabels = false
+    /// A status the API does not know is refused (a client program's request) rather than
+    /// kept aside as a custom field (a file's column, a CRM's own stages).
+    var refusesUnknownStatus = false
     /// Where each normalized label sits in `patch.custom`, when labels replace: a lookup per
     /// value instead of a scan, which made a message with N traits cost N² (8,000 traits took 2 s).
     private var customIndexByKey: [String: Int] = [:]
@@ -66,7 +69,12 @@ struct LeadPatchBuilder {
             let status = text.lowercased()
             // A status the API would refuse (a CRM's own, "Working - Contacted") is kept where a
             // person can read it, and the lead keeps a status the API can round-trip.
-            guard LeadStatus.known.contains(status) else { return try appendCustom(label: asideLabel ?? key, text: text) }
+            guard LeadStatus.known.contains(status) else {
+                if refusesUnknownStatus {
+                    throw IngestError(.wrongType, line: line, field: key, reason: "must be one of \(LeadStatus.known.joined(separator: ", "))")
+                }
+                return try appendCustom(label: asideLabel ?? key, text: text)
+            }
             patch.fields[.status] = status
         case .value:
             guard let number = Self.parseNumber(text) else {

@@ -186,6 +186,9 @@ public enum LeadInput {
     /// are added to the lead's notes rather than replacing them.
     public static func patch(from object: JSONObject) -> (patch: Ingest.LeadPatch?, errors: FieldErrors) {
         var builder = LeadPatchBuilder(line: 1)
+        // A client program sending a status the API does not know is told so, as POST /leads
+        // and PUT .../status tell it, rather than finding it kept aside as a file's would be.
+        builder.refusesUnknownStatus = true
         var errors: FieldErrors = [:]
         for member in object.members {
             let normalized = FieldName.normalize(member.key)
@@ -209,13 +212,6 @@ public enum LeadInput {
                 }
                 continue
             }
-            // A client program sending a status the API does not know is told so, as POST
-            // /leads and PUT .../status tell it, rather than finding it kept aside (files do that).
-            if FieldName.knownField(member.key) == .status, let text = Self.statusText(member.value),
-               case let status = text.trimmingWhitespace().lowercased(), !status.isEmpty, !LeadStatus.known.contains(status) {
-                errors[member.key, default: []].append("must be one of \(LeadStatus.known.joined(separator: ", "))")
-                continue
-            }
             do { try builder.set(key: member.key, json: member.value) } catch {
                 errors[error.field ?? member.key, default: []].append(error.reason)
                 // Past a cap (custom fields, tags) every further key would fail alike.
@@ -231,15 +227,6 @@ public enum LeadInput {
             }
         }
         return (errors.isEmpty ? patch : nil, errors)
-    }
-
-    /// A status as sent: text, or a number (a CRM's numbered stage).
-    private static func statusText(_ value: JSONValue) -> String? {
-        switch value {
-        case .string(let text): text
-        case .number(let number): LeadPatchBuilder.format(number)
-        default: nil
-        }
     }
 
     /// A lead patch from form fields (application/x-www-form-urlencoded).

@@ -54,13 +54,7 @@ struct IngestCommand: ParsableCommand {
 
     func run() throws {
         let logger = store.makeLogger(label: "leadlens.ingest")
-        let leadStore: LeadStore
-        do {
-            leadStore = try LeadStore.open(path: store.db, logger: logger)
-        } catch {
-            Terminal.error("cannot open the store at \(store.db): \(describeOpenFailure(error))")
-            throw ExitCode(2)
-        }
+        let leadStore = try LeadStore.openForCommand(store, label: "leadlens.ingest", creating: true)
         var options = Ingest.Options(format: format, strict: strict)
         options.batchSize = batchSize
         let stop = StopSignal()

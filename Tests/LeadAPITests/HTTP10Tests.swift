@@ -137,7 +137,6 @@ struct HTTP10Tests {
         }
         try await app.test(.live) { client in
             let port = try #require(client.port)
-            let started = ContinuousClock.now
             // 10 of the 100 bytes promised, then silence: without the timeout the server waits
             // for the rest as long as the client keeps the socket open (here 10 s, then false).
             let stalled = try await exchange(port: port, """
@@ -145,7 +144,6 @@ struct HTTP10Tests {
                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email":
                 """, closeWithin: 10)
             #expect(stalled.closed && stalled.response.isEmpty, "\(stalled.response.prefix(120))")
-            #expect(ContinuousClock.now - started < .seconds(9))
         }
     }
 }

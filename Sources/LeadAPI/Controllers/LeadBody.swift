@@ -19,7 +19,7 @@ enum LeadBody {
         // A declared length over the limit is refused at once, not after waiting for bytes
         // that may never come (the client gave up, then the wait ended as a 500).
         // Every way over the limit is the same 413.
-        let tooLarge = APIError(.payloadTooLarge, "the request body is over the limit of \(ByteCount.describe(context.maxUploadSize))")
+        let tooLarge = APIError.bodyTooLarge(limit: context.maxUploadSize)
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > context.maxUploadSize {
             throw tooLarge
         }
@@ -51,7 +51,7 @@ enum LeadBody {
             throw APIError(.validationFailed, "the body cannot be decoded: \(error.reason)", errors: ["body": [error.reason]])
         }
         guard let decoded else {
-            throw APIError(.payloadTooLarge, "the decoded request body is over the limit of \(ByteCount.describe(limit))")
+            throw APIError.bodyTooLarge(limit: limit, decoded: true)
         }
         return decoded
     }
