@@ -104,6 +104,10 @@ public struct ScoringModel: Codable, Sendable, Equatable {
         guard numbers.allSatisfy(\.isFinite), model.stds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw SpecError("model \(model.version) has a non-finite coefficient, mean or std")
         }
+        // With every |z| at most zLimit, this bounds the logit: it can saturate but never be NaN.
+        guard (model.weights.reduce(abs(model.intercept)) { $0 + abs($1) } * Standardizer.zLimit).isFinite else {
+            throw SpecError("model \(model.version) has coefficients too large to score with")
+        }
         return model
     }
 
@@ -175,6 +179,13 @@ struct Standardizer {
         self.stds = stds
     }
 
+    /// The largest standardized value a feature contributes, either sign. A row of the data the
+    /// standardization was fitted on can lie at most √n standard deviations out, so this never
+    /// changes a fit of under 10⁸ rows; it keeps weight × z finite for a value far outside the
+    /// training data (1.7e308 in a numeric field), whose sum with another such value's would
+    /// otherwise be ∞ − ∞, a NaN no score can be made of.
+    static let zLimit = 1e4
+
     /// A value so extreme its standardized form overflows counts as missing, like NaN: a lead's
     /// score must never become NaN.
     func apply(_ values: inout [Double], rows: Int) {
@@ -183,7 +194,7 @@ struct Standardizer {
             let base = r * width
             for c in 0..<width {
                 let z = (values[base + c] - means[c]) / stds[c]
-                values[base + c] = z.isFinite ? z : 0
+                values[base + c] = z.isFinite ? min(max(z, -Self.zLimit), Self.zLimit) : 0
             }
         }
     }

@@ -22,6 +22,7 @@ public enum Trainer {
         case tooFewLabeled(found: Int, minimum: Int)
         case singleClass(positives: Int, negatives: Int)
         case nonFinite(column: String)
+        case overflow(column: String)
         case badHoldout(Double)
 
         public var description: String {
@@ -33,6 +34,8 @@ public enum Trainer {
                     ? "none of the \(negatives) training leads is won; a model needs both outcomes"
                     : "none of the \(positives) training leads is lost; a model needs both outcomes"
             case .nonFinite(let column): "column \"\(column)\" has an infinite or NaN value after its transform"
+            case .overflow(let column):
+                "column \"\(column)\" has values too large to standardize (their variance overflows a Double); clip or log1p it"
             case .badHoldout(let value): "holdout must be in [0, 1), got \(value)"
             }
         }
@@ -114,7 +117,7 @@ public enum Trainer {
             }
             // A finite value so large its column's variance overflows is as unusable as infinity.
             if let bad = standardizer.overflowed.first {
-                throw Failure.nonFinite(column: layout.columns[bad].name)
+                throw Failure.overflow(column: layout.columns[bad].name)
             }
             return Dataset(
                 layout: layout, standardizer: (standardizer.means, standardizer.stds),

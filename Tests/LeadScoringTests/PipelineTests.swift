@@ -181,7 +181,7 @@ struct PipelineTests {
             var options = Trainer.Options(asOf: testAsOf)
             options.holdout = 0
             let failure = #expect(throws: Trainer.Failure.self) { try Trainer.prepare(spec, from: hugeStore.reader, options: options) }
-            #expect(failure == .nonFinite(column: "Employees"), "\(text)")
+            #expect(failure == (text == "1e308" ? .overflow(column: "Employees") : .nonFinite(column: "Employees")), "\(text)")
         }
     }
 
@@ -485,6 +485,35 @@ struct PipelineTests {
         #expect(probabilities.count == 5 && probabilities.allSatisfy { $0.isFinite && (0...1).contains($0) })
         let explanation = try #require(try store.reader.read { try scorer.explain(leadID: 1, in: $0, asOf: testAsOf) })
         #expect(explanation.logit.isFinite)
+    }
+
+    @Test("opposite extremes in two numeric fields give a finite logit, not ∞ − ∞: scoring, rescoring and explaining never trap")
+    func opposingExtremes() throws {
+        var training = syntheticLeads(count: 300)
+        for i in training.indices { training[i].custom["Seats"] = String(i % 40) }
+        let spec = FeatureSpec(name: "two", features: [.numeric(field: "Employees"), .numeric(field: "Seats")])
+        var model = try trainedModel(try TestStore.make(training), spec: spec)
+        // 1.7e308 is ~10³⁰⁶ standard deviations of either field: times these weights, ±∞.
+        model.coefficients[0].weight = 1000
+        model.coefficients[1].weight = 2000
+        model = try ScoringModel.decode(try model.encoded())
+        var leads = syntheticLeads(count: 3, seed: 4)
+        leads[0].custom = ["Employees": "1.7e308", "Seats": "-1.7e308"]
+        leads[1].custom = ["Employees": "-1.7e308", "Seats": "1.7e308"]
+        let store = try TestStore.make(leads)
+        let scorer = LeadScorer(model: model)
+        _ = try scorer.scoreAll(store.writer, asOf: testAsOf)
+        let scored = try store.writer.write { try scorer.rescore(ids: [1, 2, 3], in: $0, asOf: testAsOf) }
+        #expect(scored.allSatisfy { $0.probability.isFinite })
+        // At the limit L: 1000·L − 2000·L and −1000·L + 2000·L.
+        #expect(scored[0].score == 0 && scored[1].score == 100)
+        for id in [Int64(1), 2] {
+            let explanation = try #require(try store.reader.read { try scorer.explain(leadID: id, in: $0, asOf: testAsOf) })
+            #expect(explanation.logit.isFinite)
+        }
+        // A model whose largest logit would overflow cannot be loaded at all.
+        model.coefficients[0].weight = 1e305
+        #expect(throws: SpecError.self) { try ScoringModel.decode(try model.encoded()) }
     }
 
     @Test("features as of a past date ignore later events and leads created later")
