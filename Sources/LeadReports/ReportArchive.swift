@@ -110,11 +110,14 @@ extension Reports {
         }
 
         /// Creates the folder of a new report; mkdir is atomic, so two reports started within the
-        /// same second get different ids.
+        /// same second get different ids. Its number is past every report of that second still
+        /// here: a number retention has freed would sort as the oldest report, and the new report's
+        /// own pruning would delete it, or a later report would take its id.
         func makeReportFolder(for date: Date) throws -> (id: String, url: URL) {
             let base = Self.id(for: date)
-            for attempt in 1...100 {
-                let id = attempt == 1 ? base : "\(base)-\(attempt)"
+            let highest = try reportIDs().lazy.map(Self.order).filter { $0.0 == base }.map(\.1).max() ?? 0
+            for number in (highest + 1)...(highest + 100) {
+                let id = number == 1 ? base : "\(base)-\(number)"
                 let url = directory.appendingPathComponent(id, isDirectory: true)
                 if mkdir(url.path, 0o755) == 0 { return (id, url) }
                 guard errno == EEXIST else {
@@ -141,18 +144,33 @@ extension Reports {
             try Reports.jsonEncoder.encode(latest).write(to: directory.appendingPathComponent(Self.latestName), options: .atomic)
         }
 
-        /// Deletes all but the `keep` newest reports. Only folders named like report ids are
-        /// touched, so nothing else a user keeps in the folder is ever deleted.
-        func prune(keeping keep: Int, logger: Logger) throws {
-            for id in try reportIDs().dropFirst(max(keep, 1)) {
+        /// Deletes all but the `keep` newest complete reports. A folder without its index is a
+        /// report still being written, by this process or another: it is left alone, unless
+        /// nothing has written into it for ``abandonedAfter`` (its writer died). Only folders named
+        /// like report ids are touched, so nothing else a user keeps in the folder is ever deleted.
+        func prune(keeping keep: Int, now: Date = Date(), logger: Logger) throws {
+            var kept = 0
+            for id in try reportIDs() {
+                let folder = directory.appendingPathComponent(id, isDirectory: true)
+                if try manifest(id: id) != nil {
+                    kept += 1
+                    if kept <= max(keep, 1) { continue }
+                } else {
+                    let modified = (try? FileManager.default.attributesOfItem(atPath: folder.path)[.modificationDate]) as? Date
+                    guard let modified, now.timeIntervalSince(modified) > Self.abandonedAfter else { continue }
+                }
                 do {
-                    try FileManager.default.removeItem(at: directory.appendingPathComponent(id, isDirectory: true))
+                    try FileManager.default.removeItem(at: folder)
                     logger.info("old report deleted", metadata: ["report.id": "\(id)"])
                 } catch {
                     logger.warning("cannot delete an old report", metadata: ["report.id": "\(id)", "error": "\(Self.reason(error))"])
                 }
             }
         }
+
+        /// How long an incomplete report folder may go unwritten before pruning takes it for a
+        /// dead writer's. Writing a report touches its folder every few seconds at most.
+        static let abandonedAfter: TimeInterval = 3600
 
         static func reason(_ error: any Error) -> String {
             (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription

@@ -53,6 +53,36 @@ struct ArchiveTests {
         ])
     }
 
+    @Test("Reports in one second never reuse an id retention freed, and each one returned still exists")
+    func sameSecondWithRetention() throws {
+        let store = try TestStore.make(TestStore.leads(count: 10, seed: 3), in: directory)
+        let archive = Reports.Archive(directory: reports)
+        var ids: [String] = []
+        for _ in 0..<4 {
+            let manifest = try generate(store, at: TestStore.now, keep: 1, formats: [.csv])
+            #expect(try archive.manifest(id: manifest.id) != nil, "report \(manifest.id) was pruned by its own retention")
+            ids.append(manifest.id)
+        }
+        #expect(Set(ids).count == 4)
+        #expect(try archive.list().map(\.id) == [ids[3]] && archive.latest()?.id == ids[3])
+    }
+
+    @Test("Retention leaves a report still being written, and deletes one whose writer stopped an hour ago")
+    func retentionSkipsIncompleteReports() throws {
+        let store = try TestStore.make(TestStore.leads(count: 10, seed: 5), in: directory)
+        let archive = Reports.Archive(directory: reports)
+        let old = try generate(store, at: TestStore.now, formats: [.csv])
+        let writing = try archive.makeReportFolder(for: TestStore.now.addingTimeInterval(-60))
+        let abandoned = try archive.makeReportFolder(for: TestStore.now.addingTimeInterval(-7200))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * Reports.Archive.abandonedAfter)],
+                                              ofItemAtPath: abandoned.url.path)
+        let newest = try generate(store, at: TestStore.now.addingTimeInterval(60), keep: 1, formats: [.csv])
+        #expect(FileManager.default.fileExists(atPath: writing.url.path))
+        #expect(!FileManager.default.fileExists(atPath: abandoned.url.path))
+        #expect(try archive.list().map(\.id) == [newest.id])
+        #expect(old.id != newest.id)
+    }
+
     @Test("Files resolve with their content type; anything outside a report's listed files does not")
     func resolveIsSafe() throws {
         let store = try TestStore.make(TestStore.leads(count: 10, seed: 4), in: directory)
