@@ -303,7 +303,9 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
             keys.map { $0.intValue.map { "[\($0 + 1)]" } ?? ".\($0.stringValue)" }.joined()
         }
         switch error {
-        case .keyNotFound(let key, let context): return "missing \"\(key.stringValue)\" at \(path(context.codingPath))"
+        case .keyNotFound(let key, let context):
+            let at = path(context.codingPath)
+            return at.isEmpty ? "missing \"\(key.stringValue)\"" : "missing \"\(key.stringValue)\" at \(at)"
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
             let at = path(context.codingPath)
             return at.isEmpty ? context.debugDescription : "\(at): \(context.debugDescription)"

@@ -61,7 +61,11 @@ public final class LeadScorer: Sendable {
         if let key, let cached = cachedLayout.withLock({ $0 }), cached.key == key { return cached.layout }
         let layout = try FeatureLayout.resolve(model.features, in: db, training: false)
         guard layout.columnNames == model.columns else {
-            throw SpecError("model \(model.version): its spec no longer yields its columns")
+            let index = zip(layout.columnNames, model.columns).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+                ?? min(layout.columnNames.count, model.columns.count)
+            let yielded = index < layout.columnNames.count ? "\"\(layout.columnNames[index])\"" : "nothing"
+            let listed = index < model.columns.count ? "\"\(model.columns[index])\"" : "nothing"
+            throw SpecError("model \(model.version): its features yield \(yielded) as column \(index + 1), where the model lists \(listed)")
         }
         if let key { cachedLayout.withLock { $0 = (key, layout) } }
         return layout

@@ -46,6 +46,9 @@ public enum ModelRegistry {
         if try Bool.fetchOne(db, sql: "SELECT 1 FROM models WHERE version = ?", arguments: [model.version]) != nil {
             throw SpecError("the store already has a model \(model.version)")
         }
+        // A model whose features do not yield its columns (a hand-edited file) would fail every
+        // request that scores; refuse it before it can become the active model.
+        _ = try LeadScorer(model: model).layout(in: db)
         let body = String(decoding: try model.encoded(), as: UTF8.self)
         try db.execute(sql: """
             INSERT INTO models (version, name, created_at, holdout_auc, body) VALUES (?, ?, ?, ?, ?)
@@ -90,9 +93,12 @@ public enum ModelRegistry {
 
     /// Whether `candidate` may replace `active`. The two AUCs must come from the same leads:
     /// `activeAUC` is the active model's AUC on the candidate's holdout (see ``holdoutAUC``).
-    public static func decide(candidate: ScoringModel, active: ScoringModel?, activeAUC: Double?, force: Bool) -> Decision {
+    /// `candidateAUC`, when given, replaces the candidate's own holdout AUC: the two measured on
+    /// a part of its holdout (see `TrainingRun`).
+    public static func decide(candidate: ScoringModel, active: ScoringModel?, activeAUC: Double?, candidateAUC: Double? = nil,
+                              force: Bool) -> Decision {
         guard !force, let active else { return .activate }
-        guard candidate.metricsOn == "holdout", let new = candidate.metrics.auc else {
+        guard candidate.metricsOn == "holdout", let new = candidateAUC ?? candidate.metrics.auc else {
             return .keep(reason: "trained without a holdout (--holdout 0), so there is nothing to compare with \(active.version) on; --force activates it anyway")
         }
         guard let current = activeAUC else { return .activate }

@@ -94,6 +94,11 @@ public struct ScoringModel: Codable, Sendable, Equatable {
         guard model.means.count == width, model.stds.count == width, model.coefficients.count == width, width > 0 else {
             throw SpecError("model \(model.version) is inconsistent: columns, means, stds and coefficients differ in length")
         }
+        // Each weight names its column: a hand-edited file with them in another order would
+        // otherwise score every lead with the wrong weights.
+        if let index = model.columns.indices.first(where: { model.coefficients[$0].feature != model.columns[$0] }) {
+            throw SpecError("model \(model.version): coefficient \(index + 1) is for \"\(model.coefficients[index].feature)\", but column \(index + 1) is \"\(model.columns[index])\"")
+        }
         guard FeatureSpec.isValidName(model.name), model.version.hasPrefix(model.name + "-v"),
               Int(model.version.dropFirst(model.name.count + 2)) != nil else {
             throw SpecError("model version must be <name>-v<N>")

@@ -30,14 +30,23 @@ public enum TrainingRun {
         var model = try Trainer.fit(data, name: spec.name, version: "\(spec.name)-v0", options: options,
                                     readSeconds: readSeconds, progress: iteration)
 
-        // The active model is scored on the new model's holdout before taking the write lock:
-        // that read can take seconds, and other writers would wait on it.
-        func activeAUC(_ active: ScoringModel, in db: Database) -> Double? {
-            ModelRegistry.holdoutAUC(of: active, leadIDs: data.holdoutIDs, labels: data.holdout.y, asOf: options.asOf, in: db)
+        // The two models are compared on the leads neither trained on. The split is one hash
+        // against a threshold, so of the new holdout those are the leads the active model's own,
+        // smaller or equal, fraction also held out; an active model trained with less (or no)
+        // holdout would otherwise be scored on leads it learned from, and look better than it is.
+        // Both are scored before taking the write lock: that read can take seconds, and other
+        // writers would wait on it.
+        typealias Comparison = (candidate: Double?, active: Double?)
+        func compare(with active: ScoringModel, in db: Database) -> Comparison {
+            let shared = data.holdoutIDs.indices.filter { Trainer.isHoldout(data.holdoutIDs[$0], fraction: active.training.holdoutFraction) }
+            let ids = shared.map { data.holdoutIDs[$0] }, labels = shared.map { data.holdout.y[$0] }
+            let activeAUC = ModelRegistry.holdoutAUC(of: active, leadIDs: ids, labels: labels, asOf: options.asOf, in: db)
+            guard shared.count < data.holdoutIDs.count else { return (nil, activeAUC) }  // the whole holdout: its own metrics
+            return (ModelRegistry.holdoutAUC(of: model, leadIDs: ids, labels: labels, asOf: options.asOf, in: db), activeAUC)
         }
-        let evaluated: (version: String, auc: Double?)? = try store.reader.read { db in
+        let evaluated: (version: String, comparison: Comparison)? = try store.reader.read { db in
             guard activate, let active = try ModelRegistry.active(in: db) else { return nil }
-            return (active.version, activeAUC(active, in: db))
+            return (active.version, compare(with: active, in: db))
         }
 
         // Version, file and registration in one write transaction: two runs never take the same
@@ -53,9 +62,12 @@ public enum TrainingRun {
                 try model.encoded().write(to: fileURL!, options: .atomic)
                 guard activate else { return .keep(reason: "not asked to (--activate)") }
                 let active = try ModelRegistry.active(in: db)
-                // Another model was activated since it was evaluated: evaluate that one.
-                let auc = active.flatMap { $0.version == evaluated?.version ? evaluated?.auc : activeAUC($0, in: db) }
-                let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: auc, force: force)
+                let comparison = active.map { active in
+                    if let evaluated, evaluated.version == active.version { return evaluated.comparison }
+                    return compare(with: active, in: db)  // another model was activated since
+                }
+                let decision = ModelRegistry.decide(candidate: model, active: active, activeAUC: comparison?.active,
+                                                    candidateAUC: comparison?.candidate, force: force)
                 if decision == .activate { try ModelRegistry.activate(version: model.version, in: db) }
                 return decision
             }

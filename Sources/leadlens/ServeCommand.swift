@@ -58,7 +58,12 @@ struct ServeCommand: AsyncParsableCommand {
                            metadata: ["error": "\(error)"])
         }
         // A store with no active model scores with the shipped default.
-        _ = try? models.activeModel(leadStore)
+        do {
+            _ = try models.activeModel(leadStore)
+        } catch {
+            logger.warning("no model to score with; leads stay unscored until one is trained and activated",
+                           metadata: ["error": "\(error)"])
+        }
         var configuration = APIConfiguration(version: LeadLens.version)
         configuration.host = host
         configuration.port = port

@@ -614,6 +614,25 @@ struct RegistryTests {
         #expect(ModelRegistry.decide(candidate: noHoldout, active: nil, activeAUC: nil, force: false) == .activate)
     }
 
+    @Test("the activation check compares the two models on leads neither trained on")
+    func activationComparesOnUnseenLeads() throws {
+        let store = try TestStore.make(syntheticLeads(count: 160, seed: 12))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func train(holdout: Double, force: Bool) throws -> TrainingRun.Outcome {
+            var options = Trainer.Options(asOf: testAsOf)
+            options.holdout = holdout
+            return try TrainingRun.run(spec: smallSpec(), store: store, options: options, activate: true, force: force, directory: directory)
+        }
+        // Trained on every lead, the first model has seen the second's holdout: its AUC there
+        // is an in-sample one, and must not be what the second is held to.
+        let first = try train(holdout: 0, force: true)
+        let second = try train(holdout: 0.3, force: false)
+        #expect(second.decision == .activate, "\(second.decision)")
+        #expect(try store.reader.read { try ModelRegistry.active(in: $0)?.version } == second.model.version)
+        #expect(first.model.version != second.model.version)
+    }
+
     @Test("a store with no active model installs the shipped default")
     func installsDefault() throws {
         let store = try TestStore.make(syntheticLeads(count: 400))
@@ -631,6 +650,16 @@ struct RegistryTests {
         impostor.intercept += 1
         #expect(throws: SpecError.self) { try store.writer.write { try ModelRegistry.register(impostor, in: $0) } }
         #expect(try store.reader.read { try ModelRegistry.active(in: $0)?.intercept } == model.intercept)
+
+        // A hand-edited default whose columns its features do not yield is refused, not activated.
+        let fresh = try TestStore.make(syntheticLeads(count: 20))
+        var edited = model
+        edited.columns[0] = "bogus"
+        edited.coefficients[0].feature = "bogus"
+        try edited.encoded().write(to: url)
+        let refusal = #expect(throws: SpecError.self) { try ModelRegistry.activeOrDefault(fresh.writer, defaultURL: url) }
+        #expect(refusal?.message.contains("where the model lists \"bogus\"") == true)
+        #expect(try fresh.reader.read { try ModelRegistry.list(in: $0) }.isEmpty)
     }
 
     @Test("a model file with a non-finite number or an inconsistent shape is refused")
@@ -644,6 +673,10 @@ struct RegistryTests {
         #expect(throws: SpecError.self) { try ScoringModel.decode(try broken.encoded()) }
         broken = model
         broken.version = "other-v1"
+        #expect(throws: SpecError.self) { try ScoringModel.decode(try broken.encoded()) }
+        // Weights listed in another order than the columns they belong to.
+        broken = model
+        broken.coefficients.swapAt(0, 1)
         #expect(throws: SpecError.self) { try ScoringModel.decode(try broken.encoded()) }
     }
 }
