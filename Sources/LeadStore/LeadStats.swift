@@ -63,12 +63,12 @@ public struct LeadStats: Sendable, Equatable {
         defer { scan.reset() }
         var statusNames = Interner()
         var sourceNames = Interner()
-        var cells: [Int: Sums] = [:]  // (status × 4096 + source) × 16 + bucket + 1
+        var cells: [Int: Sums] = [:]  // status << 40 | source << 4 | bucket + 1
         while try scan.step() {
             let status = statusNames.id(scan.textBytes(0))
             let source = sourceNames.id(scan.textBytes(1))
             let bucket = scan.isNull(2) ? -1 : min(Int(scan.int64(2)) / 10, 9)
-            let key = ((status << 12) | source) << 4 | (bucket + 1)
+            let key = status << 40 | source << 4 | (bucket + 1)
             cells[key, default: Sums()].add(Sums(
                 count: 1, converted: 0, scored: bucket >= 0 ? 1 : 0,
                 scoreSum: bucket >= 0 ? Double(scan.int64(2)) : 0, probabilitySum: Sums.fixed(scan.double(3) ?? 0)))
@@ -81,8 +81,8 @@ public struct LeadStats: Sendable, Equatable {
         var statuses: [String: Sums] = [:]
         var buckets = Array(repeating: Sums(), count: 10)
         for (key, var cell) in cells {
-            let status = statusNames.names[key >> 16] ?? LeadStatus.defaultStatus
-            let source = sourceNames.names[(key >> 4) & 0xFFF]
+            let status = statusNames.names[key >> 40] ?? LeadStatus.defaultStatus
+            let source = sourceNames.names[(key >> 4) & (1 << 36 - 1)]
             let bucket = (key & 0xF) - 1
             if convertedStatuses.contains(status) { cell.converted = cell.count }
             all.add(cell)
@@ -138,7 +138,8 @@ public struct LeadStats: Sendable, Equatable {
         let (conditions, arguments) = windowed.whereClause()
         var counts: [Int64: Int] = [:]
         for row in try Row.fetchAll(db, sql: """
-            SELECT created_at / \(dayMillis), count(*) FROM leads WHERE \(conditions) GROUP BY 1
+            SELECT CASE WHEN created_at >= 0 THEN created_at / \(dayMillis) ELSE (created_at + 1) / \(dayMillis) - 1 END, count(*)
+            FROM leads WHERE \(conditions) GROUP BY 1
             """, arguments: arguments) {
             counts[row[0]] = row[1]
         }
@@ -206,14 +207,6 @@ private struct Interner {
         for index in 1..<min(bytes.count, 33) where bytes[index].elementsEqual(text) { return index }
         let key = Array(text)
         if bytes.count > 33, let index = overflow[key] { return index }
-        // Ids are packed into 12 bits: past 4094 distinct values the rest share one, "(other)".
-        guard bytes.count < 4095 else {
-            if bytes.count == 4095 {
-                bytes.append([])
-                names.append("(other)")
-            }
-            return 4095
-        }
         bytes.append(key)
         names.append(String(decoding: key, as: UTF8.self))
         if bytes.count > 33 { overflow[key] = bytes.count - 1 }

@@ -357,6 +357,24 @@ struct StoreTests {
         #expect(try store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 2000)
     }
 
+    @Test("stats: each of thousands of sources keeps its own row, and a lead before 1970 counts on its own day")
+    func statsManySourcesAndEarlyDays() throws {
+        let store = try LeadStore.inMemory()
+        let day: Int64 = 86_400_000
+        try store.writer.write { db in
+            for i in 0..<5000 {
+                try db.execute(sql: "INSERT INTO leads (source, created_at, updated_at) VALUES (?, ?, ?)", arguments: ["s\(i)", day + 1, 1])
+            }
+            try db.execute(sql: "INSERT INTO leads (source, created_at, updated_at) VALUES ('(other)', ?, 1)", arguments: [-day / 2])
+        }
+        let now = Date(timeIntervalSince1970: 1.5 * 86_400)  // 1970-01-02T12:00Z
+        let stats = try store.reader.read { try LeadStats.compute(LeadFilter(), now: now, days: 3, in: $0) }
+        #expect(stats.bySource.count == 5001 && stats.bySource.allSatisfy { $0.count == 1 })
+        #expect(stats.bySource.contains { $0.source == "(other)" } && stats.bySource.contains { $0.source == "s4999" })
+        #expect(stats.daily.map(\.date) == ["1969-12-31", "1970-01-01", "1970-01-02"])
+        #expect(stats.daily.map(\.new) == [1, 0, 5000])
+    }
+
     @Test func scoreIsConstrainedTo0Through100() throws {
         let store = try LeadStore.inMemory()
         #expect(throws: DatabaseError.self) {
