@@ -59,13 +59,38 @@ final class JobRunner: Sendable {
         self.logger = logger
     }
 
+    static let interruptedMessage = "interrupted: the server running it stopped before it finished; start it again"
+
+    /// Whether a queued or running job's server has stopped: its process is gone, or it was
+    /// recorded before jobs had owners. A job another live server on the same store runs is not.
+    static func isOrphaned(ownerPID: Int32?) -> Bool {
+        guard let ownerPID else { return true }
+        if ownerPID == getpid() { return false }
+        return kill(ownerPID, 0) != 0 && errno == ESRCH  // EPERM: alive, another user's
+    }
+
+    /// Marks failed the jobs whose server stopped or died before they finished, whose rows would
+    /// otherwise say queued or running forever. Returns how many were marked.
+    @discardableResult
+    func failInterruptedJobs() async throws -> Int {
+        try await store.writer.write { db in
+            let orphans = try Row.fetchAll(db, sql: "SELECT id, owner_pid FROM jobs WHERE state IN ('queued', 'running')")
+                .filter { Self.isOrphaned(ownerPID: $0["owner_pid"]) }.map { $0["id"] as Int64 }
+            for id in orphans {
+                try db.execute(sql: "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                               arguments: [LeadStore.nowMillis(), Self.interruptedMessage, id])
+            }
+            return orphans.count
+        }
+    }
+
     /// Records a queued job and starts it. `work` returns the job's result as a JSON object.
     func start(kind: String, parameters: [String: Any], work: @escaping @Sendable (Progress) throws -> [String: Any]) async throws -> Job {
         let parametersJSON = Self.json(parameters)
         let job = try await store.writer.write { db -> Job in
             let now = LeadStore.nowMillis()
-            try db.execute(sql: "INSERT INTO jobs (kind, state, created_at, parameters) VALUES (?, 'queued', ?, ?)",
-                           arguments: [kind, now, parametersJSON])
+            try db.execute(sql: "INSERT INTO jobs (kind, state, created_at, parameters, owner_pid) VALUES (?, 'queued', ?, ?, ?)",
+                           arguments: [kind, now, parametersJSON, getpid()])
             return Job(id: db.lastInsertedRowID, kind: kind, state: "queued", progress: 0, createdAt: now)
         }
         let store = self.store
@@ -97,14 +122,23 @@ final class JobRunner: Sendable {
         return job
     }
 
+    /// The job; one whose server stopped before it finished is marked failed first, so a client
+    /// polling it gets a final state whichever server it asks.
     func find(_ id: Int64) async throws -> Job? {
-        try await store.reader.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { row in
-                Job(id: row["id"], kind: row["kind"], state: row["state"], progress: row["progress"],
-                    createdAt: row["created_at"], startedAt: row["started_at"], finishedAt: row["finished_at"],
-                    result: row["result"], error: row["error"])
+        func read() async throws -> (job: Job, ownerPID: Int32?)? {
+            try await store.reader.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { row in
+                    (Job(id: row["id"], kind: row["kind"], state: row["state"], progress: row["progress"],
+                         createdAt: row["created_at"], startedAt: row["started_at"], finishedAt: row["finished_at"],
+                         result: row["result"], error: row["error"]),
+                     row["owner_pid"])
+                }
             }
         }
+        guard let (job, ownerPID) = try await read() else { return nil }
+        guard job.state == "queued" || job.state == "running", Self.isOrphaned(ownerPID: ownerPID) else { return job }
+        try await failInterruptedJobs()
+        return try await read()?.job
     }
 
     static func json(_ object: [String: Any]) -> String {

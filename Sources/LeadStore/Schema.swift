@@ -26,6 +26,7 @@ public enum Schema {
         // but a store a development build opened may hold it.
         migrator.registerMigration("v16-events-by-lead", foreignKeyChecks: .immediate, migrate: eventsByLead)
         migrator.registerMigration("v17-composed-emails", foreignKeyChecks: .immediate, migrate: composeEmails)
+        migrator.registerMigration("v18-job-owners", foreignKeyChecks: .immediate, migrate: jobOwners)
         return migrator
     }
 
@@ -368,6 +369,13 @@ public enum Schema {
             try LeadMutations.setCustomField(lead.id, label: "Email", value: held.map { "\($0); \(lead.email)" } ?? lead.email, in: db)
             try db.execute(sql: "UPDATE leads SET email = NULL WHERE id = ?", arguments: [lead.id])
         }
+    }
+
+    /// The process running a job. A job runs on its server's thread pool; when that server stops
+    /// or dies, the job's row would otherwise say "running" forever. Jobs recorded before this
+    /// have no owner, and a server starting up takes them for a stopped one's.
+    static func jobOwners(_ db: Database) throws {
+        try db.execute(sql: "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER")
     }
 
     /// Emails are matched in Unicode's composed form (NFC) since v17 (see

@@ -1,0 +1,44 @@
+import Foundation
+import GRDB
+import HummingbirdTesting
+import LeadAPI
+import LeadStore
+import Testing
+
+@Suite("Background jobs")
+struct JobsTests {
+    /// The pid of a process that has exited: no process holds it until the kernel wraps around.
+    static func deadPID() throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/true")
+        try process.run()
+        process.waitUntilExit()
+        return process.processIdentifier
+    }
+
+    @Test("a job whose server stopped before it finished reads as failed, not running forever; a live server's job stays running")
+    func interruptedJobsFail() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let dead = try Self.deadPID()
+        let ids = try await api.store.writer.write { db in
+            try [dead, nil, getpid()].map { (owner: Int32?) -> Int64 in
+                try db.execute(sql: """
+                    INSERT INTO jobs (kind, state, created_at, started_at, parameters, owner_pid) VALUES ('rescore', 'running', 1, 2, '{}', ?)
+                    """, arguments: [owner])
+                return db.lastInsertedRowID
+            }
+        }
+        let app = buildApplication(store: api.store, configuration: APIConfiguration(version: "test"))
+        try await app.test(.router) { client in
+            for id in ids.prefix(2) {
+                let job = try await client.call(.get, "/api/v1/jobs/\(id)", key: api.reader).data
+                #expect(job["state"] as? String == "failed", "\(job)")
+                #expect((job["error"] as? String)?.hasPrefix("interrupted") == true)
+                #expect(job["finished_at"] is String)
+            }
+            let live = try await client.call(.get, "/api/v1/jobs/\(ids[2])", key: api.reader).data
+            #expect(live["state"] as? String == "running")
+        }
+    }
+}
