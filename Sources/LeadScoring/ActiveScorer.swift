@@ -23,6 +23,13 @@ public final class ActiveScorer: Sendable {
         return scorer
     }
 
+    /// A scorer for the model `version`: the active one's, shared, or one loaded from the
+    /// registry for a lead an earlier model scored. Nil when the store no longer has that model.
+    public func scorer(version: String, in db: Database) throws -> LeadScorer? {
+        if let active = try scorer(in: db), active.model.version == version { return active }
+        return try ModelRegistry.model(version: version, in: db).map(LeadScorer.init(model:))
+    }
+
     /// Rescores `ids` inside the caller's write transaction; empty when no model is active.
     public func rescore(ids: [Int64], in db: Database) throws -> [LeadScorer.Scored] {
         guard !ids.isEmpty, let scorer = try scorer(in: db) else { return [] }

@@ -133,9 +133,12 @@ struct LeadsController {
     @Sendable func show(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let scorer = services.scorer
+        // The factors explain the score shown: the model that scored the lead, as of when it did.
+        // After another model is activated, and until a rescore, that is not the active one.
         let (lead, explanation) = try await store.reader.read { db -> (LeadRecord?, Explanation?) in
             guard let lead = try LeadRecord.fetch(id: id, in: db) else { return (nil, nil) }
-            return (lead, try scorer.scorer(in: db)?.explain(leadID: id, in: db))
+            guard let version = lead.modelVersion, let scoredAt = lead.scoredAt else { return (lead, nil) }
+            return (lead, try scorer.scorer(version: version, in: db)?.explain(leadID: id, in: db, asOf: scoredAt))
         }
         guard let lead else { throw APIError(.notFound, "no such lead") }
         let factors = explanation.map { Array($0.top(5)).map(FactorJSON.init) } ?? []
