@@ -98,8 +98,11 @@ public enum ModelRegistry {
     public static func decide(candidate: ScoringModel, active: ScoringModel?, activeAUC: Double?, candidateAUC: Double? = nil,
                               force: Bool) -> Decision {
         guard !force, let active else { return .activate }
-        guard candidate.metricsOn == "holdout", let new = candidateAUC ?? candidate.metrics.auc else {
+        guard candidate.metricsOn == "holdout" else {
             return .keep(reason: "trained without a holdout (--holdout 0), so there is nothing to compare with \(active.version) on; --force activates it anyway")
+        }
+        guard let new = candidateAUC ?? candidate.metrics.auc else {
+            return .keep(reason: "its holdout leads are all won or all lost, so no AUC compares it with \(active.version); --force activates it anyway")
         }
         guard let current = activeAUC else { return .activate }
         if new < current - aucTolerance {

@@ -612,6 +612,13 @@ struct RegistryTests {
         noHoldout.metricsOn = "training"
         #expect(ModelRegistry.decide(candidate: noHoldout, active: active, activeAUC: 0.80, force: false) != .activate)
         #expect(ModelRegistry.decide(candidate: noHoldout, active: nil, activeAUC: nil, force: false) == .activate)
+        var oneClassHoldout = base
+        oneClassHoldout.metrics.auc = nil
+        guard case .keep(let reason) = ModelRegistry.decide(candidate: oneClassHoldout, active: active, activeAUC: 0.8, force: false) else {
+            Issue.record("a holdout without both outcomes activated")
+            return
+        }
+        #expect(reason.contains("all won or all lost"), "\(reason)")
     }
 
     @Test("the activation check compares the two models on leads neither trained on")
