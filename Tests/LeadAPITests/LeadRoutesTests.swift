@@ -700,18 +700,20 @@ struct LeadRoutesTests {
         }
     }
 
-    @Test("models, training and rescoring jobs, and metrics")
-    func modelsAndJobs() async throws {
-        let api = try TestAPI(leads: 600)
-        defer { api.cleanUp() }
+    /// The app with a models folder holding a small feature spec, so POST /models/train runs.
+    static func trainingApp(_ api: TestAPI) throws -> some ApplicationProtocol {
         let modelsDirectory = api.directory.appendingPathComponent("models")
         try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
         let spec = FeatureSpec.shortcut(name: "apitest", numeric: ["value"], categorical: ["source"])
         try JSONEncoder().encode(spec).write(to: modelsDirectory.appendingPathComponent("features.json"))
-        var configuration = APIConfiguration(version: "test")
-        configuration.modelsDirectory = modelsDirectory.path
-        let app = buildApplication(store: api.store, configuration: configuration)
-        try await app.test(.router) { client in
+        return api.app { $0.modelsDirectory = modelsDirectory.path }
+    }
+
+    @Test("models, training and rescoring jobs, and metrics")
+    func modelsAndJobs() async throws {
+        let api = try TestAPI(leads: 600)
+        defer { api.cleanUp() }
+        try await Self.trainingApp(api).test(.router) { client in
             #expect(try await client.call(.get, "/api/v1/models/active", key: api.reader).status == .notFound)
             let noModel = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
             #expect(noModel.status == .conflict)
@@ -755,6 +757,32 @@ struct LeadRoutesTests {
             #expect(metrics.text.contains("leadlens_training_runs_total"))
             #expect(metrics.text.contains("hb_requests"))
             #expect(metrics.text.contains("http_server_request_duration_bucket"), "the latency histogram")
+        }
+    }
+
+    @Test("C null, under either spelling, trains without a penalty; C and c together are refused")
+    func trainWithoutPenalty() async throws {
+        let api = try TestAPI(leads: 600)
+        defer { api.cleanUp() }
+        try await Self.trainingApp(api).test(.router) { client in
+            for key in ["C", "c"] {
+                let started = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: [key: NSNull()])
+                #expect(started.status == .accepted, "\(key): \(started.json)")
+                let job = try await Self.waitForJob(client, try #require(started.header("Location")), key: api.reader)
+                #expect(job["state"] as? String == "succeeded", "\(job)")
+                let version = try #require((job["result"] as? [String: Any])?["version"] as? String)
+                let model = try #require(try await client.call(.get, "/api/v1/models", key: api.reader).list
+                    .first { $0["version"] as? String == version })
+                #expect(model["C"] is NSNull, "\(key): null, not the default 1: \(model["C"] ?? "absent")")
+                let stored = try await api.store.reader.read { db in try ModelRegistry.model(version: version, in: db) }
+                #expect(stored?.c == nil, "fitted without a penalty")
+            }
+            let both = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["c": 0.5, "C": 2])
+            #expect(both.status == .unprocessableContent)
+            #expect(both.errorCode == "VALIDATION_FAILED")
+            #expect(Set(both.fieldErrors.keys) == ["C", "c"], "\(both.json)")
+            let badLower = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["c": 0])
+            #expect(badLower.fieldErrors.keys.sorted() == ["c"], "named as sent")
         }
     }
 
