@@ -316,6 +316,12 @@ struct LeadRoutesTests {
                                                 json: ["leads": (0...1000).map { ["email": "p\($0)@example.com"] }])
             #expect(tooMany.status == .unprocessableContent)
             #expect(tooMany.fieldErrors["leads"] != nil)
+            // Both keys: refused whole, rather than one list taken and the other dropped.
+            let both = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer,
+                                             json: ["leads": [["email": "l@example.com"]], "batch": [["email": "b@example.com"]]])
+            #expect(both.status == .unprocessableContent)
+            #expect(both.errorCode == "VALIDATION_FAILED")
+            #expect(Set(both.fieldErrors.keys) == ["leads", "batch"], "\(both.json)")
             #expect(try await client.call(.get, "/api/v1/leads", key: api.reader).meta["total"] as? Int == 2)
         }
     }

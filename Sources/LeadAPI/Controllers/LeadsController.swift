@@ -417,6 +417,11 @@ struct LeadsController {
             let problem = LeadInput.problem(bytes)
             throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
         }
+        // Reading one would drop the other's leads without a word.
+        if object["leads"] != nil && object["batch"] != nil {
+            let reason = "send leads or batch (its alias), not both"
+            throw APIError(.validationFailed, reason, errors: ["leads": [reason], "batch": [reason]])
+        }
         guard case .array(let items)? = object["leads"] ?? object["batch"] else {
             let present = object["leads"] != nil || object["batch"] != nil
             throw APIError(.validationFailed, present ? "leads must be an array" : "leads is required",
