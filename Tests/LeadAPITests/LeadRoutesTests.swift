@@ -6,6 +6,9 @@ import LeadAPI
 import LeadIngest
 import LeadScoring
 import LeadStore
+import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 @Suite("Lead routes")
@@ -792,6 +795,30 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("a rescore job scores with the model active when it runs, not the one active when it was asked for")
+    func rescoreUsesTheModelActiveWhenItRuns() async throws {
+        let api = try TestAPI(leads: 50)
+        defer { api.cleanUp() }
+        try Self.activateDefaultModel(api.store)
+        var newer = try ScoringModel.load(from: Self.repository.appendingPathComponent("models/default.json"))
+        newer.version = "default-v1"
+        try await api.store.writer.write { [newer] db in try ModelRegistry.register(newer, in: db) }
+        try await api.app.test(.router) { client in
+            // The job waits in the blocking pool's queue while a training job, say, activates another model.
+            let pool = BlockingPoolHold()
+            try await pool.occupy()
+            let asked = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
+            try await api.store.writer.write { db in try ModelRegistry.activate(version: "default-v1", in: db) }
+            pool.release()
+            #expect(asked.status == .accepted)
+            let job = try await Self.waitForJob(client, try #require(asked.header("Location")), key: api.reader)
+            #expect(job["state"] as? String == "succeeded", "\(job)")
+            #expect((job["result"] as? [String: Any])?["model_version"] as? String == "default-v1", "\(job)")
+            let versions = try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT model_version FROM leads") }
+            #expect(versions == ["default-v1"])
+        }
+    }
+
     static func waitForJob(_ client: some TestClientProtocol, _ location: String, key: String) async throws -> [String: Any] {
         for _ in 0..<300 {
             let job = try await client.call(.get, location, key: key).data
@@ -855,5 +882,29 @@ struct ReportRoutesTests {
             #expect(try await client.call(.get, "/api/v1/reports/\(id)/..%2F..%2Fstore.sqlite", key: api.reader).status == .notFound)
             #expect(try await client.call(.get, "/api/v1/reports/2026-01-01-000000/summary.html", key: api.reader).status == .notFound)
         }
+    }
+}
+
+/// Keeps every thread of NIO's blocking pool, where background jobs run, busy until released,
+/// so a job submitted meanwhile waits in the pool's queue.
+final class BlockingPoolHold: Sendable {
+    private let threads = NIOSingletons.blockingPoolThreadCountSuggestion
+    private let started = Mutex(0)
+    private let gate = DispatchSemaphore(value: 0)
+
+    /// Returns once every thread is held. Polls rather than waits: a blocking wait here would
+    /// take a thread of the cooperative pool the server's tasks need.
+    func occupy() async throws {
+        for _ in 0..<threads {
+            NIOThreadPool.singleton.submit { _ in
+                self.started.withLock { $0 += 1 }
+                self.gate.wait()
+            }
+        }
+        while started.withLock({ $0 }) < threads { try await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    func release() {
+        for _ in 0..<threads { gate.signal() }
     }
 }

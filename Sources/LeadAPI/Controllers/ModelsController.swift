@@ -200,16 +200,26 @@ struct ModelsController {
             throw APIError(.validationFailed, "too many ids", errors: ["ids": ["at most 100000; omit ids to rescore every lead"]])
         }
         let store = services.store
-        guard let scorer = try await store.reader.read({ db in try services.scorer.scorer(in: db) }) else {
-            throw APIError(.conflict, "no model is active; train and activate one first")
+        let activeScorer = services.scorer
+        let noModel = "no model is active; train and activate one first"
+        guard try await store.reader.read({ db in try activeScorer.scorer(in: db) }) != nil else {
+            throw APIError(.conflict, noModel)
         }
         let ids = body.ids
         let job = try await services.jobs.start(kind: "rescore", parameters: ids.map { ["ids": $0.count] } ?? ["all": true]) { progress in
+            // The model active when the job runs, not when it was asked for: a training job that
+            // activated a model in between would otherwise see every lead scored back with the old one.
             if let ids {
-                let scored = try store.writer.write { db in try scorer.rescore(ids: ids, in: db) }
+                let (scored, version) = try store.writer.write { db in
+                    guard let scorer = try activeScorer.scorer(in: db) else { throw JobRunner.Failure(message: noModel) }
+                    return (try scorer.rescore(ids: ids, in: db), scorer.model.version)
+                }
                 APIMetrics.leadsScored(scored.count)
                 return ["scored": scored.count, "changed": scored.filter { $0.score != $0.previousScore }.count,
-                        "model_version": scorer.model.version]
+                        "model_version": version]
+            }
+            guard let scorer = try store.reader.read({ db in try activeScorer.scorer(in: db) }) else {
+                throw JobRunner.Failure(message: noModel)
             }
             let total = max(1, try store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? 0 })
             let summary = try scorer.scoreAll(store.writer) { summary in
