@@ -96,7 +96,7 @@ struct LeadsController {
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let query = try LeadListQuery(request)
+        let query = try LeadListQuery(request, paged: false)
         let store = self.store
         let body = ResponseBody { writer in
             var buffer = ByteBuffer()
