@@ -19,6 +19,7 @@ struct LeadsController {
         leads.post("bulk", use: bulk)
         leads.post("import", use: importCSV)
         leads.get("export", use: export)
+        leads.head("export", use: exportHead)
         leads.get("stats", use: stats)
         leads.get(":id", use: show)
         leads.patch(":id", use: update)
@@ -119,6 +120,15 @@ struct LeadsController {
         headers[.contentType] = "text/csv; charset=utf-8"
         headers[.contentDisposition] = "attachment; filename=\"leads.csv\""
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// The export's status and headers, without running it. Registered rather than left to the
+    /// router, whose generated HEAD answers a streamed body with `Content-Length: 0`. With no
+    /// length the response is framed as the GET's is (chunked), and NIO sends a HEAD no body.
+    @Sendable func exportHead(_ request: Request, context: APIRequestContext) async throws -> Response {
+        var response = try await export(request, context: context)  // validates the query; its body never runs
+        response.body = ResponseBody { writer in try await writer.finish(nil) }
+        return response
     }
 
     // MARK: One lead
