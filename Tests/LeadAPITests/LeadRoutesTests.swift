@@ -843,6 +843,14 @@ struct ReportRoutesTests {
             let bad = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2026-02-01", "to": "2026-01-01"])
             #expect(bad.status == .unprocessableContent)
             #expect(bad.fieldErrors["from"] != nil)
+            // Equal bounds are refused by the same rule, in words that fit both cases.
+            let equal = try await client.call(.post, "/api/v1/reports", key: api.admin,
+                                              json: ["from": "2026-01-01T10:00:00Z", "to": "2026-01-01T10:00:00Z"])
+            #expect(equal.status == .unprocessableContent)
+            #expect(equal.json["message"] as? String == "from must be before to: the period would be empty")
+            #expect(equal.fieldErrors["from"] == ["must be before to"])
+            let future = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2199-01-01"])
+            #expect(future.fieldErrors["from"] == ["must be before now, where to defaults to"], "\(future.json)")
             let toOnly = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["to": "2026-01-01"])
             #expect(toOnly.fieldErrors["from"] == ["is required with to"])
             let typo = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["perod": "7d"])

@@ -111,6 +111,17 @@ struct CLITests {
         #expect(try live() == 0)
     }
 
+    @Test("report --from must be before --to: equal bounds are refused in words that say so")
+    func reportPeriodMustNotBeEmpty() throws {
+        let from = "2026-01-01T10:00:00Z"
+        for to in [from, "2026-01-01T09:00:00Z"] {
+            let error = #expect(throws: ValidationError.self) { try ReportArguments.range(from: from, to: to) }
+            #expect(error?.message == "--from (\(from)) must be before --to (\(to)): the period would be empty.")
+        }
+        let error = #expect(throws: ValidationError.self) { try ReportArguments.range(from: "2199-01-01", to: nil) }
+        #expect(error?.message == "--from (2199-01-01) must be before now, where --to defaults to: the period would be empty.")
+    }
+
     @Test func exitStatusIsZeroWhenClean() throws {
         let path = try file("leads.csv", "id,email\nL1,a@x.io\n")
         #expect(try ingest([path]) == 0)
