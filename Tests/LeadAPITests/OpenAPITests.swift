@@ -260,15 +260,79 @@ struct OpenAPITests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let body: [String: Any] = ["batch": [Any]()]
-        #expect(try Self.mismatches(body, Self.schema("EventsRequest")) == [])
+        let requestMismatches = try Self.mismatches(body, Self.schema("EventsRequest"))
+        #expect(requestMismatches == [])
         try await api.app.test(.router) { client in
             let reply = try await client.call(.post, "/api/v1/events", key: api.writer, raw: #"{"batch": []}"#)
             #expect(reply.status == .ok)
-            #expect(try Self.mismatches(reply.json, Self.responseSchema("POST", "/api/v1/events", 200)) == [])
+            let replyMismatches = try Self.mismatches(reply.json, Self.responseSchema("POST", "/api/v1/events", 200))
+            #expect(replyMismatches == [])
             for count in ["events_added", "duplicates", "leads_created", "leads_merged", "rejected"] {
                 #expect(reply.data[count] as? Int == 0, "\(count)")
             }
             #expect((reply.data["leads"] as? [Any])?.isEmpty == true)
         }
+    }
+
+    @Test("reports and models come in their documented shapes")
+    func reportAndModelShapes() async throws {
+        let api = try TestAPI(leads: 50)
+        defer { api.cleanUp() }
+        try LeadRoutesTests.activateDefaultModel(api.store)
+        let app = api.app { $0.reportsDirectory = api.directory.appendingPathComponent("reports").path }
+        try await app.test(.router) { client in
+            let made = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["period": "90d"])
+            #expect(made.status == .created)
+            let madeMismatches = try Self.mismatches(made.json, Self.responseSchema("POST", "/api/v1/reports", 201))
+            #expect(madeMismatches == [])
+            #expect((made.data["files"] as? [[String: Any]])?.count == 6, "every file of a report is checked")
+            let listed = try await client.call(.get, "/api/v1/reports", key: api.reader)
+            let listedMismatches = try Self.mismatches(listed.json, Self.responseSchema("GET", "/api/v1/reports", 200))
+            #expect(listedMismatches == [])
+            let active = try await client.call(.get, "/api/v1/models/active", key: api.reader)
+            let activeMismatches = try Self.mismatches(active.json, Self.responseSchema("GET", "/api/v1/models/active", 200))
+            #expect(activeMismatches == [])
+            let models = try await client.call(.get, "/api/v1/models", key: api.reader)
+            let modelsMismatches = try Self.mismatches(models.json, Self.responseSchema("GET", "/api/v1/models", 200))
+            #expect(modelsMismatches == [])
+        }
+    }
+
+    @Test("Content-Encoding is documented on exactly the operations that decode their body by it")
+    func contentEncodingIsDocumentedWhereDecoded() async throws {
+        let api = try TestAPI(leads: 2)
+        defer { api.cleanUp() }
+        let paths = try #require(try Self.document()["paths"] as? [String: [String: Any]])
+        var operations: [(method: String, path: String)] = []
+        var documented = Set<String>()
+        for (path, item) in paths {
+            for method in Self.methods {
+                guard let operation = item[method] as? [String: Any], operation["requestBody"] != nil else { continue }
+                operations.append((method.uppercased(), path))
+                let parameters = operation["parameters"] as? [[String: Any]] ?? []
+                if parameters.contains(where: { $0["$ref"] as? String == "#/components/parameters/ContentEncoding" }) {
+                    documented.insert("\(method.uppercased()) \(path)")
+                }
+            }
+        }
+        let app = api.app { $0.reportsDirectory = api.directory.appendingPathComponent("reports").path }
+        let requests = operations
+        let decoding = try await app.test(.router) { client in
+            var decoding = Set<String>()
+            for (method, path) in requests {
+                // An encoding no route takes: a route that decodes by the header refuses it, naming it.
+                let uri = path.replacingOccurrences(of: "{id}", with: "1").replacingOccurrences(of: "{tag}", with: "vip")
+                let headers: HTTPFields = [.authorization: "Bearer \(api.everything)", .contentEncoding: "br",
+                                           .contentType: "application/json"]
+                let reply = try await client.execute(uri: uri, method: HTTPRequest.Method(method)!, headers: headers,
+                                                     body: ByteBuffer(string: "{}")) { $0 }
+                let body = (try? JSONSerialization.jsonObject(with: Data(buffer: reply.body))) as? [String: Any]
+                if (body?["errors"] as? [String: Any])?["Content-Encoding"] != nil { decoding.insert("\(method) \(path)") }
+            }
+            return decoding
+        }
+        #expect(!decoding.isEmpty)
+        #expect(decoding.subtracting(documented).sorted() == [], "decoded but not documented")
+        #expect(documented.subtracting(decoding).sorted() == [], "documented but not decoded")
     }
 }
