@@ -203,7 +203,8 @@ enum ReportArguments {
             end = parsed
         }
         guard start < end else {
-            throw ValidationError("--from (\(from)) is after --to (\(to ?? "now")): the period would be empty.")
+            let bound = to.map { "--to (\($0))" } ?? "now, where --to defaults to"
+            throw ValidationError("--from (\(from)) must be before \(bound): the period would be empty.")
         }
         let period = Reports.Period(from: start, until: end)
         guard period.isWithinLimit else {

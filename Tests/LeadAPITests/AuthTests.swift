@@ -48,8 +48,10 @@ struct AuthTests {
             let taken = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "admin", "scopes": ["read"]])
             #expect(taken.status == .conflict && taken.fieldErrors["name"] != nil)
             // A misspelt setting is named, not replaced by its default (1000/h here).
-            let numeric = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "1", "scopes": ["read"]])
-            #expect(numeric.status == .unprocessableContent && numeric.fieldErrors["name"] != nil, "revoke 1 would take key id 1")
+            for name in ["1", "+1", "-1", " 2 "] {
+                let numeric = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": name, "scopes": ["read"]])
+                #expect(numeric.status == .unprocessableContent && numeric.fieldErrors["name"] != nil, "revoke \(name) would take a key by id")
+            }
             let typo = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "t2", "scopes": ["read"], "ratee": "1/s"])
             #expect(typo.status == .unprocessableContent && typo.fieldErrors["ratee"] != nil)
             let rescoreTypo = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin, json: ["id": [1]])
@@ -244,6 +246,25 @@ struct AuthTests {
         #expect(RateLimit(parsing: "0/h") == nil)
         #expect(RateLimit(parsing: "ten/h") == nil)
         #expect(RateLimit(parsing: "5/fortnight") == nil)
+    }
+
+    @Test("a name is refused exactly when revoke would read it as an id, as Int64(_:) does")
+    func numericNamesAreIDs() throws {
+        for text in ["7", "+7", "-7", " 7 ", "007", "99999999999999999999"] {
+            #expect(APIKeys.isNumericName(text), "\(text)")
+        }
+        for text in ["7a", "+", "-", "", " ", "1.5", "1e3", "+-1", "1 2", "\u{0663}"] {
+            #expect(!APIKeys.isNumericName(text), "\(text)")
+            #expect(Int64(text.trimmingCharacters(in: .whitespaces)) == nil, "\(text)")
+        }
+        let store = try LeadStore.inMemory()
+        try store.writer.write { db in
+            let first = try APIKeys.create(name: "first", scopes: [.read], in: db).record
+            _ = try APIKeys.create(name: "second", scopes: [.read], in: db)
+            #expect(try APIKeys.revoke("+\(first.id)", in: db) == 1, "a signed number is an id, as it is refused as a name")
+            #expect(try APIKeys.revoke("99999999999999999999", in: db) == 0, "a number past Int64 is no key's id")
+            #expect(try APIKeys.revoke(" second ", in: db) == 1, "names are trimmed, as when created")
+        }
     }
 
     @Test("scopes: GET needs read, changes need write, keys/training/rescoring/reports need admin")

@@ -55,6 +55,31 @@ struct HealthTests {
         }
     }
 
+    @Test("HEAD of the streamed export claims no length: its headers are the GET's, Content-Length left out")
+    func headOfStreamedExport() async throws {
+        let store = try makeStore(leads: 3)
+        let key = try await store.writer.write { db in try APIKeys.create(name: "k", scopes: [.read, .write], in: db).key }
+        let auth: HTTPFields = [.authorization: "Bearer \(key)"]
+        try await buildApplication(store: store, configuration: APIConfiguration(version: "1")).test(.router) { client in
+            let get = try await client.execute(uri: "/api/v1/leads/export", method: .get, headers: auth) { $0 }
+            #expect(get.status == .ok && get.headers[.contentLength] == nil, "streamed")
+            try await client.execute(uri: "/api/v1/leads/export", method: .head, headers: auth) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentLength] == nil, "not Content-Length: 0 for a body that is not empty")
+                #expect(response.headers[.contentType] == get.headers[.contentType])
+                #expect(response.headers[.contentDisposition] == get.headers[.contentDisposition])
+                #expect(response.body.readableBytes == 0)
+            }
+            // A bad query is the GET's 422, and the path still answers only GET and HEAD.
+            try await client.execute(uri: "/api/v1/leads/export?min_score=200", method: .head, headers: auth) { response in
+                #expect(response.status == .unprocessableContent)
+            }
+            try await client.execute(uri: "/api/v1/leads/export", method: .post, headers: auth) { response in
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD")
+            }
+        }
+    }
+
     @Test("a known path under another method answers 405 with Allow; an unknown path stays 404")
     func wrongMethod() async throws {
         let store = try makeStore(leads: 1)

@@ -6,6 +6,9 @@ import LeadAPI
 import LeadIngest
 import LeadScoring
 import LeadStore
+import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 @Suite("Lead routes")
@@ -316,6 +319,12 @@ struct LeadRoutesTests {
                                                 json: ["leads": (0...1000).map { ["email": "p\($0)@example.com"] }])
             #expect(tooMany.status == .unprocessableContent)
             #expect(tooMany.fieldErrors["leads"] != nil)
+            // Both keys: refused whole, rather than one list taken and the other dropped.
+            let both = try await client.call(.post, "/api/v1/leads/bulk", key: api.writer,
+                                             json: ["leads": [["email": "l@example.com"]], "batch": [["email": "b@example.com"]]])
+            #expect(both.status == .unprocessableContent)
+            #expect(both.errorCode == "VALIDATION_FAILED")
+            #expect(Set(both.fieldErrors.keys) == ["leads", "batch"], "\(both.json)")
             #expect(try await client.call(.get, "/api/v1/leads", key: api.reader).meta["total"] as? Int == 2)
         }
     }
@@ -700,18 +709,20 @@ struct LeadRoutesTests {
         }
     }
 
-    @Test("models, training and rescoring jobs, and metrics")
-    func modelsAndJobs() async throws {
-        let api = try TestAPI(leads: 600)
-        defer { api.cleanUp() }
+    /// The app with a models folder holding a small feature spec, so POST /models/train runs.
+    static func trainingApp(_ api: TestAPI) throws -> some ApplicationProtocol {
         let modelsDirectory = api.directory.appendingPathComponent("models")
         try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
         let spec = FeatureSpec.shortcut(name: "apitest", numeric: ["value"], categorical: ["source"])
         try JSONEncoder().encode(spec).write(to: modelsDirectory.appendingPathComponent("features.json"))
-        var configuration = APIConfiguration(version: "test")
-        configuration.modelsDirectory = modelsDirectory.path
-        let app = buildApplication(store: api.store, configuration: configuration)
-        try await app.test(.router) { client in
+        return api.app { $0.modelsDirectory = modelsDirectory.path }
+    }
+
+    @Test("models, training and rescoring jobs, and metrics")
+    func modelsAndJobs() async throws {
+        let api = try TestAPI(leads: 600)
+        defer { api.cleanUp() }
+        try await Self.trainingApp(api).test(.router) { client in
             #expect(try await client.call(.get, "/api/v1/models/active", key: api.reader).status == .notFound)
             let noModel = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
             #expect(noModel.status == .conflict)
@@ -758,6 +769,56 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("C null, under either spelling, trains without a penalty; C and c together are refused")
+    func trainWithoutPenalty() async throws {
+        let api = try TestAPI(leads: 600)
+        defer { api.cleanUp() }
+        try await Self.trainingApp(api).test(.router) { client in
+            for key in ["C", "c"] {
+                let started = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: [key: NSNull()])
+                #expect(started.status == .accepted, "\(key): \(started.json)")
+                let job = try await Self.waitForJob(client, try #require(started.header("Location")), key: api.reader)
+                #expect(job["state"] as? String == "succeeded", "\(job)")
+                let version = try #require((job["result"] as? [String: Any])?["version"] as? String)
+                let model = try #require(try await client.call(.get, "/api/v1/models", key: api.reader).list
+                    .first { $0["version"] as? String == version })
+                #expect(model["C"] is NSNull, "\(key): null, not the default 1: \(model["C"] ?? "absent")")
+                let stored = try await api.store.reader.read { db in try ModelRegistry.model(version: version, in: db) }
+                #expect(stored?.c == nil, "fitted without a penalty")
+            }
+            let both = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["c": 0.5, "C": 2])
+            #expect(both.status == .unprocessableContent)
+            #expect(both.errorCode == "VALIDATION_FAILED")
+            #expect(Set(both.fieldErrors.keys) == ["C", "c"], "\(both.json)")
+            let badLower = try await client.call(.post, "/api/v1/models/train", key: api.admin, json: ["c": 0])
+            #expect(badLower.fieldErrors.keys.sorted() == ["c"], "named as sent")
+        }
+    }
+
+    @Test("a rescore job scores with the model active when it runs, not the one active when it was asked for")
+    func rescoreUsesTheModelActiveWhenItRuns() async throws {
+        let api = try TestAPI(leads: 50)
+        defer { api.cleanUp() }
+        try Self.activateDefaultModel(api.store)
+        var newer = try ScoringModel.load(from: Self.repository.appendingPathComponent("models/default.json"))
+        newer.version = "default-v1"
+        try await api.store.writer.write { [newer] db in try ModelRegistry.register(newer, in: db) }
+        try await api.app.test(.router) { client in
+            // The job waits in the blocking pool's queue while a training job, say, activates another model.
+            let pool = BlockingPoolHold()
+            try await pool.occupy()
+            let asked = try await client.call(.post, "/api/v1/leads/rescore", key: api.admin)
+            try await api.store.writer.write { db in try ModelRegistry.activate(version: "default-v1", in: db) }
+            pool.release()
+            #expect(asked.status == .accepted)
+            let job = try await Self.waitForJob(client, try #require(asked.header("Location")), key: api.reader)
+            #expect(job["state"] as? String == "succeeded", "\(job)")
+            #expect((job["result"] as? [String: Any])?["model_version"] as? String == "default-v1", "\(job)")
+            let versions = try await api.store.reader.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT model_version FROM leads") }
+            #expect(versions == ["default-v1"])
+        }
+    }
+
     static func waitForJob(_ client: some TestClientProtocol, _ location: String, key: String) async throws -> [String: Any] {
         for _ in 0..<300 {
             let job = try await client.call(.get, location, key: key).data
@@ -782,6 +843,14 @@ struct ReportRoutesTests {
             let bad = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2026-02-01", "to": "2026-01-01"])
             #expect(bad.status == .unprocessableContent)
             #expect(bad.fieldErrors["from"] != nil)
+            // Equal bounds are refused by the same rule, in words that fit both cases.
+            let equal = try await client.call(.post, "/api/v1/reports", key: api.admin,
+                                              json: ["from": "2026-01-01T10:00:00Z", "to": "2026-01-01T10:00:00Z"])
+            #expect(equal.status == .unprocessableContent)
+            #expect(equal.json["message"] as? String == "from must be before to: the period would be empty")
+            #expect(equal.fieldErrors["from"] == ["must be before to"])
+            let future = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["from": "2199-01-01"])
+            #expect(future.fieldErrors["from"] == ["must be before now, where to defaults to"], "\(future.json)")
             let toOnly = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["to": "2026-01-01"])
             #expect(toOnly.fieldErrors["from"] == ["is required with to"])
             let typo = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["perod": "7d"])
@@ -821,5 +890,29 @@ struct ReportRoutesTests {
             #expect(try await client.call(.get, "/api/v1/reports/\(id)/..%2F..%2Fstore.sqlite", key: api.reader).status == .notFound)
             #expect(try await client.call(.get, "/api/v1/reports/2026-01-01-000000/summary.html", key: api.reader).status == .notFound)
         }
+    }
+}
+
+/// Keeps every thread of NIO's blocking pool, where background jobs run, busy until released,
+/// so a job submitted meanwhile waits in the pool's queue.
+final class BlockingPoolHold: Sendable {
+    private let threads = NIOSingletons.blockingPoolThreadCountSuggestion
+    private let started = Mutex(0)
+    private let gate = DispatchSemaphore(value: 0)
+
+    /// Returns once every thread is held. Polls rather than waits: a blocking wait here would
+    /// take a thread of the cooperative pool the server's tasks need.
+    func occupy() async throws {
+        for _ in 0..<threads {
+            NIOThreadPool.singleton.submit { _ in
+                self.started.withLock { $0 += 1 }
+                self.gate.wait()
+            }
+        }
+        while started.withLock({ $0 }) < threads { try await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    func release() {
+        for _ in 0..<threads { gate.signal() }
     }
 }

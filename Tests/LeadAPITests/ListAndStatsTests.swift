@@ -120,6 +120,24 @@ struct ListAndStatsTests {
         }
     }
 
+    @Test("the export takes no page, per_page or cursor: refused by name, not answered with every row")
+    func exportTakesNoPages() async throws {
+        let api = try TestAPI(leads: 30)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let cursor = try #require(try await client.call(.get, "/api/v1/leads?per_page=10&sort=score", key: api.reader)
+                .meta["next_cursor"] as? String)
+            let encoded = try #require(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+            for (query, field) in [("sort=score&cursor=\(encoded)", "cursor"), ("page=2", "page"), ("per_page=10", "per_page")] {
+                let reply = try await client.call(.get, "/api/v1/leads/export?\(query)", key: api.reader)
+                #expect(reply.status == .unprocessableContent, "\(query)")
+                #expect(reply.fieldErrors.keys.sorted() == [field], "\(query): \(reply.json)")
+            }
+            let sorted = try await client.call(.get, "/api/v1/leads/export?sort=score&direction=asc", key: api.reader)
+            #expect(sorted.status == .ok, "sort and direction stay the export's")
+        }
+    }
+
     @Test("min/max score filters equal a brute-force filter of all leads", arguments: [
         (80, 100), (0, 0), (50, 50), (0, 100), (33, 66),
     ])

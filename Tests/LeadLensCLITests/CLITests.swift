@@ -92,7 +92,9 @@ struct CLITests {
     func keyNamesAreUnique() throws {
         try KeysCommand.Create.parse(["--name", "dash", "--scopes", "read", "--db", db]).run()
         #expect(throws: ExitCode(2)) { try KeysCommand.Create.parse(["--name", "dash", "--scopes", "read", "--db", db]).run() }
-        #expect(throws: (any Error).self, "digits alone name an id") { try KeysCommand.Create.parse(["--name", "7", "--scopes", "read", "--db", db]) }
+        for number in ["7", "+7", "-7"] {
+            #expect(throws: (any Error).self, "a number names an id") { try KeysCommand.Create.parse(["--name=\(number)", "--scopes", "read", "--db", db]) }
+        }
         // A store from before names were unique may hold two live keys of one name.
         let store = try LeadStore.open(path: db)
         try store.writer.write { db in
@@ -107,6 +109,17 @@ struct CLITests {
         try KeysCommand.Revoke.parse(["1", "--db", db]).run()
         try KeysCommand.Revoke.parse(["dash", "--db", db]).run()
         #expect(try live() == 0)
+    }
+
+    @Test("report --from must be before --to: equal bounds are refused in words that say so")
+    func reportPeriodMustNotBeEmpty() throws {
+        let from = "2026-01-01T10:00:00Z"
+        for to in [from, "2026-01-01T09:00:00Z"] {
+            let error = #expect(throws: ValidationError.self) { try ReportArguments.range(from: from, to: to) }
+            #expect(error?.message == "--from (\(from)) must be before --to (\(to)): the period would be empty.")
+        }
+        let error = #expect(throws: ValidationError.self) { try ReportArguments.range(from: "2199-01-01", to: nil) }
+        #expect(error?.message == "--from (2199-01-01) must be before now, where --to defaults to: the period would be empty.")
     }
 
     @Test func exitStatusIsZeroWhenClean() throws {

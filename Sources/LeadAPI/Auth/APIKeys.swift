@@ -88,11 +88,13 @@ public enum APIKeys {
         public let ids: [Int64]
     }
 
-    /// A name of digits alone would be taken for an id by `keys revoke`, which would then revoke
-    /// another key: such names are refused.
+    /// A name that is a number, as `Int64(_:)` reads one (ASCII digits with an optional sign:
+    /// "7", "+7", "-7"), would be taken for an id by `keys revoke`, which would then revoke
+    /// another key: such names are refused. Spaces around it do not count, as names are trimmed.
     public static func isNumericName(_ name: String) -> Bool {
-        let trimmed = name.trimmingCharacters(in: .whitespaces)
-        return !trimmed.isEmpty && trimmed.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        var digits = Substring(name.trimmingCharacters(in: .whitespaces))
+        if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
+        return !digits.isEmpty && digits.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
     /// Creates a key and returns it with its record. The key is shown once: only its hash is kept.
@@ -125,13 +127,17 @@ public enum APIKeys {
 
     /// Revokes by id or by name; returns how many keys it revoked (0 or 1). A name two live keys
     /// share revokes neither: ``AmbiguousName``.
+    /// A number (``isNumericName(_:)``, the names creation refuses) is an id; anything else a name.
     public static func revoke(_ idOrName: String, in db: Database) throws -> Int {
         let now = LeadStore.nowMillis()
-        if let id = Int64(idOrName) {
+        let text = idOrName.trimmingCharacters(in: .whitespaces)
+        if isNumericName(text) {
+            // A number past Int64 is no key's id.
+            guard let id = Int64(text) else { return 0 }
             try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [now, id])
         } else {
             let ids = try Int64.fetchAll(db, sql: "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL ORDER BY id",
-                                         arguments: [idOrName])
+                                         arguments: [text])
             if ids.count > 1 { throw AmbiguousName(ids: ids) }
             try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ?", arguments: [now, ids.first ?? -1])
         }

@@ -19,9 +19,12 @@ struct LeadListQuery {
 
     static let sortKeys = LeadSort.Key.allCases.map(\.rawValue)
 
-    /// - Parameter leadCursor: read `cursor` as a lead list's; lists of one lead's rows read
-    ///   their own (``LeadSublistCursor``).
-    init(_ request: Request, leadCursor: Bool = true) throws {
+    /// - Parameters:
+    ///   - leadCursor: read `cursor` as a lead list's; lists of one lead's rows read their own
+    ///     (``LeadSublistCursor``).
+    ///   - paged: false for the export, which streams every matching row: a `page`, `per_page`
+    ///     or `cursor` sent to it is refused rather than answered with all the rows.
+    init(_ request: Request, leadCursor: Bool = true, paged: Bool = true) throws {
         // Decoded here rather than by `uri.queryParameters`, which keeps "+" as a plus: clients
         // that encode a space as "+" (forms, URLSearchParams, urlencode) would filter by "a+b".
         items = FormEncoding.fields(request.uri.query ?? "")
@@ -104,9 +107,15 @@ struct LeadListQuery {
             default: fail("direction", "must be asc or desc")
             }
         }
-        page = integer("page", in: 1...1_000_000) ?? 1
-        perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
-        cursorToken = text("cursor")
+        if paged {
+            page = integer("page", in: 1...1_000_000) ?? 1
+            perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
+            cursorToken = text("cursor")
+        } else {
+            for name in ["page", "per_page", "cursor"] where text(name) != nil {
+                fail(name, "is not taken here: the export streams every matching row in the sort asked for; narrow it with the filters")
+            }
+        }
         if leadCursor, let token = cursorToken {
             if let cursor = LeadCursor(token: token) {
                 if cursor.sort != sort {

@@ -19,6 +19,7 @@ struct LeadsController {
         leads.post("bulk", use: bulk)
         leads.post("import", use: importCSV)
         leads.get("export", use: export)
+        leads.head("export", use: exportHead)
         leads.get("stats", use: stats)
         leads.get(":id", use: show)
         leads.patch(":id", use: update)
@@ -96,7 +97,7 @@ struct LeadsController {
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let query = try LeadListQuery(request)
+        let query = try LeadListQuery(request, paged: false)
         let store = self.store
         let body = ResponseBody { writer in
             var buffer = ByteBuffer()
@@ -119,6 +120,15 @@ struct LeadsController {
         headers[.contentType] = "text/csv; charset=utf-8"
         headers[.contentDisposition] = "attachment; filename=\"leads.csv\""
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// The export's status and headers, without running it. Registered rather than left to the
+    /// router, whose generated HEAD answers a streamed body with `Content-Length: 0`. With no
+    /// length the response is framed as the GET's is (chunked), and NIO sends a HEAD no body.
+    @Sendable func exportHead(_ request: Request, context: APIRequestContext) async throws -> Response {
+        var response = try await export(request, context: context)  // validates the query; its body never runs
+        response.body = ResponseBody { writer in try await writer.finish(nil) }
+        return response
     }
 
     // MARK: One lead
@@ -419,6 +429,11 @@ struct LeadsController {
         guard let object = LeadInput.object(bytes) else {
             let problem = LeadInput.problem(bytes)
             throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
+        }
+        // Reading one would drop the other's leads without a word.
+        if object["leads"] != nil && object["batch"] != nil {
+            let reason = "send leads or batch (its alias), not both"
+            throw APIError(.validationFailed, reason, errors: ["leads": [reason], "batch": [reason]])
         }
         guard case .array(let items)? = object["leads"] ?? object["batch"] else {
             let present = object["leads"] != nil || object["batch"] != nil

@@ -40,6 +40,9 @@ struct ModelsController {
                     if let value = object[key] {
                         json.key(key)
                         json.raw(ByteBuffer(string: value.compactText))
+                    } else if key == "C" {
+                        // A model file leaves C out when there was no penalty; the API says null.
+                        json.key(key); json.null()
                     }
                 }
             }
@@ -76,7 +79,12 @@ struct ModelsController {
     struct TrainBody: StrictBody {
         static let knownKeys: Set<String> = ["name", "C", "c", "holdout", "activate", "force"]
         var name: String?
-        var c: Double?
+        /// nil when not sent (C = 1); `.some(nil)` for null, which trains without a penalty.
+        var c: Double??
+        /// The spelling C came under ("C" or its alias "c"), which errors name.
+        var cKey = "C"
+        /// Both spellings were sent: neither is picked over the other.
+        var bothSpellingsOfC = false
         var holdout: Double?
         var activate: Bool?
         var force: Bool?
@@ -84,7 +92,13 @@ struct ModelsController {
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             name = try container.decodeIfPresent(String.self, forKey: .name)
-            c = try container.decodeIfPresent(Double.self, forKey: .c) ?? container.decodeIfPresent(Double.self, forKey: .cLower)
+            bothSpellingsOfC = container.contains(.c) && container.contains(.cLower)
+            // `decodeIfPresent` reads null as absent, which would train with C = 1.
+            for key in [CodingKeys.c, .cLower] where container.contains(key) {
+                c = .some(try container.decodeNil(forKey: key) ? nil : container.decode(Double.self, forKey: key))
+                cKey = key.rawValue
+                break
+            }
             holdout = try container.decodeIfPresent(Double.self, forKey: .holdout)
             activate = try container.decodeIfPresent(Bool.self, forKey: .activate)
             force = try container.decodeIfPresent(Bool.self, forKey: .force)
@@ -112,7 +126,11 @@ struct ModelsController {
     @Sendable func train(_ request: Request, context: APIRequestContext) async throws -> Response {
         let body = try await LeadBody.optional(request, context: context, empty: TrainBody())
         var errors: [String: [String]] = [:]
-        if let c = body.c, !(c > 0 && c.isFinite) { errors["C"] = ["must be a positive number"] }
+        if body.bothSpellingsOfC {
+            for key in ["C", "c"] { errors[key] = ["send C or c (its alias), not both"] }
+        } else if case let c?? = body.c, !(c > 0 && c.isFinite) {
+            errors[body.cKey] = ["must be a positive number, or null for no penalty"]
+        }
         if let holdout = body.holdout, !(0..<1).contains(holdout) { errors["holdout"] = ["must be at least 0 and below 1"] }
         if let name = body.name, !FeatureSpec.isValidName(name) { errors["name"] = ["must be letters, digits, dashes or underscores"] }
         if body.force == true && body.activate != true { errors["force"] = ["only applies with activate"] }
@@ -126,14 +144,14 @@ struct ModelsController {
         if !errors.isEmpty { throw APIError(.validationFailed, "invalid training request", errors: errors) }
         if let name = body.name { spec.name = name }
         var options = Trainer.Options()
-        if let c = body.c { options.c = c }
+        if let c = body.c { options.c = c }  // nil: no penalty, as `leadlens train --no-penalty`
         if let holdout = body.holdout { options.holdout = holdout }
         let store = services.store
         let (activate, force) = (body.activate ?? false, body.force ?? false)
         let finalSpec = spec
         let trainingOptions = options
         let job = try await services.jobs.start(kind: "train", parameters: [
-            "name": spec.name, "C": options.c ?? 0, "holdout": options.holdout, "activate": activate, "force": force,
+            "name": spec.name, "C": options.c.map { $0 as Any } ?? NSNull(), "holdout": options.holdout, "activate": activate, "force": force,
         ]) { progress in
             do {
                 let outcome = try TrainingRun.run(
@@ -182,16 +200,26 @@ struct ModelsController {
             throw APIError(.validationFailed, "too many ids", errors: ["ids": ["at most 100000; omit ids to rescore every lead"]])
         }
         let store = services.store
-        guard let scorer = try await store.reader.read({ db in try services.scorer.scorer(in: db) }) else {
-            throw APIError(.conflict, "no model is active; train and activate one first")
+        let activeScorer = services.scorer
+        let noModel = "no model is active; train and activate one first"
+        guard try await store.reader.read({ db in try activeScorer.scorer(in: db) }) != nil else {
+            throw APIError(.conflict, noModel)
         }
         let ids = body.ids
         let job = try await services.jobs.start(kind: "rescore", parameters: ids.map { ["ids": $0.count] } ?? ["all": true]) { progress in
+            // The model active when the job runs, not when it was asked for: a training job that
+            // activated a model in between would otherwise see every lead scored back with the old one.
             if let ids {
-                let scored = try store.writer.write { db in try scorer.rescore(ids: ids, in: db) }
+                let (scored, version) = try store.writer.write { db in
+                    guard let scorer = try activeScorer.scorer(in: db) else { throw JobRunner.Failure(message: noModel) }
+                    return (try scorer.rescore(ids: ids, in: db), scorer.model.version)
+                }
                 APIMetrics.leadsScored(scored.count)
                 return ["scored": scored.count, "changed": scored.filter { $0.score != $0.previousScore }.count,
-                        "model_version": scorer.model.version]
+                        "model_version": version]
+            }
+            guard let scorer = try store.reader.read({ db in try activeScorer.scorer(in: db) }) else {
+                throw JobRunner.Failure(message: noModel)
             }
             let total = max(1, try store.reader.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM leads") ?? 0 })
             let summary = try scorer.scoreAll(store.writer) { summary in

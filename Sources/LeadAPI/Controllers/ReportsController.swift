@@ -100,8 +100,10 @@ struct ReportsController {
                 }
                 until = parsed
             }
+            // Equal bounds fail too: the period would be empty.
             guard from < until else {
-                throw APIError(.validationFailed, "from is after to", errors: ["from": ["must be before to"]])
+                let reason = body.to == nil ? "must be before now, where to defaults to" : "must be before to"
+                throw APIError(.validationFailed, "from \(reason): the period would be empty", errors: ["from": [reason]])
             }
             period = Reports.Period(from: from, until: until)
             guard period.isWithinLimit else {
