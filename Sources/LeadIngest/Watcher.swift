@@ -20,9 +20,36 @@ extension Ingest {
         private let storePath: String
         private let options: Options
         private let logger: Logger
-        /// Size seen at the last scan: a file is taken only once its size holds still, so a
-        /// file still being copied in is not read half-written.
-        private var lastSizes: [String: Int64] = [:]
+        /// What the last scan saw of each file: a file is taken only once its size and time
+        /// hold still between two scans, so a file still being copied in is not read half-written.
+        private var lastSightings: [String: Sighting] = [:]
+        /// How long a file whose last line has no line break must go untouched before it is taken
+        /// anyway. A writer that pauses mid-row leaves a file that holds still for a scan or two;
+        /// taken then, the cut row would set a cut value, and the rest be written into done/. A
+        /// finished file that simply lacks its last line break waits this long, then its last row
+        /// is read as the end of a file is (see the cut-off row rule).
+        public var quietPeriod: TimeInterval = 30
+
+        /// A file's size and modification time, as a scan saw them.
+        struct Sighting: Equatable {
+            var size: Int64
+            var modified: Date
+
+            init?(_ file: URL) {
+                guard let attributes = try? FileManager.default.attributesOfItem(atPath: file.path),
+                      let size = (attributes[.size] as? NSNumber)?.int64Value,
+                      let modified = attributes[.modificationDate] as? Date else { return nil }
+                self.size = size
+                self.modified = modified
+            }
+        }
+
+        /// Another watcher already watches the folder: two would ingest the same drops at once and
+        /// move each other's files and rejects from under each other.
+        public struct FolderBusy: Error, CustomStringConvertible {
+            public let directory: String
+            public var description: String { "another leadlens ingest --watch is already watching \(directory)" }
+        }
 
         public var doneDirectory: URL { directory.appendingPathComponent("done", isDirectory: true) }
         public var failedDirectory: URL { directory.appendingPathComponent("failed", isDirectory: true) }
@@ -38,6 +65,8 @@ extension Ingest {
 
         /// Polls until `shouldStop` turns true, handing `onFile` the summary of each file ingested.
         public func run(shouldStop: @escaping () -> Bool, onFile: (FileSummary) -> Void = { _ in }) throws {
+            let lock = try FolderLock(directory)
+            defer { lock.release() }
             logger.info("watching for files", metadata: ["watch.directory": "\(directory.path)"])
             // A watched folder takes small files while the store serves queries: no bulk load
             // here, and the indexes of one that was killed are built first.
@@ -62,15 +91,28 @@ extension Ingest {
             var summaries: [FileSummary] = []
             for file in try candidates() {
                 if shouldStop() { break }
-                let size = (try? file.resourceValues(forKeys: [.fileSizeKey]).fileSize).map(Int64.init) ?? -1
+                let sighting = Sighting(file)
                 if requireStableSize {
-                    defer { lastSizes[file.path] = size }
-                    guard lastSizes[file.path] == size else { continue }
+                    defer { lastSightings[file.path] = sighting }
+                    guard let sighting, lastSightings[file.path] == sighting else { continue }
+                    guard Self.endsWithLineBreak(file, size: sighting.size) || Date().timeIntervalSince(sighting.modified) >= quietPeriod
+                    else { continue }
                 }
-                if let summary = process(file, shouldStop: shouldStop) { summaries.append(summary) }
-                lastSizes[file.path] = nil
+                if let summary = process(file, taken: sighting, shouldStop: shouldStop) { summaries.append(summary) }
+                lastSightings[file.path] = nil
             }
             return summaries
+        }
+
+        /// Whether the file's last byte is a line break. A gzip file counts as ended: its decoder
+        /// finds a cut stream itself. An empty file does not: its writer has not begun.
+        static func endsWithLineBreak(_ file: URL, size: Int64) -> Bool {
+            guard size > 0, let handle = try? FileHandle(forReadingFrom: file) else { return false }
+            defer { try? handle.close() }
+            guard let head = try? handle.read(upToCount: 2) else { return false }
+            if head.starts(with: [0x1F, 0x8B]) { return true }
+            guard (try? handle.seek(toOffset: UInt64(size - 1))) != nil, let last = try? handle.read(upToCount: 1) else { return false }
+            return last.first == UInt8(ascii: "\n") || last.first == UInt8(ascii: "\r")
         }
 
         private func candidates() throws -> [URL] {
@@ -85,7 +127,8 @@ extension Ingest {
             }.sorted { $0.lastPathComponent < $1.lastPathComponent }
         }
 
-        private func process(_ file: URL, shouldStop: () -> Bool) -> FileSummary? {
+        /// Ingests `file`, as it looked when `taken`, then moves it with its rejects.
+        private func process(_ file: URL, taken: Sighting?, shouldStop: () -> Bool) -> FileSummary? {
             let name = file.lastPathComponent
             let rejectsName = name + ".rejects"
             let pendingRejects = directory.appendingPathComponent(".\(rejectsName).pending")
@@ -99,6 +142,15 @@ extension Ingest {
                 if result.interrupted {
                     // Leave the file where it is; the next run picks it up again.
                     try? FileManager.default.removeItem(at: pendingRejects)
+                    return result
+                }
+                if let taken, Sighting(file) != taken {
+                    // Written to while it was read: moved now, the rest would land in done/ unread.
+                    // It stays, and is ingested again once it holds still; what committed now are
+                    // duplicates then, and a row read cut is read whole.
+                    try? FileManager.default.removeItem(at: pendingRejects)
+                    logger.warning("file changed while it was ingested; it is ingested again once it holds still",
+                                   metadata: ["watch.file": "\(name)"])
                     return result
                 }
                 let committedNothing = result.counts.leadsCreated + result.counts.leadsUpdated + result.counts.leadsUnchanged
@@ -161,5 +213,31 @@ extension Ingest {
             try FileManager.default.moveItem(at: source, to: target)
             return target
         }
+    }
+
+    /// An exclusive, non-blocking flock(2) on DIR/.leadlens-watch.lock, a hidden file scans skip.
+    /// The kernel releases it when the watcher's process dies.
+    final class FolderLock {
+        private var descriptor: Int32
+
+        init(_ directory: URL) throws {
+            let path = directory.appendingPathComponent(".leadlens-watch.lock").path
+            descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+            }
+            guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+                close(descriptor)
+                throw Watcher.FolderBusy(directory: directory.path)
+            }
+        }
+
+        func release() {
+            guard descriptor >= 0 else { return }
+            close(descriptor)
+            descriptor = -1
+        }
+
+        deinit { release() }
     }
 }

@@ -76,9 +76,14 @@ struct IngestCommand: ParsableCommand {
             // One line per file, as a run over named files prints, so a log of the watcher
             // (stdout not a terminal) shows what each drop did. Written at once: print's buffer
             // would hold the lines of a watcher that runs for days until it exits.
-            try watcher.run(shouldStop: { stop.isStopped }, onFile: { summary in
-                FileHandle.standardOutput.write(Data((describe(summary) + "\n").utf8))
-            })
+            do {
+                try watcher.run(shouldStop: { stop.isStopped }, onFile: { summary in
+                    FileHandle.standardOutput.write(Data((describe(summary) + "\n").utf8))
+                })
+            } catch let busy as Ingest.Watcher.FolderBusy {
+                Terminal.error(busy.description)
+                throw ExitCode(2)
+            }
             return
         }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 @testable import LeadIngest
 import LeadStore
 import Testing
@@ -122,6 +123,76 @@ struct WatcherTests {
         #expect(try watcher.scan().isEmpty)  // first sighting: size not yet known to be stable
         #expect(try watcher.scan().count == 1)
         #expect(try store.count("leads") == 1)
+    }
+
+    @Test("A file that holds still mid-row is not taken until its last line ends, or it has been quiet long enough")
+    func aFilePausedMidRowWaits() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let file = drop.appendingPathComponent("slow.csv")
+        try Data("id,email,notes\nL1,a@x.io,first\nL2,b@x.io,Called on".utf8).write(to: file)
+        let watcher = Ingest.Watcher(directory: drop, store: store)
+        #expect(try watcher.scan().isEmpty)
+        #expect(try watcher.scan().isEmpty, "taken while its last row was still being written")
+        #expect(try store.count("leads") == 0)
+
+        // The writer finishes the row: the file changed, so it must hold still once more.
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(" Monday\n".utf8))
+        try handle.close()
+        #expect(try watcher.scan().isEmpty)
+        #expect(try watcher.scan().count == 1)
+        #expect(try store.reader.read { try String.fetchOne($0, sql: "SELECT notes FROM leads WHERE external_id = 'L2'") } == "Called on Monday")
+
+        // A finished file without a final line break is taken once it has been quiet long enough.
+        let unterminated = drop.appendingPathComponent("last.csv")
+        try Data("id,email\nL3,c@x.io".utf8).write(to: unterminated)
+        #expect(try watcher.scan().isEmpty && watcher.scan().isEmpty)
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-watcher.quietPeriod - 1)],
+                                              ofItemAtPath: unterminated.path)
+        #expect(try watcher.scan().isEmpty)  // its time changed: one more scan to see it hold still
+        #expect(try watcher.scan().count == 1)
+        #expect(try store.count("leads") == 3)
+    }
+
+    @Test("A file written to while it is ingested stays, and is ingested again whole, without duplicates")
+    func aFileThatGrowsDuringIngestIsRetaken() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let file = drop.appendingPathComponent("growing.csv")
+        try Data("id,email\nL1,a@x.io\n".utf8).write(to: file)
+        nonisolated(unsafe) var appended = false
+        let watcher = Ingest.Watcher(directory: drop, store: store, beforeCommit: { _, _ in
+            // The file's writer goes on while the first batch commits.
+            guard !appended else { return }
+            appended = true
+            let handle = try FileHandle(forWritingTo: file)
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data("L2,b@x.io\n".utf8))
+            try handle.close()
+        })
+        let first = try watcher.scan(requireStableSize: false)
+        #expect(first.first?.counts.leadsCreated == 1)
+        #expect(FileManager.default.fileExists(atPath: file.path), "moved to done/ while still being written")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: watcher.doneDirectory.path).isEmpty)
+        let second = try watcher.scan(requireStableSize: false)
+        #expect(second.first?.counts.leadsCreated == 1 && second.first?.counts.leadsUnchanged == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: watcher.doneDirectory.path) == ["growing.csv"])
+        #expect(try store.leads().compactMap(\.externalID).sorted() == ["L1", "L2"])
+    }
+
+    @Test("A second watcher on a watched folder is refused")
+    func oneWatcherPerFolder() throws {
+        let directory = try TemporaryDirectory()
+        let first = try Ingest.FolderLock(directory.url)
+        #expect(throws: Ingest.Watcher.FolderBusy.self) { try Ingest.FolderLock(directory.url) }
+        first.release()
+        _ = try Ingest.FolderLock(directory.url)
     }
 
     @Test func aStoppedScanLeavesTheFileToBeRetriedWithoutDuplicates() throws {
