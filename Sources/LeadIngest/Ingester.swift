@@ -89,12 +89,79 @@ public final class Ingester {
         progress: ((Ingest.Progress) -> Void)? = nil,
         shouldStop: () -> Bool = { false }
     ) throws -> Ingest.FileSummary {
+        // A strict run writes its whole input in one transaction. Read from a pipe, that
+        // transaction would hold the store's write lock while the pipe is quiet, for as long as
+        // its writer likes, and every other writer would time out: the input is first copied to
+        // a temporary file, and the transaction covers only reading that.
+        if options.strict, Self.canStall(path) {
+            let started = Date()
+            guard let spooled = try Self.spool(path, shouldStop: shouldStop) else {
+                var summary = Ingest.FileSummary(path: path)
+                summary.interrupted = true  // nothing was committed, as --strict promises
+                summary.seconds = Date().timeIntervalSince(started)
+                return summary
+            }
+            defer { try? FileManager.default.removeItem(at: spooled) }
+            return try ingest(path: spooled.path, reportedAs: path, options: options, rejects: rejects, progress: progress,
+                              shouldStop: shouldStop)
+        }
+        return try ingest(path: path, reportedAs: path, options: options, rejects: rejects, progress: progress, shouldStop: shouldStop)
+    }
+
+    /// Whether reading `path` ("-": standard input) may wait for a writer: a pipe, FIFO or socket.
+    static func canStall(_ path: String) -> Bool {
+        var info = stat()
+        let found = path == "-" ? fstat(STDIN_FILENO, &info) == 0 : stat(path, &info) == 0
+        return found && (info.st_mode & S_IFMT) != S_IFREG && (info.st_mode & S_IFMT) != S_IFDIR
+    }
+
+    /// Copies `path` ("-": standard input) to a temporary file, looking for a stop request while
+    /// it waits for bytes. Nil when stopped first.
+    static func spool(_ path: String, shouldStop: () -> Bool) throws -> URL? {
+        let input = path == "-" ? STDIN_FILENO : open(path, O_RDONLY)
+        guard input >= 0 else { throw IngestFileError(reason: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { if input != STDIN_FILENO { close(input) } }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-input-\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let output = try? FileHandle(forWritingTo: url) else {
+            throw IngestFileError(reason: "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path) to hold the input")
+        }
+        defer { try? output.close() }
+        var complete = false
+        defer { if !complete { try? FileManager.default.removeItem(at: url) } }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while !shouldStop() {
+            var ready = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 100) != 0 else { continue }
+            let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if count == 0 {
+                complete = true
+                return url
+            }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw IngestFileError(reason: "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            try output.write(contentsOf: chunk[0..<count])
+        }
+        return nil
+    }
+
+    /// Ingests `path`, naming it `reportedAs` in the summary, the log and the rejects.
+    private func ingest(
+        path: String,
+        reportedAs displayPath: String,
+        options: Ingest.Options,
+        rejects: (any Ingest.RejectSink)?,
+        progress: ((Ingest.Progress) -> Void)?,
+        shouldStop: () -> Bool
+    ) throws -> Ingest.FileSummary {
         let started = Date()
         // zlib notices damage only some way after it, at worst at the checksum that ends a
         // member, and the rows decoded before would commit first: a damaged gzip file is
         // refused whole, tested as `gzip -t` would before any row of it is read. A truncated
         // one goes ahead: what precedes the cut is exactly what was compressed.
-        var summary = Ingest.FileSummary(path: path)
+        var summary = Ingest.FileSummary(path: displayPath)
         switch GzipDecoder.test(fileAt: path, shouldStop: shouldStop) {
         case .damaged(let damage) where damage.kind == .damaged:
             throw IngestFileError(reason: "\(damage.reason); nothing was ingested from it, since rows decoded before the damage may be wrong")
@@ -128,7 +195,7 @@ public final class Ingester {
             throw IngestFileError(reason: damage.reason)
         }
 
-        let sink = RejectCollector(path: path, downstream: rejects)
+        let sink = RejectCollector(path: displayPath, downstream: rejects)
         writer.beginFile()
         let pipeline = ParsePipeline(source: source, reader: reader, rejects: sink, batchSize: options.batchSize)
         var parserFinished = false

@@ -38,6 +38,28 @@ struct StdinTests {
         #expect(pipe.committedEvents() == 15 && pipe.distinctEvents() == 15)
     }
 
+    @Test("A strict ingest of a pipe holds no write lock while the pipe is quiet, and commits all or nothing when it ends")
+    func strictPipe() throws {
+        var options = Ingest.Options()
+        options.strict = true
+        for broken in [false, true] {
+            let directory = try TemporaryDirectory()
+            let pipe = try PipeIngest(directory: directory, options: options)
+            defer { pipe.finish() }
+            pipe.send((0..<5).map(Self.eventLine).joined())
+            Thread.sleep(forTimeInterval: 0.5)  // the parser has the rows; the pipe stays open
+            let started = Date()
+            #expect(pipe.anotherWriterCommits())
+            #expect(Date().timeIntervalSince(started) < 2, "another writer waited on the quiet pipe's transaction")
+            #expect(pipe.committedEvents() == 0, "a strict run committed before its input ended")
+            pipe.send(broken ? "{not json\n" : Self.eventLine(5))
+            pipe.closeWriteEnd()
+            let summary = try #require(pipe.summary(within: 5))
+            #expect(summary.abortedStrict == broken)
+            #expect(pipe.committedEvents() == (broken ? 0 : 6))
+        }
+    }
+
     @Test("gzip through a pipe is decoded as it arrives, and rows commit before the rest comes")
     func gzipThroughAPipe() throws {
         let directory = try TemporaryDirectory()
@@ -127,7 +149,7 @@ private final class PipeIngest: @unchecked Sendable {
     private var stopRequested = false
     private var writeEnd: Int32 = -1
 
-    init(directory: TemporaryDirectory) throws {
+    init(directory: TemporaryDirectory, options: Ingest.Options = Ingest.Options()) throws {
         // A write with no reader left then fails this test with EPIPE instead of killing the
         // whole test process (the ingest once opened and closed the FIFO before reading it).
         signal(SIGPIPE, SIG_IGN)
@@ -137,7 +159,7 @@ private final class PipeIngest: @unchecked Sendable {
         let store = try LeadStore.open(path: databasePath)
         ingester = Ingester(store: store)
         let thread = Thread { [self] in
-            let result = Result { try ingester.ingest(path: fifo, shouldStop: { self.lock.withLock { self.stopRequested } }) }
+            let result = Result { try ingester.ingest(path: fifo, options: options, shouldStop: { self.lock.withLock { self.stopRequested } }) }
             lock.withLock { outcome = result }
         }
         thread.start()
@@ -179,6 +201,12 @@ private final class PipeIngest: @unchecked Sendable {
     func summary(within seconds: TimeInterval) -> Ingest.FileSummary? {
         guard eventually(within: seconds, { lock.withLock { outcome != nil } }) else { return nil }
         return try? lock.withLock { outcome }?.get()
+    }
+
+    /// Another writer's transaction, as a server's would be: true once it committed.
+    func anotherWriterCommits() -> Bool {
+        guard let queue = try? DatabaseQueue(path: databasePath) else { return false }
+        return (try? queue.write { db in try db.execute(sql: "CREATE TABLE IF NOT EXISTS probe (x)") }) != nil
     }
 
     /// Read through a connection of its own, as a query served meanwhile would.
