@@ -27,6 +27,7 @@ public enum Schema {
         migrator.registerMigration("v16-events-by-lead", foreignKeyChecks: .immediate, migrate: eventsByLead)
         migrator.registerMigration("v17-composed-emails", foreignKeyChecks: .immediate, migrate: composeEmails)
         migrator.registerMigration("v18-job-owners", foreignKeyChecks: .immediate, migrate: jobOwners)
+        migrator.registerMigration("v19-merged-identities", foreignKeyChecks: .immediate, migrate: mergedIdentities)
         return migrator
     }
 
@@ -376,6 +377,22 @@ public enum Schema {
     /// have no owner, and a server starting up takes them for a stopped one's.
     static func jobOwners(_ db: Database) throws {
         try db.execute(sql: "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER")
+    }
+
+    /// The external ids, emails and phone digits of leads merged away, kept for the lead they
+    /// merged into (see ``LeadMutations/merge(primary:duplicate:now:newerTraitsWin:in:)``): the
+    /// duplicate's data sent again then finds that lead instead of making the duplicate anew.
+    /// `kind` is the leads column the value matched in. Merges before this version kept none.
+    static func mergedIdentities(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE lead_merged_identities (
+                kind    TEXT NOT NULL,
+                value   TEXT NOT NULL,
+                lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                PRIMARY KEY (kind, value)
+            ) WITHOUT ROWID;
+            CREATE INDEX lead_merged_identities_lead ON lead_merged_identities(lead_id);
+            """)
     }
 
     /// Emails are matched in Unicode's composed form (NFC) since v17 (see
