@@ -28,6 +28,7 @@ public enum Schema {
         migrator.registerMigration("v17-composed-emails", foreignKeyChecks: .immediate, migrate: composeEmails)
         migrator.registerMigration("v18-job-owners", foreignKeyChecks: .immediate, migrate: jobOwners)
         migrator.registerMigration("v19-merged-identities", foreignKeyChecks: .immediate, migrate: mergedIdentities)
+        migrator.registerMigration("v20-property-set-hashes", foreignKeyChecks: .immediate, migrate: propertySetHashes)
         return migrator
     }
 
@@ -393,6 +394,26 @@ public enum Schema {
             ) WITHOUT ROWID;
             CREATE INDEX lead_merged_identities_lead ON lead_merged_identities(lead_id);
             """)
+    }
+
+    /// Each `event_property_sets` row gets the hash of its properties, indexed, so a writer whose
+    /// cache misses (another process, a dropped cache) finds the row by content rather than
+    /// storing the same object again. A hash, not an index on the text: the text index would
+    /// hold every object a second time, and unique-properties workloads would write it all twice.
+    /// Rows stored twice before this version stay (their events name both); writers reuse one.
+    static func propertySetHashes(_ db: Database) throws {
+        try db.execute(sql: "ALTER TABLE event_property_sets ADD COLUMN hash INTEGER")
+        // In pages, not one cursor: SQLite leaves undefined what a scan sees of rows changed under it.
+        let update = try db.makeStatement(sql: "UPDATE event_property_sets SET hash = ? WHERE id = ?")
+        var after: Int64 = 0
+        while true {
+            let page = try Row.fetchAll(db, sql: "SELECT id, properties FROM event_property_sets WHERE id > ? ORDER BY id LIMIT 10000",
+                                        arguments: [after])
+            guard let last = page.last else { break }
+            for row in page { try update.execute(arguments: [PropertySetHash.of(row[1] as String), row[0] as Int64]) }
+            after = last[0]
+        }
+        try db.execute(sql: "CREATE INDEX event_property_sets_hash ON event_property_sets(hash)")
     }
 
     /// Emails are matched in Unicode's composed form (NFC) since v17 (see
