@@ -40,6 +40,8 @@ final class BatchWriter {
     private var byEmail: [String: Int64] = [:]
     private var byPhone: [String: Int64] = [:]
     private var byAnonymousID: [String: Int64] = [:]
+    /// Identities of merged-away leads → the lead they merged into (`lead_merged_identities`).
+    private var byMergedIdentity: [MergedIdentity: Int64] = [:]
     /// Anonymous ids another lead keeps, mapped to the lead that was refused them, so that
     /// lead's later events with both ids skip the lookup.
     private var settledElsewhere: [String: Int64] = [:]
@@ -158,6 +160,8 @@ final class BatchWriter {
         byEmail.removeAll(keepingCapacity: keepingCapacity)
         byPhone.removeAll(keepingCapacity: keepingCapacity)
         byAnonymousID.removeAll(keepingCapacity: keepingCapacity)
+        byMergedIdentity.removeAll(keepingCapacity: keepingCapacity)
+        storeKeepsMergedIdentities = nil
         settledElsewhere.removeAll(keepingCapacity: keepingCapacity)
         externalIDs.removeAll(keepingCapacity: keepingCapacity)
         leadsWithSource.removeAll(keepingCapacity: keepingCapacity)
@@ -179,13 +183,15 @@ final class BatchWriter {
     func revalidateCaches(_ db: Database) throws {
         liveInTransaction.removeAll(keepingCapacity: true)
         createdWithoutActivity.removeAll(keepingCapacity: true)
+        storeKeepsMergedIdentities = nil
         let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
         if version != dataVersion { discardCaches() }
         dataVersion = version
     }
 
     func write(_ records: [Ingest.Record], in db: Database) throws -> Ingest.Counts {
-        if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count + settledElsewhere.count > Self.cacheLimit {
+        if byExternalID.count + byEmail.count + byPhone.count + byAnonymousID.count + byMergedIdentity.count
+            + settledElsewhere.count > Self.cacheLimit {
             dropLeadCaches(keepingCapacity: true)
         }
         now = clock()
@@ -460,8 +466,9 @@ final class BatchWriter {
     // MARK: - Identity
 
     /// The existing lead a record belongs to: by external id, then email, then phone, then
-    /// anonymous id. An email, phone or anonymous-id match whose lead has a different external
-    /// id is another person, not a match.
+    /// anonymous id, then by the external id, email or phone of a lead merged into it. An email,
+    /// phone or anonymous-id match whose lead has a different external id is another person,
+    /// not a match.
     func find(_ identity: Ingest.Identity, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
         if let externalID = identity.externalID {
             if let id = byExternalID[externalID] { return (id, .externalID) }
@@ -473,6 +480,8 @@ final class BatchWriter {
                 byExternalID[externalID] = id
                 return (id, .externalID)
             }
+            // An external id is the strongest key: a merged-away lead's comes before any email.
+            if let found = try findMerged(identity, by: [.externalID], db: db) { return found }
         }
         let secondary: [(String?, IdentityKey, ReferenceWritableKeyPath<BatchWriter, [String: Int64]>)] = [
             (identity.email, .email, \.byEmail),
@@ -498,6 +507,59 @@ final class BatchWriter {
             if try statement.step() {
                 let id = statement.int64(0)
                 self[keyPath: cache][key] = id
+                externalIDs[id] = .some(statement.text(1))
+                return (id, kind)
+            }
+        }
+        return try findMerged(identity, by: [.email, .phoneDigits], db: db)
+    }
+
+    private struct MergedIdentity: Hashable {
+        let kind: IdentityKey
+        let value: String
+    }
+
+    /// Whether the store keeps any identity of a merged-away lead, read once per transaction:
+    /// a store nobody merged in (a bulk load creating 141K leads) then pays no lookup per new lead.
+    private var storeKeepsMergedIdentities: Bool?
+
+    private func keepsMergedIdentities(_ db: Database) throws -> Bool {
+        if let known = storeKeepsMergedIdentities { return known }
+        let any = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM lead_merged_identities)") ?? false
+        storeKeepsMergedIdentities = any
+        return any
+    }
+
+    /// The lead that a merged-away lead's external id, email or phone (`kinds`, in order) names
+    /// now, once the leads' own columns matched nothing: a re-sent message of the duplicate
+    /// updates the lead it merged into rather than making it anew.
+    private func findMerged(_ identity: Ingest.Identity, by kinds: [IdentityKey], db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
+        guard try keepsMergedIdentities(db) else { return nil }
+        for kind in kinds {
+            let value = switch kind {
+            case .externalID: identity.externalID
+            case .email: identity.email
+            case .phoneDigits: identity.phoneDigits
+            case .anonymousID: String?.none
+            }
+            guard let value else { continue }
+            // A merged external id is the match itself; the others must not name another person.
+            let incomingExternalID = kind == .externalID ? nil : identity.externalID
+            let key = MergedIdentity(kind: kind, value: value)
+            if let id = byMergedIdentity[key], let known = externalIDs[id], compatible(known, incomingExternalID) {
+                return (id, kind)
+            }
+            let statement = try RawStatement(db, sql: """
+                SELECT leads.id, leads.external_id FROM lead_merged_identities merged JOIN leads ON leads.id = merged.lead_id
+                WHERE merged.kind = ?1 AND merged.value = ?2 AND (?3 IS NULL OR leads.external_id IS NULL OR leads.external_id = ?3)
+                """)
+            statement.bind(1, kind.rawValue)
+            statement.bind(2, value)
+            statement.bind(3, incomingExternalID)
+            defer { statement.reset() }
+            if try statement.step() {
+                let id = statement.int64(0)
+                byMergedIdentity[key] = id
                 externalIDs[id] = .some(statement.text(1))
                 return (id, kind)
             }
@@ -655,6 +717,14 @@ final class BatchWriter {
             for (field, column) in Self.leadColumns {
                 guard let value = patch.fields[field], row[column] as String? != value else { continue }
                 let kind: LeadMutations.OtherContact? = field == .email ? .email : field == .phone ? .phone : nil
+                // The address or phone of a lead merged into this one is not this lead's anew:
+                // the merge kept it as another of its own, and re-sending the duplicate's data
+                // must not replace the one the lead holds.
+                if row[column] as String? != nil, let merged = field == .email ? identity.email : field == .phone ? identity.phoneDigits : nil,
+                   try keepsMergedIdentities(db),
+                   try LeadMutations.keepsMergedIdentity(field == .email ? .email : .phoneDigits, merged, lead: leadID, in: db) {
+                    continue
+                }
                 if isOlder, let held = row[column] as String? {
                     // An older email or phone the lead has another of is kept beside it.
                     if let kind { otherContacts.append((kind, value, current: held)) }
@@ -789,6 +859,8 @@ final class BatchWriter {
     private func merge(_ duplicate: Int64, into primary: Int64, db: Database) throws {
         try LeadMutations.merge(primary: primary, duplicate: duplicate, now: now, newerTraitsWin: true, in: db)
         mergedByRecord[duplicate] = primary
+        // The merge may have kept the duplicate's identities for the primary.
+        storeKeepsMergedIdentities = nil
         if createdLeads.remove(duplicate) != nil { createdThenMerged += 1 }
         liveInTransaction.remove(duplicate)
         createdWithoutActivity.remove(duplicate)

@@ -70,6 +70,20 @@ extension BatchWriter {
                 return id
             }
             if let id = createdByJSON[json] { return id }
+            // A row another process stored, or one this cache dropped: found by content, since a
+            // row per process and per dropped cache had stored one object thousands of times.
+            let hash = PropertySetHash.of(json)
+            let stored = try RawStatement(db, sql: "SELECT id FROM event_property_sets WHERE hash = ? AND properties = ? LIMIT 1")
+            stored.bind(1, hash)
+            stored.bind(2, json)
+            let found = try stored.step() ? stored.int64(0) : nil
+            stored.reset()
+            if let found {
+                rows[found] = (json, false)
+                // A committed row (a rollback drops this cache): safe to share.
+                if json.utf8.count <= Self.cachedLength { writer.propertySetIDs[json] = found }
+                return found
+            }
             let id = try nextID ?? (Int64.fetchOne(db, sql: """
                 SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_property_sets'), 0),
                            coalesce((SELECT max(id) FROM event_property_sets), 0)) + 1
@@ -88,7 +102,7 @@ extension BatchWriter {
         /// Writes the rows and reference counts; call once, after the write's event inserts.
         func commit(_ db: Database) throws {
             guard !references.isEmpty else { return }
-            let insert = try RawStatement(db, sql: "INSERT INTO event_property_sets (id, refs, properties) VALUES (?, ?, ?)")
+            let insert = try RawStatement(db, sql: "INSERT INTO event_property_sets (id, refs, properties, hash) VALUES (?, ?, ?, ?)")
             let addReferences = try RawStatement(db, sql: "UPDATE event_property_sets SET refs = refs + ?2 WHERE id = ?1")
             if writer.propertySetIDs.count + createdByJSON.count > Self.cacheLimit { writer.propertySetIDs.removeAll(keepingCapacity: true) }
             for (id, count) in references.sorted(by: { $0.key < $1.key }) {
@@ -114,6 +128,7 @@ extension BatchWriter {
             insert.bind(1, id)
             insert.bind(2, refs)
             insert.bind(3, json)
+            insert.bind(4, PropertySetHash.of(json))
             try insert.run()
         }
     }

@@ -379,6 +379,8 @@ public enum LeadMutations {
             if activity == nil { activity = other } else { activity!.merge(other) }
         }
 
+        // Identities the duplicate kept from its own merges now name the primary (merges chain).
+        try db.execute(sql: "UPDATE lead_merged_identities SET lead_id = ? WHERE lead_id = ?", arguments: [primary, duplicate])
         // Delete first: the duplicate's external id, email and phone may then move over.
         for table in ["lead_tags", "lead_custom_values", "lead_activity"] {
             try db.execute(sql: "DELETE FROM \(table) WHERE lead_id = ?", arguments: [duplicate])
@@ -421,15 +423,51 @@ public enum LeadMutations {
         try db.execute(sql: "UPDATE leads SET last_activity_at = NULL WHERE id = ? AND last_activity_at = 0", arguments: [primary])
         // A lead holds one email and one phone: the duplicate's other ones stay readable, with
         // those both leads kept from earlier merges.
-        let primaryHolds = try Row.fetchOne(db, sql: "SELECT email, phone FROM leads WHERE id = ?", arguments: [primary])
+        let primaryHolds = try Row.fetchOne(db, sql: "SELECT email, phone, external_id, phone_digits FROM leads WHERE id = ?",
+                                            arguments: [primary])
         for (index, kind) in OtherContact.allCases.enumerated() {
             let both = kind == .email ? [merged.email, kept.email] : [merged.phone, kept.phone]
             try keepOthers(kind, heldOthers[index] + both.compactMap { $0 }, current: primaryHolds?[index] as String?, lead: primary, in: db)
         }
+        try keepMergedIdentities(of: [.externalID: merged.externalID, .email: merged.email, .phoneDigits: mergedPhoneDigits],
+                                 primary: primary,
+                                 holding: [.externalID: primaryHolds?[2], .email: primaryHolds?[0], .phoneDigits: primaryHolds?[3]],
+                                 in: db)
         let detail = try String(data: JSONSerialization.data(withJSONObject: [
             "duplicate_id": duplicate, "external_id": merged.externalID as Any,
         ].compactMapValues { $0 is NSNull ? nil : $0 }, options: [.sortedKeys]), encoding: .utf8)
         try recordTimeline(primary, kind: "merged", old: String(duplicate), new: String(primary), detail: detail, at: now, in: db)
+    }
+
+    /// The leads columns identity matching reads, as `lead_merged_identities.kind` names them.
+    public enum IdentityColumn: String, Sendable, CaseIterable {
+        case externalID = "external_id"
+        case email
+        case phoneDigits = "phone_digits"
+    }
+
+    /// Keeps the duplicate's external id, email and phone digits that the primary does not hold
+    /// as identities of the primary (`lead_merged_identities`), so that data sent again for the
+    /// duplicate finds the primary rather than making the duplicate anew. A value another merge
+    /// kept for some other lead is the latest merge's now. One the primary holds itself again
+    /// (a chain that ends where it began) is dropped: its own columns match it first.
+    static func keepMergedIdentities(of duplicate: [IdentityColumn: String?], primary: Int64,
+                                     holding held: [IdentityColumn: String?], in db: Database) throws {
+        for kind in IdentityColumn.allCases {
+            if let value = held[kind] ?? nil {
+                try db.cachedStatement(sql: "DELETE FROM lead_merged_identities WHERE kind = ? AND value = ? AND lead_id = ?")
+                    .execute(arguments: [kind.rawValue, value, primary])
+            }
+            guard let value = duplicate[kind] ?? nil, value != held[kind] ?? nil else { continue }
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO lead_merged_identities (kind, value, lead_id) VALUES (?, ?, ?)")
+                .execute(arguments: [kind.rawValue, value, primary])
+        }
+    }
+
+    /// Whether `value` is an identity `lead` kept from a lead merged into it.
+    public static func keepsMergedIdentity(_ kind: IdentityColumn, _ value: String, lead: Int64, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM lead_merged_identities WHERE kind = ? AND value = ? AND lead_id = ?)"),
+                          arguments: [kind.rawValue, value, lead]) ?? false
     }
 
     // MARK: Timeline

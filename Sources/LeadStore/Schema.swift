@@ -27,6 +27,8 @@ public enum Schema {
         migrator.registerMigration("v16-events-by-lead", foreignKeyChecks: .immediate, migrate: eventsByLead)
         migrator.registerMigration("v17-composed-emails", foreignKeyChecks: .immediate, migrate: composeEmails)
         migrator.registerMigration("v18-job-owners", foreignKeyChecks: .immediate, migrate: jobOwners)
+        migrator.registerMigration("v19-merged-identities", foreignKeyChecks: .immediate, migrate: mergedIdentities)
+        migrator.registerMigration("v20-property-set-hashes", foreignKeyChecks: .immediate, migrate: propertySetHashes)
         return migrator
     }
 
@@ -376,6 +378,42 @@ public enum Schema {
     /// have no owner, and a server starting up takes them for a stopped one's.
     static func jobOwners(_ db: Database) throws {
         try db.execute(sql: "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER")
+    }
+
+    /// The external ids, emails and phone digits of leads merged away, kept for the lead they
+    /// merged into (see ``LeadMutations/merge(primary:duplicate:now:newerTraitsWin:in:)``): the
+    /// duplicate's data sent again then finds that lead instead of making the duplicate anew.
+    /// `kind` is the leads column the value matched in. Merges before this version kept none.
+    static func mergedIdentities(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE lead_merged_identities (
+                kind    TEXT NOT NULL,
+                value   TEXT NOT NULL,
+                lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+                PRIMARY KEY (kind, value)
+            ) WITHOUT ROWID;
+            CREATE INDEX lead_merged_identities_lead ON lead_merged_identities(lead_id);
+            """)
+    }
+
+    /// Each `event_property_sets` row gets the hash of its properties, indexed, so a writer whose
+    /// cache misses (another process, a dropped cache) finds the row by content rather than
+    /// storing the same object again. A hash, not an index on the text: the text index would
+    /// hold every object a second time, and unique-properties workloads would write it all twice.
+    /// Rows stored twice before this version stay (their events name both); writers reuse one.
+    static func propertySetHashes(_ db: Database) throws {
+        try db.execute(sql: "ALTER TABLE event_property_sets ADD COLUMN hash INTEGER")
+        // In pages, not one cursor: SQLite leaves undefined what a scan sees of rows changed under it.
+        let update = try db.makeStatement(sql: "UPDATE event_property_sets SET hash = ? WHERE id = ?")
+        var after: Int64 = 0
+        while true {
+            let page = try Row.fetchAll(db, sql: "SELECT id, properties FROM event_property_sets WHERE id > ? ORDER BY id LIMIT 10000",
+                                        arguments: [after])
+            guard let last = page.last else { break }
+            for row in page { try update.execute(arguments: [PropertySetHash.of(row[1] as String), row[0] as Int64]) }
+            after = last[0]
+        }
+        try db.execute(sql: "CREATE INDEX event_property_sets_hash ON event_property_sets(hash)")
     }
 
     /// Emails are matched in Unicode's composed form (NFC) since v17 (see

@@ -658,6 +658,35 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("intake of an address a merge kept for another lead updates that lead, which keeps its own email")
+    func intakeAfterMerge() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let primary = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                                json: ["email": "jane@acme.example", "first_name": "Jane"])
+            let work = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "jane.work@acme.example"])
+            let primaryID = try #require(primary.json["lead_id"] as? Int), workID = try #require(work.json["lead_id"] as? Int)
+            let merged = try await client.call(.post, "/api/v1/leads/\(primaryID)/merge", key: api.writer, json: ["duplicate_id": workID])
+            #expect(merged.status == .ok)
+
+            for _ in 0..<2 {
+                let again = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "jane.work@acme.example"])
+                #expect(again.status == .ok, "\(again.json)")
+                #expect(again.json["is_duplicate"] as? Bool == true && again.json["lead_id"] as? Int == primaryID)
+                #expect(again.json["status"] as? String == "unchanged")
+            }
+            // News for the merged address still lands, and the lead keeps its own address.
+            let noted = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                              json: ["email": "jane.work@acme.example", "company": "Acme"])
+            #expect(noted.json["lead_id"] as? Int == primaryID && noted.json["status"] as? String == "updated")
+            let lead = try await client.call(.get, "/api/v1/leads/\(primaryID)", key: api.reader).data
+            #expect(lead["email"] as? String == "jane@acme.example" && lead["company"] as? String == "Acme")
+            #expect((lead["custom_fields"] as? [String: String])?["Other email"] == "jane.work@acme.example")
+            #expect(try await api.store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 1)
+        }
+    }
+
     @Test("duplicates are found by email, phone or name and company; merge moves everything over")
     func duplicatesAndMerge() async throws {
         let api = try TestAPI()

@@ -1043,4 +1043,43 @@ struct PropertySetTests {
                 """) == ["b " + pricing, "c " + docs])
         }
     }
+
+    /// Events of `leads` naming one of two short objects and one over the cached length, with
+    /// messageIds of their own per `session`, so every session's events are new.
+    private func sessionEvents(session: Int, leads: [String]) -> String {
+        let long = String(repeating: "x", count: BatchWriter.PropertySets.cachedLength + 10)
+        return leads.enumerated().flatMap { index, lead in
+            [#"{"campaign":"c1"}"#, #"{"campaign":"c2"}"#, #"{"note":"\#(long)"}"#].enumerated().map { offset, properties in
+                #"{"type":"track","event":"Email Opened","userId":"\#(lead)","messageId":"s\#(session)-\#(index)-\#(offset)","properties":\#(properties)}"#
+            }
+        }.joined(separator: "\n")
+    }
+
+    @Test("separate ingest sessions of the same properties share one row per object, with exact references")
+    func sessionsShareRows() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        for session in 0..<3 {
+            // A new Ingester each time: a process of its own, with an empty cache.
+            try ingest(store, try directory.write("s\(session).ndjson", sessionEvents(session: session, leads: ["L1", "L2"])))
+        }
+        try store.reader.read { (db: Database) throws in
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM event_property_sets") == 3)
+            #expect(try Int.fetchAll(db, sql: "SELECT refs FROM event_property_sets ORDER BY id") == [6, 6, 6])
+            #expect(try propertySetMismatches(db) == [])
+            for row in try Row.fetchAll(db, sql: "SELECT properties, hash FROM event_property_sets") {
+                #expect(PropertySetHash.of(row[0] as String) == row[1] as Int64?)
+            }
+        }
+        // Deleting the leads gives their references back; rows nobody names go.
+        let l1 = try #require(try store.reader.read { try Int64.fetchOne($0, sql: "SELECT id FROM leads WHERE external_id = 'L1'") })
+        try store.writer.write { _ = try LeadMutations.delete(l1, in: $0) }
+        try store.reader.read { (db: Database) throws in
+            #expect(try Int.fetchAll(db, sql: "SELECT refs FROM event_property_sets ORDER BY id") == [3, 3, 3])
+            #expect(try propertySetMismatches(db) == [])
+        }
+        let l2 = try #require(try store.reader.read { try Int64.fetchOne($0, sql: "SELECT id FROM leads WHERE external_id = 'L2'") })
+        try store.writer.write { _ = try LeadMutations.delete(l2, in: $0) }
+        #expect(try store.count("event_property_sets") == 0)
+    }
 }

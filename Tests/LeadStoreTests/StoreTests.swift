@@ -332,6 +332,18 @@ struct StoreTests {
         }
     }
 
+    @Test("v20 gives each stored properties row the hash writers look it up by")
+    func propertySetHashesMigration() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v19-merged-identities") { db in
+            try db.execute(sql: #"INSERT INTO event_property_sets (refs, properties) VALUES (1, '{"plan":"pro"}'), (2, '{"x":1}')"#)
+        }
+        let store = try LeadStore.open(path: path)
+        let rows = try store.reader.read { try Row.fetchAll($0, sql: "SELECT properties, hash FROM event_property_sets ORDER BY id") }
+        #expect(rows.map { $0[1] as Int64? } == [PropertySetHash.of(#"{"plan":"pro"}"#), PropertySetHash.of(#"{"x":1}"#)])
+    }
+
     @Test("the background checkpointer copies committed WAL frames into the database file while the writer goes on")
     func backgroundCheckpointerCopiesTheWAL() throws {
         #expect(BackgroundCheckpointer(store: try LeadStore.inMemory()) == nil)
