@@ -132,7 +132,7 @@ public final class Ingester {
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while !shouldStop() {
             var ready = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, 100) != 0 else { continue }
+            guard poll(&ready, 1, 100) > 0 else { continue }  // nothing yet, or interrupted: look for a stop again
             let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if count == 0 {
                 complete = true

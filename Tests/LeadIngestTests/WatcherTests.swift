@@ -9,8 +9,7 @@ struct WatcherTests {
     @Test func committedFilesMoveToDoneAndUnusableFilesToFailed() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         let fm = FileManager.default
         try Data("id,email\nL1,a@x.io\nL2,b@x.io,extra\n".utf8).write(to: drop.appendingPathComponent("partial.csv"))
         try Data("not json at all\n{also not\n".utf8).write(to: drop.appendingPathComponent("broken.ndjson"))
@@ -36,8 +35,7 @@ struct WatcherTests {
     func runReportsEachFile() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         try Data("id,email\nL1,a@x.io\nL2,b@x.io\n".utf8).write(to: drop.appendingPathComponent("two.csv"))
         let watcher = Ingest.Watcher(directory: drop, store: store)
         watcher.pollInterval = 0.05
@@ -52,8 +50,7 @@ struct WatcherTests {
     func aWhollyUnusableFileSaysWhy() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         var data = Data("id,".utf8)
         data.append(contentsOf: [0xFF, 0xFE])
         data.append(Data("\nL1,a@x.io\n".utf8))
@@ -97,8 +94,7 @@ struct WatcherTests {
     func sameNameDropsKeepEarlierFiles() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         let watcher = Ingest.Watcher(directory: drop, store: store)
         try Data("id,email\nL1,a@x.io\n".utf8).write(to: drop.appendingPathComponent("leads.csv"))
         try watcher.scan(requireStableSize: false)
@@ -116,8 +112,7 @@ struct WatcherTests {
     @Test func filesAreTakenOnlyOnceTheirSizeHoldsStill() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         try Data("id,email\nL1,a@x.io\n".utf8).write(to: drop.appendingPathComponent("a.csv"))
         let watcher = Ingest.Watcher(directory: drop, store: store)
         #expect(try watcher.scan().isEmpty)  // first sighting: size not yet known to be stable
@@ -129,8 +124,7 @@ struct WatcherTests {
     func aFilePausedMidRowWaits() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         let file = drop.appendingPathComponent("slow.csv")
         try Data("id,email,notes\nL1,a@x.io,first\nL2,b@x.io,Called on".utf8).write(to: file)
         let watcher = Ingest.Watcher(directory: drop, store: store)
@@ -162,8 +156,7 @@ struct WatcherTests {
     func aFileThatGrowsDuringIngestIsRetaken() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         let file = drop.appendingPathComponent("growing.csv")
         try Data("id,email\nL1,a@x.io\n".utf8).write(to: file)
         nonisolated(unsafe) var appended = false
@@ -198,8 +191,7 @@ struct WatcherTests {
     @Test func aStoppedScanLeavesTheFileToBeRetriedWithoutDuplicates() throws {
         let directory = try TemporaryDirectory()
         let store = try makeFileStore(in: directory)
-        let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
-        try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+        let drop = try makeDropFolder(in: directory)
         var lines = ""
         for i in 0..<50 { lines += #"{"type":"track","event":"A","userId":"u\#(i % 5)","messageId":"m\#(i)","timestamp":"2026-01-01T00:00:00Z"}"# + "\n" }
         try Data(lines.utf8).write(to: drop.appendingPathComponent("events.ndjson"))
@@ -216,4 +208,11 @@ struct WatcherTests {
         #expect(second.first?.counts.eventsAdded == 40 && second.first?.counts.duplicateEvents == 10)
         #expect(try store.count("events") == 50)
     }
+}
+
+/// The folder a watcher watches, inside the test's temporary directory.
+private func makeDropFolder(in directory: TemporaryDirectory) throws -> URL {
+    let drop = directory.url.appendingPathComponent("drop", isDirectory: true)
+    try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true)
+    return drop
 }
