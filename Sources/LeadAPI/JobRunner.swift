@@ -53,6 +53,11 @@ final class JobRunner: Sendable {
 
     private let store: LeadStore
     private let logger: Logger
+    /// Names this runner in the jobs it records, beside its pid: a server restarted under the
+    /// same pid (a container's PID 1) is not the one that ran the jobs before.
+    private let token = UUID().uuidString
+    /// Jobs this runner recorded and has not finished.
+    private let unfinished = Mutex<Set<Int64>>([])
 
     init(store: LeadStore, logger: Logger) {
         self.store = store
@@ -61,11 +66,12 @@ final class JobRunner: Sendable {
 
     static let interruptedMessage = "interrupted: the server running it stopped before it finished; start it again"
 
-    /// Whether a queued or running job's server has stopped: its process is gone, or it was
-    /// recorded before jobs had owners. A job another live server on the same store runs is not.
-    static func isOrphaned(ownerPID: Int32?) -> Bool {
-        guard let ownerPID else { return true }
-        if ownerPID == getpid() { return false }
+    /// Whether a queued or running job's server has stopped: it is this runner's and no longer
+    /// running, or its process is gone (or is this one, restarted), or it was recorded before
+    /// jobs had owners. A job another live server on the same store runs is not.
+    func isOrphaned(id: Int64, ownerPID: Int32?, ownerToken: String?) -> Bool {
+        if ownerToken == token { return !unfinished.withLock { $0.contains(id) } }
+        guard let ownerPID, ownerPID != getpid() else { return true }
         return kill(ownerPID, 0) != 0 && errno == ESRCH  // EPERM: alive, another user's
     }
 
@@ -74,8 +80,9 @@ final class JobRunner: Sendable {
     @discardableResult
     func failInterruptedJobs() async throws -> Int {
         try await store.writer.write { db in
-            let orphans = try Row.fetchAll(db, sql: "SELECT id, owner_pid FROM jobs WHERE state IN ('queued', 'running')")
-                .filter { Self.isOrphaned(ownerPID: $0["owner_pid"]) }.map { $0["id"] as Int64 }
+            let orphans = try Row.fetchAll(db, sql: "SELECT id, owner_pid, owner_token FROM jobs WHERE state IN ('queued', 'running')")
+                .filter { self.isOrphaned(id: $0["id"], ownerPID: $0["owner_pid"], ownerToken: $0["owner_token"]) }
+                .map { $0["id"] as Int64 }
             for id in orphans {
                 try db.execute(sql: "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
                                arguments: [LeadStore.nowMillis(), Self.interruptedMessage, id])
@@ -89,24 +96,30 @@ final class JobRunner: Sendable {
         let parametersJSON = Self.json(parameters)
         let job = try await store.writer.write { db -> Job in
             let now = LeadStore.nowMillis()
-            try db.execute(sql: "INSERT INTO jobs (kind, state, created_at, parameters, owner_pid) VALUES (?, 'queued', ?, ?, ?)",
-                           arguments: [kind, now, parametersJSON, getpid()])
+            try db.execute(sql: """
+                INSERT INTO jobs (kind, state, created_at, parameters, owner_pid, owner_token) VALUES (?, 'queued', ?, ?, ?, ?)
+                """, arguments: [kind, now, parametersJSON, getpid(), token])
             return Job(id: db.lastInsertedRowID, kind: kind, state: "queued", progress: 0, createdAt: now)
         }
         let store = self.store
         let logger = self.logger
-        NIOThreadPool.singleton.submit { state in
-            guard case .active = state else { return }
+        unfinished.withLock { _ = $0.insert(job.id) }
+        NIOThreadPool.singleton.submit { [self] state in
             let id = job.id
+            // Once finished here, the job reads as interrupted should its row still say otherwise.
+            defer { unfinished.withLock { _ = $0.remove(id) } }
+            guard case .active = state else { return }  // the pool is shutting down with the server
+            // Every write checks the state: a row marked interrupted stays so.
             try? store.writer.write { db in
-                try db.execute(sql: "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?",
+                try db.execute(sql: "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ? AND state = 'queued'",
                                arguments: [LeadStore.nowMillis(), id])
             }
             do {
                 let result = try work(Progress(store: store, id: id))
                 try store.writer.write { db in
                     try db.execute(sql: """
-                        UPDATE jobs SET state = 'succeeded', progress = 1, finished_at = ?, result = ? WHERE id = ?
+                        UPDATE jobs SET state = 'succeeded', progress = 1, finished_at = ?, result = ?
+                        WHERE id = ? AND state IN ('queued', 'running')
                         """, arguments: [LeadStore.nowMillis(), Self.json(result), id])
                 }
                 logger.info("job succeeded", metadata: ["job.id": "\(id)", "job.kind": "\(kind)"])
@@ -114,7 +127,7 @@ final class JobRunner: Sendable {
                 let message = (error as? Failure)?.message ?? "the job failed"
                 logger.error("job failed", metadata: ["job.id": "\(id)", "job.kind": "\(kind)", "error.type": "\(type(of: error))"])
                 try? store.writer.write { db in
-                    try db.execute(sql: "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                    try db.execute(sql: "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ? AND state IN ('queued', 'running')",
                                    arguments: [LeadStore.nowMillis(), message, id])
                 }
             }
@@ -125,18 +138,19 @@ final class JobRunner: Sendable {
     /// The job; one whose server stopped before it finished is marked failed first, so a client
     /// polling it gets a final state whichever server it asks.
     func find(_ id: Int64) async throws -> Job? {
-        func read() async throws -> (job: Job, ownerPID: Int32?)? {
+        func read() async throws -> (job: Job, ownerPID: Int32?, ownerToken: String?)? {
             try await store.reader.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { row in
                     (Job(id: row["id"], kind: row["kind"], state: row["state"], progress: row["progress"],
                          createdAt: row["created_at"], startedAt: row["started_at"], finishedAt: row["finished_at"],
                          result: row["result"], error: row["error"]),
-                     row["owner_pid"])
+                     row["owner_pid"], row["owner_token"])
                 }
             }
         }
-        guard let (job, ownerPID) = try await read() else { return nil }
-        guard job.state == "queued" || job.state == "running", Self.isOrphaned(ownerPID: ownerPID) else { return job }
+        guard let (job, ownerPID, ownerToken) = try await read() else { return nil }
+        guard job.state == "queued" || job.state == "running", isOrphaned(id: id, ownerPID: ownerPID, ownerToken: ownerToken)
+        else { return job }
         try await failInterruptedJobs()
         return try await read()?.job
     }

@@ -95,7 +95,11 @@ public final class Ingester {
         // a temporary file, and the transaction covers only reading that.
         if options.strict, Self.canStall(path) {
             let started = Date()
-            guard let spooled = try Self.spool(path, shouldStop: shouldStop) else {
+            // Beside the store rather than in $TMPDIR, often a RAM disk: the input can be large.
+            let storePath = store.writer.path
+            let inMemory = storePath.isEmpty || storePath.hasPrefix(":memory:") || storePath.hasPrefix("file:")
+            let folder = inMemory ? FileManager.default.temporaryDirectory : URL(fileURLWithPath: storePath).deletingLastPathComponent()
+            guard let spooled = try Self.spool(path, into: folder, shouldStop: shouldStop) else {
                 var summary = Ingest.FileSummary(path: path)
                 summary.interrupted = true  // nothing was committed, as --strict promises
                 summary.seconds = Date().timeIntervalSince(started)
@@ -117,14 +121,14 @@ public final class Ingester {
 
     /// Copies `path` ("-": standard input) to a temporary file, looking for a stop request while
     /// it waits for bytes. Nil when stopped first.
-    static func spool(_ path: String, shouldStop: () -> Bool) throws -> URL? {
+    static func spool(_ path: String, into folder: URL, shouldStop: () -> Bool) throws -> URL? {
         let input = path == "-" ? STDIN_FILENO : open(path, O_RDONLY)
         guard input >= 0 else { throw IngestFileError(reason: "cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { if input != STDIN_FILENO { close(input) } }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-input-\(UUID().uuidString)")
+        let url = folder.appendingPathComponent(".leadlens-input-\(UUID().uuidString)")
         guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]),
               let output = try? FileHandle(forWritingTo: url) else {
-            throw IngestFileError(reason: "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path) to hold the input")
+            throw IngestFileError(reason: "cannot create a temporary file in \(folder.path) to hold the input")
         }
         defer { try? output.close() }
         var complete = false
@@ -182,8 +186,9 @@ public final class Ingester {
                 if let compression = try reader.unsupportedCompression() {
                     throw IngestFileError(reason: "the input is \(compression); ingest reads plain text or gzip: decompress it first")
                 }
-                let format = try resolveFormat(options.format, path: path, reader: reader)
-                let tabSeparated = Self.pathExtension(path) == "tsv"
+                // By the name given: a spooled pipe's copy has none.
+                let format = try resolveFormat(options.format, path: displayPath, reader: reader)
+                let tabSeparated = Self.pathExtension(displayPath) == "tsv"
                 return try RecordSource(format: format, reader: reader, options: options, tabSeparated: tabSeparated)
             }
         } catch is ByteReader.StopRequested {

@@ -8,6 +8,8 @@ import Synchronization
 /// Safe to share across concurrent requests.
 public final class ActiveScorer: Sendable {
     private let current = Mutex<LeadScorer?>(nil)
+    /// The last model asked for by version that was not the active one (see `scorer(version:in:)`).
+    private let previous = Mutex<LeadScorer?>(nil)
 
     public init() {}
 
@@ -27,7 +29,13 @@ public final class ActiveScorer: Sendable {
     /// registry for a lead an earlier model scored. Nil when the store no longer has that model.
     public func scorer(version: String, in db: Database) throws -> LeadScorer? {
         if let active = try scorer(in: db), active.model.version == version { return active }
-        return try ModelRegistry.model(version: version, in: db).map(LeadScorer.init(model:))
+        // Until a rescore, most leads were scored by the model active before: kept, so each
+        // request does not decode its file and resolve its layout again.
+        if let previous = previous.withLock({ $0 }), previous.model.version == version { return previous }
+        guard let model = try ModelRegistry.model(version: version, in: db) else { return nil }
+        let scorer = LeadScorer(model: model)
+        previous.withLock { $0 = scorer }
+        return scorer
     }
 
     /// Rescores `ids` inside the caller's write transaction; empty when no model is active.

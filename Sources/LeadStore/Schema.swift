@@ -373,11 +373,15 @@ public enum Schema {
         }
     }
 
-    /// The process running a job. A job runs on its server's thread pool; when that server stops
-    /// or dies, the job's row would otherwise say "running" forever. Jobs recorded before this
-    /// have no owner, and a server starting up takes them for a stopped one's.
+    /// The server running a job: its pid, and a token of its own, since a restarted server can
+    /// have the same pid (a container's PID 1). A job runs on its server's thread pool; when that
+    /// server stops or dies, the job's row would otherwise say "running" forever. Jobs recorded
+    /// before this have no owner, and GET /jobs/{id} takes them for a stopped server's.
     static func jobOwners(_ db: Database) throws {
-        try db.execute(sql: "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER")
+        try db.execute(sql: """
+            ALTER TABLE jobs ADD COLUMN owner_pid INTEGER;
+            ALTER TABLE jobs ADD COLUMN owner_token TEXT;
+            """)
     }
 
     /// The external ids, emails and phone digits of leads merged away, kept for the lead they

@@ -21,23 +21,28 @@ struct JobsTests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let dead = try Self.deadPID()
+        // A dead server's; one from before jobs had owners; an earlier server's under this
+        // process's pid (a container restarted as PID 1); then a live server's (the test
+        // runner's parent stands in for it).
+        let owners: [(Int32?, String?)] = [(dead, "a"), (nil, nil), (getpid(), "earlier"), (getppid(), "live")]
         let ids = try await api.store.writer.write { db in
-            try [dead, nil, getpid()].map { (owner: Int32?) -> Int64 in
+            try owners.map { owner -> Int64 in
                 try db.execute(sql: """
-                    INSERT INTO jobs (kind, state, created_at, started_at, parameters, owner_pid) VALUES ('rescore', 'running', 1, 2, '{}', ?)
-                    """, arguments: [owner])
+                    INSERT INTO jobs (kind, state, created_at, started_at, parameters, owner_pid, owner_token)
+                    VALUES ('rescore', 'running', 1, 2, '{}', ?, ?)
+                    """, arguments: [owner.0, owner.1])
                 return db.lastInsertedRowID
             }
         }
         let app = buildApplication(store: api.store, configuration: APIConfiguration(version: "test"))
         try await app.test(.router) { client in
-            for id in ids.prefix(2) {
+            for id in ids.prefix(3) {
                 let job = try await client.call(.get, "/api/v1/jobs/\(id)", key: api.reader).data
                 #expect(job["state"] as? String == "failed", "\(job)")
                 #expect((job["error"] as? String)?.hasPrefix("interrupted") == true)
                 #expect(job["finished_at"] is String)
             }
-            let live = try await client.call(.get, "/api/v1/jobs/\(ids[2])", key: api.reader).data
+            let live = try await client.call(.get, "/api/v1/jobs/\(ids[3])", key: api.reader).data
             #expect(live["state"] as? String == "running")
         }
     }
