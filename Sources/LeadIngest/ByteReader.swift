@@ -340,6 +340,15 @@ final class ByteReader {
         }
     }
 
+    /// Hands over the rest of the input, chunk by chunk as it arrives (decoded, for gzip).
+    func readRest(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        repeat {
+            try body(UnsafeRawBufferPointer(start: buffer + start, count: end - start))
+            bytesConsumed += Int64(end - start)
+            start = end
+        } while try fill()
+    }
+
     /// The next byte, for the CSV state machine.
     @inline(__always)
     func nextByte() throws -> UInt8? {

@@ -92,14 +92,10 @@ public final class Ingester {
         // A strict run writes its whole input in one transaction. Read from a pipe, that
         // transaction would hold the store's write lock while the pipe is quiet, for as long as
         // its writer likes, and every other writer would time out: the input is first copied to
-        // a temporary file, and the transaction covers only reading that.
-        if options.strict, Self.canStall(path) {
+        // a file, and the transaction covers only reading that.
+        if options.strict, case let reader = try ByteReader(path: path), reader.canStall {
             let started = Date()
-            // Beside the store rather than in $TMPDIR, often a RAM disk: the input can be large.
-            let storePath = store.writer.path
-            let inMemory = storePath.isEmpty || storePath.hasPrefix(":memory:") || storePath.hasPrefix("file:")
-            let folder = inMemory ? FileManager.default.temporaryDirectory : URL(fileURLWithPath: storePath).deletingLastPathComponent()
-            guard let spooled = try Self.spool(path, into: folder, shouldStop: shouldStop) else {
+            guard let spooled = try spool(reader, shouldStop: shouldStop) else {
                 var summary = Ingest.FileSummary(path: path)
                 summary.interrupted = true  // nothing was committed, as --strict promises
                 summary.seconds = Date().timeIntervalSince(started)
@@ -112,19 +108,12 @@ public final class Ingester {
         return try ingest(path: path, reportedAs: path, options: options, rejects: rejects, progress: progress, shouldStop: shouldStop)
     }
 
-    /// Whether reading `path` ("-": standard input) may wait for a writer: a pipe, FIFO or socket.
-    static func canStall(_ path: String) -> Bool {
-        var info = stat()
-        let found = path == "-" ? fstat(STDIN_FILENO, &info) == 0 : stat(path, &info) == 0
-        return found && (info.st_mode & S_IFMT) != S_IFREG && (info.st_mode & S_IFMT) != S_IFDIR
-    }
-
-    /// Copies `path` ("-": standard input) to a temporary file, looking for a stop request while
-    /// it waits for bytes. Nil when stopped first.
-    static func spool(_ path: String, into folder: URL, shouldStop: () -> Bool) throws -> URL? {
-        let input = path == "-" ? STDIN_FILENO : open(path, O_RDONLY)
-        guard input >= 0 else { throw IngestFileError(reason: "cannot read \(path): \(String(cString: strerror(errno)))") }
-        defer { if input != STDIN_FILENO { close(input) } }
+    /// Copies the rest of `reader`'s input to a hidden file beside the store (not in $TMPDIR,
+    /// often a RAM disk: the input can be large). Nil when a stop was requested first.
+    private func spool(_ reader: ByteReader, shouldStop: () -> Bool) throws -> URL? {
+        let storePath = store.writer.path
+        let inMemory = storePath.isEmpty || storePath.hasPrefix(":memory:") || storePath.hasPrefix("file:")
+        let folder = inMemory ? FileManager.default.temporaryDirectory : URL(fileURLWithPath: storePath).deletingLastPathComponent()
         let url = folder.appendingPathComponent(".leadlens-input-\(UUID().uuidString)")
         guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]),
               let output = try? FileHandle(forWritingTo: url) else {
@@ -133,22 +122,19 @@ public final class Ingester {
         defer { try? output.close() }
         var complete = false
         defer { if !complete { try? FileManager.default.removeItem(at: url) } }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while !shouldStop() {
-            var ready = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, 100) > 0 else { continue }  // nothing yet, or interrupted: look for a stop again
-            let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if count == 0 {
-                complete = true
-                return url
+        do {
+            try withoutActuallyEscaping(shouldStop) { shouldStop in
+                reader.isStopRequested = shouldStop
+                defer { reader.isStopRequested = nil }
+                try reader.readRest { try output.write(contentsOf: $0) }
             }
-            if count < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                throw IngestFileError(reason: "cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            try output.write(contentsOf: chunk[0..<count])
+        } catch is ByteReader.StopRequested {
+            return nil
+        } catch let damage as ByteReader.DamagedInput {
+            throw IngestFileError(reason: "\(damage.reason); nothing was ingested, as --strict asks")
         }
-        return nil
+        complete = true
+        return url
     }
 
     /// Ingests `path`, naming it `reportedAs` in the summary, the log and the rejects.

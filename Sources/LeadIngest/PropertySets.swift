@@ -45,8 +45,9 @@ extension BatchWriter {
         let writer: BatchWriter
         private var nextID: Int64?
         /// The rows this write names: their properties (to write a new row, or to recreate a
-        /// cached one that went away since), and whether this write creates the row.
-        private var rows: [Int64: (json: String, isNew: Bool)] = [:]
+        /// cached one that went away since), their hash once computed, and whether this write
+        /// creates the row.
+        private var rows: [Int64: (json: String, hash: Int64?, isNew: Bool)] = [:]
         /// Rows this write creates, by properties.
         private var createdByJSON: [String: Int64] = [:]
         /// New references per row, from the events actually inserted.
@@ -66,7 +67,7 @@ extension BatchWriter {
             // The run's cache first: it answers almost every event with one lookup. Properties
             // this write creates are never in it yet (they join it at `commit`).
             if let id = writer.propertySetIDs[json] ?? writer.sharedPropertySets?.id(for: json) {
-                if rows[id] == nil { rows[id] = (json, false) }
+                if rows[id] == nil { rows[id] = (json, nil, false) }
                 return id
             }
             if let id = createdByJSON[json] { return id }
@@ -79,7 +80,7 @@ extension BatchWriter {
             let found = try stored.step() ? stored.int64(0) : nil
             stored.reset()
             if let found {
-                rows[found] = (json, false)
+                rows[found] = (json, hash, false)
                 // A committed row (a rollback drops this cache): safe to share.
                 if json.utf8.count <= Self.cachedLength { writer.propertySetIDs[json] = found }
                 return found
@@ -89,7 +90,7 @@ extension BatchWriter {
                            coalesce((SELECT max(id) FROM event_property_sets), 0)) + 1
                 """) ?? 1)
             nextID = id + 1
-            rows[id] = (json, true)
+            rows[id] = (json, hash, true)
             createdByJSON[json] = id
             return id
         }
@@ -106,9 +107,9 @@ extension BatchWriter {
             let addReferences = try RawStatement(db, sql: "UPDATE event_property_sets SET refs = refs + ?2 WHERE id = ?1")
             if writer.propertySetIDs.count + createdByJSON.count > Self.cacheLimit { writer.propertySetIDs.removeAll(keepingCapacity: true) }
             for (id, count) in references.sorted(by: { $0.key < $1.key }) {
-                guard let (json, isNew) = rows[id] else { continue }  // every reference names a row of this write
+                guard let (json, hash, isNew) = rows[id] else { continue }  // every reference names a row of this write
                 if isNew {
-                    try insertRow(insert, id: id, refs: count, json: json)
+                    try insertRow(insert, id: id, refs: count, json: json, hash: hash)
                     if json.utf8.count <= Self.cachedLength { writer.propertySetIDs[json] = id }
                     continue
                 }
@@ -119,16 +120,16 @@ extension BatchWriter {
                     // Its last event was deleted on this connection since the row was cached
                     // (another connection's writes drop the cache): the id is still this
                     // properties' alone, AUTOINCREMENT never handing it out again.
-                    try insertRow(insert, id: id, refs: count, json: json)
+                    try insertRow(insert, id: id, refs: count, json: json, hash: hash)
                 }
             }
         }
 
-        private func insertRow(_ insert: RawStatement, id: Int64, refs: Int64, json: String) throws {
+        private func insertRow(_ insert: RawStatement, id: Int64, refs: Int64, json: String, hash: Int64?) throws {
             insert.bind(1, id)
             insert.bind(2, refs)
             insert.bind(3, json)
-            insert.bind(4, PropertySetHash.of(json))
+            insert.bind(4, hash ?? PropertySetHash.of(json))
             try insert.run()
         }
     }

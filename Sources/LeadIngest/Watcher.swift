@@ -65,7 +65,7 @@ extension Ingest {
 
         /// Polls until `shouldStop` turns true, handing `onFile` the summary of each file ingested.
         public func run(shouldStop: @escaping () -> Bool, onFile: (FileSummary) -> Void = { _ in }) throws {
-            let lock = try FolderLock(directory)
+            let lock = try Self.lockFolder(directory)
             defer { lock.release() }
             logger.info("watching for files", metadata: ["watch.directory": "\(directory.path)"])
             // A watched folder takes small files while the store serves queries: no bulk load
@@ -102,6 +102,14 @@ extension Ingest {
                 lastSightings[file.path] = nil
             }
             return summaries
+        }
+
+        /// The folder's watcher lock: DIR/.leadlens-watch.lock, a hidden file scans skip.
+        static func lockFolder(_ directory: URL) throws -> ExclusiveFileLock {
+            guard let lock = try ExclusiveFileLock.acquire(path: directory.appendingPathComponent(".leadlens-watch.lock").path) else {
+                throw FolderBusy(directory: directory.path)
+            }
+            return lock
         }
 
         /// Whether the file's last byte is a line break. A gzip file counts as ended: its decoder
@@ -213,31 +221,5 @@ extension Ingest {
             try FileManager.default.moveItem(at: source, to: target)
             return target
         }
-    }
-
-    /// An exclusive, non-blocking flock(2) on DIR/.leadlens-watch.lock, a hidden file scans skip.
-    /// The kernel releases it when the watcher's process dies.
-    final class FolderLock {
-        private var descriptor: Int32
-
-        init(_ directory: URL) throws {
-            let path = directory.appendingPathComponent(".leadlens-watch.lock").path
-            descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard descriptor >= 0 else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-            }
-            guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-                close(descriptor)
-                throw Watcher.FolderBusy(directory: directory.path)
-            }
-        }
-
-        func release() {
-            guard descriptor >= 0 else { return }
-            close(descriptor)
-            descriptor = -1
-        }
-
-        deinit { release() }
     }
 }

@@ -71,9 +71,9 @@ public enum DeferredIndexes {
 /// `kill -9` included: pending indexes without a live loader are a killed load's.
 public final class BulkLoad {
     private let store: LeadStore
-    private let lock: LoaderLock
+    private let lock: ExclusiveFileLock
 
-    fileprivate init(store: LeadStore, lock: LoaderLock) {
+    fileprivate init(store: LeadStore, lock: ExclusiveFileLock) {
         self.store = store
         self.lock = lock
     }
@@ -109,31 +109,43 @@ extension LeadStore {
     }
 }
 
-/// An exclusive, non-blocking flock(2) on `<store>-loader.lock`. A store without a file (in
-/// memory, one process) needs no lock: it always acquires.
-private final class LoaderLock {
+/// The store's loader lock, an ``ExclusiveFileLock`` on `<store>-loader.lock`. A store without
+/// a file (in memory, one process) needs no lock: it always acquires.
+private enum LoaderLock {
+    /// Nil when another process holds it.
+    static func acquire(for writer: any DatabaseWriter) throws -> ExclusiveFileLock? {
+        let path = writer.path
+        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else { return ExclusiveFileLock.none }
+        return try ExclusiveFileLock.acquire(path: path + LeadStore.loaderLockSuffix)
+    }
+}
+
+/// An exclusive, non-blocking flock(2) on a file, created if need be. The kernel releases it
+/// when the holder's process dies, `kill -9` included, so a held lock always means a live holder.
+public final class ExclusiveFileLock {
     private var descriptor: Int32
 
     private init(descriptor: Int32) {
         self.descriptor = descriptor
     }
 
+    /// A lock that guards nothing, for what only one process can reach.
+    static var none: ExclusiveFileLock { ExclusiveFileLock(descriptor: -1) }
+
     /// Nil when another open file description holds the lock.
-    static func acquire(for writer: any DatabaseWriter) throws -> LoaderLock? {
-        let path = writer.path
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else { return LoaderLock(descriptor: -1) }
-        let descriptor = open(path + LeadStore.loaderLockSuffix, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    public static func acquire(path: String) throws -> ExclusiveFileLock? {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path + LeadStore.loaderLockSuffix])
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)
             return nil
         }
-        return LoaderLock(descriptor: descriptor)
+        return ExclusiveFileLock(descriptor: descriptor)
     }
 
-    func release() {
+    public func release() {
         guard descriptor >= 0 else { return }
         close(descriptor)  // closing the last descriptor releases the flock
         descriptor = -1

@@ -5,7 +5,9 @@ import Crypto
 /// costs a comparison; SHA-256 so nobody can craft objects that all share one hash.
 public enum PropertySetHash {
     public static func of(_ json: String) -> Int64 {
-        SHA256.hash(data: Array(json.utf8)).withUnsafeBytes { raw in
+        var json = json
+        let digest = json.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return digest.withUnsafeBytes { raw in
             Int64(bitPattern: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)) & 0x7FFF_FFFF_FFFF_FFFF)
         }
     }

@@ -182,10 +182,10 @@ struct WatcherTests {
     @Test("A second watcher on a watched folder is refused")
     func oneWatcherPerFolder() throws {
         let directory = try TemporaryDirectory()
-        let first = try Ingest.FolderLock(directory.url)
-        #expect(throws: Ingest.Watcher.FolderBusy.self) { try Ingest.FolderLock(directory.url) }
+        let first = try Ingest.Watcher.lockFolder(directory.url)
+        #expect(throws: Ingest.Watcher.FolderBusy.self) { try Ingest.Watcher.lockFolder(directory.url) }
         first.release()
-        _ = try Ingest.FolderLock(directory.url)
+        _ = try Ingest.Watcher.lockFolder(directory.url)
     }
 
     @Test func aStoppedScanLeavesTheFileToBeRetriedWithoutDuplicates() throws {
