@@ -265,9 +265,9 @@ final class BatchWriter {
             let patch = records[index].lead
             let leadID: Int64
             var created = false, changed = false
-            if let (existing, matchedBy) = try writer.findLive(patch.identity, db: db) {
-                leadID = existing
-                changed = try writer.update(leadID, with: patch, matchedBy: matchedBy, db: db)
+            if let match = try writer.findLive(patch.identity, db: db) {
+                leadID = match.id
+                changed = try writer.update(leadID, with: patch, matchedBy: match.key, throughMerge: match.throughMerge, db: db)
             } else {
                 leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.sentAt, db: db)
                 created = true
@@ -469,16 +469,16 @@ final class BatchWriter {
     /// anonymous id, then by the external id, email or phone of a lead merged into it. An email,
     /// phone or anonymous-id match whose lead has a different external id is another person,
     /// not a match.
-    func find(_ identity: Ingest.Identity, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
+    func find(_ identity: Ingest.Identity, db: Database) throws -> Match? {
         if let externalID = identity.externalID {
-            if let id = byExternalID[externalID] { return (id, .externalID) }
+            if let id = byExternalID[externalID] { return Match(id: id, key: .externalID) }
             let statement = try RawStatement(db, sql: "SELECT id FROM leads WHERE external_id = ?")
             statement.bind(1, externalID)
             defer { statement.reset() }
             if try statement.step() {
                 let id = statement.int64(0)
                 byExternalID[externalID] = id
-                return (id, .externalID)
+                return Match(id: id, key: .externalID)
             }
             // An external id is the strongest key: a merged-away lead's comes before any email.
             if let found = try findMerged(identity, by: [.externalID], db: db) { return found }
@@ -491,7 +491,7 @@ final class BatchWriter {
         for (key, kind, cache) in secondary {
             guard let key else { continue }
             if let id = self[keyPath: cache][key], let known = externalIDs[id], compatible(known, identity.externalID) {
-                return (id, kind)
+                return Match(id: id, key: kind)
             }
             let statement = try RawStatement(db, sql: kind == .anonymousID ? """
                 SELECT leads.id, leads.external_id FROM lead_anonymous_ids JOIN leads ON leads.id = lead_anonymous_ids.lead_id
@@ -508,7 +508,7 @@ final class BatchWriter {
                 let id = statement.int64(0)
                 self[keyPath: cache][key] = id
                 externalIDs[id] = .some(statement.text(1))
-                return (id, kind)
+                return Match(id: id, key: kind)
             }
         }
         return try findMerged(identity, by: [.email, .phoneDigits], db: db)
@@ -533,7 +533,7 @@ final class BatchWriter {
     /// The lead that a merged-away lead's external id, email or phone (`kinds`, in order) names
     /// now, once the leads' own columns matched nothing: a re-sent message of the duplicate
     /// updates the lead it merged into rather than making it anew.
-    private func findMerged(_ identity: Ingest.Identity, by kinds: [IdentityKey], db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
+    private func findMerged(_ identity: Ingest.Identity, by kinds: [IdentityKey], db: Database) throws -> Match? {
         guard try keepsMergedIdentities(db) else { return nil }
         for kind in kinds {
             let value = switch kind {
@@ -547,7 +547,7 @@ final class BatchWriter {
             let incomingExternalID = kind == .externalID ? nil : identity.externalID
             let key = MergedIdentity(kind: kind, value: value)
             if let id = byMergedIdentity[key], let known = externalIDs[id], compatible(known, incomingExternalID) {
-                return (id, kind)
+                return Match(id: id, key: kind, throughMerge: true)
             }
             let statement = try RawStatement(db, sql: """
                 SELECT leads.id, leads.external_id FROM lead_merged_identities merged JOIN leads ON leads.id = merged.lead_id
@@ -561,7 +561,7 @@ final class BatchWriter {
                 let id = statement.int64(0)
                 byMergedIdentity[key] = id
                 externalIDs[id] = .some(statement.text(1))
-                return (id, kind)
+                return Match(id: id, key: kind, throughMerge: true)
             }
         }
         return nil
@@ -570,7 +570,7 @@ final class BatchWriter {
     /// ``find(_:db:)``, made sure the lead still exists: a cached id whose row is gone (deleted
     /// through this same connection, which `data_version` does not report) drops the caches
     /// and is looked up again.
-    func findLive(_ identity: Ingest.Identity, db: Database) throws -> (id: Int64, matchedBy: IdentityKey)? {
+    func findLive(_ identity: Ingest.Identity, db: Database) throws -> Match? {
         guard let found = try find(identity, db: db) else { return nil }
         if liveInTransaction.contains(found.id) { return found }
         let exists = try RawStatement(db, sql: "SELECT 1 FROM leads WHERE id = ?")
@@ -583,6 +583,15 @@ final class BatchWriter {
         // Only the lead caches: this write's merge bookkeeping must survive a stale hit.
         dropLeadCaches(keepingCapacity: true)
         return try find(identity, db: db)
+    }
+
+    /// The lead a record's identity names, and how it was found.
+    struct Match {
+        let id: Int64
+        let key: IdentityKey
+        /// Found through an identity a merged-away lead held (`lead_merged_identities`): the
+        /// record is that duplicate's data, which the merge already folded into this lead.
+        var throughMerge = false
     }
 
     /// The leads columns that hold each key; anonymous ids have a table of their own, since a
@@ -657,8 +666,10 @@ final class BatchWriter {
 
     /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins) and blanks
     /// never do; email and phone are such values, while the external id and anonymous id are only
-    /// ever added, never replaced. Returns whether anything changed.
-    func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, db: Database) throws -> Bool {
+    /// ever added, never replaced. A record found through a merged-away lead's identity
+    /// (`throughMerge`) only fills blanks. Returns whether anything changed.
+    func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, throughMerge: Bool = false,
+                db: Database) throws -> Bool {
         var patch = patch
         if let source = patch.fields[.source] { patch.fields[.source] = try canonicalSource(source, db: db) }
         let identity = patch.identity
@@ -709,6 +720,9 @@ final class BatchWriter {
             // replay, or another message of the same instant, never flips what was applied.
             let appliedAt: Int64? = row["traits_at"]
             isOlder = patch.sentAt.map { sent in appliedAt.map { sent <= $0 } ?? false } ?? false
+            // So does a merged-away lead's data sent again: the merge chose the primary's values,
+            // and a re-run of the same file must change nothing.
+            if throughMerge { isOlder = true }
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,

@@ -78,6 +78,32 @@ struct MergedIdentityTests {
         try expectConsistent(store)
     }
 
+    @Test("a merged-away lead's data sent again only fills the primary's blanks: the merge chose its values")
+    func reingestAfterMergeKeepsThePrimarysProfile() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let csv = try directory.write("leads.csv", """
+            Lead ID,E-mail,First Name,Company,Plan,Value
+            L1,ann@acme.io,Ann,,Basic,
+            L2,ann.work@acme.io,Annie,Initech,Pro,1200
+            L2,,Anna,,Enterprise,900
+
+            """)
+        try ingest(store, csv)
+        try merge("L2", into: "L1", in: store)
+        let afterMerge = try #require(try store.leads().first)
+        #expect(afterMerge.firstName == "Ann" && afterMerge.company == "Initech" && afterMerge.value == 900)
+        for _ in 0..<2 {
+            let again = try ingest(store, csv)
+            #expect(again.counts.leadsCreated == 0 && again.counts.leadsUpdated == 0, "\(again.counts)")
+        }
+        let lead = try #require(try store.leads().first)
+        #expect(lead.firstName == "Ann", "the duplicate's first name replaced the primary's")
+        #expect(lead.company == "Initech" && lead.value == 900)
+        #expect(try store.customValues(externalID: "L1")["Plan"] == "Basic")
+        try expectConsistent(store)
+    }
+
     @Test("merges chain: C into B, then B into A, and every one's data finds A; deleting A drops them all")
     func chainedMerges() throws {
         let directory = try TemporaryDirectory()
