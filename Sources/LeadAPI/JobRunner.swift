@@ -58,6 +58,14 @@ final class JobRunner: Sendable {
     private let token = UUID().uuidString
     /// Jobs this runner recorded and has not finished.
     private let unfinished = Mutex<Set<Int64>>([])
+    /// Jobs run one at a time, in the order they were posted: a rescore posted after a training
+    /// uses the model that training activated, and two trainings never share the two cores.
+    private let line = Mutex(Line())
+
+    private struct Line {
+        var isRunning = false
+        var waiting: [@Sendable () -> Void] = []
+    }
 
     init(store: LeadStore, logger: Logger) {
         self.store = store
@@ -104,11 +112,11 @@ final class JobRunner: Sendable {
         let store = self.store
         let logger = self.logger
         unfinished.withLock { _ = $0.insert(job.id) }
-        NIOThreadPool.singleton.submit { [self] state in
+        enqueue { [self] isActive in
             let id = job.id
             // Once finished here, the job reads as interrupted should its row still say otherwise.
             defer { unfinished.withLock { _ = $0.remove(id) } }
-            guard case .active = state else { return }  // the pool is shutting down with the server
+            guard isActive else { return }  // the pool is shutting down with the server
             // Every write checks the state: a row marked interrupted stays so.
             try? store.writer.write { db in
                 try db.execute(sql: "UPDATE jobs SET state = 'running', started_at = ? WHERE id = ? AND state = 'queued'",
@@ -133,6 +141,31 @@ final class JobRunner: Sendable {
             }
         }
         return job
+    }
+
+    /// Runs `run` on NIO's blocking pool once every job posted before it has finished. Its
+    /// argument says whether the pool is still active (false while it shuts down).
+    private func enqueue(_ run: @escaping @Sendable (Bool) -> Void) {
+        let next: @Sendable () -> Void = { [self] in
+            NIOThreadPool.singleton.submit { state in
+                if case .active = state { run(true) } else { run(false) }
+                self.runNext()
+            }
+        }
+        let startsNow = line.withLock { line in
+            if line.isRunning { line.waiting.append(next); return false }
+            line.isRunning = true
+            return true
+        }
+        if startsNow { next() }
+    }
+
+    private func runNext() {
+        let next = line.withLock { line -> (@Sendable () -> Void)? in
+            guard !line.waiting.isEmpty else { line.isRunning = false; return nil }
+            return line.waiting.removeFirst()
+        }
+        next?()
     }
 
     /// The job; one whose server stopped before it finished is marked failed first, so a client

@@ -16,6 +16,19 @@ public struct ModelMetrics: Codable, Sendable, Equatable {
         case logLoss = "log_loss"
     }
 
+    /// An undefined AUC (one class) is written as null, not left out: readers of the model file
+    /// and the API find every key.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(rows, forKey: .rows)
+        try container.encode(positives, forKey: .positives)
+        try container.encode(auc, forKey: .auc)
+        try container.encode(logLoss, forKey: .logLoss)
+        try container.encode(brier, forKey: .brier)
+        try container.encode(calibration, forKey: .calibration)
+        try container.encode(lift, forKey: .lift)
+    }
+
     public init(probabilities p: [Double], labels y: [Double]) {
         rows = p.count
         positives = Int(y.reduce(0, +))
@@ -39,6 +52,16 @@ public struct CalibrationBin: Codable, Sendable, Equatable {
         case lower, upper, count
         case meanPredicted = "mean_predicted"
         case observedRate = "observed_rate"
+    }
+
+    /// An empty bin's mean and rate are written as null, not left out.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(lower, forKey: .lower)
+        try container.encode(upper, forKey: .upper)
+        try container.encode(count, forKey: .count)
+        try container.encode(meanPredicted, forKey: .meanPredicted)
+        try container.encode(observedRate, forKey: .observedRate)
     }
 }
 

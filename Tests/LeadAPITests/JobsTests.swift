@@ -1,8 +1,10 @@
 import Foundation
 import GRDB
 import HummingbirdTesting
-import LeadAPI
+@testable import LeadAPI
 import LeadStore
+import Logging
+import Synchronization
 import Testing
 
 @Suite("Background jobs")
@@ -45,5 +47,36 @@ struct JobsTests {
             let live = try await client.call(.get, "/api/v1/jobs/\(ids[3])", key: api.reader).data
             #expect(live["state"] as? String == "running")
         }
+    }
+
+    @Test("jobs run one at a time in the order posted: the second waits queued until the first finishes")
+    func jobsRunInOrder() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        let runner = JobRunner(store: api.store, logger: Logger(label: "test"))
+        let order = Mutex<[String]>([])
+        let release = DispatchSemaphore(value: 0)
+        let first = try await runner.start(kind: "train", parameters: [:]) { _ in
+            order.withLock { $0.append("first started") }
+            release.wait()
+            order.withLock { $0.append("first finished") }
+            return [:]
+        }
+        let second = try await runner.start(kind: "rescore", parameters: [:]) { _ in
+            order.withLock { $0.append("second started") }
+            return [:]
+        }
+        func state(_ id: Int64) async throws -> String? { try await runner.find(id)?.state }
+        // Wait for the first to start; the second must still be queued behind it.
+        for _ in 0..<500 where try await state(first.id) != "running" { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try await state(first.id) == "running")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await state(second.id) == "queued")
+        #expect(order.withLock { $0 } == ["first started"])
+        release.signal()
+        for _ in 0..<500 where try await state(second.id) != "succeeded" { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try await state(first.id) == "succeeded")
+        #expect(try await state(second.id) == "succeeded")
+        #expect(order.withLock { $0 } == ["first started", "first finished", "second started"])
     }
 }

@@ -128,6 +128,19 @@ struct MetricsTests {
         #expect(few[0].count == 1 && few[0].positives == 1 && few[0].lift == 7)
         #expect(few.reduce(0) { $0 + $1.count } == 7)
     }
+
+    @Test("an undefined AUC and an empty bin's mean and rate are written as null, not left out")
+    func undefinedValuesAreNull() throws {
+        // One class, all probabilities below 0.2: AUC is undefined and eight bins are empty.
+        let metrics = ModelMetrics(probabilities: [0.05, 0.12, 0.15], labels: [0, 0, 0])
+        let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)) as? [String: Any])
+        #expect(json["auc"] is NSNull)
+        let bins = try #require(json["calibration"] as? [[String: Any]])
+        #expect(bins.count == 10)
+        #expect(bins[9]["mean_predicted"] is NSNull && bins[9]["observed_rate"] is NSNull)
+        #expect(bins[0]["mean_predicted"] as? Double == 0.05)
+        #expect(try JSONDecoder().decode(ModelMetrics.self, from: JSONEncoder().encode(metrics)) == metrics)
+    }
 }
 
 @Suite("BLAS kernels")
