@@ -205,6 +205,12 @@ public enum LeadMutations {
         if try Bool.fetchOne(db, sql: sql, arguments: [key, id]) != nil {
             throw Failure.conflict(field: field.rawValue)
         }
+        // One a merge kept for another lead finds that lead: a second holder would take its data.
+        let kind: IdentityColumn = field == .externalID ? .externalID : field == .email ? .email : .phoneDigits
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM lead_merged_identities WHERE kind = ? AND value = ? AND lead_id != ? LIMIT 1",
+                             arguments: [kind.rawValue, key, id]) != nil {
+            throw Failure.conflict(field: field.rawValue)
+        }
     }
 
     public static func phoneDigits(_ raw: String) -> String {

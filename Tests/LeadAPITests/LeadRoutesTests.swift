@@ -684,6 +684,17 @@ struct LeadRoutesTests {
             #expect(lead["email"] as? String == "jane@acme.example" && lead["company"] as? String == "Acme")
             #expect((lead["custom_fields"] as? [String: String])?["Other email"] == "jane.work@acme.example")
             #expect(try await api.store.reader.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 1)
+
+            // The kept address is taken: a strict create or another lead's update would steal its data.
+            let create = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "Jane.Work@acme.example"])
+            #expect(create.status == .conflict && create.errorCode == "CONFLICT", "\(create.json)")
+            let other = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "other@acme.example"])
+            let otherID = try #require(other.data["id"] as? Int)
+            let steal = try await client.call(.patch, "/api/v1/leads/\(otherID)", key: api.writer, json: ["email": "jane.work@acme.example"])
+            #expect(steal.status == .conflict, "\(steal.json)")
+            // The lead it names may take it back as its own.
+            let own = try await client.call(.patch, "/api/v1/leads/\(primaryID)", key: api.writer, json: ["email": "jane.work@acme.example"])
+            #expect(own.status == .ok, "\(own.json)")
         }
     }
 
