@@ -887,9 +887,11 @@ final class BatchWriter {
 
     /// `notes` with each of `added` on a line of its own, skipping those it already holds, so
     /// sending the same form twice leaves one copy.
+    /// `notes` with each of `added` on lines of its own, unless whole lines already say it (a
+    /// re-sent form adds nothing; a shorter note that a longer line happens to contain does).
     static func appending(_ added: [String], to notes: String?) -> String? {
         var result = notes
-        for note in added where !(result?.contains(note) ?? false) {
+        for note in added where !(result.map { ("\n" + $0 + "\n").contains("\n" + note + "\n") } ?? false) {
             result = result.map { $0 + "\n" + note } ?? note
         }
         return result

@@ -182,8 +182,9 @@ public enum LeadInput {
         }
     }
 
-    /// A lead patch from a flat object. `note`/`notes` (a string, strings, or `{text, tag}`)
-    /// are added to the lead's notes rather than replacing them.
+    /// A lead patch from a flat object. `note`/`notes` and the other keys that name the notes
+    /// (`comments`, as contact forms call them; a string, strings, or `{text, tag}`) are added to
+    /// the lead's notes rather than replacing them: a form never wipes what a rep wrote.
     public static func patch(from object: JSONObject) -> (patch: Ingest.LeadPatch?, errors: FieldErrors) {
         var builder = LeadPatchBuilder(line: 1)
         // A client program sending a status the API does not know is told so, as POST /leads
@@ -192,7 +193,7 @@ public enum LeadInput {
         var errors: FieldErrors = [:]
         for member in object.members {
             let normalized = FieldName.normalize(member.key)
-            if normalized == "note" || normalized == "notes" {
+            if FieldName.knownField(member.key) == .notes {
                 switch notes(from: member.value) {
                 case .success(let notes): builder.patch.appendedNotes += notes
                 case .failure(let error): errors[member.key, default: []].append(error.reason)

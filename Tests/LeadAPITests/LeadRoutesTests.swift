@@ -231,6 +231,20 @@ struct LeadRoutesTests {
             #expect(noted.status == .ok)
             let bareID = try #require(bare.json["lead_id"] as? Int)
             #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String == "call me")
+            // A form's "comments" is a note too: added, never replacing what a rep wrote. A note
+            // that an earlier, longer one contains is news; the same note sent again is not.
+            let rep = try await client.call(.put, "/api/v1/leads/\(bareID)/notes", key: api.writer, json: ["notes": "Rep: VIP, wants a demo"])
+            #expect(rep.status == .ok)
+            let comment = try await client.call(.post, "/api/v1/intake", key: api.writer,
+                                                raw: "email=nt1%40example.com&comments=Please+send+a+quote",
+                                                contentType: "application/x-www-form-urlencoded")
+            #expect(comment.json["status"] as? String == "updated", "\(comment.json)")
+            let demo = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "nt1@example.com", "note": "demo"])
+            #expect(demo.json["status"] as? String == "updated", "\(demo.json)")
+            let sameNote = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "nt1@example.com", "Comment": "demo"])
+            #expect(sameNote.json["status"] as? String == "unchanged", "\(sameNote.json)")
+            #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String
+                    == "Rep: VIP, wants a demo\nPlease send a quote\ndemo")
 
             // A number is no address and true no phone: refused by field, not kept as other text.
             // A status the API does not know is refused by field, as POST /leads refuses it;
