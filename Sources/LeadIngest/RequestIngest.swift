@@ -98,7 +98,8 @@ extension Ingest {
     public static func segmentMessages(
         _ bytes: [UInt8], maxMessages: Int, receivedAt: Int64 = LeadStore.nowMillis()
     ) throws(ItemError) -> (records: [Record], rejects: [ItemError]) {
-        try bytes.withUnsafeBufferPointer { (buffer) throws(ItemError) in
+        try bytes.withUnsafeBufferPointer { (whole) throws(ItemError) in
+            let (buffer, skipped) = whole.droppingByteOrderMark()
             let value: JSONValue
             var checksStringLengths = false
             do throws(JSONSyntaxError) {
@@ -106,7 +107,7 @@ extension Ingest {
             } catch {
                 // A value over 64 KiB costs only the message holding it, not the whole batch.
                 guard error.kind == .tooLong, let relaxed = try? JSONParser.parse(buffer, stringLimit: .max) else {
-                    throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason)")
+                    throw ItemError(index: 0, field: nil, reason: "the body is not valid JSON: \(error.reason) at byte \(skipped + error.offset + 1)")
                 }
                 value = relaxed
                 checksStringLengths = true
@@ -155,19 +156,20 @@ public enum LeadInput {
     /// Field → problems, for a 422.
     public typealias FieldErrors = [String: [String]]
 
-    /// Parses a JSON body that must be an object.
     /// Why `bytes` is not a JSON object, for a 422 (``object(_:)`` returned nil): the parser's
     /// reason and byte offset, never the value.
     public static func problem(_ bytes: [UInt8]) -> String {
-        bytes.withUnsafeBufferPointer { buffer in
+        bytes.withUnsafeBufferPointer { whole in
+            let (buffer, skipped) = whole.droppingByteOrderMark()
             do {
                 _ = try JSONParser.parse(buffer)
                 return "must be a JSON object"
             } catch let error as JSONSyntaxError {
+                let byte = skipped + error.offset + 1
                 switch error.kind {
-                case .syntax: return "is not valid JSON: \(error.reason) at byte \(error.offset + 1)"
-                case .tooLong: return "holds a value longer than 64 KiB (at byte \(error.offset + 1))"
-                case .invalidUTF8: return "holds invalid UTF-8 (at byte \(error.offset + 1))"
+                case .syntax: return "is not valid JSON: \(error.reason) at byte \(byte)"
+                case .tooLong: return "holds a value longer than 64 KiB (at byte \(byte))"
+                case .invalidUTF8: return "holds invalid UTF-8 (at byte \(byte))"
                 }
             } catch {
                 return "is not valid JSON"
@@ -175,9 +177,10 @@ public enum LeadInput {
         }
     }
 
+    /// Parses a JSON body that must be an object; nil otherwise.
     public static func object(_ bytes: [UInt8]) -> JSONObject? {
-        bytes.withUnsafeBufferPointer { buffer in
-            guard let value = try? JSONParser.parse(buffer), case .object(let object) = value else { return nil }
+        bytes.withUnsafeBufferPointer { whole in
+            guard let value = try? JSONParser.parse(whole.droppingByteOrderMark().bytes), case .object(let object) = value else { return nil }
             return object
         }
     }
@@ -266,5 +269,14 @@ public enum LeadInput {
 
     struct NoteError: Error {
         var reason: String
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// The bytes after a UTF-8 byte order mark, which Windows tools put before JSON as before
+    /// CSV (the files `leadlens ingest` reads skip it too), and how many were skipped.
+    func droppingByteOrderMark() -> (bytes: UnsafeBufferPointer<UInt8>, skipped: Int) {
+        guard count >= 3, self[0] == 0xEF, self[1] == 0xBB, self[2] == 0xBF else { return (self, 0) }
+        return (UnsafeBufferPointer(rebasing: self[3...]), 3)
     }
 }

@@ -560,6 +560,40 @@ struct LeadRoutesTests {
         }
     }
 
+    @Test("bodies are read as `leadlens ingest` reads files: a byte order mark is skipped, a gzip file sent as is is decoded, broken JSON is placed by byte")
+    func bodiesReadLikeFiles() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            func post(_ path: String, _ body: [UInt8], contentType: String) async throws -> Reply {
+                let headers: HTTPFields = [.authorization: "Bearer \(api.writer)", .contentType: contentType]
+                return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
+                    Reply(status: $0.status, headers: $0.headers, body: $0.body)
+                }
+            }
+            let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+            let message = Array(#"{"type":"track","userId":"b1","event":"Email Opened","messageId":"bom-1"}"#.utf8)
+            let event = try await post("/api/v1/events", bom + message, contentType: "application/json")
+            #expect(event.status == .ok && event.data["events_added"] as? Int == 1, "\(event.json)")
+            let intake = try await post("/api/v1/intake", bom + Array(#"{"email":"bom@example.com"}"#.utf8), contentType: "application/json")
+            #expect(intake.status == .created, "\(intake.json)")
+
+            let csv = Array("email,first_name\nzip1@example.com,Zed\nzip2@example.com,Zoe\n".utf8)
+            let imported = try await post("/api/v1/leads/import", try gzipped(csv), contentType: "text/csv")
+            #expect(imported.status == .ok, "\(imported.json)")
+            #expect(imported.data["leads_created"] as? Int == 2, "\(imported.json)")
+            let zipped = try await post("/api/v1/events", try gzipped(Array(#"{"type":"track","userId":"z1","event":"E","messageId":"gz-file"}"#.utf8)),
+                                        contentType: "application/json")
+            #expect(zipped.status == .ok && zipped.data["events_added"] as? Int == 1, "\(zipped.json)")
+
+            // The second message is broken at byte 64 of the body, the BOM counted.
+            let broken = bom + Array(#"{"batch":[{"type":"track","userId":"x","event":"E"},{"type":,}]}"#.utf8)
+            let refused = try await post("/api/v1/events", broken, contentType: "application/json")
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.fieldErrors["body"]?.first?.hasSuffix("at byte 64") == true, "\(refused.fieldErrors)")
+        }
+    }
+
     @Test("a lead's duplicates page like any list, in id order")
     func duplicatesArePaginated() async throws {
         let api = try TestAPI()

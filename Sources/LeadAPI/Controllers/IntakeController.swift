@@ -103,7 +103,7 @@ struct IntakeController {
     }
 
     @Sendable func events(_ request: Request, context: APIRequestContext) async throws -> WrittenData<EventsResult> {
-        let bytes = try await LeadBody.bytes(request, context: context)
+        let bytes = try await LeadBody.fileBytes(request, context: context)
         let parsed: (records: [Ingest.Record], rejects: [Ingest.ItemError])
         do {
             parsed = try Ingest.segmentMessages(bytes, maxMessages: APILimits.maxEventBatch)

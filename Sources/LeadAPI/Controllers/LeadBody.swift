@@ -32,6 +32,16 @@ enum LeadBody {
         return try decoded(Array(buffer.readableBytesView), encoding: request.headers[.contentEncoding], limit: context.maxUploadSize)
     }
 
+    /// ``bytes(_:context:)``, and decoded when they are a gzip file sent as is
+    /// (`curl --data-binary @leads.csv.gz`, no Content-Encoding): `leadlens ingest` reads such a
+    /// file by its magic number, and the endpoints that take its formats do the same. Neither CSV
+    /// nor JSON text can start with those two bytes.
+    static func fileBytes(_ request: Request, context: APIRequestContext) async throws -> [UInt8] {
+        let bytes = try await bytes(request, context: context)
+        guard bytes.starts(with: [0x1F, 0x8B]) else { return bytes }
+        return try decoded(bytes, encoding: "gzip", limit: context.maxUploadSize)
+    }
+
     /// The body as sent, or decoded when its Content-Encoding is gzip or deflate, as event
     /// pipelines send it. The limit holds for the decoded bytes too, so a small compressed body
     /// cannot expand past what the server accepts.

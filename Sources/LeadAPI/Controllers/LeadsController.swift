@@ -485,7 +485,7 @@ struct LeadsController {
     }
 
     @Sendable func importCSV(_ request: Request, context: APIRequestContext) async throws -> WrittenData<ImportJSON> {
-        let bytes = try await LeadBody.bytes(request, context: context)
+        let bytes = try await LeadBody.fileBytes(request, context: context)
         let result = try await services.write(rescoringTouched: { db in
             let result = try Ingest.RequestSession().writeCSV(bytes, in: db)
             return (result, result.touched)
