@@ -63,6 +63,7 @@ final class BatchWriter {
     /// Leads created or updated in the current file, so each counts once however often it recurs.
     private var createdLeads: Set<Int64> = []
     private var updatedLeads: Set<Int64> = []
+    private var unchangedLeads: Set<Int64> = []
     /// Leads created, changed, or given new events in the open transaction: the ones whose
     /// score may have moved. Cleared when a transaction starts.
     var touchedInTransaction: Set<Int64> = []
@@ -139,6 +140,7 @@ final class BatchWriter {
     func beginFile() {
         createdLeads.removeAll()
         updatedLeads.removeAll()
+        unchangedLeads.removeAll()
     }
 
     /// Call after a rollback: cached ids may name leads that no longer exist.
@@ -205,18 +207,19 @@ final class BatchWriter {
         try batch.insertPendingEvents()
         try batch.flushActivity()
         try recordMoves(db)
-        var counts = Self.counts(of: outcomes, created: &createdLeads, updated: &updatedLeads)
+        var counts = Self.counts(of: outcomes, created: &createdLeads, updated: &updatedLeads, unchanged: &unchangedLeads)
         // A file's totals count the leads it leaves: one created, then merged into its user, is not one.
         counts.leadsCreated -= createdThenMerged
         createdThenMerged = 0
         return counts
     }
 
-    /// Counts what `outcomes` say was done. A lead counts as created or updated once however often
-    /// it recurs: `created` and `updated` carry the leads that already have, so one count can span
-    /// a file's writes or cover one request's share of a write.
+    /// Counts what `outcomes` say was done. A lead counts once however often it recurs, as
+    /// created, else updated, else unchanged: `created`, `updated` and `unchanged` carry the leads
+    /// already counted, so one count can span a file's writes (summed: a lead counted unchanged
+    /// by an earlier write and updated by a later one moves over) or cover one request's share.
     static func counts(of outcomes: some Collection<RecordOutcome>,
-                       created: inout Set<Int64>, updated: inout Set<Int64>) -> Ingest.Counts {
+                       created: inout Set<Int64>, updated: inout Set<Int64>, unchanged: inout Set<Int64>) -> Ingest.Counts {
         var counts = Ingest.Counts()
         // Created leads first: a visitor merged into a lead a later record of the same write
         // created reaches its outcome as a change to that lead, which is new, not updated.
@@ -228,9 +231,12 @@ final class BatchWriter {
             let lead = outcome.leadID
             counts.leadsMerged += outcome.merged
             if outcome.changed && !outcome.created {
-                if !created.contains(lead), updated.insert(lead).inserted { counts.leadsUpdated += 1 }
-            } else if !outcome.created && !outcome.hasEvent {
-                counts.leadsUnchanged += 1
+                if !created.contains(lead), updated.insert(lead).inserted {
+                    counts.leadsUpdated += 1
+                    if unchanged.remove(lead) != nil { counts.leadsUnchanged -= 1 }
+                }
+            } else if !outcome.created && !outcome.hasEvent && !created.contains(lead) && !updated.contains(lead) {
+                if unchanged.insert(lead).inserted { counts.leadsUnchanged += 1 }
             }
             if outcome.hasEvent {
                 if outcome.eventAdded { counts.eventsAdded += 1 } else { counts.duplicateEvents += 1 }

@@ -67,8 +67,8 @@ extension Ingest {
 
         private static func result(of outcomes: ArraySlice<BatchWriter.RecordOutcome>) -> RequestResult {
             var result = RequestResult()
-            var created = Set<Int64>(), updated = Set<Int64>()
-            result.counts = BatchWriter.counts(of: outcomes, created: &created, updated: &updated)
+            var created = Set<Int64>(), updated = Set<Int64>(), unchanged = Set<Int64>()
+            result.counts = BatchWriter.counts(of: outcomes, created: &created, updated: &updated, unchanged: &unchanged)
             result.leads = outcomes.map { ($0.leadID, $0.created, $0.changed) }
             result.touched = Set(outcomes.lazy.filter { $0.created || $0.changed || $0.eventAdded }.map(\.leadID)).sorted()
             return result

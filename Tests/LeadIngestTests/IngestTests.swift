@@ -111,6 +111,24 @@ struct IngestTests {
         #expect(try store.count("leads") == 3)
     }
 
+    @Test("a lead counts once in the summary, as created, else updated, else unchanged, across a file's batches",
+          arguments: [1, 5000])
+    func leadsCountOnce(batchSize: Int) throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        var options = Ingest.Options()
+        options.batchSize = batchSize
+        let same = try directory.write("same.csv", "email,first name\ns@x.com,Sam\ns@x.com,Sam\ns@x.com,Sam\n")
+        let first = try ingest(store, same, options: options).counts
+        #expect(first.leadsCreated == 1 && first.leadsUpdated == 0 && first.leadsUnchanged == 0, "\(first)")
+        let again = try ingest(store, same, options: options).counts
+        #expect(again.leadsCreated == 0 && again.leadsUpdated == 0 && again.leadsUnchanged == 1, "\(again)")
+        // Unchanged by its first row, updated by its last: one lead updated.
+        let later = try directory.write("later.csv", "email,first name\ns@x.com,Sam\ns@x.com,Samuel\ns@x.com,Samuel\n")
+        let moved = try ingest(store, later, options: options).counts
+        #expect(moved.leadsUpdated == 1 && moved.leadsUnchanged == 0, "\(moved)")
+    }
+
     @Test("Re-ingesting the same files adds nothing")
     func idempotentReingest() throws {
         let directory = try TemporaryDirectory()
