@@ -16,4 +16,18 @@ enum FormEncoding {
             return (key, parts.count > 1 ? decode(parts[1]) : "")
         }
     }
+
+    /// Where `bytes` stop being UTF-8 (their count when they are).
+    static func firstInvalidUTF8Offset(_ bytes: [UInt8]) -> Int {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .emptyInput: return offset
+            case .error: return offset
+            }
+        }
+    }
 }

@@ -586,6 +586,12 @@ struct LeadRoutesTests {
                                         contentType: "application/json")
             #expect(zipped.status == .ok && zipped.data["events_added"] as? Int == 1, "\(zipped.json)")
 
+            // Raw Latin-1 in a form is refused by byte, as in a JSON body, not stored as U+FFFD.
+            let latin1 = Array("email=l%40x.com&first_name=Ren".utf8) + [0xE9]
+            let form = try await post("/api/v1/intake", latin1, contentType: "application/x-www-form-urlencoded")
+            #expect(form.status == .unprocessableContent)
+            #expect(form.fieldErrors["body"] == ["holds invalid UTF-8 (at byte 31)"], "\(form.fieldErrors)")
+
             // The second message is broken at byte 64 of the body, the BOM counted.
             let broken = bom + Array(#"{"batch":[{"type":"track","userId":"x","event":"E"},{"type":,}]}"#.utf8)
             let refused = try await post("/api/v1/events", broken, contentType: "application/json")

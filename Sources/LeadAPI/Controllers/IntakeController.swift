@@ -42,7 +42,12 @@ struct IntakeController {
         let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
         // `curl -d '{...}'` labels JSON as a form; a form body never starts with "{".
         if contentType.hasPrefix("application/x-www-form-urlencoded"), bytes.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
-            parsed = LeadInput.patch(fromForm: FormEncoding.fields(String(decoding: bytes, as: UTF8.self)))
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                // Refused as a JSON body's would be, rather than stored as U+FFFD.
+                let problem = "holds invalid UTF-8 (at byte \(FormEncoding.firstInvalidUTF8Offset(bytes) + 1))"
+                throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
+            }
+            parsed = LeadInput.patch(fromForm: FormEncoding.fields(text))
         } else if let object = LeadInput.object(bytes) {
             parsed = LeadInput.patch(from: object)
         } else {
