@@ -184,6 +184,6 @@ extension Substring {
 extension IngestError {
     /// A time that does not parse, or falls outside the years ingest takes.
     static func unreadableTime(line: Int, field: String?) -> IngestError {
-        IngestError(.badTimestamp, line: line, field: field, reason: "unparsable timestamp, or one outside 1900–2199")
+        IngestError(.badTimestamp, line: line, field: field, reason: "unparsable timestamp, or one outside 1900–2199 (epoch numbers: 1970–2199)")
     }
 }

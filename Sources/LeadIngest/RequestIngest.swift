@@ -194,6 +194,7 @@ public enum LeadInput {
         // and PUT .../status tell it, rather than finding it kept aside as a file's would be.
         builder.refusesUnknownStatus = true
         var errors: FieldErrors = [:]
+        var firstKeys: [LeadField: String] = [:]
         for member in object.members {
             let normalized = FieldName.normalize(member.key)
             if FieldName.knownField(member.key) == .notes {
@@ -216,7 +217,7 @@ public enum LeadInput {
                 }
                 continue
             }
-            do { try builder.set(key: member.key, json: member.value) } catch {
+            do { try builder.set(member: member.key, json: member.value, firstKeys: &firstKeys) } catch {
                 errors[error.field ?? member.key, default: []].append(error.reason)
                 // Past a cap (custom fields, tags) every further key would fail alike.
                 if LeadPatchBuilder.passesCap(error) { break }

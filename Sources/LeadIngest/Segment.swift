@@ -205,12 +205,13 @@ struct SegmentMapper {
     }
 
     private func applyTraits(_ traits: JSONObject, to lead: inout LeadPatchBuilder, identifying: Bool) throws(IngestError) {
+        var firstKeys: [LeadField: String] = [:]
         for member in traits.members {
             // The ids come from the message itself, never from traits.
             let field = FieldName.knownField(member.key)
             if field == .externalID || field == .anonymousID { continue }
             if !identifying, field == .email || field == .phone { continue }
-            try lead.set(key: member.key, json: member.value)
+            try lead.set(member: member.key, json: member.value, firstKeys: &firstKeys)
         }
     }
 

@@ -111,6 +111,29 @@ struct IngestTests {
         #expect(try store.count("leads") == 3)
     }
 
+    @Test("two keys of one object naming a field: the first wins and the other is kept aside, in traits and intake alike")
+    func repeatedFieldKeysInJSON() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeFileStore(in: directory)
+        let identify = try directory.write("t.ndjson", """
+            {"type":"identify","userId":"t4","timestamp":"2026-02-01T00:00:00Z","traits":{"phone":"+1 555 0101","mobile":"+1 555 0202","email":"a@x.com","e-mail":"B@x.com","company":"A","company_name":"a","Mobile Phone":"1 (555) 0101"}}
+
+            """)
+        try ingest(store, identify)
+        let lead = try #require(try store.leads().first)
+        #expect(lead.phone == "+1 555 0101" && lead.email == "a@x.com" && lead.company == "A", "\(lead)")
+        // A different value is kept under its key; the same one (by digits, or ignoring case) is not.
+        #expect(try store.customValues(externalID: "t4") == ["mobile": "+1 555 0202", "e-mail": "B@x.com"])
+
+        let (patch, errors) = LeadInput.patch(from: try #require(LeadInput.object(Array(#"""
+            {"external_id":"t5","phone":"+1 555 0101","mobile":"+1 555 0202","source":"web","lead_source":"Web"}
+            """#.utf8))))
+        #expect(errors.isEmpty)
+        let intake = try #require(patch)
+        #expect(intake.fields[.phone] == "+1 555 0101" && intake.fields[.source] == "web")
+        #expect(intake.custom.map(\.label) == ["mobile"])
+    }
+
     @Test("a lead counts once in the summary, as created, else updated, else unchanged, across a file's batches",
           arguments: [1, 5000])
     func leadsCountOnce(batchSize: Int) throws {
