@@ -106,17 +106,44 @@ struct ListAndStatsTests {
         ("min_score=-1", "min_score"), ("max_score=101", "max_score"), ("sort=salary", "sort"),
         ("direction=sideways", "direction"), ("created_after=yesterday", "created_after"),
         ("scored=maybe", "scored"), ("cursor=garbage", "cursor"), ("page=0", "page"),
+        ("min_scor=80", "min_scor"), ("minScore=80", "minScore"), ("min_score=80&min_score=90", "min_score"),
     ])
     func badQueries(query: String, field: String) async throws {
         let api = try TestAPI(leads: 2)
         defer { api.cleanUp() }
         try await api.app.test(.router) { client in
-            for path in ["/api/v1/leads", "/api/v1/leads/stats", "/api/v1/leads/export"] where !(path.hasSuffix("stats") && field == "cursor") {
+            // The stats take a list's page and leave it unread.
+            let pageField = ["page", "per_page", "cursor"].contains(field)
+            for path in ["/api/v1/leads", "/api/v1/leads/stats", "/api/v1/leads/export"] where !(path.hasSuffix("stats") && pageField) {
                 let reply = try await client.call(.get, "\(path)?\(query)", key: api.reader)
                 #expect(reply.status == .unprocessableContent, "\(path)?\(query)")
                 #expect(reply.errorCode == "VALIDATION_FAILED")
                 #expect(reply.fieldErrors[field] != nil, "\(path)?\(query) names \(field)")
             }
+        }
+    }
+
+    @Test("statuses sent twice are one list; the stats take a list's query string whole; cache busters pass; a lead's own lists take only pages")
+    func parameterNames() async throws {
+        let api = try TestAPI(leads: 40)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let twice = try await client.call(.get, "/api/v1/leads?status=new&status=lost&per_page=100", key: api.reader)
+            let listed = try await client.call(.get, "/api/v1/leads?status=new,lost&per_page=100", key: api.reader)
+            #expect(twice.status == .ok && twice.meta["total"] as? Int == listed.meta["total"] as? Int)
+            #expect(Set(twice.list.compactMap { $0["status"] as? String }) == ["new", "lost"])
+
+            let query = "status=new&sort=score&direction=desc&page=3&per_page=500&cursor=x&_=1700000000"
+            let stats = try await client.call(.get, "/api/v1/leads/stats?\(query)", key: api.reader)
+            let plain = try await client.call(.get, "/api/v1/leads/stats?status=new", key: api.reader)
+            #expect(stats.status == .ok, "\(stats.json)")
+            #expect(stats.data["total"] as? Int == plain.data["total"] as? Int)
+
+            let lead = try #require(listed.list.first?["id"] as? Int)
+            let timeline = try await client.call(.get, "/api/v1/leads/\(lead)/events?status=new", key: api.reader)
+            #expect(timeline.status == .unprocessableContent && timeline.fieldErrors["status"] != nil)
+            let paged = try await client.call(.get, "/api/v1/leads/\(lead)/events?per_page=5&_=1", key: api.reader)
+            #expect(paged.status == .ok)
         }
     }
 

@@ -19,19 +19,61 @@ struct LeadListQuery {
 
     static let sortKeys = LeadSort.Key.allCases.map(\.rawValue)
 
-    /// - Parameters:
-    ///   - leadCursor: read `cursor` as a lead list's; lists of one lead's rows read their own
-    ///     (``LeadSublistCursor``).
-    ///   - paged: false for the export, which streams every matching row: a `page`, `per_page`
-    ///     or `cursor` sent to it is refused rather than answered with all the rows.
-    init(_ request: Request, leadCursor: Bool = true, paged: Bool = true) throws {
+    /// What the parameters are read for; each takes its own names, and any other is a 422, so a
+    /// misspelt filter (`min_scor=80`) is never answered with every lead.
+    enum Use {
+        /// GET /leads: filters, sort and page.
+        case list
+        /// GET /leads/stats: filters. A list's sort and page are accepted and ignored, so a
+        /// dashboard can send the stats the query string of the list it shows.
+        case stats
+        /// GET /leads/export: filters and sort; a page is refused (it streams every row).
+        case export
+        /// A lead's own lists (timeline, duplicates): page and cursor only.
+        case sublist
+    }
+
+    static let filterNames: Set<String> = [
+        "status", "source", "tag", "assigned_to", "search", "created_after", "created_before", "min_score", "max_score", "scored",
+    ]
+    static let sortNames: Set<String> = ["sort", "direction", "order"]
+    static let pageNames: Set<String> = ["page", "per_page", "cursor"]
+
+    static func names(for use: Use) -> Set<String> {
+        switch use {
+        case .list, .stats, .export: filterNames.union(sortNames).union(pageNames)
+        case .sublist: pageNames
+        }
+    }
+
+    /// `use` says which parameters are taken (``Use``). A lead's own lists read `cursor` as
+    /// their own (``LeadSublistCursor``); the export refuses a page rather than answering it
+    /// with all the rows.
+    init(_ request: Request, use: Use = .list) throws {
         // Decoded here rather than by `uri.queryParameters`, which keeps "+" as a plus: clients
         // that encode a space as "+" (forms, URLSearchParams, urlencode) would filter by "a+b".
         items = FormEncoding.fields(request.uri.query ?? "")
-        var first: [String: String] = [:]
-        for (key, value) in items where first[key] == nil { first[key] = value }
         var errors: [String: [String]] = [:]
         func fail(_ field: String, _ message: String) { errors[field, default: []].append(message) }
+        let accepted = Self.names(for: use)
+        var first: [String: String] = [:]
+        for (key, value) in items {
+            // `_=1700000000` is how jQuery and others bust caches: never a filter.
+            guard accepted.contains(key) || key.hasPrefix("_") else {
+                if errors[key] == nil { fail(key, "is not a parameter here; the parameters are \(accepted.sorted().joined(separator: ", "))") }
+                continue
+            }
+            guard let earlier = first[key] else { first[key] = value; continue }
+            // Statuses are a list: status=new&status=lost is status=new,lost. Any other
+            // parameter sent twice must say the same both times.
+            if key == "status" {
+                first[key] = earlier + "," + value
+            } else if earlier != value, errors[key] == nil {
+                fail(key, "is given twice with different values")
+            }
+        }
+        let paged = use != .export
+        let leadCursor = use != .sublist
         func text(_ name: String) -> String? {
             guard let value = first[name] else { return nil }
             // SQLite ends a bound string at a NUL: "a%00b" would filter by "a".
@@ -107,7 +149,9 @@ struct LeadListQuery {
             default: fail("direction", "must be asc or desc")
             }
         }
-        if paged {
+        if use == .stats {
+            // Taken for the list's sake, and left unread: the stats cover every matching lead.
+        } else if paged {
             page = integer("page", in: 1...1_000_000) ?? 1
             perPage = integer("per_page", in: 1...APILimits.maxPerPage) ?? APILimits.defaultPerPage
             cursorToken = text("cursor")

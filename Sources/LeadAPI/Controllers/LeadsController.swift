@@ -86,7 +86,7 @@ struct LeadsController {
     }
 
     @Sendable func stats(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let query = try LeadListQuery(request)
+        let query = try LeadListQuery(request, use: .stats)
         let now = Date()
         let key = APIServices.StatsKey(filter: query.filter, day: Int64(now.timeIntervalSince1970) / 86_400)
         let body = try await services.stats.value(for: key, version: services.changes.version()) {
@@ -97,7 +97,7 @@ struct LeadsController {
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
-        let query = try LeadListQuery(request, paged: false)
+        let query = try LeadListQuery(request, use: .export)
         let store = self.store
         let body = ResponseBody { writer in
             var buffer = ByteBuffer()
@@ -332,7 +332,7 @@ struct LeadsController {
 
     @Sendable func timeline(_ request: Request, context: APIRequestContext) async throws -> ListResponse<TimelineJSON> {
         let id = try Self.leadID(context)
-        let query = try LeadListQuery(request, leadCursor: false)
+        let query = try LeadListQuery(request, use: .sublist)
         // Checked once the lead is known to exist: a missing lead is a 404 whatever the cursor.
         let cursor = Result { try Self.sublistCursor(query, list: .timeline, leadID: id) }
         let after = (try? cursor.get())?.map {
@@ -357,7 +357,7 @@ struct LeadsController {
 
     @Sendable func duplicates(_ request: Request, context: APIRequestContext) async throws -> ListResponse<LeadJSON> {
         let id = try Self.leadID(context)
-        let query = try LeadListQuery(request, leadCursor: false)
+        let query = try LeadListQuery(request, use: .sublist)
         // Checked once the lead is known to exist: a missing lead is a 404 whatever the cursor.
         let cursor = Result { try Self.sublistCursor(query, list: .duplicates, leadID: id) }
         let after = (try? cursor.get())?.values[0]
