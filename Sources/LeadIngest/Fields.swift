@@ -96,6 +96,8 @@ struct LeadPatchBuilder {
                 patch.tags.append(trimmed)
             }
         case .fullName: fullName = text
+        case .assignedTo where Assignee.meansNone(text):
+            return  // a CRM export's "Unassigned" owner: no owner, like a blank
         case .firstName, .lastName, .company, .source, .assignedTo, .notes:
             patch.fields[field] = text
         }

@@ -94,6 +94,17 @@ public enum FieldName {
     }()
 }
 
+/// Who a lead is assigned to.
+public enum Assignee {
+    /// What the list filter `assigned_to=unassigned` means: no owner. No user takes the name,
+    /// or no filter could find their leads; a CRM export's "Unassigned" owner is no owner.
+    public static func meansNone(_ name: String) -> Bool {
+        name.trimmingCharacters(in: .whitespaces).caseInsensitiveCompare("unassigned") == .orderedSame
+    }
+
+    public static let reservedReason = "\"unassigned\" means no owner (the list filter assigned_to=unassigned); send null to unassign"
+}
+
 /// Lead statuses with a meaning of their own to the scoring engine and the API.
 public enum LeadStatus {
     public static let defaultStatus = "new"

@@ -161,6 +161,15 @@ struct LeadRoutesTests {
             let unassigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["user_id": NSNull()])
             #expect(unassigned.data["assigned_to"] is NSNull)
             #expect(try await client.call(.get, "/api/v1/leads?assigned_to=unassigned", key: api.reader).list.count == 1)
+            // No user is called "unassigned": the filter by that name could never find their leads.
+            let reserved = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["user_id": "Unassigned"])
+            #expect(reserved.status == .unprocessableContent && reserved.fieldErrors["user_id"] != nil, "\(reserved.json)")
+            let reservedPatch = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["assigned_to": "unassigned"])
+            #expect(reservedPatch.status == .unprocessableContent && reservedPatch.fieldErrors["assigned_to"] != nil, "\(reservedPatch.json)")
+            let form = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "own@example.com", "owner": "Unassigned"])
+            let formID = try #require(form.json["lead_id"] as? Int)
+            let formLead = try await client.call(.get, "/api/v1/leads/\(formID)", key: api.reader)
+            #expect(formLead.data["assigned_to"] is NSNull, "a form's Unassigned owner is no owner")
 
             let timeline = try await client.call(.get, "/api/v1/leads/\(id)/events", key: api.reader)
             let kinds = timeline.list.map { $0["kind"] as? String }

@@ -212,6 +212,9 @@ enum LeadBody {
                         continue
                     }
                     text = address
+                case .assignedTo where Assignee.meansNone(text):
+                    fail(key, Assignee.reservedReason)
+                    continue
                 case .phone:
                     if LeadMutations.identityPhoneDigits(text) == nil {
                         fail(key, "must hold at least 5 digits, not one digit repeated")

@@ -325,6 +325,9 @@ struct LeadsController {
             throw APIError(.validationFailed, "user_id is too long", errors: ["user_id": ["must be at most 200 bytes"]])
         }
         try LeadBody.checkLength(user, field: "user_id")
+        if let user, Assignee.meansNone(user) {
+            throw APIError(.validationFailed, "user_id is reserved", errors: ["user_id": [Assignee.reservedReason]])
+        }
         changes.columns[.assignedTo] = .some(user?.isEmpty == false ? user : nil)
         let update = changes
         return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
