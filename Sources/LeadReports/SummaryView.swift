@@ -140,7 +140,10 @@ struct SummaryView {
         storeTotal = Format.integer(snapshot.storeTotal)
         model = snapshot.model.map(Self.modelHealth)
         definitions = [
-            "A lead is in the period when it was created in it; times and days are UTC.",
+            period.hasLocalDates
+                ? "A lead is in the period when it was created in it; the period's dates are \(period.timeZone.identifier)'s, other times and days UTC."
+                : "A lead is in the period when it was created in it; times and days are UTC.",
+
             "Converted means status \(convertedStatuses); open leads are those not converted, lost, closed or disqualified.",
             "Expected conversions add up each lead's predicted probability of converting.",
         ]
@@ -412,13 +415,16 @@ enum Format {
         return "\(dayOfMonth) \(monthAbbreviations[month - 1])"
     }
 
-    /// "1 Mar 2026 – 30 Mar 2026", the until day inclusive.
+    /// "1 Mar 2026 – 30 Mar 2026", the until day inclusive; "…, Asia/Tokyo" when the zone's
+    /// dates are not UTC's.
     static func dateRange(_ period: Reports.Period) -> String {
         func long(_ day: Int64) -> String {
             let (y, m, d) = Civil.date(fromDays: day)
             return "\(d) \(monthAbbreviations[m - 1]) \(y)"
         }
-        return period.firstDay == period.lastDay ? long(period.firstDay) : "\(long(period.firstDay)) – \(long(period.lastDay))"
+        let (first, last) = (period.firstLocalDay, period.lastLocalDay)
+        let range = first == last ? long(first) : "\(long(first)) – \(long(last))"
+        return period.hasLocalDates ? "\(range), \(period.timeZone.identifier)" : range
     }
 
     static func periodLabel(_ period: Reports.Period) -> String {
