@@ -92,9 +92,15 @@ struct ReportCommand: ParsableCommand {
             return
         }
         let folder = URL(fileURLWithPath: out).appendingPathComponent(manifest.id).path
-        print(String(format: "report %@: %d leads, %d files in %@/ (%.2f s)", manifest.id, manifest.leads,
-                     manifest.files.count, folder, Date().timeIntervalSince(started)))
+        print(Self.summary(id: manifest.id, leads: manifest.leads, files: manifest.files.count, folder: folder,
+                           seconds: Date().timeIntervalSince(started)))
         if manifest.files.contains(where: { $0.name == "summary.html" }) { print("  \(folder)/summary.html") }
+    }
+
+    /// The line a written report is announced with.
+    static func summary(id: String, leads: Int, files: Int, folder: String, seconds: TimeInterval) -> String {
+        "report \(id): \(leads) lead\(leads == 1 ? "" : "s"), \(files) file\(files == 1 ? "" : "s") in \(folder)/ "
+            + String(format: "(%.2f s)", seconds)
     }
 }
 

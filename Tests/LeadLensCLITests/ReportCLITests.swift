@@ -85,6 +85,13 @@ struct ReportCLITests {
         #expect(onDemand.from == millis("2026-02-23T00:00:00Z") && onDemand.until == millis("2026-03-02T00:00:00Z"))
     }
 
+    @Test("The summary line puts one lead and one file in the singular")
+    func summaryLine() {
+        #expect(ReportCommand.summary(id: "2026-03-09-060000", leads: 1, files: 1, folder: "reports/2026-03-09-060000", seconds: 0.5)
+            == "report 2026-03-09-060000: 1 lead, 1 file in reports/2026-03-09-060000/ (0.50 s)")
+        #expect(ReportCommand.summary(id: "r", leads: 0, files: 7, folder: "r", seconds: 1).hasPrefix("report r: 0 leads, 7 files in r/"))
+    }
+
     @Test("serve refuses an invalid schedule or time zone at start, with the reason")
     func serveRefusesBadSchedules() {
         for (arguments, reason) in [
