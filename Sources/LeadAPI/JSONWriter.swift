@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LeadIngest
+import LeadStore
 import NIOCore
 
 /// Writes JSON bytes directly, for the hot list responses. Foundation's JSONEncoder spent 40%
@@ -107,7 +108,7 @@ struct JSONWriter {
         guard let millis else { return null() }
         separate()
         bytes.append(UInt8(ascii: "\""))
-        APIDate.append(millis, to: &bytes)
+        ISODate.append(millis, to: &bytes)
         bytes.append(UInt8(ascii: "\""))
         needsComma = true
     }

@@ -95,24 +95,12 @@ final class CSVWriter {
         text.withUTF8 { buffer.append(contentsOf: $0) }
     }
 
-    /// ISO 8601 UTC with milliseconds, from unix ms, written digit by digit.
+    /// An instant as the API and GET /leads/export write it (``ISODate``), so a report's
+    /// times match theirs.
     func field(timestamp millis: Int64?) {
         separate()
         guard let millis else { return }
-        let day = Civil.floorDiv(millis, Reports.dayMillis)
-        let ms = millis - day * Reports.dayMillis
-        let (year, month, dayOfMonth) = Civil.date(fromDays: day)
-        guard (0...9999).contains(year) else {
-            buffer.append(contentsOf: Reports.isoTimestamp(millis: millis).utf8)
-            return
-        }
-        appendDigits(UInt64(year), width: 4); buffer.append(UInt8(ascii: "-"))
-        appendDigits(UInt64(month), width: 2); buffer.append(UInt8(ascii: "-"))
-        appendDigits(UInt64(dayOfMonth), width: 2); buffer.append(UInt8(ascii: "T"))
-        appendDigits(UInt64(ms / 3_600_000), width: 2); buffer.append(UInt8(ascii: ":"))
-        appendDigits(UInt64(ms / 60_000 % 60), width: 2); buffer.append(UInt8(ascii: ":"))
-        appendDigits(UInt64(ms / 1000 % 60), width: 2); buffer.append(UInt8(ascii: "."))
-        appendDigits(UInt64(ms % 1000), width: 3); buffer.append(UInt8(ascii: "Z"))
+        ISODate.append(millis, to: &buffer)
     }
 
     private func appendDigits(_ value: UInt64, width: Int) {
@@ -166,12 +154,6 @@ final class CSVWriter {
 
     static func number(_ value: Int?) -> String {
         value.map(String.init) ?? ""
-    }
-
-    /// ISO 8601 UTC with milliseconds, from unix ms.
-    static func timestamp(_ millis: Int64?) -> String {
-        guard let millis else { return "" }
-        return Reports.isoTimestamp(millis: millis)
     }
 }
 

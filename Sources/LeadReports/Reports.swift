@@ -4,18 +4,22 @@ import LeadStore
 /// Reports: a dated folder of one self-contained summary.html and CSV files, written on demand
 /// (`leadlens report`, the API) or on a cron schedule (`leadlens serve --report-schedule`).
 public enum Reports {
-    /// The leads a report covers: created in [from, until), unix ms. Dates are UTC days, like
-    /// the stats' daily series.
+    /// The leads a report covers: created in [from, until), unix ms. Its daily series uses UTC
+    /// days, like the stats'; a calendar period's bounds follow `timeZone`'s days.
     public struct Period: Sendable, Equatable {
         public var from: Int64
         public var until: Int64
         /// How the report names it ("last 30 days"); nil: by its dates.
         public var name: String?
+        /// The zone whose midnights bound the period (last-week in Asia/Tokyo); the report shows
+        /// its dates in that zone.
+        public var timeZone: TimeZone
 
-        public init(from: Int64, until: Int64, name: String? = nil) {
+        public init(from: Int64, until: Int64, name: String? = nil, timeZone: TimeZone = Reports.utc) {
             self.from = from
             self.until = until
             self.name = name
+            self.timeZone = timeZone
         }
 
         /// The longest period a report covers: its daily chart and CSV have a row per day.
@@ -30,29 +34,31 @@ public enum Reports {
             return days
         }
 
-        /// A period by name, relative to `now`: "Nd" (N days up to now), "last-week" (the last
-        /// full calendar week, Monday to Monday, UTC: the Monday report's) or "last-month" (the
-        /// last full calendar month, UTC). Nil for anything else.
-        public static func named(_ text: String, now: Date = Date()) -> Period? {
-            let today = Civil.floorDiv(Int64((now.timeIntervalSince1970 * 1000).rounded(.down)), dayMillis)
+        /// A period by name, relative to `now`: "Nd" (N × 24 hours up to now), "last-week" (the
+        /// last full calendar week, Monday 00:00 to Monday 00:00 in `timeZone`: run on a Monday,
+        /// the week just ended) or "last-month" (the last full calendar month in `timeZone`).
+        /// Nil for anything else.
+        public static func named(_ text: String, now: Date = Date(), in timeZone: TimeZone = Reports.utc) -> Period? {
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = timeZone
+            calendar.firstWeekday = 2  // Monday
+            // The unit before the one `now` is in, from its first midnight to the current one's:
+            // a week across a DST change is 167 or 169 hours.
+            func previous(_ unit: Calendar.Component, name: String) -> Period? {
+                guard let current = calendar.dateInterval(of: unit, for: now),
+                      let previous = calendar.dateInterval(of: unit, for: current.start.addingTimeInterval(-1)) else { return nil }
+                return Period(from: Reports.millis(previous.start), until: Reports.millis(current.start), name: name, timeZone: timeZone)
+            }
             switch text.lowercased() {
-            case "last-week":
-                // Day 0 (1970-01-01) was a Thursday: day + 3 counts weekdays from Monday.
-                let monday = today - Civil.floorMod(today + 3, 7)
-                return Period(from: (monday - 7) * dayMillis, until: monday * dayMillis, name: "last week")
-            case "last-month":
-                let (year, month, _) = Civil.date(fromDays: today)
-                let first = Civil.days(year: year, month: month, day: 1)
-                let previous = month == 1 ? Civil.days(year: year - 1, month: 12, day: 1) : Civil.days(year: year, month: month - 1, day: 1)
-                return Period(from: previous * dayMillis, until: first * dayMillis, name: "last month")
-            default:
-                return days(in: text).map { last(days: $0, now: now) }
+            case "last-week": return previous(.weekOfYear, name: "last week")
+            case "last-month": return previous(.month, name: "last month")
+            default: return days(in: text).map { last(days: $0, now: now) }
             }
         }
 
         /// The `days` days up to `now`.
         public static func last(days: Int, now: Date = Date()) -> Period {
-            let until = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+            let until = Reports.millis(now)
             return Period(from: until - Int64(days) * dayMillis, until: until, name: days == 1 ? "last 24 hours" : "last \(days) days")
         }
 
@@ -66,11 +72,31 @@ public enum Reports {
 
         /// UTC day numbers of the first and last day the period touches.
         var firstDay: Int64 { Civil.floorDiv(from, dayMillis) }
-        var lastDay: Int64 { Civil.floorDiv(max(until, from + 1) - 1, dayMillis) }
+        var lastDay: Int64 { Civil.floorDiv(lastInstant, dayMillis) }
         var dayCount: Int { Int(lastDay - firstDay + 1) }
+
+        /// Day numbers of the first and last day the period touches in its zone: the dates it shows.
+        var firstLocalDay: Int64 { localDay(from) }
+        var lastLocalDay: Int64 { localDay(lastInstant) }
+
+        /// Whether its zone's dates differ from UTC's, so showing them needs the zone's name.
+        var hasLocalDates: Bool { firstLocalDay != firstDay || lastLocalDay != lastDay }
+
+        private var lastInstant: Int64 { max(until, from + 1) - 1 }
+
+        private func localDay(_ millis: Int64) -> Int64 {
+            let offset = timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(millis) / 1000))
+            return Civil.floorDiv(millis + Int64(offset) * 1000, dayMillis)
+        }
     }
 
     static let dayMillis: Int64 = 86_400_000
+
+    /// The zone reports use unless told otherwise: periods, the daily series and times are UTC.
+    public static let utc = TimeZone(identifier: "UTC")!
+
+    /// Unix ms of `date`, rounded down.
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
 
     /// What a report contains besides index.json.
     public enum Format: String, Sendable, CaseIterable, Codable {

@@ -74,8 +74,11 @@ struct SummaryView {
     }
 
     var title: String
+    /// The name, or the dates when it has none.
     var periodLabel: String
     var periodRange: String
+    /// Whether the label is a name ("last week"), so the dates are shown beside it.
+    var periodIsNamed: Bool
     var generatedAt: String
     var hasData: Bool
     var cards: [Card]
@@ -86,8 +89,8 @@ struct SummaryView {
     var sources: [SourceRow]
     var topLeads: [LeadRow]
     var hasTopLeads: Bool
-    var topLeadCount: Int
-    var storeTotal: String
+    var topLeadsLede: String
+    var storeTotalLeads: String
     var model: ModelHealth?
     var database: String
     var reportID: String
@@ -103,14 +106,15 @@ struct SummaryView {
         title = "Lead report"
         periodRange = Format.dateRange(period)
         periodLabel = Format.periodLabel(period)
+        periodIsNamed = period.name != nil
         generatedAt = Format.dateTime(snapshot.generatedAt)
         hasData = stats.total > 0
         self.database = database
         self.reportID = reportID
         self.leadlensVersion = leadlensVersion
         modelVersion = snapshot.model?.version ?? "none"
-        scoresFrom = snapshot.scoredBy.isEmpty ? "no lead of the period is scored"
-            : snapshot.scoredBy.map { "\($0.version) (\(Format.integer($0.leads)) leads)" }.joined(separator: ", ")
+        scoresFrom = snapshot.scoredBy.isEmpty ? "No lead in the period has a score."
+            : snapshot.scoredBy.map { "\($0.version) (\(Format.count($0.leads, "lead")))" }.joined(separator: ", ")
 
         let convertedStatuses = LeadStats.convertedStatuses.sorted().joined(separator: ", ")
         cards = [
@@ -120,7 +124,7 @@ struct SummaryView {
             Card(key: "conversion_rate", label: "Conversion rate", value: stats.total > 0 ? Format.percent(stats.conversionRate) : "–",
                  note: "converted ÷ new"),
             Card(key: "average_score", label: "Average score", value: stats.averageScore.map { Format.decimal($0, digits: 1) } ?? "–",
-                 note: stats.scored == stats.total ? "0–100" : "\(Format.integer(stats.scored)) scored leads"),
+                 note: stats.scored == stats.total ? "0–100" : Format.count(stats.scored, "scored lead")),
             Card(key: "expected_conversions", label: "Expected conversions", value: Format.decimal(stats.expectedConversions, digits: 1),
                  note: "sum of predicted probabilities"),
         ]
@@ -136,11 +140,15 @@ struct SummaryView {
         }
         topLeads = snapshot.topLeads.enumerated().map { index, top in Self.leadRow(rank: index + 1, top) }
         hasTopLeads = !topLeads.isEmpty
-        topLeadCount = topLeads.count
-        storeTotal = Format.integer(snapshot.storeTotal)
+        let one = topLeads.count == 1
+        topLeadsLede = "The period's \(Format.count(topLeads.count, "highest-scoring lead")) that \(one ? "is" : "are") neither converted "
+            + "nor lost, with what moved \(one ? "its" : "their") score most"
+        storeTotalLeads = Format.count(snapshot.storeTotal, "lead")
         model = snapshot.model.map(Self.modelHealth)
         definitions = [
-            "A lead is in the period when it was created in it; times and days are UTC.",
+            period.hasLocalDates
+                ? "A lead is in the period when it was created in it; the period's dates are \(period.timeZone.identifier)'s, other times and days UTC."
+                : "A lead is in the period when it was created in it; times and days are UTC.",
             "Converted means status \(convertedStatuses); open leads are those not converted, lost, closed or disqualified.",
             "Expected conversions add up each lead's predicted probability of converting.",
         ]
@@ -217,7 +225,7 @@ struct SummaryView {
             let x = left + Double(index) * slot
             bars.append(Bar(x: Format.coordinate(x + 3), y: Format.coordinate(bottom - height), width: Format.coordinate(slot - 6),
                             height: Format.coordinate(height),
-                            tooltip: "Score \(bucket.min)–\(bucket.max): \(Format.integer(bucket.count)) leads"
+                            tooltip: "Score \(bucket.min)–\(bucket.max): \(Format.count(bucket.count, "lead"))"
                                 + (bucket.count > 0 ? ", \(Format.percent(bucket.conversionRate)) converted" : "")))
             // No rate for an empty bucket: 0 % would be a claim the data does not make.
             if bucket.count > 0 {
@@ -271,7 +279,7 @@ struct SummaryView {
             let share = Double(bin.count) / Double(max(metrics.rows, 1))
             return Point(x: Format.coordinate(position(predicted)), y: Format.coordinate(size - position(observed)),
                          radius: Format.coordinate(2.5 + 5 * share.squareRoot()),
-                         tooltip: "predicted \(Format.percent(predicted)), observed \(Format.percent(observed)) (\(Format.integer(bin.count)) leads)")
+                         tooltip: "predicted \(Format.percent(predicted)), observed \(Format.percent(observed)) (\(Format.count(bin.count, "lead")))")
         }
         let ticks = stride(from: 0.0, through: 1.0, by: 0.25)
         let largestLift = metrics.lift.map(\.lift).max() ?? 0
@@ -280,7 +288,7 @@ struct SummaryView {
             version: model.version, trainedAt: Format.dateTime(model.createdAt),
             metricsOn: model.metricsOn,
             evaluatedOn: model.metricsOn == "holdout"
-                ? "\(Format.integer(metrics.rows)) held-out leads the model never trained on"
+                ? "\(Format.count(metrics.rows, "held-out lead")) the model never trained on"
                 : "the \(Format.integer(metrics.rows)) training leads themselves (trained without a holdout: optimistic)",
             auc: auc.map { Format.decimal($0, digits: 3) } ?? "–",
             aucVerdict: auc.map { value in
@@ -358,6 +366,11 @@ enum FactorLabel {
 
 /// Number and date formats: fixed, locale-free (a report reads the same wherever it is made).
 enum Format {
+    /// "1 lead", "1,200 leads".
+    static func count(_ value: Int, _ noun: String) -> String {
+        "\(integer(value)) \(noun)\(value == 1 ? "" : "s")"
+    }
+
     static func integer(_ value: Int) -> String {
         let digits = String(value.magnitude)
         var out = ""
@@ -412,13 +425,16 @@ enum Format {
         return "\(dayOfMonth) \(monthAbbreviations[month - 1])"
     }
 
-    /// "1 Mar 2026 – 30 Mar 2026", the until day inclusive.
+    /// "1 Mar 2026 – 30 Mar 2026", the until day inclusive; "…, Asia/Tokyo" when the zone's
+    /// dates are not UTC's.
     static func dateRange(_ period: Reports.Period) -> String {
         func long(_ day: Int64) -> String {
             let (y, m, d) = Civil.date(fromDays: day)
             return "\(d) \(monthAbbreviations[m - 1]) \(y)"
         }
-        return period.firstDay == period.lastDay ? long(period.firstDay) : "\(long(period.firstDay)) – \(long(period.lastDay))"
+        let (first, last) = (period.firstLocalDay, period.lastLocalDay)
+        let range = first == last ? long(first) : "\(long(first)) – \(long(last))"
+        return period.hasLocalDates ? "\(range), \(period.timeZone.identifier)" : range
     }
 
     static func periodLabel(_ period: Reports.Period) -> String {

@@ -17,8 +17,9 @@ struct ReportCommand: ParsableCommand {
             daily.csv and index.json, then points OUT/latest.json at it. The numbers are the stats \
             endpoint's for the same period.
 
-            The period covers leads created in it. Dates are UTC; --to is inclusive when it is a \
-            date, exact when it is a datetime.
+            The period covers leads created in it. Dates are UTC (a scheduled report's weeks and \
+            months are its --report-timezone's); --to is inclusive when it is a date, exact when it \
+            is a datetime.
 
             Examples:
               leadlens report                                   # the last 30 days
@@ -91,9 +92,15 @@ struct ReportCommand: ParsableCommand {
             return
         }
         let folder = URL(fileURLWithPath: out).appendingPathComponent(manifest.id).path
-        print(String(format: "report %@: %d leads, %d files in %@/ (%.2f s)", manifest.id, manifest.leads,
-                     manifest.files.count, folder, Date().timeIntervalSince(started)))
+        print(Self.summary(id: manifest.id, leads: manifest.leads, files: manifest.files.count, folder: folder,
+                           seconds: Date().timeIntervalSince(started)))
         if manifest.files.contains(where: { $0.name == "summary.html" }) { print("  \(folder)/summary.html") }
+    }
+
+    /// The line a written report is announced with.
+    static func summary(id: String, leads: Int, files: Int, folder: String, seconds: TimeInterval) -> String {
+        "report \(id): \(leads) lead\(leads == 1 ? "" : "s"), \(files) file\(files == 1 ? "" : "s") in \(folder)/ "
+            + String(format: "(%.2f s)", seconds)
     }
 }
 
@@ -111,7 +118,7 @@ struct ReportScheduleOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Folder scheduled reports go in.", valueName: "dir"))
     var reportsDir = "reports"
 
-    @Option(help: ArgumentHelp("Period each scheduled report covers: Nd up to the run, last-week, last-month, or all.", valueName: "period"))
+    @Option(help: ArgumentHelp("Period each scheduled report covers: Nd up to the run, last-week, last-month (weeks and months in --report-timezone), or all.", valueName: "period"))
     var reportPeriod = "30d"
 
     func validate() throws {
@@ -128,7 +135,7 @@ struct ReportScheduleOptions: ParsableArguments {
     func timeZone() throws -> TimeZone {
         switch reportTimezone.lowercased() {
         case "local": return TimeZone.current
-        case "utc": return TimeZone(identifier: "UTC")!
+        case "utc": return Reports.utc
         default:
             guard let zone = TimeZone(identifier: reportTimezone) else {
                 throw ValidationError("--report-timezone must be local, utc or an IANA time zone name, got \"\(reportTimezone)\".")
@@ -142,7 +149,6 @@ struct ReportScheduleOptions: ParsableArguments {
         guard let reportSchedule else { return [] }
         let schedule = try CronSchedule(parsing: reportSchedule)
         let zone = try timeZone()
-        let periodSpec = try ReportArguments.periodSpec(reportPeriod, option: "--report-period")
         var options = Reports.Generator.Options(database: database, leadlensVersion: LeadLens.version)
         options.keep = reportKeep
         let generator = Reports.Generator(store: store, directory: URL(fileURLWithPath: reportsDir, isDirectory: true),
@@ -150,8 +156,14 @@ struct ReportScheduleOptions: ParsableArguments {
         Terminal.status("reports: \"\(schedule)\" (\(zone.identifier)) into \(reportsDir)/, keeping \(reportKeep)")
         return [Reports.Scheduler(schedule: schedule, timeZone: zone, logger: logger) {
             let now = Date()
-            _ = try await generator.generateInBackground(period: try periodSpec.period(store: store, now: now), now: now)
+            _ = try await generator.generateInBackground(period: try period(store: store, now: now), now: now)
         }]
+    }
+
+    /// The period a run at `now` reports: a calendar period's weeks and months are the
+    /// schedule's zone's, so the Monday 06:00 Tokyo report covers the Tokyo week just ended.
+    func period(store: LeadStore, now: Date) throws -> Reports.Period {
+        try ReportArguments.periodSpec(reportPeriod, option: "--report-period").period(store: store, now: now, timeZone: timeZone())
     }
 }
 
@@ -162,9 +174,13 @@ enum ReportArguments {
         case named(String)
         case all
 
-        func period(store: LeadStore, now: Date) throws -> Reports.Period {
+        func period(store: LeadStore, now: Date, timeZone: TimeZone = Reports.utc) throws -> Reports.Period {
             switch self {
-            case .named(let name): return Reports.Period.named(name, now: now)!
+            case .named(let name):
+                guard let period = Reports.Period.named(name, now: now, in: timeZone) else {
+                    throw Reports.ReportError("no \(name) period in \(timeZone.identifier) at \(now)")
+                }
+                return period
             case .all: return try store.reader.read { db in try Reports.Period.allTime(in: db, now: now) }
             }
         }

@@ -202,7 +202,7 @@ struct JSONWriterTests {
         for millis in fixed + random {
             let seconds = (Double(millis) / 1000).rounded(.down)
             let expected = formatter.string(from: Date(timeIntervalSince1970: seconds))
-            #expect(APIDate.string(millis) == expected, "\(millis)")
+            #expect(ISODate.string(millis) == expected, "\(millis)")
         }
         var json = JSONWriter()
         json.beginArray()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 @testable import leadlens
+import LeadReports
 import LeadStore
 import Testing
 
@@ -64,6 +65,31 @@ struct ReportCLITests {
         let path = try #require(latest?["path"] as? String)
         let html = try String(contentsOf: out.appendingPathComponent(path), encoding: .utf8)
         #expect(html.contains("No data for this period") && html.contains("1 Jan 2026"))
+    }
+
+    @Test("A scheduled last-week is the week just ended in the schedule's zone; leadlens report's stays UTC")
+    func scheduledPeriodFollowsTheScheduleZone() throws {
+        let store = try LeadStore.open(path: db)
+        func date(_ iso: String) -> Date { ISO8601DateFormatter().date(from: iso)! }
+        func millis(_ iso: String) -> Int64 { Int64(date(iso).timeIntervalSince1970 * 1000) }
+        let options = try ReportScheduleOptions.parse([
+            "--report-schedule", "0 6 * * MON", "--report-timezone", "Asia/Tokyo", "--report-period", "last-week",
+        ])
+        // The tick: Monday 06:00 in Tokyo, still Sunday 21:00 in UTC.
+        let tick = try #require(try CronSchedule(parsing: "0 6 * * MON").nextRun(after: date("2026-03-08T12:00:00Z"), in: options.timeZone()))
+        #expect(tick == date("2026-03-08T21:00:00Z"))
+
+        let scheduled = try options.period(store: store, now: tick.addingTimeInterval(30))
+        #expect(scheduled.from == millis("2026-03-02T00:00:00+09:00") && scheduled.until == millis("2026-03-09T00:00:00+09:00"))
+        let onDemand = try ReportArguments.periodSpec("last-week", option: "--period").period(store: store, now: tick.addingTimeInterval(30))
+        #expect(onDemand.from == millis("2026-02-23T00:00:00Z") && onDemand.until == millis("2026-03-02T00:00:00Z"))
+    }
+
+    @Test("The summary line puts one lead and one file in the singular")
+    func summaryLine() {
+        #expect(ReportCommand.summary(id: "2026-03-09-060000", leads: 1, files: 1, folder: "reports/2026-03-09-060000", seconds: 0.5)
+            == "report 2026-03-09-060000: 1 lead, 1 file in reports/2026-03-09-060000/ (0.50 s)")
+        #expect(ReportCommand.summary(id: "r", leads: 0, files: 7, folder: "r", seconds: 1).hasPrefix("report r: 0 leads, 7 files in r/"))
     }
 
     @Test("serve refuses an invalid schedule or time zone at start, with the reason")

@@ -201,6 +201,68 @@ struct ReportTests {
         }
     }
 
+    @Test("One lead, one file, one model's lead: singular wherever report text counts one")
+    func singularForOne() throws {
+        // setup: one scored open lead and one unscored one in the period, one lead outside it.
+        let store = try TestStore.make([
+            TestLead(externalID: "A", createdAt: TestStore.nowMillis - TestStore.day, probability: 0.9),
+            TestLead(externalID: "B", createdAt: TestStore.nowMillis - TestStore.day),
+            TestLead(externalID: "C", createdAt: TestStore.nowMillis - 20 * TestStore.day, probability: 0.2),
+        ], in: directory)
+
+        // act
+        let week = try #require(try generator(store, formats: [.html]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
+        let html = try String(contentsOf: file(week, "summary.html"), encoding: .utf8)
+
+        // check
+        let shown = try HTMLCheck.captures(#"<dt>Scores shown from</dt><dd>(.*?)</dd>"#, in: html).first?.first
+        #expect(shown?.hasSuffix(" (1 lead)") == true, "\(shown ?? "none")")
+        #expect(html.contains("<div class=\"note\">1 scored lead</div>"))
+        #expect(HTMLCheck.decodeEntities(html).contains(
+            "The period's 1 highest-scoring lead that is neither converted nor lost, with what moved its score most"))
+        #expect(html.contains(": 1 lead, "), "the histogram band's tooltip")
+        #expect(try !Self.saysOneLeads(html))
+    }
+
+    /// Whether `text` counts one thing in the plural ("1 leads", "1 scored leads").
+    static func saysOneLeads(_ text: String) throws -> Bool {
+        let pattern = try NSRegularExpression(pattern: #"(?<![0-9.,])1 (scored |held-out |highest-scoring )?leads\b"#)
+        return pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+    }
+
+    @Test("A period without a name shows its dates once; one without a scored lead says so in a sentence")
+    func unnamedPeriodAndNoScores() throws {
+        let store = try TestStore.make([TestLead(externalID: "A", createdAt: TestStore.nowMillis - TestStore.day)], in: directory)
+        let january = Reports.Period(from: 1_577_836_800_000, until: 1_580_515_200_000)  // 2020-01-01 to 2020-02-01 UTC
+        let manifest = try #require(try generator(store, formats: [.html]).generate(period: january, now: TestStore.now))
+        let html = try String(contentsOf: file(manifest, "summary.html"), encoding: .utf8)
+        #expect(try HTMLCheck.captures(#"<dt>Period</dt><dd>(.*?)</dd>"#, in: html).first?.first == "1 Jan 2020 – 31 Jan 2020")
+        #expect(html.components(separatedBy: "1 Jan 2020 – 31 Jan 2020").count - 1 == 4, "the title, the heading, the new-leads card and the footer")
+        #expect(try HTMLCheck.captures(#"<dt>Scores shown from</dt><dd>(.*?)</dd>"#, in: html).first?.first
+                == "No lead in the period has a score.")
+        #expect(html.contains("The store holds 1 lead created at other times"))
+        #expect(try !Self.saysOneLeads(html))
+
+        // A named period keeps its name next to the dates.
+        let named = try #require(try generator(store, formats: [.html]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
+        let namedHTML = try String(contentsOf: file(named, "summary.html"), encoding: .utf8)
+        #expect(try HTMLCheck.captures(#"<dt>Period</dt><dd>(.*?)</dd>"#, in: namedHTML).first?.first == "8 Mar 2026 – 15 Mar 2026 (last 7 days)")
+    }
+
+    @Test("leads.csv writes times as the API and its export do: ISO 8601 UTC to the second")
+    func csvTimesMatchTheAPI() throws {
+        let created = TestStore.nowMillis - TestStore.day + 123  // 2026-03-14T10:00:00.123Z
+        let store = try TestStore.make([TestLead(externalID: "A", createdAt: created)], in: directory)
+        try store.writer.write { db in
+            try db.execute(sql: "UPDATE leads SET last_activity_at = ? WHERE external_id = 'A'", arguments: [created + 3_600_000])
+        }
+        let manifest = try #require(try generator(store, formats: [.csv]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
+        let row = try #require(try CSVReader.table(file(manifest, "leads.csv")).rows.first)
+        #expect(row["created_at"] == "2026-03-14T10:00:00Z")
+        #expect(row["last_activity_at"] == "2026-03-14T11:00:00Z")
+        #expect(row["created_at"] == ISODate.string(created), "the formatter GET /leads/export and the API's JSON use")
+    }
+
     @Test("--skip-empty writes nothing for an empty period")
     func skipEmpty() throws {
         let store = try TestStore.make(TestStore.leads(count: 20, seed: 1), in: directory)

@@ -28,8 +28,8 @@ struct KeysController {
             try c.encode(key.prefix, forKey: .prefix)
             try c.encode(Scope.allCases.filter(key.scopes.contains).map(\.rawValue), forKey: .scopes)
             try c.encode(key.rateLimit.limit == nil ? nil : key.rateLimit.description, forKey: .rateLimit)
-            try c.encode(APIDate.string(key.createdAt), forKey: .createdAt)
-            try c.encode(key.revokedAt.map(APIDate.string), forKey: .revokedAt)
+            try c.encode(ISODate.string(key.createdAt), forKey: .createdAt)
+            try c.encode(key.revokedAt.map(ISODate.string), forKey: .revokedAt)
             if let secret { try c.encode(secret, forKey: .key) }
         }
     }

@@ -203,8 +203,8 @@ enum LeadCSV {
             String(lead.id), lead.externalID, lead.firstName, lead.lastName, lead.email, lead.phone, lead.company,
             lead.source, lead.status, lead.assignedTo, lead.value.map { String($0) }, lead.notes,
             lead.tags.isEmpty ? nil : lead.tags.joined(separator: ";"), custom, lead.score.map(String.init),
-            lead.probability.map { String($0) }, lead.modelVersion, lead.scoredAt.map(APIDate.string),
-            APIDate.string(lead.createdAt), APIDate.string(lead.updatedAt), lead.lastActivityAt.map(APIDate.string),
+            lead.probability.map { String($0) }, lead.modelVersion, lead.scoredAt.map(ISODate.string),
+            ISODate.string(lead.createdAt), ISODate.string(lead.updatedAt), lead.lastActivityAt.map(ISODate.string),
         ]
         for (index, field) in fields.enumerated() {
             if index > 0 { buffer.writeStaticString(",") }
