@@ -2,7 +2,9 @@
 /// `--format json` file of a million messages streams like NDJSON.
 struct JSONArrayScanner {
     enum Item {
-        case element([UInt8], line: Int)
+        /// `index`: the element's position in the array, from 0; rejects name it, since a
+        /// one-line array puts every element on line 1.
+        case element([UInt8], line: Int, index: Int)
         case failure(IngestError)
     }
 
@@ -13,6 +15,8 @@ struct JSONArrayScanner {
 
     private let reader: ByteReader
     private(set) var line = 1
+    /// Elements handed out so far.
+    private var elements = 0
     private var started = false
     private var finished = false
     /// A byte read ahead while deciding whether a "]" ends the array.
@@ -70,22 +74,27 @@ struct JSONArrayScanner {
                         expectedClosers.removeAll()
                     } else if byte == UInt8(ascii: "]"), try onlyWhitespaceRemains() {
                         finished = true
-                        return bytes.isEmpty ? nil : .element(bytes, line: startLine)
+                        return bytes.isEmpty ? nil : element(bytes, line: startLine)
                     }
                     // Otherwise a stray closer at the top level: it stays in the piece, which
                     // then fails to parse, instead of being taken for the array's end.
                 case UInt8(ascii: ","):
-                    if expectedClosers.isEmpty { return .element(bytes, line: startLine) }
+                    if expectedClosers.isEmpty { return element(bytes, line: startLine) }
                 default: break
                 }
             }
             bytes.append(byte)
             if bytes.count > Self.maxElementBytes {
-                return fail("array element longer than 16 MiB", line: startLine, code: .valueTooLarge)
+                return fail("array element \(elements) longer than 16 MiB", line: startLine, code: .valueTooLarge)
             }
         }
         if bytes.isEmpty { return fail("the JSON array never closes") }
         return fail("the JSON array never closes", line: startLine)
+    }
+
+    private mutating func element(_ bytes: [UInt8], line: Int) -> Item {
+        defer { elements += 1 }
+        return .element(bytes, line: line, index: elements)
     }
 
     private mutating func nextByte() throws -> UInt8? {

@@ -234,9 +234,9 @@ struct RecordSource {
                 parsed.rows += 1
                 rejects.add(error, raw: nil)
                 return !scanner.isBroken
-            case .element(let bytes, let line)?:
+            case .element(let bytes, let line, let index)?:
                 parsed.rows += 1
-                bytes.withUnsafeBufferPointer { parseJSON($0, line: line, into: &parsed.records, rejects: rejects) }
+                bytes.withUnsafeBufferPointer { parseJSON($0, line: line, element: index, into: &parsed.records, rejects: rejects) }
                 return true
             }
         case .csv(var csv, var header):
@@ -292,8 +292,17 @@ struct RecordSource {
     }
 
     /// `parsed`: the parse already made of `bytes`, when there is one.
-    private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, parsed: Result<JSONValue, JSONSyntaxError>? = nil,
+    /// `element`: the value's index in a JSON array file, which its rejects' fields start with
+    /// ("[3].userId"), as a batch's name their message ("batch[3].userId").
+    private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, element: Int? = nil,
+                           parsed: Result<JSONValue, JSONSyntaxError>? = nil,
                            into records: inout [Ingest.Record], rejects: RejectCollector) {
+        func named(_ error: IngestError) -> IngestError {
+            guard let element else { return error }
+            var error = error
+            error.field = "[\(element)]" + (error.field.map { "." + $0 } ?? "")
+            return error
+        }
         let value: JSONValue
         var checksStringLengths = false
         switch parsed ?? Result(catching: { () throws(JSONSyntaxError) in try JSONParser.parse(bytes) }) {
@@ -311,13 +320,13 @@ struct RecordSource {
             case .tooLong: IngestError(.valueTooLarge, line: line, reason: "value longer than 64 KiB")
             case .syntax: IngestError(.malformedJSON, line: line, reason: "broken JSON: \(error.reason) at byte \(error.offset + 1)")
             }
-            rejects.add(rejected, raw: String(decoding: bytes, as: UTF8.self))
+            rejects.add(named(rejected), raw: String(decoding: bytes, as: UTF8.self))
             return
         }
         var errors: [IngestError] = []
         SegmentMapper(source: bytes, line: line, receivedAt: receivedAt, checksStringLengths: checksStringLengths)
             .records(from: value, into: &records, rejects: &errors)
-        for error in errors { rejects.add(error, raw: String(decoding: bytes, as: UTF8.self)) }
+        for error in errors { rejects.add(named(error), raw: String(decoding: bytes, as: UTF8.self)) }
     }
 }
 

@@ -480,6 +480,13 @@ struct IngestTests {
         }
         #expect(raws.count == 2)
         #expect(raws[0]?.contains(#""event":"A""#) == true && raws[1]?.contains(#""event":"B""#) == true)
+
+        // Every element is on line 1: the field names which one, as a batch's rejects do.
+        let rejects = RejectRecorder()
+        let nested = #"[{"batch":[{"type":"track","event":"A","userId":"u2","timestamp":"never"}]},"# +
+            #"{"type":"track","event":"B","userId":"u2","timestamp":"nor this"},{"type":"track",,}]"#
+        _ = try Ingester(store: store).ingest(path: try directory.write("nested.json", Data(nested.utf8)).path, rejects: rejects)
+        #expect(rejects.rejects.map(\.error.field) == ["[0].batch[0].timestamp", "[1].timestamp", "[2]"])
     }
 
     @Test("--strict aborts at the first bad row and commits nothing from the file")
