@@ -91,6 +91,7 @@ struct SummaryView {
     var hasTopLeads: Bool
     var topLeadsLede: String
     var storeTotalLeads: String
+    var storeHasLeads: Bool
     var model: ModelHealth?
     var database: String
     var reportID: String
@@ -144,6 +145,7 @@ struct SummaryView {
         topLeadsLede = "The period's \(Format.count(topLeads.count, "highest-scoring lead")) that \(one ? "is" : "are") neither converted "
             + "nor lost, with what moved \(one ? "its" : "their") score most"
         storeTotalLeads = Format.count(snapshot.storeTotal, "lead")
+        storeHasLeads = snapshot.storeTotal > 0
         model = snapshot.model.map(Self.modelHealth)
         definitions = [
             period.hasLocalDates

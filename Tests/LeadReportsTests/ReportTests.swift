@@ -184,6 +184,8 @@ struct ReportTests {
         #expect(manifest.leads == 0)
         let html = try String(contentsOf: file(manifest, "summary.html"), encoding: .utf8)
         #expect(html.contains("No data for this period"))
+        // An empty store is not a period to widen.
+        #expect(html.contains("The store holds no leads yet") && !html.contains("widen the period"))
         #expect(HTMLCheck.balanceProblems(html) == [])
         // No new lead, no rate: 0/0 is not "0.0%".
         let rate = try HTMLCheck.captures(#"data-metric="conversion_rate">.*?<div class="value">(.*?)</div>"#, in: html)
@@ -247,6 +249,8 @@ struct ReportTests {
         let named = try #require(try generator(store, formats: [.html]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
         let namedHTML = try String(contentsOf: file(named, "summary.html"), encoding: .utf8)
         #expect(try HTMLCheck.captures(#"<dt>Period</dt><dd>(.*?)</dd>"#, in: namedHTML).first?.first == "8 Mar 2026 – 15 Mar 2026 (last 7 days)")
+        // Its one lead is unscored: the top-leads section says so, without a count of none.
+        #expect(namedHTML.contains("No scored open lead in this period.") && !namedHTML.contains("0 highest-scoring"))
     }
 
     @Test("leads.csv writes times as the API and its export do: ISO 8601 UTC to the second")
