@@ -726,9 +726,10 @@ final class BatchWriter {
             // replay, or another message of the same instant, never flips what was applied.
             let appliedAt: Int64? = row["traits_at"]
             isOlder = patch.sentAt.map { sent in appliedAt.map { sent <= $0 } ?? false } ?? false
-            // So does a merged-away lead's data sent again: the merge chose the primary's values,
-            // and a re-run of the same file must change nothing.
-            if throughMerge { isOlder = true }
+            // So does an undated record (a CSV row, a form) of a merged-away lead: the merge chose
+            // the primary's values, and a re-run of the same file must change nothing. A dated
+            // message applies by its time, as any other: a newer identify still moves the lead.
+            if throughMerge && patch.sentAt == nil { isOlder = true }
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,
@@ -891,14 +892,18 @@ final class BatchWriter {
         touchedInTransaction.insert(primary)
     }
 
-    /// `notes` with each of `added` on a line of its own, skipping those it already holds, so
-    /// sending the same form twice leaves one copy.
     /// `notes` with each of `added` on lines of its own, unless whole lines already say it (a
     /// re-sent form adds nothing; a shorter note that a longer line happens to contain does).
+    /// Lines compare whatever their breaks: a textarea sends CRLF.
     static func appending(_ added: [String], to notes: String?) -> String? {
+        func lines(_ text: String) -> String {
+            "\n" + text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n") + "\n"
+        }
         var result = notes
-        for note in added where !(result.map { ("\n" + $0 + "\n").contains("\n" + note + "\n") } ?? false) {
+        var held = notes.map(lines) ?? ""
+        for note in added where !held.contains(lines(note)) {
             result = result.map { $0 + "\n" + note } ?? note
+            held = lines(result!)
         }
         return result
     }

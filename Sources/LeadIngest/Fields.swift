@@ -147,32 +147,34 @@ struct LeadPatchBuilder {
     }
 
     /// Sets one member of a JSON object (an intake body, a message's traits), as
-    /// ``set(key:json:)`` does, except that a second key naming a field an earlier key of the same
+    /// ``set(key:json:)`` does, except that another key naming a field an earlier key of the same
     /// object set ("phone", then "mobile") is kept as a custom field under its own key when the
     /// two differ, as a CSV's second column for a field is: the first wins, and neither value is
-    /// lost. `firstKeys` holds, per field, the key that set it; one per object.
+    /// lost. (The same key twice is JSON's last-wins.) `firstKeys` holds, per field, the key of
+    /// this object that set it; one per object.
     mutating func set(member key: String, json: JSONValue, firstKeys: inout [LeadField: String]) throws(IngestError) {
         guard let field = FieldName.knownField(key), field != .tags else { return try set(key: key, json: json) }
-        let scalar: String? = switch json {
-        case .string(let text): text.trimmingWhitespace()
-        case .number(let number): Self.format(number)
-        default: nil
-        }
-        guard let scalar, !scalar.isEmpty, let first = firstKeys[field], first != key else {
+        // The member on its own: whether it gives the field a value, checked as the field's own
+        // value is (a status the API refuses, a number that is none), so a second key is no way
+        // around a 422.
+        var alone = LeadPatchBuilder(line: line)
+        alone.refusesUnknownStatus = refusesUnknownStatus
+        try alone.set(key: key, json: json)
+        guard let first = firstKeys[field], first != key else {
             try set(key: key, json: json)
-            if firstKeys[field] == nil, text(of: field) != nil { firstKeys[field] = key }
+            if firstKeys[field] == nil, alone.text(of: field) != nil { firstKeys[field] = key }
             return
         }
-        if holds(field, sameAs: scalar) { return }
-        try rejectSecondKey(key, field: field, json: json)
-        try setCustom(label: key, text: scalar)
-    }
-
-    /// The type checks ``set(key:json:)`` makes, for a value kept aside instead of set.
-    private func rejectSecondKey(_ key: String, field: LeadField, json: JSONValue) throws(IngestError) {
-        if field == .email, case .number = json {
-            throw IngestError(.wrongType, line: line, field: key, reason: "expected a string, got a number")
+        // What it keeps aside anyway (an email that is no address, a company object's plan).
+        for custom in alone.patch.custom { try setCustom(label: custom.label, text: custom.value) }
+        guard let value = alone.text(of: field) else { return }  // nothing to set: blank, "Unassigned"
+        let text: String = switch json {
+        case .string(let text): text.trimmingWhitespace()
+        case .number(let number): Self.format(number)
+        default: value
         }
+        if holds(field, sameAs: text) { return }
+        try setCustom(label: key, text: text)
     }
 
     /// The text a known field holds so far, or nil when no value has set it.

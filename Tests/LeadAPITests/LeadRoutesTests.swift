@@ -254,6 +254,12 @@ struct LeadRoutesTests {
             #expect(sameNote.json["status"] as? String == "unchanged", "\(sameNote.json)")
             #expect(try await client.call(.get, "/api/v1/leads/\(bareID)", key: api.reader).data["notes"] as? String
                     == "Rep: VIP, wants a demo\nPlease send a quote\ndemo")
+            // A textarea's CRLF lines are lines too.
+            _ = try await client.call(.put, "/api/v1/leads/\(bareID)/notes", key: api.writer, json: ["notes": "Rep note\r\nCall me\r\nLater"])
+            for line in ["Call me", "Rep note", "Later"] {
+                let crlf = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "nt1@example.com", "comments": line])
+                #expect(crlf.json["status"] as? String == "unchanged", "\(line): \(crlf.json)")
+            }
 
             // A number is no address and true no phone: refused by field, not kept as other text.
             // A status the API does not know is refused by field, as POST /leads refuses it;

@@ -132,6 +132,17 @@ struct IngestTests {
         let intake = try #require(patch)
         #expect(intake.fields[.phone] == "+1 555 0101" && intake.fields[.source] == "web")
         #expect(intake.custom.map(\.label) == ["mobile"])
+
+        // A second key is checked as the field's own value: no way around a 422.
+        for body in [#"{"email":"s@x.com","status":"new","stage":"Working - Contacted"}"#, #"{"email":"s@x.com","value":100,"amount":"lots"}"#,
+                     #"{"email":"s@x.com","created_at":"2026-01-01","created":"garbage"}"#] {
+            let (refused, problems) = LeadInput.patch(from: try #require(LeadInput.object(Array(body.utf8))))
+            #expect(refused == nil && problems.count == 1, "\(body): \(problems)")
+        }
+        // A key that sets nothing (null, blank, "Unassigned") is no first key.
+        let blankFirstBody = #"{"email":"s@x.com","phone":null,"mobile":"+1 555 0303","owner":"Unassigned","assignee":"bob"}"#
+        let (blankFirst, _) = LeadInput.patch(from: try #require(LeadInput.object(Array(blankFirstBody.utf8))))
+        #expect(blankFirst?.fields[.phone] == "+1 555 0303" && blankFirst?.fields[.assignedTo] == "bob" && blankFirst?.custom == [])
     }
 
     @Test("a lead counts once in the summary, as created, else updated, else unchanged, across a file's batches",

@@ -101,6 +101,14 @@ struct MergedIdentityTests {
         #expect(lead.firstName == "Ann", "the duplicate's first name replaced the primary's")
         #expect(lead.company == "Initech" && lead.value == 900)
         #expect(try store.customValues(externalID: "L1")["Plan"] == "Basic")
+
+        // A dated message of the duplicate applies by its time: a newer identify moves the lead.
+        let identify = try directory.write("identify.ndjson",
+            #"{"type":"identify","userId":"L2","timestamp":"2030-01-01T00:00:00Z","traits":{"firstName":"Annabel","status":"qualified"}}"# + "\n")
+        let newer = try ingest(store, identify)
+        #expect(newer.counts.leadsUpdated == 1 && newer.counts.leadsCreated == 0, "\(newer.counts)")
+        let moved = try #require(try store.leads().first)
+        #expect(moved.firstName == "Annabel" && moved.status == "qualified")
         try expectConsistent(store)
     }
 
