@@ -7,14 +7,55 @@ enum FormEncoding {
     static func fields(_ encoded: String) -> [(key: String, value: String)] {
         encoded.split(separator: "&").compactMap { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String {
-                let spaced = String(s).replacingOccurrences(of: "+", with: " ")
-                return spaced.removingPercentEncoding ?? spaced
-            }
-            let key = decode(parts[0])
+            let key = decode(parts[0]).text
             guard !key.isEmpty else { return nil }
-            return (key, parts.count > 1 ? decode(parts[1]) : "")
+            return (key, parts.count > 1 ? decode(parts[1]).text : "")
         }
+    }
+
+    /// A form body's fields, as ``fields(_:)`` reads them, or the first key whose key or value
+    /// is percent-encoded bytes that are not UTF-8: a Latin-1 page sends "Ren%E9", which is
+    /// refused as raw Latin-1 would be rather than stored as "Ren%E9".
+    static func formFields(_ encoded: String) -> Result<[(key: String, value: String)], NotUTF8> {
+        var fields: [(key: String, value: String)] = []
+        for pair in encoded.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = decode(parts[0]), value = parts.count > 1 ? decode(parts[1]) : (text: "", isUTF8: true)
+            guard key.isUTF8, value.isUTF8 else { return .failure(NotUTF8(key: key.text)) }
+            if !key.text.isEmpty { fields.append((key.text, value.text)) }
+        }
+        return .success(fields)
+    }
+
+    struct NotUTF8: Error {
+        var key: String
+    }
+
+    /// "+" as a space, then the percent escapes. Text that is not valid percent-encoding is kept
+    /// as sent; `isUTF8` is false when the escapes are valid but make bytes that are not UTF-8.
+    private static func decode(_ s: Substring) -> (text: String, isUTF8: Bool) {
+        let spaced = String(s).replacingOccurrences(of: "+", with: " ")
+        if let decoded = spaced.removingPercentEncoding { return (decoded, true) }
+        // Foundation refuses both bad escapes and escapes of bytes that are not UTF-8: with every
+        // "%" followed by two hex digits, it was the bytes.
+        let utf8 = Array(spaced.utf8)
+        var index = 0
+        while index < utf8.count {
+            if utf8[index] == UInt8(ascii: "%") {
+                guard index + 2 < utf8.count, isHexDigit(utf8[index + 1]), isHexDigit(utf8[index + 2]) else {
+                    return (spaced, true)  // "100%": not percent-encoding, kept as sent
+                }
+                index += 3
+            } else {
+                index += 1
+            }
+        }
+        return (spaced, false)
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
     }
 
     /// Where `bytes` stop being UTF-8 (their count when they are).

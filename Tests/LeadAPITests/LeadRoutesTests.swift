@@ -606,6 +606,14 @@ struct LeadRoutesTests {
             let form = try await post("/api/v1/intake", latin1, contentType: "application/x-www-form-urlencoded")
             #expect(form.status == .unprocessableContent)
             #expect(form.fieldErrors["body"] == ["holds invalid UTF-8 (at byte 31)"], "\(form.fieldErrors)")
+            // As browsers send it, percent-encoded: refused by field, not stored as "Ren%E9".
+            let encoded = try await post("/api/v1/intake", Array("email=l%40x.com&first_name=Ren%E9&note=100%".utf8),
+                                         contentType: "application/x-www-form-urlencoded")
+            #expect(encoded.status == .unprocessableContent && encoded.fieldErrors["first_name"] != nil, "\(encoded.json)")
+            // A JSON file posted with curl's default form type, its byte order mark first.
+            let marked = try await post("/api/v1/intake", bom + Array(#"{"email":"marked@example.com"}"#.utf8),
+                                        contentType: "application/x-www-form-urlencoded")
+            #expect(marked.status == .created, "\(marked.json)")
 
             // The second message is broken at byte 64 of the body, the BOM counted.
             let broken = bom + Array(#"{"batch":[{"type":"track","userId":"x","event":"E"},{"type":,}]}"#.utf8)

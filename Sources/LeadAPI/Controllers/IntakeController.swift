@@ -41,13 +41,20 @@ struct IntakeController {
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
         // `curl -d '{...}'` labels JSON as a form; a form body never starts with "{".
-        if contentType.hasPrefix("application/x-www-form-urlencoded"), bytes.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
+        // (A byte order mark before the "{" is JSON's too, as `curl --data-binary @file.json` sends it.)
+        let unmarked = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes[...]
+        if contentType.hasPrefix("application/x-www-form-urlencoded"), unmarked.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 // Refused as a JSON body's would be, rather than stored as U+FFFD.
                 let problem = "holds invalid UTF-8 (at byte \(FormEncoding.firstInvalidUTF8Offset(bytes) + 1))"
                 throw APIError(.validationFailed, "the body \(problem)", errors: ["body": [problem]])
             }
-            parsed = LeadInput.patch(fromForm: FormEncoding.fields(text))
+            switch FormEncoding.formFields(text) {
+            case .success(let fields): parsed = LeadInput.patch(fromForm: fields)
+            case .failure(let notUTF8):
+                let problem = "is percent-encoded text that is not UTF-8 (the page's form must send UTF-8)"
+                throw APIError(.validationFailed, "the body's field \(notUTF8.key) \(problem)", errors: [notUTF8.key: [problem]])
+            }
         } else if let object = LeadInput.object(bytes) {
             parsed = LeadInput.patch(from: object)
         } else {
