@@ -60,17 +60,29 @@ struct LeadListQuery {
         for (key, value) in items {
             // `_=1700000000` is how jQuery and others bust caches: never a filter.
             guard accepted.contains(key) || key.hasPrefix("_") else {
-                if errors[key] == nil { fail(key, "is not a parameter here; the parameters are \(accepted.sorted().joined(separator: ", "))") }
+                if errors[key] == nil {
+                    let documented = accepted.subtracting(["order"]).sorted()  // `order`: an alias of direction
+                    fail(key, "is not a parameter here; the parameters are \(documented.joined(separator: ", "))")
+                }
                 continue
             }
+            // A blank value is no value (a form's empty input): it neither filters nor conflicts.
+            let trimmed = value.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
             guard let earlier = first[key] else { first[key] = value; continue }
             // Statuses are a list: status=new&status=lost is status=new,lost. Any other
-            // parameter sent twice must say the same both times.
+            // parameter sent twice must say the same both times, unless this use ignores it.
             if key == "status" {
                 first[key] = earlier + "," + value
-            } else if earlier != value, errors[key] == nil {
+            } else if earlier.trimmingCharacters(in: .whitespaces) != trimmed, errors[key] == nil,
+                      !(use == .stats && (Self.pageNames.contains(key) || Self.sortNames.contains(key))) {
                 fail(key, "is given twice with different values")
             }
+        }
+        if let direction = first["direction"], let order = first["order"],
+           direction.trimmingCharacters(in: .whitespaces).lowercased() != order.trimmingCharacters(in: .whitespaces).lowercased(),
+           use != .stats {
+            fail("direction", "and order (its alias) say different things; send one")
         }
         let paged = use != .export
         let leadCursor = use != .sublist
