@@ -295,6 +295,17 @@ struct OpenAPITests {
             let models = try await client.call(.get, "/api/v1/models", key: api.reader)
             let modelsMismatches = try Self.mismatches(models.json, Self.responseSchema("GET", "/api/v1/models", 200))
             #expect(modelsMismatches == [])
+
+            // A model file from before undefined values were written as null leaves them out;
+            // the API still gives every documented key.
+            try await api.store.writer.write { db in
+                try db.execute(sql: "UPDATE models SET body = json_remove(body, '$.metrics.auc', '$.metrics.calibration[0].mean_predicted')")
+            }
+            let older = try await client.call(.get, "/api/v1/models/active", key: api.reader)
+            let olderMismatches = try Self.mismatches(older.json, Self.responseSchema("GET", "/api/v1/models/active", 200))
+            #expect(olderMismatches == [])
+            let metrics = try #require(older.data["metrics"] as? [String: Any])
+            #expect(metrics["auc"] is NSNull)
         }
     }
 

@@ -27,6 +27,14 @@ struct ModelsController {
 
         static let passedThrough = ["metrics", "coefficients", "intercept", "columns", "training", "C", "iterations", "converged"]
 
+        /// The metrics re-encoded, so a model file written before undefined values were written
+        /// as null (an AUC with one class, an empty bin's mean) still has every documented key.
+        static func metricsWithNulls(_ value: JSONValue) -> [UInt8]? {
+            guard let metrics = try? JSONDecoder().decode(ModelMetrics.self, from: Data(value.compactText.utf8)),
+                  let encoded = try? JSONEncoder().encode(metrics) else { return nil }
+            return Array(encoded)
+        }
+
         func write(to json: inout JSONWriter) {
             json.beginObject()
             json.key("version"); json.value(entry.version)
@@ -37,7 +45,10 @@ struct ModelsController {
             json.key("holdout_auc"); json.value(entry.holdoutAUC)
             if case .object(let object)? = body {
                 for key in Self.passedThrough {
-                    if let value = object[key] {
+                    if key == "metrics", let value = object[key], let metrics = Self.metricsWithNulls(value) {
+                        json.key(key)
+                        json.raw(ByteBuffer(bytes: metrics))
+                    } else if let value = object[key] {
                         json.key(key)
                         json.raw(ByteBuffer(string: value.compactText))
                     } else if key == "C" {
@@ -163,7 +174,7 @@ struct ModelsController {
                     "version": outcome.model.version, "rows": outcome.model.training.rows,
                     "log_loss": m.logLoss, "brier": m.brier, "iterations": outcome.model.iterations,
                 ]
-                if let auc = m.auc { result["auc"] = auc }
+                result["auc"] = m.auc.map { $0 as Any } ?? NSNull()  // undefined with one class: null, as in the model
                 switch outcome.decision {
                 case .activate: result["activated"] = true
                 case .keep(let reason):
