@@ -29,6 +29,7 @@ public enum Schema {
         migrator.registerMigration("v18-job-owners", foreignKeyChecks: .immediate, migrate: jobOwners)
         migrator.registerMigration("v19-merged-identities", foreignKeyChecks: .immediate, migrate: mergedIdentities)
         migrator.registerMigration("v20-property-set-hashes", foreignKeyChecks: .immediate, migrate: propertySetHashes)
+        migrator.registerMigration("v21-unassigned-owners", foreignKeyChecks: .immediate, migrate: unassignedOwners)
         return migrator
     }
 
@@ -418,6 +419,13 @@ public enum Schema {
             after = last[0]
         }
         try db.execute(sql: "CREATE INDEX event_property_sets_hash ON event_property_sets(hash)")
+    }
+
+    /// "Unassigned" is no owner since v21 (`Assignee.meansNone`): the list filter by that name
+    /// finds leads without one, so a lead a CRM export gave that owner could be found by no
+    /// filter. Such leads have none now.
+    static func unassignedOwners(_ db: Database) throws {
+        try db.execute(sql: "UPDATE leads SET assigned_to = NULL WHERE lower(trim(assigned_to, ' ' || char(9))) = 'unassigned'")
     }
 
     /// Emails are matched in Unicode's composed form (NFC) since v17 (see

@@ -344,6 +344,20 @@ struct StoreTests {
         #expect(rows.map { $0[1] as Int64? } == [PropertySetHash.of(#"{"plan":"pro"}"#), PropertySetHash.of(#"{"x":1}"#)])
     }
 
+    @Test("v21 takes the owner \"Unassigned\", the list filter's name for none, from the leads a CRM export gave it")
+    func unassignedOwnersMigration() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try leaveDatabase(at: path, upTo: "v20-property-set-hashes") { db in
+            for owner in ["Unassigned", " UNASSIGNED ", "rep-7", "unassigned team"] {
+                try db.execute(sql: "INSERT INTO leads (assigned_to, created_at, updated_at) VALUES (?, 1, 1)", arguments: [owner])
+            }
+        }
+        let store = try LeadStore.open(path: path)
+        let owners = try store.reader.read { try String?.fetchAll($0, sql: "SELECT assigned_to FROM leads ORDER BY id") }
+        #expect(owners == [nil, nil, "rep-7", "unassigned team"])
+    }
+
     @Test("the background checkpointer copies committed WAL frames into the database file while the writer goes on")
     func backgroundCheckpointerCopiesTheWAL() throws {
         #expect(BackgroundCheckpointer(store: try LeadStore.inMemory()) == nil)
