@@ -107,11 +107,13 @@ final class JobRunner: Sendable {
             try db.execute(sql: """
                 INSERT INTO jobs (kind, state, created_at, parameters, owner_pid, owner_token) VALUES (?, 'queued', ?, ?, ?, ?)
                 """, arguments: [kind, now, parametersJSON, getpid(), token])
-            return Job(id: db.lastInsertedRowID, kind: kind, state: "queued", progress: 0, createdAt: now)
+            let id = db.lastInsertedRowID
+            // Before the commit: a concurrent failInterruptedJobs must not take it for an orphan.
+            unfinished.withLock { _ = $0.insert(id) }
+            return Job(id: id, kind: kind, state: "queued", progress: 0, createdAt: now)
         }
         let store = self.store
         let logger = self.logger
-        unfinished.withLock { _ = $0.insert(job.id) }
         enqueue { [self] isActive in
             let id = job.id
             // Once finished here, the job reads as interrupted should its row still say otherwise.

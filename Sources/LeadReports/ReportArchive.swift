@@ -129,7 +129,7 @@ extension Reports {
 
         /// yyyy-MM-dd-HHmmss, UTC.
         static func id(for date: Date) -> String {
-            let iso = Reports.isoTimestamp(millis: Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
+            let iso = Reports.isoTimestamp(millis: Reports.millis(date))
             // 2026-03-05T06:00:00.000Z → 2026-03-05-060000
             let time = iso.dropFirst(11).prefix(8).replacingOccurrences(of: ":", with: "")
             return iso.prefix(10) + "-" + time

@@ -85,7 +85,7 @@ extension Reports.Period {
     /// Every lead: from the oldest creation time to now (or past the newest, if a clock put one
     /// in the future). An empty store gets the last day.
     public static func allTime(in db: Database, now: Date = Date()) throws -> Reports.Period {
-        let nowMillis = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+        let nowMillis = Reports.millis(now)
         let row = try Row.fetchOne(db, sql: "SELECT min(created_at), max(created_at) FROM leads")
         let oldest: Int64? = row?[0], newest: Int64? = row?[1]
         return Reports.Period(from: oldest ?? nowMillis - Reports.dayMillis, until: max(nowMillis, (newest ?? 0) + 1), name: "all time")

@@ -414,7 +414,7 @@ enum Format {
     }
 
     static func dateTime(_ date: Date) -> String {
-        let iso = Reports.isoTimestamp(millis: Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
+        let iso = Reports.isoTimestamp(millis: Reports.millis(date))
         return iso.prefix(10) + " " + iso.dropFirst(11).prefix(5) + " UTC"
     }
 
