@@ -23,6 +23,9 @@ public struct APIConfiguration: Sendable {
     /// is closed: a client that stops mid-body would otherwise hold it open for good. A request
     /// the server is still answering never times out.
     public var idleTimeout: Duration = .seconds(60)
+    /// Origins whose browser pages may call the API (`https://dash.example.com`, or `*`); none:
+    /// no CORS headers, so browsers only let pages of the API's own origin read it.
+    public var corsOrigins: [String] = []
 
     public init(version: String) { self.version = version }
 }
@@ -135,6 +138,11 @@ public func buildRouter(
     let routes = RouteTable()
     router.add(middleware: BodyLimitMiddleware(maxBodyBytes: max(1, configuration.maxBodyBytes)))
     router.add(middleware: MetricsMiddleware())
+    // Outside the error and auth middleware: a preflight carries no key, and an error (a 401, a
+    // 429) must reach the page with its CORS headers to be read.
+    if !configuration.corsOrigins.isEmpty {
+        router.add(middleware: CrossOriginMiddleware(origins: configuration.corsOrigins))
+    }
     router.add(middleware: APIErrorMiddleware())
     router.add(middleware: AuthMiddleware(keys: services.keys, limiter: services.limiter))
     router.add(middleware: MethodNotAllowedMiddleware(routes: routes))

@@ -28,11 +28,26 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body, decoded when compressed (bytes, or with K, M or G: 512K, 20M); larger bodies get 413.")
     var maxBodySize = "10M"
 
+    @Option(name: .customLong("cors-origin"), help: ArgumentHelp(
+        "Let browser pages of this origin call the API (a dashboard elsewhere), e.g. https://dash.example.com; repeat for more, or * for any. They still send a key.",
+        valueName: "origin"))
+    var corsOrigins: [String] = []
+
     @OptionGroup(title: "Scheduled reports") var reports: ReportScheduleOptions
 
     func validate() throws {
         if !(1...65_535).contains(port) { throw ValidationError("--port must be between 1 and 65535.") }
         _ = try maxBodyBytes()
+        _ = try allowedOrigins()
+    }
+
+    func allowedOrigins() throws -> [String] {
+        try corsOrigins.map { text in
+            guard let origin = CrossOrigin.normalized(text) else {
+                throw ValidationError("--cors-origin takes an origin such as https://dash.example.com (scheme, host, optional port; no path), or *.")
+            }
+            return origin
+        }
     }
 
     /// At least 1 KiB, so a body can name a lead; at most 1 GiB, which the server would hold in memory.
@@ -71,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.reportsDirectory = reports.reportsDir
         configuration.reportKeep = reports.reportKeep
         configuration.maxBodyBytes = try maxBodyBytes()
+        configuration.corsOrigins = try allowedOrigins()
         let app = buildApplication(store: leadStore, configuration: configuration, logger: logger)
         Terminal.status("serving \(store.db) on http://\(host):\(port)/api/v1 (Ctrl-C to stop)")
         // The report scheduler, when --report-schedule is given, runs in the server's service group.

@@ -286,3 +286,59 @@ final class ManualClock: @unchecked Sendable {
     var seconds: Int64
     init(seconds: Int64) { self.seconds = seconds }
 }
+
+@Suite("Cross-origin access")
+struct CrossOriginTests {
+    static let dashboard = "https://dash.example.com"
+
+    func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, origin: String?, key: String? = nil,
+              extra: HTTPFields = [:]) async throws -> TestResponse {
+        var headers = extra
+        if let origin { headers[.origin] = origin }
+        if let key { headers[.authorization] = "Bearer \(key)" }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: nil) { $0 }
+    }
+
+    @Test("an allowed origin's preflight passes without a key, and its pages read answers and errors with their rate headers; other origins get no CORS headers")
+    func allowedOrigins() async throws {
+        let api = try TestAPI(leads: 3)
+        defer { api.cleanUp() }
+        let app = api.app { $0.corsOrigins = [Self.dashboard] }
+        try await app.test(.router) { client in
+            let preflight = try await call(client, .options, "/api/v1/leads/stats", origin: Self.dashboard,
+                                           extra: [.accessControlRequestMethod: "GET", .accessControlRequestHeaders: "authorization"])
+            #expect(preflight.status == .noContent)
+            #expect(preflight.headers[.accessControlAllowOrigin] == Self.dashboard)
+            #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("x-api-key") == true)
+
+            let stats = try await call(client, .get, "/api/v1/leads/stats", origin: Self.dashboard, key: api.reader)
+            #expect(stats.status == .ok && stats.headers[.accessControlAllowOrigin] == Self.dashboard)
+            #expect(stats.headers[.vary]?.contains("Origin") == true)
+            // Read on the response itself: a dashboard shows the key's rate limit.
+            #expect(stats.headers[.accessControlExposeHeaders]?.contains("X-RateLimit-Remaining") == true)
+            let unauthorized = try await call(client, .get, "/api/v1/leads", origin: Self.dashboard)
+            #expect(unauthorized.status == .unauthorized && unauthorized.headers[.accessControlAllowOrigin] == Self.dashboard)
+
+            let elsewhere = try await call(client, .get, "/api/v1/leads/stats", origin: "https://evil.example", key: api.reader)
+            #expect(elsewhere.status == .ok && elsewhere.headers[.accessControlAllowOrigin] == nil)
+            let elsewherePreflight = try await call(client, .options, "/api/v1/leads/stats", origin: "https://evil.example",
+                                                    extra: [.accessControlRequestMethod: "GET"])
+            #expect(elsewherePreflight.headers[.accessControlAllowOrigin] == nil)
+        }
+        // Off unless asked for.
+        try await api.app.test(.router) { client in
+            let plain = try await call(client, .get, "/api/v1/leads/stats", origin: Self.dashboard, key: api.reader)
+            #expect(plain.status == .ok && plain.headers[.accessControlAllowOrigin] == nil)
+        }
+    }
+
+    @Test("origins are taken as browsers send them, or refused")
+    func originSyntax() {
+        #expect(CrossOrigin.normalized("https://Dash.Example.com/") == "https://dash.example.com")
+        #expect(CrossOrigin.normalized("http://localhost:3000") == "http://localhost:3000")
+        #expect(CrossOrigin.normalized("*") == "*")
+        for bad in ["dash.example.com", "https://dash.example.com/app", "ftp://x.example", "https://"] {
+            #expect(CrossOrigin.normalized(bad) == nil, "\(bad)")
+        }
+    }
+}
