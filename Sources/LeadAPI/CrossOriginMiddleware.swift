@@ -30,9 +30,18 @@ struct CrossOriginMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let origin = request.headers[.origin], let cors = anyOrigin ?? byOrigin[origin] else {
-            return try await next(request, context)
+            var response = try await next(request, context)
+            // The answer depends on the origin: a shared cache must not give this one to a dashboard.
+            if anyOrigin == nil { response.headers[values: .vary].append("Origin") }
+            return response
         }
-        var response = try await cors.handle(request, context: context, next: next)
+        var response: Response
+        do {
+            response = try await cors.handle(request, context: context, next: next)
+        } catch let error as any HTTPResponseError {
+            // An error (a 401, a 429) is answered here, so its rate headers are exposed too.
+            response = try error.response(from: request, context: context)
+        }
         // The spec reads Access-Control-Expose-Headers on the response itself, where
         // CORSMiddleware leaves it out (it sends it on the preflight only).
         if request.method != .options {
@@ -51,8 +60,18 @@ public enum CrossOrigin {
         let origin = trimmed.hasSuffix("/") ? String(trimmed.dropLast()) : trimmed
         guard let schemeEnd = origin.range(of: "://"),
               ["http", "https"].contains(origin[..<schemeEnd.lowerBound].lowercased()) else { return nil }
-        let host = origin[schemeEnd.upperBound...]
-        guard !host.isEmpty, !host.contains("/"), !host.contains("?"), !host.contains("#") else { return nil }
-        return origin[..<schemeEnd.lowerBound].lowercased() + "://" + host.lowercased()
+        let scheme = origin[..<schemeEnd.lowerBound].lowercased()
+        var host = origin[schemeEnd.upperBound...].lowercased()
+        // A host name or address and an optional port, as a browser's Origin header has them:
+        // no path, user, wildcard or space, which no Origin header could ever match.
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789.-:[]")
+        guard !host.isEmpty, host.allSatisfy(allowed.contains) else { return nil }
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") {
+            guard let port = Int(host[host.index(after: colon)...]), (1...65_535).contains(port) else { return nil }
+            // Browsers leave the scheme's own port out.
+            if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) { host = String(host[..<colon]) }
+        }
+        guard !host.isEmpty, !host.hasPrefix(":") else { return nil }
+        return scheme + "://" + host
     }
 }

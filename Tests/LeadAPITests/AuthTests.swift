@@ -318,9 +318,13 @@ struct CrossOriginTests {
             #expect(stats.headers[.accessControlExposeHeaders]?.contains("X-RateLimit-Remaining") == true)
             let unauthorized = try await call(client, .get, "/api/v1/leads", origin: Self.dashboard)
             #expect(unauthorized.status == .unauthorized && unauthorized.headers[.accessControlAllowOrigin] == Self.dashboard)
+            #expect(unauthorized.headers[.accessControlExposeHeaders]?.contains("Retry-After") == true, "errors expose their headers too")
+            let errorBody = try JSONSerialization.jsonObject(with: Data(unauthorized.body.readableBytesView)) as? [String: Any]
+            #expect(errorBody?["code"] as? String == "UNAUTHORIZED", "the one error shape")
 
             let elsewhere = try await call(client, .get, "/api/v1/leads/stats", origin: "https://evil.example", key: api.reader)
             #expect(elsewhere.status == .ok && elsewhere.headers[.accessControlAllowOrigin] == nil)
+            #expect(elsewhere.headers[.vary]?.contains("Origin") == true, "a shared cache keeps the origins apart")
             let elsewherePreflight = try await call(client, .options, "/api/v1/leads/stats", origin: "https://evil.example",
                                                     extra: [.accessControlRequestMethod: "GET"])
             #expect(elsewherePreflight.headers[.accessControlAllowOrigin] == nil)
@@ -337,7 +341,10 @@ struct CrossOriginTests {
         #expect(CrossOrigin.normalized("https://Dash.Example.com/") == "https://dash.example.com")
         #expect(CrossOrigin.normalized("http://localhost:3000") == "http://localhost:3000")
         #expect(CrossOrigin.normalized("*") == "*")
-        for bad in ["dash.example.com", "https://dash.example.com/app", "ftp://x.example", "https://"] {
+        #expect(CrossOrigin.normalized("https://a.example:443") == "https://a.example")
+        #expect(CrossOrigin.normalized("http://[::1]:8080") == "http://[::1]:8080")
+        for bad in ["dash.example.com", "https://dash.example.com/app", "ftp://x.example", "https://", "https://*.example.com",
+                    "https://user@a.com", "https://a b.com", "https://a.com:99999", "https://a.com:"] {
             #expect(CrossOrigin.normalized(bad) == nil, "\(bad)")
         }
     }
