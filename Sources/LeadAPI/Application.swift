@@ -169,3 +169,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }
+
+extension APIRequestContext {
+    /// Whether the request's key may read leads: a write-only key is told what it wrote, not the lead.
+    var mayReadLeads: Bool { apiKey?.scopes.contains(.read) ?? false }
+}

@@ -159,10 +159,18 @@ struct LeadJSON: JSONWritable, Sendable {
     let lead: LeadRecord
     var factors: [FactorJSON]?
     var matchedOn: [String]?
+    /// Only the id and `updated_at`: the answer to a write by a key without the read scope. A
+    /// form's or a pipeline's key must not read leads by writing to them (a no-op tag on each id).
+    var withheld = false
 
     func write(to json: inout JSONWriter) {
         json.beginObject()
         json.key("id"); json.value(lead.id)
+        if withheld {
+            json.key("updated_at"); json.date(lead.updatedAt)
+            json.endObject()
+            return
+        }
         json.key("external_id"); json.value(lead.externalID)
         json.key("first_name"); json.value(lead.firstName)
         json.key("last_name"); json.value(lead.lastName)

@@ -63,12 +63,35 @@ struct AuthTests {
         }
     }
 
+    @Test("a write-only key is told which lead it wrote, never what the lead holds")
+    func writeOnlyKeysReadNothing() async throws {
+        let api = try TestAPI(leads: 3)
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            let created = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "w@example.com", "first_name": "Wes"])
+            #expect(created.status == .created)
+            #expect(Set(created.data.keys) == ["id", "updated_at"], "\(created.data)")
+            #expect(try OpenAPITests.mismatches(created.json, OpenAPITests.responseSchema("POST", "/api/v1/leads", 201)) == [])
+            let id = try #require(created.data["id"] as? Int)
+            for (method, path, body) in [(HTTPRequest.Method.post, "/tags", ["name": "zz"]), (.delete, "/tags/zz", [:]),
+                                         (.put, "/status", ["status": "new"]), (.patch, "", ["company": "Acme"]),
+                                         (.put, "/assign", ["user_id": NSNull()]), (.put, "/notes", ["notes": "x"])] as [(HTTPRequest.Method, String, [String: Any])] {
+                let reply = try await client.call(method, "/api/v1/leads/\(id)\(path)", key: api.writer, json: body)
+                #expect((200..<300).contains(reply.status.code) && Set(reply.data.keys) == ["id", "updated_at"], "\(method) \(path): \(reply.data)")
+            }
+            // A key that may read gets the lead.
+            let full = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["company": "Initech"])
+            #expect(full.data["email"] as? String == "w@example.com" && full.data["company"] as? String == "Initech")
+            #expect(try OpenAPITests.mismatches(full.json, OpenAPITests.responseSchema("PATCH", "/api/v1/leads/{id}", 200)) == [])
+        }
+    }
+
     @Test("keys are stored only as SHA-256 hashes")
     func hashedAtRest() throws {
         let api = try TestAPI()
         defer { api.cleanUp() }
         let stored = try api.store.reader.read { db in try Data.fetchAll(db, sql: "SELECT key_hash FROM api_keys") }
-        #expect(stored.count == 4)
+        #expect(stored.count == 5)
         #expect(stored.allSatisfy { $0.count == 32 })
         let dump = try api.store.reader.read { db in
             try String.fetchAll(db, sql: "SELECT name || prefix || scopes FROM api_keys").joined()

@@ -29,7 +29,7 @@ struct LeadRoutesTests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         try await api.app.test(.router) { client in
-            let created = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+            let created = try await client.call(.post, "/api/v1/leads", key: api.editor, json: [
                 "email": "Grace@Example.com", "first_name": "Grace", "company": "Navy", "value": 1200,
                 "tags": ["vip"], "custom_fields": ["Budget": "50k"],
             ])
@@ -43,90 +43,90 @@ struct LeadRoutesTests {
                 #expect(created.data.keys.contains(key), "the lead object always has \(key)")
             }
 
-            let conflict = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "grace@example.com"])
+            let conflict = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["email": "grace@example.com"])
             #expect(conflict.status == .conflict)
             #expect(conflict.errorCode == "CONFLICT")
-            let invalid = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "not-an-email", "status": "winning", "shoe_size": 9])
+            let invalid = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["email": "not-an-email", "status": "winning", "shoe_size": 9])
             #expect(invalid.status == .unprocessableContent)
             #expect(Set(invalid.fieldErrors.keys) == ["email", "status", "shoe_size"])
-            let anonymous = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["first_name": "Nobody"])
+            let anonymous = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["first_name": "Nobody"])
             #expect(anonymous.status == .unprocessableContent)
 
             let shown = try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader)
             #expect(shown.status == .ok)
             #expect(shown.data["factors"] is [Any])
 
-            let patched = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["company": "US Navy", "value": NSNull()])
+            let patched = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["company": "US Navy", "value": NSNull()])
             #expect(patched.status == .ok)
             #expect(patched.data["company"] as? String == "US Navy")
             #expect(patched.data["value"] is NSNull)
             #expect(patched.data["first_name"] as? String == "Grace", "a partial update leaves other fields")
-            let put = try await client.call(.put, "/api/v1/leads/\(id)", key: api.writer, json: ["last_name": "Hopper"])
+            let put = try await client.call(.put, "/api/v1/leads/\(id)", key: api.editor, json: ["last_name": "Hopper"])
             #expect(put.data["last_name"] as? String == "Hopper")
             // The lead's own email sent back is no conflict; clearing its only identity is refused.
-            #expect(try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": "grace@example.com"]).status == .ok)
-            let bare = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["email": NSNull(), "phone": NSNull()])
+            #expect(try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["email": "grace@example.com"]).status == .ok)
+            let bare = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["email": NSNull(), "phone": NSNull()])
             #expect(bare.status == .unprocessableContent && bare.fieldErrors["email"] != nil)
             #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["email"] as? String == "grace@example.com")
             // An export's decorations come off: the address inside is stored.
-            let decorated = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "Ann Lee <Ann.Lee@Example.com>"])
+            let decorated = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["email": "Ann Lee <Ann.Lee@Example.com>"])
             #expect(decorated.status == .created && decorated.data["email"] as? String == "ann.lee@example.com", "\(decorated.json)")
-            #expect(try await client.call(.delete, "/api/v1/leads/\(try #require(decorated.data["id"] as? Int))", key: api.writer).status == .noContent)
+            #expect(try await client.call(.delete, "/api/v1/leads/\(try #require(decorated.data["id"] as? Int))", key: api.editor).status == .noContent)
             // The error names the field the request clears.
-            let external = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["external_id": "X-1"])
+            let external = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["external_id": "X-1"])
             let externalID = try #require(external.data["id"] as? Int)
-            let unnamed = try await client.call(.patch, "/api/v1/leads/\(externalID)", key: api.writer, json: ["external_id": NSNull()])
+            let unnamed = try await client.call(.patch, "/api/v1/leads/\(externalID)", key: api.editor, json: ["external_id": NSNull()])
             #expect(unnamed.status == .unprocessableContent && unnamed.fieldErrors.keys.sorted() == ["external_id"], "\(unnamed.json)")
-            #expect(try await client.call(.delete, "/api/v1/leads/\(externalID)", key: api.writer).status == .noContent)
-            let two = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["external_id": "X-2", "email": "x2@example.com"])
+            #expect(try await client.call(.delete, "/api/v1/leads/\(externalID)", key: api.editor).status == .noContent)
+            let two = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["external_id": "X-2", "email": "x2@example.com"])
             let twoID = try #require(two.data["id"] as? Int)
-            let both = try await client.call(.patch, "/api/v1/leads/\(twoID)", key: api.writer, json: ["external_id": NSNull(), "email": NSNull()])
+            let both = try await client.call(.patch, "/api/v1/leads/\(twoID)", key: api.editor, json: ["external_id": NSNull(), "email": NSNull()])
             #expect(both.fieldErrors.keys.sorted() == ["email", "external_id"], "each field cleared is named: \(both.json)")
-            #expect(try await client.call(.delete, "/api/v1/leads/\(twoID)", key: api.writer).status == .noContent)
+            #expect(try await client.call(.delete, "/api/v1/leads/\(twoID)", key: api.editor).status == .noContent)
             // A NUL would cut the stored text short: refused, naming the field, on every way in.
-            let nul = try await client.call(.post, "/api/v1/leads", key: api.writer, json: ["email": "nul\u{0}@example.com"])
+            let nul = try await client.call(.post, "/api/v1/leads", key: api.editor, json: ["email": "nul\u{0}@example.com"])
             #expect(nul.status == .unprocessableContent && nul.fieldErrors["email"] != nil)
-            let nulIntake = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "n@example.com", "first_name": "A\u{0}B"])
+            let nulIntake = try await client.call(.post, "/api/v1/intake", key: api.editor, json: ["email": "n@example.com", "first_name": "A\u{0}B"])
             #expect(nulIntake.status == .unprocessableContent && nulIntake.fieldErrors["first_name"] != nil)
-            let nulCustom = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": ["Plan": "a\u{0}b"]])
+            let nulCustom = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["custom_fields": ["Plan": "a\u{0}b"]])
             #expect(nulCustom.status == .unprocessableContent && nulCustom.fieldErrors["custom_fields.Plan"] != nil)
             for (method, path, body, field) in [(HTTPRequest.Method.put, "notes", ["notes": "a\u{0}b"], "notes"),
                                                 (.post, "tags", ["name": "t\u{0}x"], "name"),
                                                 (.put, "assign", ["user_id": "bo\u{0}b"], "user_id")] {
-                let reply = try await client.call(method, "/api/v1/leads/\(id)/\(path)", key: api.writer, json: body)
+                let reply = try await client.call(method, "/api/v1/leads/\(id)/\(path)", key: api.editor, json: body)
                 #expect(reply.status == .unprocessableContent && reply.fieldErrors[field] != nil, "\(path)")
             }
             // Exports and imports separate tags with commas and semicolons: a tag holding one is
             // refused where it would come back from a round trip as two.
-            let commaTag = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["name": "a,b"])
+            let commaTag = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.editor, json: ["name": "a,b"])
             #expect(commaTag.status == .unprocessableContent && commaTag.fieldErrors["name"]?.first?.contains("comma") == true)
-            let semicolonTags = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["tags": ["ok", "x;y"]])
+            let semicolonTags = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["tags": ["ok", "x;y"]])
             #expect(semicolonTags.status == .unprocessableContent && semicolonTags.fieldErrors["tags"] != nil)
             let manyFields = Dictionary(uniqueKeysWithValues: (0...Ingest.maxCustomFields).map { ("f\($0)", "v") })
-            let tooMany = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["custom_fields": manyFields])
+            let tooMany = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["custom_fields": manyFields])
             #expect(tooMany.status == .unprocessableContent && tooMany.fieldErrors["custom_fields"] != nil)
             // Intake says the cap once, not once per field past it.
             let intakeFields = Dictionary(uniqueKeysWithValues: (0..<(Ingest.maxCustomFields + 50)).map { ("f\($0)", "v") })
-            let crowded = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "crowd@example.com", "custom_fields": intakeFields])
+            let crowded = try await client.call(.post, "/api/v1/intake", key: api.editor, json: ["email": "crowd@example.com", "custom_fields": intakeFields])
             #expect(crowded.status == .unprocessableContent)
             #expect(crowded.fieldErrors.keys.sorted() == ["custom_fields"], "\(crowded.fieldErrors.keys.count) fields named")
             // JSON true is "true", and the numbers 0 and 1 are numbers (Linux bridges them to Bool).
-            let typed = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer,
+            let typed = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor,
                                               json: ["value": 1, "custom_fields": ["Trial": true, "Seats": 1]])
             #expect(typed.status == .ok, "\(typed.json)")
             #expect(typed.data["value"] as? Double == 1)
             #expect((typed.data["custom_fields"] as? [String: String]) ?? [:] == ["Budget": "50k", "Trial": "true", "Seats": "1"])
 
-            let status = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "qualified"])
+            let status = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.editor, json: ["status": "qualified"])
             #expect(status.data["status"] as? String == "qualified")
-            let badStatus = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.writer, json: ["status": "great"])
+            let badStatus = try await client.call(.put, "/api/v1/leads/\(id)/status", key: api.editor, json: ["status": "great"])
             #expect(badStatus.status == .unprocessableContent)
             #expect(badStatus.fieldErrors["status"] != nil)
 
-            let notes = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.writer, json: ["notes": "call back Monday"])
+            let notes = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.editor, json: ["notes": "call back Monday"])
             #expect(notes.data["notes"] as? String == "call back Monday")
             // A misspelled key is refused rather than read as "clear the notes".
-            let misspelled = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.writer, json: ["note": "x"])
+            let misspelled = try await client.call(.put, "/api/v1/leads/\(id)/notes", key: api.editor, json: ["note": "x"])
             #expect(misspelled.status == .unprocessableContent && misspelled.fieldErrors["notes"] != nil)
             #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).data["notes"] as? String == "call back Monday")
 
@@ -134,7 +134,7 @@ struct LeadRoutesTests {
             for (path, body, field) in [("status", ["status": 5], "status"), ("assign", ["user_id": ["x"]], "user_id"),
                                         ("tags", ["name": true], "name"), ("merge", ["duplicate_id": "14"], "duplicate_id")] as [(String, [String: Any], String)] {
                 let reply = try await client.call(path == "tags" || path == "merge" ? .post : .put, "/api/v1/leads/\(id)/\(path)",
-                                                  key: api.writer, json: body)
+                                                  key: api.editor, json: body)
                 #expect(reply.status == .unprocessableContent, "\(path)")
                 #expect(reply.fieldErrors[field] != nil, "\(path): \(reply.json)")
                 let message = reply.fieldErrors[field]?.joined() ?? ""
@@ -142,31 +142,31 @@ struct LeadRoutesTests {
                 #expect(!namesSwiftType, "a JSON type name, not Swift's: \(message)")
             }
 
-            let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: ["tag": "navy"])
+            let tagged = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.editor, json: ["tag": "navy"])
             #expect(tagged.status == .created)
             #expect(Set(tagged.data["tags"] as? [String] ?? []) == ["vip", "navy"])
             // An error names the key the client used.
             for key in ["tag", "name"] {
-                let blank = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.writer, json: [key: " "])
+                let blank = try await client.call(.post, "/api/v1/leads/\(id)/tags", key: api.editor, json: [key: " "])
                 #expect(blank.status == .unprocessableContent && blank.fieldErrors.keys.sorted() == [key], "\(blank.json)")
             }
-            let untagged = try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer)
+            let untagged = try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.editor)
             #expect(untagged.data["tags"] as? [String] == ["navy"])
-            #expect(try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.writer).status == .notFound)
+            #expect(try await client.call(.delete, "/api/v1/leads/\(id)/tags/vip", key: api.editor).status == .notFound)
 
-            let assigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["userId": "rep-7"])
+            let assigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.editor, json: ["userId": "rep-7"])
             #expect(assigned.data["assigned_to"] as? String == "rep-7")
             let mine = try await client.call(.get, "/api/v1/leads?assigned_to=rep-7", key: api.reader)
             #expect(mine.list.map { $0["id"] as? Int } == [id])
-            let unassigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["user_id": NSNull()])
+            let unassigned = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.editor, json: ["user_id": NSNull()])
             #expect(unassigned.data["assigned_to"] is NSNull)
             #expect(try await client.call(.get, "/api/v1/leads?assigned_to=unassigned", key: api.reader).list.count == 1)
             // No user is called "unassigned": the filter by that name could never find their leads.
-            let reserved = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.writer, json: ["user_id": "Unassigned"])
+            let reserved = try await client.call(.put, "/api/v1/leads/\(id)/assign", key: api.editor, json: ["user_id": "Unassigned"])
             #expect(reserved.status == .unprocessableContent && reserved.fieldErrors["user_id"] != nil, "\(reserved.json)")
-            let reservedPatch = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.writer, json: ["assigned_to": "unassigned"])
+            let reservedPatch = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["assigned_to": "unassigned"])
             #expect(reservedPatch.status == .unprocessableContent && reservedPatch.fieldErrors["assigned_to"] != nil, "\(reservedPatch.json)")
-            let form = try await client.call(.post, "/api/v1/intake", key: api.writer, json: ["email": "own@example.com", "owner": "Unassigned"])
+            let form = try await client.call(.post, "/api/v1/intake", key: api.editor, json: ["email": "own@example.com", "owner": "Unassigned"])
             let formID = try #require(form.json["lead_id"] as? Int)
             let formLead = try await client.call(.get, "/api/v1/leads/\(formID)", key: api.reader)
             #expect(formLead.data["assigned_to"] is NSNull, "a form's Unassigned owner is no owner")
@@ -176,7 +176,7 @@ struct LeadRoutesTests {
             #expect(kinds.contains("status_changed"))
             #expect(kinds.contains("assigned"))
 
-            #expect(try await client.call(.delete, "/api/v1/leads/\(id)", key: api.writer).status == .noContent)
+            #expect(try await client.call(.delete, "/api/v1/leads/\(id)", key: api.editor).status == .noContent)
             #expect(try await client.call(.get, "/api/v1/leads/\(id)", key: api.reader).status == .notFound)
         }
     }
@@ -780,14 +780,14 @@ struct LeadRoutesTests {
         let api = try TestAPI()
         defer { api.cleanUp() }
         try await api.app.test(.router) { client in
-            let primary = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+            let primary = try await client.call(.post, "/api/v1/leads", key: api.editor, json: [
                 "email": "kim@example.com", "first_name": "Kim", "last_name": "Lee", "company": "Hanbit", "tags": ["a"],
             ]).data["id"] as! Int
-            let twin = try await client.call(.post, "/api/v1/leads", key: api.writer, json: [
+            let twin = try await client.call(.post, "/api/v1/leads", key: api.editor, json: [
                 "external_id": "crm-9", "first_name": "kim", "last_name": "Lee", "company": "HANBIT", "phone": "+82 10 5555 0101",
                 "tags": ["b"], "notes": "met twice", "custom_fields": ["Plan": "pro"],
             ]).data["id"] as! Int
-            _ = try await client.call(.post, "/api/v1/events", key: api.writer,
+            _ = try await client.call(.post, "/api/v1/events", key: api.editor,
                                       json: ["type": "track", "userId": "crm-9", "event": "Signed Up", "messageId": "s1"])
 
             let duplicates = try await client.call(.get, "/api/v1/leads/\(primary)/duplicates", key: api.reader)
@@ -796,20 +796,20 @@ struct LeadRoutesTests {
             #expect(duplicates.meta["total"] as? Int == 1 && duplicates.meta["last_page"] as? Int == 1)
             #expect(duplicates.links["next"] is NSNull)
 
-            let itself = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": primary])
+            let itself = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.editor, json: ["duplicate_id": primary])
             #expect(itself.status == .unprocessableContent)
-            let missing = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": 99999])
+            let missing = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.editor, json: ["duplicate_id": 99999])
             #expect(missing.status == .notFound)
             // Valid JSON with a number the id cannot hold: said so, not "the body is not valid JSON".
             for raw in [#"{"duplicate_id": 6.5}"#, #"{"duplicate_id": 9223372036854775808}"#] {
-                let odd = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, raw: raw, contentType: "application/json")
+                let odd = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.editor, raw: raw, contentType: "application/json")
                 #expect(odd.status == .unprocessableContent && odd.fieldErrors["body"]?.first?.hasPrefix("holds a value that does not fit") == true,
                         "\(odd.json)")
             }
             let nul = try await client.call(.get, "/api/v1/leads?search=a%00b", key: api.reader)
             #expect(nul.status == .unprocessableContent && nul.fieldErrors["search"] != nil, "\(nul.json)")
 
-            let merged = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.writer, json: ["duplicate_id": twin])
+            let merged = try await client.call(.post, "/api/v1/leads/\(primary)/merge", key: api.editor, json: ["duplicate_id": twin])
             #expect(merged.status == .ok)
             #expect(Set(merged.data["tags"] as? [String] ?? []) == ["a", "b"])
             #expect(merged.data["external_id"] as? String == "crm-9")

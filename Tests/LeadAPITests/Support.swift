@@ -14,7 +14,10 @@ struct TestAPI {
     let directory: URL
     let admin: String
     let reader: String
+    /// Write only: what a form or a pipeline holds. Writes to a lead answer with its id alone.
     let writer: String
+    /// Read and write: what a sales tool holds, whose writes answer with the lead.
+    let editor: String
     let everything: String
 
     static let statuses = ["new", "contacted", "qualified", "converted", "lost"]
@@ -23,11 +26,12 @@ struct TestAPI {
     init(leads: Int = 0, now: Int64 = LeadStore.nowMillis()) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("leadlens-api-\(UUID().uuidString)")
         store = try LeadStore.open(path: directory.appendingPathComponent("store.sqlite").path)
-        (admin, reader, writer, everything) = try store.writer.write { db in
+        (admin, reader, writer, editor, everything) = try store.writer.write { db in
             try Self.seed(leads, now: now, in: db)
             return (try APIKeys.create(name: "admin", scopes: [.admin], rateLimit: .unlimited, in: db).key,
                     try APIKeys.create(name: "reader", scopes: [.read], rateLimit: .unlimited, in: db).key,
                     try APIKeys.create(name: "writer", scopes: [.write], rateLimit: .unlimited, in: db).key,
+                    try APIKeys.create(name: "editor", scopes: [.read, .write], rateLimit: .unlimited, in: db).key,
                     try APIKeys.create(name: "all", scopes: [.read, .write, .admin], rateLimit: .unlimited, in: db).key)
         }
     }

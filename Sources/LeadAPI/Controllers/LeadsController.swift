@@ -163,8 +163,9 @@ struct LeadsController {
         }
     }
 
-    /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now.
-    func mutate(_ id: Int64, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> LeadResponse {
+    /// Writes, rescores the lead in the same transaction, and answers with the lead as it is now
+    /// (its id and update time only, to a key that may not read leads).
+    func mutate(_ id: Int64, for context: APIRequestContext, _ body: @escaping @Sendable (Database) throws -> Void) async throws -> LeadResponse {
         let scorer = services.scorer
         // Counted once committed: a coalesced batch that rolls back runs this body again.
         let (lead, scored) = try await services.write { db -> (LeadRecord?, Int) in
@@ -175,7 +176,7 @@ struct LeadsController {
         }
         APIMetrics.leadsScored(scored)
         guard let lead else { throw APIError(.notFound, "no such lead") }
-        return LeadResponse(data: LeadJSON(lead: lead))
+        return LeadResponse(data: LeadJSON(lead: lead, withheld: !context.mayReadLeads))
     }
 
     @Sendable func create(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -192,7 +193,7 @@ struct LeadsController {
             return (try LeadRecord.fetch(id: id, in: db)!, scored)
         }
         APIMetrics.leadsScored(scored)
-        return try EditedResponse(status: .created, response: LeadResponse(data: LeadJSON(lead: lead)))
+        return try EditedResponse(status: .created, response: LeadResponse(data: LeadJSON(lead: lead, withheld: !context.mayReadLeads)))
             .response(from: request, context: context)
     }
 
@@ -207,7 +208,7 @@ struct LeadsController {
             try await requireLead(id)  // a bad body for a lead that is not there is a 404
             throw error
         }
-        return try await mutate(id) { db in try LeadMutations.update(id, changes, in: db) }
+        return try await mutate(id, for: context) { db in try LeadMutations.update(id, changes, in: db) }
     }
 
     @Sendable func delete(_ request: Request, context: APIRequestContext) async throws -> Response {
@@ -231,7 +232,7 @@ struct LeadsController {
         var changes = LeadMutations.Changes()
         changes.columns[.status] = status
         let update = changes
-        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+        return try await mutate(id, for: context) { db in try LeadMutations.update(id, update, in: db) }
     }
 
     /// `{"notes": …}`; null or "" clears them. The key is required: a body that misspells it
@@ -255,7 +256,7 @@ struct LeadsController {
         var changes = LeadMutations.Changes()
         changes.columns[.notes] = .some(body.notes.flatMap { $0.isEmpty ? nil : $0 })
         let update = changes
-        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+        return try await mutate(id, for: context) { db in try LeadMutations.update(id, update, in: db) }
     }
 
     /// `{"name": …}`, or `{"tag": …}` as older clients send it.
@@ -284,14 +285,14 @@ struct LeadsController {
         guard !tag.isEmpty, tag.count <= 100 else {
             throw APIError(.validationFailed, "invalid tag", errors: [body.key: ["must be 1 to 100 characters"]])
         }
-        let result = try await mutate(id) { db in try LeadMutations.addTag(id, tag, in: db) }
+        let result = try await mutate(id, for: context) { db in try LeadMutations.addTag(id, tag, in: db) }
         return try EditedResponse(status: .created, response: result).response(from: request, context: context)
     }
 
     @Sendable func removeTag(_ request: Request, context: APIRequestContext) async throws -> LeadResponse {
         let id = try Self.leadID(context)
         let tag = context.parameters.get("tag")?.removingPercentEncoding ?? ""
-        return try await mutate(id) { db in
+        return try await mutate(id, for: context) { db in
             guard try LeadMutations.removeTag(id, tag, in: db) else { throw APIError(.notFound, "the lead has no such tag") }
         }
     }
@@ -330,7 +331,7 @@ struct LeadsController {
         }
         changes.columns[.assignedTo] = .some(user?.isEmpty == false ? user : nil)
         let update = changes
-        return try await mutate(id) { db in try LeadMutations.update(id, update, in: db) }
+        return try await mutate(id, for: context) { db in try LeadMutations.update(id, update, in: db) }
     }
 
     @Sendable func timeline(_ request: Request, context: APIRequestContext) async throws -> ListResponse<TimelineJSON> {
@@ -419,7 +420,7 @@ struct LeadsController {
             throw APIError(.validationFailed, "a lead cannot be merged into itself", errors: ["duplicate_id": ["must differ from the lead's id"]])
         }
         do {
-            return try await mutate(id) { db in try LeadMutations.merge(primary: id, duplicate: body.duplicateID, in: db) }
+            return try await mutate(id, for: context) { db in try LeadMutations.merge(primary: id, duplicate: body.duplicateID, in: db) }
         } catch LeadMutations.Failure.notFound {
             throw APIError(.notFound, "no such duplicate lead", errors: ["duplicate_id": ["no lead has this id"]])
         }
