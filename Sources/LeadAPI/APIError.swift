@@ -190,7 +190,10 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            throw APIError.wrapping(error, request: request, bodyLimit: context.maxUploadSize, logger: context.logger)
+            // Answered here rather than thrown on: the metrics middleware outside records an
+            // error's latency only for a response (a 10 s busy-store 500 belongs in the histogram).
+            return try APIError.wrapping(error, request: request, bodyLimit: context.maxUploadSize, logger: context.logger)
+                .response(from: request, context: context)
         }
     }
 }

@@ -883,6 +883,11 @@ struct LeadRoutesTests {
             #expect(metrics.text.contains("leadlens_training_runs_total"))
             #expect(metrics.text.contains("hb_requests"))
             #expect(metrics.text.contains("http_server_request_duration_bucket"), "the latency histogram")
+            // An error's latency is in the histogram too, under its status.
+            let timed422 = metrics.text.split(separator: "\n").first {
+                $0.hasPrefix("http_server_request_duration_count") && $0.contains("\"/api/v1/models/train\"") && $0.contains("422")
+            }
+            #expect(timed422.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1, "422s timed: \(timed422 ?? "none")")
         }
     }
 
