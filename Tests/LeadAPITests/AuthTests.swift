@@ -86,6 +86,20 @@ struct AuthTests {
         }
     }
 
+    @Test("a report that cannot be written is a 500 that names no server path")
+    func reportFailureNamesNoPath() async throws {
+        let api = try TestAPI(leads: 3)
+        defer { api.cleanUp() }
+        let blocker = api.directory.appendingPathComponent("not-a-folder")
+        try Data("x".utf8).write(to: blocker)
+        let app = api.app { $0.reportsDirectory = blocker.appendingPathComponent("reports").path }
+        try await app.test(.router) { client in
+            let reply = try await client.call(.post, "/api/v1/reports", key: api.admin, json: ["period": "7d"])
+            #expect(reply.status == .internalServerError && reply.errorCode == "SERVER_ERROR")
+            #expect(!reply.text.contains(api.directory.path) && !reply.text.contains("not-a-folder"), "\(reply.text)")
+        }
+    }
+
     @Test("keys are stored only as SHA-256 hashes")
     func hashedAtRest() throws {
         let api = try TestAPI()

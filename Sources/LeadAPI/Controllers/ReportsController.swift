@@ -127,7 +127,9 @@ struct ReportsController {
         do {
             manifest = try await generator.generateInBackground(period: period, now: now)
         } catch let error as Reports.ReportError {
-            throw APIError(.serverError, "the report could not be written: \(error.message)")
+            // The reason names server paths: for the operator's log, not the client.
+            context.logger.error("report not written", metadata: ["error": "\(error.message)"])
+            throw APIError(.serverError, "the report could not be written; the server's log says why")
         }
         guard let manifest else { throw APIError(.serverError, "no report was written") }
         return try EditedResponse(status: .created, response: DataResponse(data: ReportJSON(manifest)))
