@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Hummingbird
 import LeadIngest
 import LeadStore
@@ -146,8 +147,16 @@ extension APIError {
                             }))
         case LeadMutations.Failure.conflict(let field):
             return APIError(.conflict, "another lead already has this \(field)", errors: [field: ["already taken by another lead"]])
+        case let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED:
+            // Another process held the store's write lock past the busy timeout (10 s): a
+            // moment's wait usually clears it.
+            logger.warning("store busy", metadata: ["sqlite.code": "\(error.resultCode)", "http.path": "\(request.uri.path)"])
+            return APIError(.serverError, "the store is busy with another writer; retry shortly", headers: [.retryAfter: "1"])
         default:
-            logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "http.path": "\(request.uri.path)"])
+            var metadata: Logger.Metadata = ["error.type": "\(type(of: error))", "http.path": "\(request.uri.path)"]
+            // The result code alone (the message may quote SQL and values).
+            if let error = error as? DatabaseError { metadata["sqlite.code"] = "\(error.resultCode)" }
+            logger.error("request failed", metadata: metadata)
             return APIError(.serverError, "the server failed to handle the request")
         }
     }

@@ -1,8 +1,10 @@
 import Foundation
+import GRDB
 import Hummingbird
 import HummingbirdTesting
 @testable import LeadAPI
 import LeadStore
+import Logging
 import Testing
 
 @Suite("Auth, scopes and rate limits")
@@ -98,6 +100,15 @@ struct AuthTests {
             #expect(reply.status == .internalServerError && reply.errorCode == "SERVER_ERROR")
             #expect(!reply.text.contains(api.directory.path) && !reply.text.contains("not-a-folder"), "\(reply.text)")
         }
+    }
+
+    @Test("a store another process holds locked past the busy timeout is a 500 with Retry-After, its SQL left out")
+    func busyStore() throws {
+        let request = Request(head: .init(method: .post, scheme: "http", authority: "localhost", path: "/api/v1/leads"), body: .init(buffer: .init()))
+        let busy = DatabaseError(resultCode: .SQLITE_BUSY, message: "database is locked", sql: "INSERT INTO leads (email) VALUES ('a@b.c')")
+        let error = APIError.wrapping(busy, request: request, bodyLimit: 1 << 20, logger: Logger(label: "test"))
+        #expect(error.code == .serverError && error.headers[.retryAfter] == "1")
+        #expect(!error.message.contains("INSERT") && !error.message.contains("a@b.c"))
     }
 
     @Test("keys are stored only as SHA-256 hashes")
