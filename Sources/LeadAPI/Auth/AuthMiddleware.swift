@@ -21,7 +21,7 @@ struct AuthMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         guard let secret = Self.presentedKey(request) else {
-            throw APIError(.unauthorized, "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
+            throw APIError(.unauthorized, "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY (one key; both headers must agree)",
                            headers: [.wwwAuthenticate: "Bearer"])
         }
         guard let key = try await keys.lookup(secret) else {
@@ -36,7 +36,7 @@ struct AuthMiddleware: RouterMiddleware {
         }
         do {
             let required = RequiredScope.for(method: request.method, route: route)
-            guard key.scopes.contains(required) else {
+            guard key.scopes.contains(required) || RequiredScope.alsoAdmits(key.scopes, method: request.method, route: route) else {
                 throw APIError(.forbidden, "this key lacks the \(required.rawValue) scope")
             }
             var context = context
@@ -58,19 +58,22 @@ struct AuthMiddleware: RouterMiddleware {
         return "/" + request.uri.path.split(separator: "/").joined(separator: "/")
     }
 
+    /// The key a request presents; nil when none, or when its two headers present different
+    /// ones (a gateway adding its own Bearer token would otherwise silently win).
     static func presentedKey(_ request: Request) -> String? {
+        var bearer: String?
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
                 // Header values arrive with outer whitespace already stripped (swift-http-types).
                 let token = parts[1].trimmingPrefix(while: { $0 == " " || $0 == "\t" })
-                return token.isEmpty ? nil : String(token)
+                if !token.isEmpty { bearer = String(token) }
             }
         }
-        if let header = HTTPFields.Element.Name("X-API-Key"), let key = request.headers[header], !key.isEmpty {
-            return key
-        }
-        return nil
+        var header: String?
+        if let name = HTTPFields.Element.Name("X-API-Key"), let key = request.headers[name], !key.isEmpty { header = key }
+        if let bearer, let header, bearer != header { return nil }
+        return bearer ?? header
     }
 }
 
@@ -84,6 +87,12 @@ enum RequiredScope {
             return .admin
         }
         return method == .get || method == .head ? .read : .write
+    }
+
+    /// Reads an admin key may make besides: the jobs it starts (training, rescoring), whose
+    /// 202 points it there.
+    static func alsoAdmits(_ scopes: Set<Scope>, method: HTTPRequest.Method, route: String) -> Bool {
+        scopes.contains(.admin) && (method == .get || method == .head) && route.hasPrefix("/api/v1/jobs/")
     }
 }
 
