@@ -37,6 +37,7 @@ struct KeysCommand: ParsableCommand {
         func validate() throws {
             if name.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--name must not be empty.") }
             if APIKeys.isNumericName(name) { throw ValidationError("--name must not be a number (digits, signed or not): `keys revoke N` takes a number as a key's id.") }
+            if APIKeys.hasControlCharacters(name) { throw ValidationError("--name must not hold control characters (line breaks, escapes).") }
             _ = try parsedScopes()
             if RateLimit(parsing: rate) == nil { throw ValidationError("--rate must look like 10/s, 60/min, 1000/h, 5000/day or unlimited.") }
         }

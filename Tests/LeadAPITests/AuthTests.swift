@@ -112,6 +112,19 @@ struct AuthTests {
         }
     }
 
+    @Test("a key name with control characters is refused: it would forge lines in keys list")
+    func keyNamesWithoutControlCharacters() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app.test(.router) { client in
+            for name in ["bad\nname", "red\u{1B}[31m", "tab\tname", "zero\u{200B}width"] {
+                let reply = try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": name, "scopes": ["read"]])
+                #expect(reply.status == .unprocessableContent && reply.fieldErrors["name"] != nil, "\(name.debugDescription)")
+            }
+            #expect(try await client.call(.post, "/api/v1/keys", key: api.admin, json: ["name": "Café dashboard", "scopes": ["read"]]).status == .created)
+        }
+    }
+
     @Test("a report that cannot be written is a 500 that names no server path")
     func reportFailureNamesNoPath() async throws {
         let api = try TestAPI(leads: 3)

@@ -135,6 +135,10 @@ struct ListAndStatsTests {
             // A blank value (an empty form input) neither filters nor conflicts.
             let blank = try await client.call(.get, "/api/v1/leads?min_score=&min_score=0&status=&per_page=100", key: api.reader)
             #expect(blank.status == .ok, "\(blank.json)")
+            // Thousands of unknown names: refused, naming the first few, not echoing them all.
+            let flood = (0..<2000).map { "x\($0)=1" }.joined(separator: "&")
+            let flooded = try await client.call(.get, "/api/v1/leads?\(flood)", key: api.reader)
+            #expect(flooded.status == .unprocessableContent && flooded.fieldErrors.count == 20)
             let conflicting = try await client.call(.get, "/api/v1/leads?direction=desc&order=asc", key: api.reader)
             #expect(conflicting.status == .unprocessableContent && conflicting.fieldErrors["direction"] != nil)
             #expect(Set(twice.list.compactMap { $0["status"] as? String }) == ["new", "lost"])

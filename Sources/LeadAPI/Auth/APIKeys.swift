@@ -97,6 +97,12 @@ public enum APIKeys {
         return !digits.isEmpty && digits.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
+    /// A name with a control character (a line break, an ANSI escape) would forge lines or
+    /// repaint the terminal of whoever runs `keys list`: such names are refused.
+    public static func hasControlCharacters(_ name: String) -> Bool {
+        name.unicodeScalars.contains { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }
+    }
+
     /// Creates a key and returns it with its record. The key is shown once: only its hash is kept.
     public static func create(name: String, scopes: Set<Scope>, rateLimit: RateLimit = .default, in db: Database) throws -> (key: String, record: APIKey) {
         let name = name.trimmingCharacters(in: .whitespaces)  // "dash " and "dash" are one name

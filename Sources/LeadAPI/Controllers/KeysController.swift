@@ -52,6 +52,7 @@ struct KeysController {
         let name = body.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 100 { errors["name"] = ["must be 1 to 100 characters"] }
         if APIKeys.isNumericName(name) { errors["name"] = ["must not be a number (digits, signed or not): a number names a key's id"] }
+        if APIKeys.hasControlCharacters(name) { errors["name"] = ["must not hold control characters (line breaks, escapes)"] }
         let scopes = Scope.set(named: body.scopes)
         if scopes == nil { errors["scopes"] = ["must list read, write or admin"] }
         let rate = body.rate.map { RateLimit(parsing: $0) } ?? .default
