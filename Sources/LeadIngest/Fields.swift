@@ -154,25 +154,31 @@ struct LeadPatchBuilder {
     /// this object that set it; one per object.
     mutating func set(member key: String, json: JSONValue, firstKeys: inout [LeadField: String]) throws(IngestError) {
         guard let field = FieldName.knownField(key), field != .tags else { return try set(key: key, json: json) }
-        // The member on its own: whether it gives the field a value, checked as the field's own
-        // value is (a status the API refuses, a number that is none), so a second key is no way
-        // around a 422.
+        let scalar: String? = switch json {
+        case .string(let text): text.trimmingWhitespace()
+        case .number(let number): Self.format(number)
+        default: nil
+        }
+        guard let first = firstKeys[field], first != key else {
+            let before = text(of: field)
+            try set(key: key, json: json)
+            // The first key is the one that gave the field a value: it changed it, or holds the
+            // value an earlier object (a message's context) gave it.
+            if firstKeys[field] == nil, let after = text(of: field),
+               after != before || scalar.map({ holds(field, sameAs: $0) }) == true {
+                firstKeys[field] = key
+            }
+            return
+        }
+        // A second key, on its own: checked as the field's own value is (a status the API
+        // refuses, a number that is none), so it is no way around a 422.
         var alone = LeadPatchBuilder(line: line)
         alone.refusesUnknownStatus = refusesUnknownStatus
         try alone.set(key: key, json: json)
-        guard let first = firstKeys[field], first != key else {
-            try set(key: key, json: json)
-            if firstKeys[field] == nil, alone.text(of: field) != nil { firstKeys[field] = key }
-            return
-        }
         // What it keeps aside anyway (an email that is no address, a company object's plan).
         for custom in alone.patch.custom { try setCustom(label: custom.label, text: custom.value) }
         guard let value = alone.text(of: field) else { return }  // nothing to set: blank, "Unassigned"
-        let text: String = switch json {
-        case .string(let text): text.trimmingWhitespace()
-        case .number(let number): Self.format(number)
-        default: value
-        }
+        let text = scalar ?? value
         if holds(field, sameAs: text) { return }
         try setCustom(label: key, text: text)
     }
