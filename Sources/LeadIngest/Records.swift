@@ -187,3 +187,20 @@ extension IngestError {
         IngestError(.badTimestamp, line: line, field: field, reason: "unparsable timestamp, or one outside 1900–2199 (epoch numbers: 1970–2199)")
     }
 }
+
+extension String {
+    /// The text with control characters (line breaks, escapes) written as `\u{…}`: a file name
+    /// shown in a log or a summary line cannot forge another line or repaint a terminal.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return self }
+        var out = ""
+        for scalar in unicodeScalars {
+            if scalar.properties.generalCategory == .control {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}

@@ -158,7 +158,7 @@ extension Ingest {
                     // duplicates then, and a row read cut is read whole.
                     try? FileManager.default.removeItem(at: pendingRejects)
                     logger.warning("file changed while it was ingested; it is ingested again once it holds still",
-                                   metadata: ["watch.file": "\(name)"])
+                                   metadata: ["watch.file": "\(name.escapingControlCharacters)"])
                     return result
                 }
                 let committedNothing = result.counts.leadsCreated + result.counts.leadsUpdated + result.counts.leadsUnchanged
@@ -169,14 +169,14 @@ extension Ingest {
                 // The store's trouble (busy, disk full), not the file's: leave it for the next scan.
                 try? rejects.close()
                 try? FileManager.default.removeItem(at: pendingRejects)
-                logger.error("store error; file left to retry", metadata: ["watch.file": "\(name)", "error": "\(error.resultCode)"])
+                logger.error("store error; file left to retry", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error.resultCode)"])
                 return nil
             } catch {
                 failed = true
                 try? rejects.close()
                 // Why the file as a whole was unusable; these reasons name lines, never values.
                 failureReason = (error as? IngestFileError)?.reason
-                logger.error("could not ingest file", metadata: ["watch.file": "\(name)", "error": "\(error)"])
+                logger.error("could not ingest file", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error)"])
             }
             let target = failed ? failedDirectory : doneDirectory
             do {
@@ -192,10 +192,10 @@ extension Ingest {
                     try Data(note.utf8).write(to: movedRejects)
                 }
             } catch {
-                logger.error("could not move ingested file", metadata: ["watch.file": "\(name)", "error": "\(error)"])
+                logger.error("could not move ingested file", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error)"])
             }
             logger.info(failed ? "file failed" : "file ingested", metadata: [
-                "watch.file": "\(name)", "ingest.rejected": "\(summary?.counts.rejected ?? 0)",
+                "watch.file": "\(name.escapingControlCharacters)", "ingest.rejected": "\(summary?.counts.rejected ?? 0)",
             ])
             return summary
         }

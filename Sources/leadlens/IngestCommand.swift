@@ -218,7 +218,7 @@ struct IngestCommand: ParsableCommand {
 
     func describe(_ summary: Ingest.FileSummary) -> String {
         let c = summary.counts
-        let name = summary.path == "-" ? "stdin" : summary.path
+        let name = summary.path == "-" ? "stdin" : summary.path.escapingControlCharacters
         var line = "\(name): leads \(c.leadsCreated) created, \(c.leadsUpdated) updated, \(c.leadsUnchanged) unchanged"
             + (c.leadsMerged > 0 ? ", \(c.leadsMerged) merged into another; " : "; ")
             + "events \(c.eventsAdded) added, \(c.duplicateEvents) duplicates skipped; \(c.rejected) rejected"

@@ -145,6 +145,12 @@ struct IngestTests {
         #expect(blankFirst?.fields[.phone] == "+1 555 0303" && blankFirst?.fields[.assignedTo] == "bob" && blankFirst?.custom == [])
     }
 
+    @Test("a file name shown in a log or summary line has its control characters escaped")
+    func fileNamesAreEscaped() {
+        #expect("we\"ird\nname\u{1B}[31m.ndjson".escapingControlCharacters == "we\"ird\\u{a}name\\u{1b}[31m.ndjson")
+        #expect("Café leads.csv".escapingControlCharacters == "Café leads.csv")
+    }
+
     @Test("a lead counts once in the summary, as created, else updated, else unchanged, across a file's batches",
           arguments: [1, 5000])
     func leadsCountOnce(batchSize: Int) throws {
