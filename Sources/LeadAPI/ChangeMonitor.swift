@@ -20,8 +20,7 @@ final class ChangeMonitor: Sendable {
     static let interval: Duration = .milliseconds(20)
 
     init(store: LeadStore) {
-        let path = store.writer.path
-        if path.isEmpty || path == ":memory:" || path.hasPrefix("file::memory:") {
+        guard let path = store.filePath else {
             watcher = nil  // a private in-memory store: nothing to watch, nothing cached
             return
         }

@@ -900,10 +900,12 @@ final class BatchWriter {
             "\n" + text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n") + "\n"
         }
         var result = notes
-        var held = notes.map(lines) ?? ""
-        for note in added where !held.contains(lines(note)) {
+        var held = notes.map(lines) ?? "\n"
+        for note in added {
+            let noteLines = lines(note)
+            guard !held.contains(noteLines) else { continue }
             result = result.map { $0 + "\n" + note } ?? note
-            held = lines(result!)
+            held += noteLines.dropFirst()  // the lines of result, kept as it grows
         }
         return result
     }

@@ -111,9 +111,7 @@ public final class Ingester {
     /// Copies the rest of `reader`'s input to a hidden file beside the store (not in $TMPDIR,
     /// often a RAM disk: the input can be large). Nil when a stop was requested first.
     private func spool(_ reader: ByteReader, shouldStop: () -> Bool) throws -> URL? {
-        let storePath = store.writer.path
-        let inMemory = storePath.isEmpty || storePath.hasPrefix(":memory:") || storePath.hasPrefix("file:")
-        let folder = inMemory ? FileManager.default.temporaryDirectory : URL(fileURLWithPath: storePath).deletingLastPathComponent()
+        let folder = store.filePath.map { URL(fileURLWithPath: $0).deletingLastPathComponent() } ?? FileManager.default.temporaryDirectory
         let url = folder.appendingPathComponent(".leadlens-input-\(UUID().uuidString)")
         guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]),
               let output = try? FileHandle(forWritingTo: url) else {

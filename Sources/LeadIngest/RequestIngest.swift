@@ -273,11 +273,16 @@ public enum LeadInput {
     }
 }
 
+extension Ingest {
+    /// The UTF-8 byte order mark, which Windows tools put before JSON as before CSV.
+    public static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+}
+
 extension UnsafeBufferPointer<UInt8> {
-    /// The bytes after a UTF-8 byte order mark, which Windows tools put before JSON as before
-    /// CSV (the files `leadlens ingest` reads skip it too), and how many were skipped.
+    /// The bytes after a UTF-8 byte order mark (the files `leadlens ingest` reads skip it too),
+    /// and how many were skipped.
     func droppingByteOrderMark() -> (bytes: UnsafeBufferPointer<UInt8>, skipped: Int) {
-        guard count >= 3, self[0] == 0xEF, self[1] == 0xBB, self[2] == 0xBF else { return (self, 0) }
-        return (UnsafeBufferPointer(rebasing: self[3...]), 3)
+        guard starts(with: Ingest.byteOrderMark) else { return (self, 0) }
+        return (UnsafeBufferPointer(rebasing: self[Ingest.byteOrderMark.count...]), Ingest.byteOrderMark.count)
     }
 }

@@ -138,6 +138,7 @@ extension Ingest {
         /// Ingests `file`, as it looked when `taken`, then moves it with its rejects.
         private func process(_ file: URL, taken: Sighting?, shouldStop: () -> Bool) -> FileSummary? {
             let name = file.lastPathComponent
+            let shownName = name.escapingControlCharacters  // for the log: a name cannot forge a line
             let rejectsName = name + ".rejects"
             let pendingRejects = directory.appendingPathComponent(".\(rejectsName).pending")
             let rejects = RejectsFile(url: pendingRejects)
@@ -158,7 +159,7 @@ extension Ingest {
                     // duplicates then, and a row read cut is read whole.
                     try? FileManager.default.removeItem(at: pendingRejects)
                     logger.warning("file changed while it was ingested; it is ingested again once it holds still",
-                                   metadata: ["watch.file": "\(name.escapingControlCharacters)"])
+                                   metadata: ["watch.file": "\(shownName)"])
                     return result
                 }
                 let committedNothing = result.counts.leadsCreated + result.counts.leadsUpdated + result.counts.leadsUnchanged
@@ -169,14 +170,14 @@ extension Ingest {
                 // The store's trouble (busy, disk full), not the file's: leave it for the next scan.
                 try? rejects.close()
                 try? FileManager.default.removeItem(at: pendingRejects)
-                logger.error("store error; file left to retry", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error.resultCode)"])
+                logger.error("store error; file left to retry", metadata: ["watch.file": "\(shownName)", "error": "\(error.resultCode)"])
                 return nil
             } catch {
                 failed = true
                 try? rejects.close()
                 // Why the file as a whole was unusable; these reasons name lines, never values.
                 failureReason = (error as? IngestFileError)?.reason
-                logger.error("could not ingest file", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error)"])
+                logger.error("could not ingest file", metadata: ["watch.file": "\(shownName)", "error": "\(error)"])
             }
             let target = failed ? failedDirectory : doneDirectory
             do {
@@ -192,10 +193,10 @@ extension Ingest {
                     try Data(note.utf8).write(to: movedRejects)
                 }
             } catch {
-                logger.error("could not move ingested file", metadata: ["watch.file": "\(name.escapingControlCharacters)", "error": "\(error)"])
+                logger.error("could not move ingested file", metadata: ["watch.file": "\(shownName)", "error": "\(error)"])
             }
             logger.info(failed ? "file failed" : "file ingested", metadata: [
-                "watch.file": "\(name.escapingControlCharacters)", "ingest.rejected": "\(summary?.counts.rejected ?? 0)",
+                "watch.file": "\(shownName)", "ingest.rejected": "\(summary?.counts.rejected ?? 0)",
             ])
             return summary
         }

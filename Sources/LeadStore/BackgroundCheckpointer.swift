@@ -20,8 +20,7 @@ public final class BackgroundCheckpointer: Sendable {
     /// Starts checkpointing the file store at `path` every `interval`; nil for a store without
     /// a file (in memory), which has no WAL.
     public init?(store: LeadStore, interval: DispatchTimeInterval = .milliseconds(50)) {
-        let path = store.writer.path
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else { return nil }
+        guard let path = store.filePath else { return nil }
         let (stopRequested, finished) = (stopRequested, finished)
         let thread = Thread {
             defer { finished.signal() }

@@ -89,7 +89,7 @@ extension LeadStore {
     /// Starts a bulk load when the store holds no lead and no event (or a killed load left its
     /// indexes pending), unless another process is loading. Nil means an ordinary ingest.
     public func beginBulkLoad() throws -> BulkLoad? {
-        guard let lock = try LoaderLock.acquire(for: writer) else { return nil }  // another process is loading
+        guard let lock = try LoaderLock.acquire(for: self) else { return nil }  // another process is loading
         guard try writer.write({ try DeferredIndexes.deferIfEmpty($0) }) else {
             lock.release()
             return nil
@@ -102,7 +102,7 @@ extension LeadStore {
     @discardableResult
     public func restoreDeferredIndexes() throws -> Bool {
         guard try writer.read({ try DeferredIndexes.arePending($0) }) else { return true }
-        guard let lock = try LoaderLock.acquire(for: writer) else { return false }
+        guard let lock = try LoaderLock.acquire(for: self) else { return false }
         defer { lock.release() }
         try DeferredIndexes.restore(writer)
         return true
@@ -113,9 +113,8 @@ extension LeadStore {
 /// a file (in memory, one process) needs no lock: it always acquires.
 private enum LoaderLock {
     /// Nil when another process holds it.
-    static func acquire(for writer: any DatabaseWriter) throws -> ExclusiveFileLock? {
-        let path = writer.path
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else { return ExclusiveFileLock.none }
+    static func acquire(for store: LeadStore) throws -> ExclusiveFileLock? {
+        guard let path = store.filePath else { return ExclusiveFileLock.none }
         return try ExclusiveFileLock.acquire(path: path + LeadStore.loaderLockSuffix)
     }
 }

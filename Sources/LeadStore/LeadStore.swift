@@ -14,6 +14,12 @@ public struct LeadStore: Sendable {
         self.writer = writer
     }
 
+    /// The store's file; nil for one in memory, which has no WAL, no folder and no lock files.
+    public var filePath: String? {
+        let path = writer.path
+        return path.isEmpty || path == ":memory:" || path.hasPrefix("file::memory:") ? nil : path
+    }
+
     /// Opens (creating when needed) the store at `path` and migrates it to the current schema.
     ///
     /// - Parameter serving: open for a long-running server, whose writes are many small commits

@@ -42,7 +42,7 @@ struct IntakeController {
         let parsed: (patch: Ingest.LeadPatch?, errors: LeadInput.FieldErrors)
         // `curl -d '{...}'` labels JSON as a form; a form body never starts with "{".
         // (A byte order mark before the "{" is JSON's too, as `curl --data-binary @file.json` sends it.)
-        let unmarked = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes[...]
+        let unmarked = bytes.starts(with: Ingest.byteOrderMark) ? bytes.dropFirst(Ingest.byteOrderMark.count) : bytes[...]
         if contentType.hasPrefix("application/x-www-form-urlencoded"), unmarked.first(where: { !Self.isJSONWhitespace($0) }) != UInt8(ascii: "{") {
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 // Refused as a JSON body's would be, rather than stored as U+FFFD.

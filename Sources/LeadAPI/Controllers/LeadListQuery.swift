@@ -114,7 +114,7 @@ struct LeadListQuery {
         filter.source = text("source")
         filter.tag = text("tag")
         if let assigned = text("assigned_to") {
-            filter.assignedTo = assigned.lowercased() == "unassigned" ? .unassigned : .user(assigned)
+            filter.assignedTo = Assignee.meansNone(assigned) ? .unassigned : .user(assigned)
         }
         filter.search = text("search")
         if let search = filter.search, search.count > 200 { fail("search", "must be at most 200 characters") }
