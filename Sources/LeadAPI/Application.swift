@@ -35,6 +35,9 @@ public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The authenticated key, once AuthMiddleware has run.
     public var apiKey: APIKey?
+    /// Where AuthMiddleware leaves the key's name for the request's log line; nil when requests
+    /// are not logged.
+    var attribution: RequestAttribution?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -126,9 +129,18 @@ final class APIServices: Sendable {
     }
 }
 
+extension Logger {
+    /// The API's logger at `leadlens serve`'s default level: warnings up, no line per request.
+    public static var api: Logger {
+        var logger = Logger(label: "leadlens.api")
+        logger.logLevel = .warning
+        return logger
+    }
+}
+
 /// The routes, without a server: `leadlens serve` and the tests both build the app through it.
 public func buildRouter(
-    store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
+    store: LeadStore, configuration: APIConfiguration, logger: Logger = .api
 ) -> Router<APIRequestContext> {
     let services = APIServices(store: store, configuration: configuration, logger: logger)
     _ = APIMetrics.registry
@@ -136,6 +148,8 @@ public func buildRouter(
     let options: RouterOptions = .autoGenerateHeadEndpoints
     let router = Router(context: APIRequestContext.self, options: options)
     let routes = RouteTable()
+    // First: every response, a preflight's included, carries its request id.
+    router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(maxBodyBytes: max(1, configuration.maxBodyBytes)))
     router.add(middleware: MetricsMiddleware())
     // Outside the error and auth middleware: a preflight carries no key, and an error (a 401, a
@@ -161,7 +175,7 @@ public func buildRouter(
 
 /// The HTTP server over one store.
 public func buildApplication(
-    store: LeadStore, configuration: APIConfiguration, logger: Logger = Logger(label: "leadlens.api")
+    store: LeadStore, configuration: APIConfiguration, logger: Logger = .api
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(store: store, configuration: configuration, logger: logger),

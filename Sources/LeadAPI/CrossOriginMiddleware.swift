@@ -10,16 +10,18 @@ struct CrossOriginMiddleware<Context: RequestContext>: RouterMiddleware {
     /// `*`: every origin. The key still has to be sent; nothing rides on cookies.
     private let anyOrigin: CORSMiddleware<Context>?
 
-    /// The headers a dashboard reads: the rate limit, and where a background job is followed.
+    /// The headers a dashboard reads: the rate limit, where a background job is followed, and
+    /// the id to quote when reporting a failed request.
     static var exposedHeaders: [String] {
-        ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "Location"]
+        ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "Location", "X-Request-ID"]
     }
 
     init(origins: [String]) {
         func middleware(_ allowOrigin: CORSMiddleware<Context>.AllowOriginExtended) -> CORSMiddleware<Context> {
             CORSMiddleware(
                 allowOrigin: allowOrigin,
-                allowHeaders: [.authorization, .contentType, .contentEncoding, .accept, HTTPFields.Element.Name("X-API-Key")!],
+                allowHeaders: [.authorization, .contentType, .contentEncoding, .accept, HTTPFields.Element.Name("X-API-Key")!,
+                               RequestLogMiddleware.header],
                 allowMethods: [.get, .head, .post, .put, .patch, .delete, .options],
                 exposedHeaders: Self.exposedHeaders,
                 maxAge: .seconds(600))

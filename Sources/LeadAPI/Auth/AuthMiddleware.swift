@@ -27,6 +27,7 @@ struct AuthMiddleware: RouterMiddleware {
         guard let key = try await keys.lookup(secret) else {
             throw APIError(.unauthorized, "the API key is invalid or revoked", headers: [.wwwAuthenticate: "Bearer"])
         }
+        context.attribution?.keyName = key.name
         let decision = limiter.take(key: key.id, limit: key.rateLimit)
         let rateHeaders = decision.headers
         guard decision.allowed else {
