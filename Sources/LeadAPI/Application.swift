@@ -81,10 +81,10 @@ final class APIServices: Sendable {
     let changes: ChangeMonitor
     let counts = VersionedCache<LeadFilter, Int>()
     /// Encoded responses: a dashboard's poll costs no JSON encoding either.
-    let stats = VersionedCache<StatsKey, ByteBuffer>()
+    let stats = VersionedCache<StatsKey, TaggedBody>()
     /// Encoded lead-list pages by request path and query: many sales reps polling the same
     /// "scoring 80–100, newest first" view read the store once per change, not once each.
-    let pages = VersionedCache<String, ByteBuffer>(capacity: 128)
+    let pages = VersionedCache<String, TaggedBody>(capacity: 128)
     let health = VersionedCache<Int, HealthSnapshot>(capacity: 1)
     let jobs: JobRunner
 

@@ -10,10 +10,10 @@ struct CrossOriginMiddleware<Context: RequestContext>: RouterMiddleware {
     /// `*`: every origin. The key still has to be sent; nothing rides on cookies.
     private let anyOrigin: CORSMiddleware<Context>?
 
-    /// The headers a dashboard reads: the rate limit, where a background job is followed, and
-    /// the id to quote when reporting a failed request.
+    /// The headers a dashboard reads: the rate limit, where a background job is followed, the
+    /// id to quote when reporting a failed request, and the stats' and lists' tag to send back.
     static var exposedHeaders: [String] {
-        ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "Location", "X-Request-ID"]
+        ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "Location", "X-Request-ID", "ETag"]
     }
 
     init(origins: [String]) {
@@ -21,7 +21,7 @@ struct CrossOriginMiddleware<Context: RequestContext>: RouterMiddleware {
             CORSMiddleware(
                 allowOrigin: allowOrigin,
                 allowHeaders: [.authorization, .contentType, .contentEncoding, .accept, HTTPFields.Element.Name("X-API-Key")!,
-                               RequestLogMiddleware.header],
+                               RequestLogMiddleware.header, .ifNoneMatch],
                 allowMethods: [.get, .head, .post, .put, .patch, .delete, .options],
                 exposedHeaders: Self.exposedHeaders,
                 maxAge: .seconds(600))

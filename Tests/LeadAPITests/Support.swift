@@ -126,9 +126,9 @@ struct Reply {
 extension TestClientProtocol {
     func call(
         _ method: HTTPRequest.Method, _ uri: String, key: String?, json: Any? = nil, raw: String? = nil,
-        contentType: String? = nil
+        contentType: String? = nil, headers extra: HTTPFields = [:]
     ) async throws -> Reply {
-        var headers = HTTPFields()
+        var headers = extra
         if let key { headers[.authorization] = "Bearer \(key)" }
         var body: ByteBuffer?
         if let json {

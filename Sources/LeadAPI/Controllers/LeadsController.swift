@@ -41,9 +41,9 @@ struct LeadsController {
         let query = try LeadListQuery(request)  // a bad query is a 422, never a cached page
         let path = request.uri.path
         let body = try await services.pages.value(for: request.uri.description, version: services.changes.version()) {
-            try await page(query, path: path).bytes
+            TaggedBody(try await page(query, path: path).bytes)
         }
-        return JSONWriter.response(body)
+        return body.response(to: request)
     }
 
     private func page(_ query: LeadListQuery, path: String) async throws -> ListResponse<LeadJSON> {
@@ -91,9 +91,9 @@ struct LeadsController {
         let key = APIServices.StatsKey(filter: query.filter, day: Int64(now.timeIntervalSince1970) / 86_400)
         let body = try await services.stats.value(for: key, version: services.changes.version()) {
             let stats = try await store.reader.read { db in try LeadStats.compute(query.filter, now: now, in: db) }
-            return WrittenData(data: StatsJSON(stats)).bytes
+            return TaggedBody(WrittenData(data: StatsJSON(stats)).bytes)
         }
-        return JSONWriter.response(body)
+        return body.response(to: request)
     }
 
     @Sendable func export(_ request: Request, context: APIRequestContext) async throws -> Response {
