@@ -926,7 +926,7 @@ final class BatchWriter {
             upsert.bind(1, leadID)
             upsert.bind(2, try customFieldID(label: custom.label, db: db))
             upsert.bind(3, custom.value)
-            upsert.bind(4, NumberText.parse(custom.value))
+            upsert.bind(4, NumberText.parseAmount(custom.value))
             try upsert.run()
             if upsert.changes > 0 { changed = true }
         }

@@ -290,10 +290,9 @@ struct LeadPatchBuilder {
 
     /// "1200", "1,200.50", "$1 200", "-3e2". Currency signs and spaces are dropped; commas only
     /// as thousands separators ("12,5" and "€1.200,50" are not numbers: read as 125 and 1.2005
-    /// they would feed the model a wrong value).
+    /// they would feed the model a wrong value). See ``NumberText/parseAmount(_:)``.
     static func parseNumber(_ text: String) -> Double? {
-        let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { !"$€£¥₹₩₽₺₫₱ \u{00A0}".unicodeScalars.contains($0) }))
-        return NumberText.parse(cleaned)
+        NumberText.parseAmount(text)
     }
 
     /// 2^53: below it a Double holds every integer exactly.

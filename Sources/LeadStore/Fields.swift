@@ -140,6 +140,17 @@ public enum NumberText {
         guard let value = Double(plain), value.isFinite else { return nil }
         return value
     }
+
+    /// An amount as people write one: "1200", "1,200.50", "$1 200", "€900", "-3e2". Currency signs
+    /// and spaces (no-break ones too) are dropped, then it reads as ``parse(_:)`` does. One rule
+    /// for the value field and for custom fields a model reads as numbers.
+    public static func parseAmount(_ text: String) -> Double? {
+        if let plain = parse(text) { return plain }
+        guard text.unicodeScalars.contains(where: amountNoise.contains) else { return nil }
+        return parse(String(String.UnicodeScalarView(text.unicodeScalars.filter { !amountNoise.contains($0) })))
+    }
+
+    private static let amountNoise = Set("$€£¥₹₩₽₺₫₱ \u{00A0}".unicodeScalars)
 }
 
 /// The spreadsheet formula guard (CSV injection, as OWASP describes it): one rule for the CSVs

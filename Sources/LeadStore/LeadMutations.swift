@@ -146,7 +146,7 @@ public enum LeadMutations {
             return
         }
         try db.execute(sql: "INSERT OR IGNORE INTO custom_fields (key, label) VALUES (?, ?)", arguments: [key, label])
-        let number = NumberText.parse(value)
+        let number = NumberText.parseAmount(value)
         try db.execute(sql: """
             INSERT OR REPLACE INTO lead_custom_values (lead_id, field_id, value, number)
             VALUES (?, (SELECT id FROM custom_fields WHERE key = ?), ?, ?)

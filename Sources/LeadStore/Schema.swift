@@ -30,6 +30,7 @@ public enum Schema {
         migrator.registerMigration("v19-merged-identities", foreignKeyChecks: .immediate, migrate: mergedIdentities)
         migrator.registerMigration("v20-property-set-hashes", foreignKeyChecks: .immediate, migrate: propertySetHashes)
         migrator.registerMigration("v21-unassigned-owners", foreignKeyChecks: .immediate, migrate: unassignedOwners)
+        migrator.registerMigration("v22-custom-amounts", foreignKeyChecks: .immediate, migrate: customAmounts)
         return migrator
     }
 
@@ -419,6 +420,22 @@ public enum Schema {
             after = last[0]
         }
         try db.execute(sql: "CREATE INDEX event_property_sets_hash ON event_property_sets(hash)")
+    }
+
+    /// Custom values read as numbers the way the value field is since v22
+    /// (`NumberText.parseAmount`): "$1,200.50", "€900" and "1 500" were stored with no number, so
+    /// a model reading the field as numeric saw them as missing. Only values with a digit that
+    /// have no number yet can change: SQLite narrows the scan to those, Swift parses them.
+    static func customAmounts(_ db: Database) throws {
+        var parsed: [(lead: Int64, field: Int64, number: Double)] = []
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT lead_id, field_id, value FROM lead_custom_values WHERE number IS NULL AND value GLOB '*[0-9]*'
+            """)
+        while let row = try rows.next() {
+            if let number = NumberText.parseAmount(row[2]) { parsed.append((row[0], row[1], number)) }
+        }
+        let update = try db.makeStatement(sql: "UPDATE lead_custom_values SET number = ? WHERE lead_id = ? AND field_id = ?")
+        for entry in parsed { try update.execute(arguments: [entry.number, entry.lead, entry.field]) }
     }
 
     /// "Unassigned" is no owner since v21 (`Assignee.meansNone`): the list filter by that name

@@ -39,6 +39,14 @@ struct LeadRoutesTests {
             #expect(created.data["status"] as? String == "new")
             #expect(created.data["tags"] as? [String] == ["vip"])
             #expect((created.data["custom_fields"] as? [String: String])?["Budget"] == "50k")
+            // An amount as a rep types one is a number to a model reading the field, as in ingest.
+            let budget = try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["custom_fields": ["Budget": "$2,500"]])
+            #expect(budget.status == .ok)
+            let number = try await api.store.reader.read { db in
+                try Double.fetchOne(db, sql: "SELECT number FROM lead_custom_values WHERE lead_id = ?", arguments: [id])
+            }
+            #expect(number == 2500)
+            #expect(try await client.call(.patch, "/api/v1/leads/\(id)", key: api.editor, json: ["custom_fields": ["Budget": "50k"]]).status == .ok)
             for key in ["score", "probability", "model_version", "scored_at", "assigned_to", "last_activity_at"] {
                 #expect(created.data.keys.contains(key), "the lead object always has \(key)")
             }

@@ -153,6 +153,28 @@ struct CSVTests {
         #expect(try records("a,b\n\"x\" ,\"\"  \r\n").map(\.fields) == [["a", "b"], ["x", ""]])
     }
 
+    @Test("A custom field written as an amount gets the number the value column would: currency signs and spaces dropped")
+    func customAmountsAreNumbers() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        let summary = try ingest(store, try directory.write("budgets.csv", """
+            id,Value,Budget
+            L1,"$1,200.50","$1,200.50"
+            L2,€900,€900
+            L3,1 500,1 500
+            L4,,n/a
+            L5,,"12,5"
+
+            """))
+        #expect(summary.counts.leadsCreated == 5 && summary.counts.rejected == 0)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT l.value, v.number FROM leads l JOIN lead_custom_values v ON v.lead_id = l.id ORDER BY l.external_id
+                """).map { [$0[0], $0[1]] as [Double?] }
+        }
+        #expect(rows == [[1200.5, 1200.5], [900, 900], [1500, 1500], [nil, nil], [nil, nil]])
+    }
+
     @Test("A status the API would refuse is kept as a custom field; the lead keeps one it knows")
     func unknownStatusesAreKeptAside() throws {
         let directory = try TemporaryDirectory()

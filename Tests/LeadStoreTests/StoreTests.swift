@@ -358,6 +358,25 @@ struct StoreTests {
         #expect(owners == [nil, nil, "rep-7", "unassigned team"])
     }
 
+    @Test("v22 gives custom values written as amounts (\"$1,200.50\", \"€900\", \"1 500\") the number the value field reads")
+    func customAmountsMigration() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let values = ["$1,200.50", "€900", "1 500", "n/a", "12,5", "ACME-7", "42"]
+        try leaveDatabase(at: path, upTo: "v21-unassigned-owners") { db in
+            try db.execute(sql: "INSERT INTO custom_fields (id, key, label) VALUES (1, 'budget', 'Budget')")
+            for (i, value) in values.enumerated() {
+                try db.execute(sql: "INSERT INTO leads (id, created_at, updated_at) VALUES (?, 1, 1)", arguments: [i + 1])
+                // As v21 stored them: a number only where NumberText.parse read one.
+                try db.execute(sql: "INSERT INTO lead_custom_values (lead_id, field_id, value, number) VALUES (?, 1, ?, ?)",
+                               arguments: [i + 1, value, NumberText.parse(value)])
+            }
+        }
+        let store = try LeadStore.open(path: path)
+        let numbers = try store.reader.read { try Double?.fetchAll($0, sql: "SELECT number FROM lead_custom_values ORDER BY lead_id") }
+        #expect(numbers == [1200.5, 900, 1500, nil, nil, nil, 42])
+    }
+
     @Test("the background checkpointer copies committed WAL frames into the database file while the writer goes on")
     func backgroundCheckpointerCopiesTheWAL() throws {
         #expect(BackgroundCheckpointer(store: try LeadStore.inMemory()) == nil)
