@@ -115,7 +115,7 @@ public final class LeadScorer: Sendable {
                 let rows = try reader.read(db, after: after, limit: chunkSize)
                 guard let last = rows.ids.last else { return true }
                 after = last
-                summary.add(try write(rows, in: db, at: LeadStore.nowMillis()))
+                summary.add(try write(rows, in: db, asOf: asOf))
                 return false
             }
             if done { break }
@@ -171,7 +171,7 @@ public final class LeadScorer: Sendable {
                     if current != dataVersion { handoff.bumpEpoch() }
                     dataVersion = current
                     let fresh = epoch == handoff.epoch ? rows : try reader.read(db, ids: rows.ids)
-                    summary.add(try write(fresh, in: db, at: LeadStore.nowMillis()))
+                    summary.add(try write(fresh, in: db, asOf: reader.asOf))
                 }
                 progress?(summary)
             }
@@ -192,13 +192,17 @@ public final class LeadScorer: Sendable {
         while start < ids.count {
             let end = min(start + 10_000, ids.count)
             let rows = try reader.read(db, ids: Array(ids[start..<end]))
-            results += try write(rows, in: db, at: LeadStore.nowMillis())
+            results += try write(rows, in: db, asOf: asOf)
             start = end
         }
         return results
     }
 
-    private func write(_ rows: FeatureRows, in db: Database, at now: Int64) throws -> [Scored] {
+    /// `scored_at` is `asOf`, the time the features were read at, so the lead's factors, computed as
+    /// of `scored_at`, explain the score stored (a `score --as-of` backtest included); the
+    /// timeline dates the change when it was made.
+    private func write(_ rows: FeatureRows, in db: Database, asOf: Int64) throws -> [Scored] {
+        let now = LeadStore.nowMillis()
         let p = probabilities(rows)
         let update = try RawStatement(db, sql: """
             UPDATE leads SET score = ?, probability = ?, model_version = ?, scored_at = ? WHERE id = ?
@@ -220,14 +224,14 @@ public final class LeadScorer: Sendable {
             if previous == score {
                 refresh.bind(1, p[i])
                 refresh.bind(2, model.version)
-                refresh.bind(3, now)
+                refresh.bind(3, asOf)
                 refresh.bind(4, rows.ids[i])
                 try refresh.run()
             } else {
                 update.bind(1, Int64(score))
                 update.bind(2, p[i])
                 update.bind(3, model.version)
-                update.bind(4, now)
+                update.bind(4, asOf)
                 update.bind(5, rows.ids[i])
                 try update.run()
                 timeline.bind(1, rows.ids[i])

@@ -97,17 +97,23 @@ struct ExplainCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    @Option(help: ArgumentHelp("Explain as of this date. Default: now.", valueName: "date"))
+    @Option(help: ArgumentHelp(
+        "Explain as of this date. Default: when the active model last scored the lead (its scored_at), so the stored score is the one explained; now for a lead it has not scored.",
+        valueName: "date"))
     var asOf: String?
 
     func run() throws {
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.explain")
         let scorer = try models.requireScorer(leadStore)
-        let asOfMillis = try DateArgument.millis(asOf)
-        let found = try leadStore.reader.read { db -> (Explanation, stored: LeadRecord?)? in
-            guard let id = try LeadLookup.find(lead, in: db),
-                  let explanation = try scorer.explain(leadID: id, in: db, asOf: asOfMillis) else { return nil }
-            return (explanation, try LeadRecord.fetch(id: id, in: db))
+        let requested = try asOf.map { try DateArgument.millis($0) }
+        let found = try leadStore.reader.read { db -> (Explanation, stored: LeadRecord?, asOf: Int64)? in
+            guard let id = try LeadLookup.find(lead, in: db) else { return nil }
+            let stored = try LeadRecord.fetch(id: id, in: db)
+            // As the API explains a lead: as of the time its stored score was computed at.
+            let scoredByThisModel = stored?.modelVersion == scorer.model.version ? stored?.scoredAt : nil
+            let when = requested ?? scoredByThisModel ?? LeadStore.nowMillis()
+            guard let explanation = try scorer.explain(leadID: id, in: db, asOf: when) else { return nil }
+            return (explanation, stored, when)
         }
         guard var explanation = found?.0 else {
             Terminal.error("no lead \(lead)")
@@ -120,8 +126,8 @@ struct ExplainCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(explanation), as: UTF8.self))
             return
         }
-        print(String(format: "lead %lld: score %d (p = %.4f) with %@", explanation.leadID, explanation.score,
-                     explanation.probability, explanation.modelVersion))
+        print(String(format: "lead %lld: score %d (p = %.4f) with %@ as of %@", explanation.leadID, explanation.score,
+                     explanation.probability, explanation.modelVersion, ISODate.string(found?.asOf ?? 0)))
         // The store (the API, reports) shows the score last written; say so when it is not this one.
         if let stored = found?.stored, let version = stored.modelVersion, version != explanation.modelVersion {
             print("  the stored score is \(stored.score.map(String.init) ?? "none") from \(version); "

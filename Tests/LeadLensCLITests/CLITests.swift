@@ -176,7 +176,7 @@ struct CLITests {
 }
 
 /// The built `leadlens` executable beside the test bundle, when `swift test` built it.
-private let leadlensExecutable: URL? = {
+let leadlensExecutable: URL? = {
     var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
         let candidate = directory.appendingPathComponent("leadlens")

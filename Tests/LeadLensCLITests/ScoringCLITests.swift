@@ -31,6 +31,21 @@ struct ScoringCLITests {
         }
     }
 
+    /// What the built binary's `explain` prints.
+    private func explainOutput(_ arguments: [String]) throws -> Data {
+        let process = Process()
+        process.executableURL = try #require(leadlensExecutable)
+        process.arguments = ["explain"] + arguments + ["--db", db, "--models", models]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return data
+    }
+
     private func query<T>(_ body: (Database) throws -> T) throws -> T {
         try DatabaseQueue(path: db).read(body)
     }
@@ -52,6 +67,17 @@ struct ScoringCLITests {
         #expect(try query { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads WHERE score IS NULL OR model_version <> 'default-v1'") } == 0)
         #expect(try run(ExplainCommand.self, ["L0000007", "--json"]) == 0)
         #expect(try run(ExplainCommand.self, ["nobody@nowhere.io"]) == 1)
+        if leadlensExecutable != nil {
+            // Scored as of a past date, a lead is explained as of that date unless told otherwise:
+            // the explanation is of the score stored, as GET /leads/{id}'s factors are.
+            #expect(try run(ScoreCommand.self, ["L0000011", "--as-of", "2026-06-01"]) == 0)
+            let stored = try query { try Row.fetchOne($0, sql: "SELECT probability, scored_at FROM leads WHERE external_id = 'L0000011'") }!
+            #expect(stored[1] as Int64 == 1_780_272_000_000)
+            let explained = try JSONSerialization.jsonObject(with: try explainOutput(["L0000011", "--json"])) as? [String: Any]
+            #expect(abs((explained?["probability"] as? Double ?? -1) - (stored[0] as Double)) < 1e-12)
+            let now = try JSONSerialization.jsonObject(with: try explainOutput(["L0000011", "--json", "--as-of", "now"])) as? [String: Any]
+            #expect(now?["probability"] as? Double != stored[0] as Double, "its events since June move today's score")
+        }
 
         // New events for one lead rescore it in the ingest's own commit.
         let before = try query { try Row.fetchOne($0, sql: "SELECT id, score, scored_at FROM leads WHERE external_id = 'L0000007'") }!

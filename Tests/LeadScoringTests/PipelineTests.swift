@@ -445,6 +445,16 @@ struct PipelineTests {
         }
         let explained = try #require(try store.reader.read { try scorer.explain(leadID: active[0], in: $0, asOf: past) })
         #expect(abs(sigmoid(explained.logit) - byScoreAll[active[0]]!) < 1e-12)
+        // The stored scored_at is the date scored at, so a lead's factors (explained as of its
+        // scored_at, as the API does) explain the score stored, not one of today's events.
+        let scoredAt = try store.reader.read { db in
+            try Set(Int64.fetchAll(db, sql: "SELECT DISTINCT scored_at FROM leads"))
+        }
+        #expect(scoredAt == [past])
+        let asStored = try #require(try store.reader.read { db in
+            try scorer.explain(leadID: active[0], in: db, asOf: try Int64.fetchOne(db, sql: "SELECT scored_at FROM leads WHERE id = ?", arguments: [active[0]])!)
+        })
+        #expect(abs(sigmoid(asStored.logit) - byScoreAll[active[0]]!) < 1e-12)
         // Scored now, the same leads count their later events, so some probabilities move.
         let now = try store.writer.write { try scorer.rescore(ids: active, in: $0, asOf: testAsOf) }
         #expect(now.contains { abs($0.probability - byScoreAll[$0.leadID]!) > 1e-6 })
