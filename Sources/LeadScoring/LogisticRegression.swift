@@ -5,7 +5,8 @@ import Dispatch
 ///
 ///     minimize  Σᵢ log(1 + exp(−ỹᵢ (xᵢ·w + b)))  +  ‖w‖² / (2C)
 ///
-/// with the intercept b unpenalized (C = nil: plain maximum likelihood). Solved by Newton's method
+/// with the intercept b unpenalized (C = nil: plain maximum likelihood, the smallest of its fits
+/// when the design is collinear; see `vanishingRidge`). Solved by Newton's method
 /// with a backtracking line search. The passes over the data are BLAS calls on blocks of rows,
 /// run on every core: X·w (dgemv), Xᵀ·r (dgemv), and the Hessian XᵀWX (dsyrk over the weighted
 /// rows [√w, √w·x]). The blocks are fixed and summed in order, so the result does not depend on
@@ -57,6 +58,9 @@ public enum LogisticRegression {
         }
     }
 
+    /// Without a penalty, each weight's L2 term is this fraction of its column's Σx².
+    static let vanishingRidge = 1e-9
+
     /// Fits on a row-major rows×cols matrix `x` (standardized by the caller) and labels `y` ∈ {0, 1}.
     public static func fit(
         x: [Double], rows: Int, cols: Int, y: [Double], options: Options = Options(),
@@ -78,7 +82,23 @@ public enum LogisticRegression {
         if positives == 0 || positives == Double(rows) { throw FitError.singleClass(label: y[0]) }
 
         let d = cols + 1  // the intercept is coordinate 0 of β
-        let penalty = options.c.map { 1 / $0 } ?? 0
+        // The L2 term per coordinate (the intercept, coordinate 0, has none): 1/C, or without a
+        // penalty a vanishing one, 1e-9 of each column's Σx², which moves no fit measurably but
+        // makes a collinear design's fit unique. A categorical field that is never blank has
+        // columns summing to the intercept, so plain maximum likelihood is reached along a whole
+        // line of weights, and Newton steps driven by rounding wandered along it: the source
+        // weights all came out negative, and explanations swapped signs. With it the fit is the
+        // smallest of the equally likely ones, as gradient descent from zero finds.
+        var ridge = [Double](repeating: options.c.map { 1 / $0 } ?? 0, count: d)
+        ridge[0] = 0
+        if options.c == nil {
+            x.withUnsafeBufferPointer { xp in
+                for i in 0..<rows {
+                    for j in 0..<cols { ridge[j + 1] += xp[i * cols + j] * xp[i * cols + j] }
+                }
+            }
+            for j in 1..<d { ridge[j] *= Self.vanishingRidge }
+        }
         var beta = [Double](repeating: 0, count: d)
         // Start the intercept at the base rate's logit: the first step then only has to find w.
         beta[0] = log(positives / (Double(rows) - positives))
@@ -119,8 +139,8 @@ public enum LogisticRegression {
                 }
             }
             var norm = 0.0
-            for j in 1..<d { norm += beta[j] * beta[j] }
-            return sums.reduce(0, +) + 0.5 * penalty * norm
+            for j in 1..<d { norm += ridge[j] * beta[j] * beta[j] }
+            return sums.reduce(0, +) + 0.5 * norm
         }
 
         /// The gradient's data part [Σr, Xᵀr] and the upper triangle of [1 X]ᵀW[1 X], summed over
@@ -192,10 +212,10 @@ public enum LogisticRegression {
         while iterations < options.maxIterations {
             iterations += 1
             var (gradient, hessian) = gradientAndHessian(p: p)
-            for j in 1..<d { gradient[j] += penalty * beta[j] }
+            for j in 1..<d { gradient[j] += ridge[j] * beta[j] }
             gradientNorm = gradient.reduce(0) { $0 + $1 * $1 }.squareRoot()
             hessian.withUnsafeMutableBufferPointer { Kernels.mirrorUpper($0, size: d) }
-            for j in 1..<d { hessian[j * d + j] += penalty }
+            for j in 1..<d { hessian[j * d + j] += ridge[j] }
             let step = solveSymmetricPositive(hessian, gradient, size: d)
 
             // The Newton decrement gᵀH⁻¹g estimates twice the objective still to gain. Below the
@@ -237,8 +257,8 @@ public enum LogisticRegression {
                    converged: converged, loss: loss / Double(rows), gradientNorm: gradientNorm / Double(rows))
     }
 
-    /// Solves H·s = g for a symmetric positive (semi)definite H by Cholesky. A singular H (a
-    /// collinear design without a penalty) gets a small ridge so the step stays finite.
+    /// Solves H·s = g for a symmetric positive (semi)definite H by Cholesky. A singular H (an
+    /// all-zero column without a penalty) gets a small ridge so the step stays finite.
     static func solveSymmetricPositive(_ h: [Double], _ g: [Double], size n: Int) -> [Double] {
         let trace = (0..<n).reduce(0.0) { $0 + h[$1 * n + $1] }
         var jitter = 0.0

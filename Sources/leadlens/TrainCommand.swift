@@ -39,10 +39,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Model name; files are <name>-v<N>.json. Default: the spec's name.")
     var name: String?
 
-    @Option(name: .customLong("C"), help: "Inverse regularization strength, as scikit-learn's C.")
-    var c: Double = 1.0
+    @Option(name: .customLong("C"), help: "Inverse regularization strength, as scikit-learn's C. (default: 1.0)")
+    var c: Double?
 
-    @Flag(help: "No penalty: plain maximum likelihood.")
+    @Flag(help: "No penalty: plain maximum likelihood (the smallest such fit when features are collinear).")
     var noPenalty = false
 
     @Option(help: "Fraction of labeled leads held out for metrics; 0 trains on all of them.")
@@ -76,7 +76,8 @@ struct TrainCommand: ParsableCommand {
     var exportMatrix: String?
 
     func validate() throws {
-        if !(c > 0) || !c.isFinite { throw ValidationError("--C must be a positive number.") }
+        if let c, !(c > 0) || !c.isFinite { throw ValidationError("--C must be a positive number.") }
+        if c != nil && noPenalty { throw ValidationError("Give --C or --no-penalty, not both.") }
         if holdout < 0 || holdout >= 1 { throw ValidationError("--holdout must be in [0, 1).") }
         if minLabeled < 2 { throw ValidationError("--min-labeled must be at least 2.") }
         if force && !activate { throw ValidationError("--force only applies with --activate.") }
@@ -110,7 +111,7 @@ struct TrainCommand: ParsableCommand {
 
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.train")
         var options = Trainer.Options(asOf: try DateArgument.millis(asOf))
-        options.c = noPenalty ? nil : c
+        options.c = noPenalty ? nil : c ?? 1
         options.holdout = holdout
         options.minimumLabeled = minLabeled
 

@@ -128,6 +128,8 @@ struct ScoringCLITests {
         #expect(files.isEmpty)
         #expect(try query { try Int.fetchOne($0, sql: "SELECT count(*) FROM models") } == 0)
         #expect(throws: (any Error).self) { try TrainCommand.parse(["--holdout", "1"]).validate() }
+        #expect(throws: (any Error).self) { try TrainCommand.parse(["--C", "0.5", "--no-penalty"]).validate() }
+        #expect(throws: Never.self) { try TrainCommand.parse(["--no-penalty"]).validate() }
         #expect(throws: (any Error).self) { try ScoreCommand.parse([]).validate() }
     }
 }

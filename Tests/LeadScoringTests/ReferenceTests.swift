@@ -67,6 +67,38 @@ struct ReferenceTests {
         #expect(abs(Metrics.logLoss(probabilities: p, labels: fixture.y) - fixture.log_loss) < 1e-9)
     }
 
+    @Test("without a penalty a collinear design (a never-blank categorical's columns sum to the intercept) gets the smallest fit, not a wandering one")
+    func collinearUnpenalizedFitIsTheSmallest() throws {
+        // Three sources, one per lead, effects −0.5, 0, +0.7, and one numeric feature.
+        let rows = 6000, cols = 4
+        var generator = SplitMix(state: 11)
+        var x = [Double](), y = [Double]()
+        for _ in 0..<rows {
+            let source = Int(generator.next() % 3), numeric = generator.uniform() * 4 - 2
+            let logit: Double = [-0.5, 0, 0.7][source] + 0.8 * numeric
+            x += [source == 0 ? 1.0 : 0, source == 1 ? 1.0 : 0, source == 2 ? 1.0 : 0, numeric]
+            y.append(generator.uniform() < 1 / (1 + exp(-logit)) ? 1 : 0)
+        }
+        let standardizer = Standardizer(fitting: x, rows: rows, width: cols)
+        standardizer.apply(&x, rows: rows)
+        let fit = try LogisticRegression.fit(x: x, rows: rows, cols: cols, y: y, options: LogisticRegression.Options(c: nil))
+        #expect(fit.converged)
+        // Standardized, the three columns satisfy Σ σⱼ zⱼ = 0: moving weight along (σ₀, σ₁, σ₂)
+        // changes no probability. The smallest fit has no component along it.
+        let sigma = Array(standardizer.stds[0..<3])
+        let along = zip(sigma, fit.weights[0..<3]).reduce(0) { $0 + $1.0 * $1.1 } / sigma.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        #expect(abs(along) < 1e-4, "component along the null direction: \(along)")
+        // So the raw source weights are centred on zero, in the effects' order, and their
+        // differences are the effects' (what maximum likelihood does identify).
+        let raw = Trainer.rawScale(weights: fit.weights, intercept: fit.intercept, means: standardizer.means, stds: standardizer.stds)
+        #expect(raw.weights[0] < 0 && raw.weights[2] > 0 && raw.weights[0] < raw.weights[1] && raw.weights[1] < raw.weights[2])
+        #expect(abs((raw.weights[2] - raw.weights[0]) - 1.2) < 0.2)
+        #expect(abs(raw.weights[3] - 0.8) < 0.1)
+        // Its likelihood is the maximum: a weak penalty's fit is no better.
+        let nearlyFree = try LogisticRegression.fit(x: x, rows: rows, cols: cols, y: y, options: LogisticRegression.Options(c: 1e6))
+        #expect(fit.loss <= nearlyFree.loss + 1e-9)
+    }
+
     @Test("the unpenalized fit reproduces statsmodels' Logit on published data to 4 decimals",
           arguments: ["spector", "fair"])
     func matchesStatsmodels(name: String) throws {
