@@ -866,6 +866,16 @@ struct LeadRoutesTests {
             #expect(active["version"] as? String == version)
             #expect(active["metrics"] is [String: Any])
             #expect((active["coefficients"] as? [Any])?.isEmpty == false)
+            #expect(active["metrics_on"] as? String == "holdout")
+            // Enough to reproduce a score: the standardization and both intercepts, which agree.
+            let columns = try #require(active["columns"] as? [String])
+            let means = try #require(active["means"] as? [Double]), stds = try #require(active["stds"] as? [Double])
+            #expect(means.count == columns.count && stds.count == columns.count)
+            let weights = try #require(active["coefficients"] as? [[String: Any]]).compactMap { $0["weight"] as? Double }
+            let intercept = try #require(active["intercept"] as? Double), interceptRaw = try #require(active["intercept_raw"] as? Double)
+            let shift = zip(weights, zip(means, stds)).reduce(0) { $0 + $1.0 * $1.1.0 / $1.1.1 }
+            #expect(abs(interceptRaw - (intercept - shift)) < 1e-9)
+            #expect(active["features"] is [String: Any])
             let models = try await client.call(.get, "/api/v1/models", key: api.reader)
             #expect(models.list.count == 1)
             models.expectWholeList(path: "/api/v1/models")

@@ -25,7 +25,11 @@ struct ModelsController {
         /// The model file as registered.
         let body: JSONValue?
 
-        static let passedThrough = ["metrics", "coefficients", "intercept", "columns", "training", "C", "iterations", "converged"]
+        /// Every field of the model file the registry entry does not already give: with the
+        /// means, stds and intercept_raw a client can reproduce a score, and metrics_on says
+        /// whether the metrics are the holdout's or (with --holdout 0) the training set's.
+        static let passedThrough = ["metrics", "metrics_on", "coefficients", "intercept", "intercept_raw", "columns", "means", "stds",
+                                    "features", "training", "C", "solver", "iterations", "converged", "format"]
 
         /// The metrics re-encoded, so a model file written before undefined values were written
         /// as null (an AUC with one class, an empty bin's mean) still has every documented key.
