@@ -248,6 +248,16 @@ public final class LeadScorer: Sendable {
 
     // MARK: - Explanations
 
+    /// The value a log1p column was computed from: expm1 leaves rounding ("16.999999999999996"
+    /// for 17), so it is rounded to 12 significant digits, past anything a lead's field holds.
+    static func undoingLog1p(_ transformed: Double) -> Double {
+        let value = expm1(transformed)
+        guard value != 0, value.isFinite else { return value }
+        let scale = pow(10, 11 - floor(log10(abs(value))))
+        let rounded = (value * scale).rounded() / scale
+        return rounded.isFinite ? rounded : value
+    }
+
     /// Why a lead scores what it does: each column's contribution weight × standardized value,
     /// largest magnitude first. intercept + Σ contributions = logit, and σ(logit) = probability.
     public func explain(leadID: Int64, in db: Database, asOf: Int64 = LeadStore.nowMillis()) throws -> Explanation? {
@@ -262,7 +272,7 @@ public final class LeadScorer: Sendable {
             let raw = rows.values[j]
             let contribution = weights[j] * z[j]
             logit += contribution
-            let shown: Double? = raw.isNaN ? nil : (column.transform == .log1p ? expm1(raw) : raw)
+            let shown: Double? = raw.isNaN ? nil : (column.transform == .log1p ? Self.undoingLog1p(raw) : raw)
             contributions.append(Explanation.Contribution(
                 feature: column.name, value: shown, imputed: raw.isNaN, standardized: z[j],
                 weight: weights[j], contribution: contribution))

@@ -418,6 +418,12 @@ struct PipelineTests {
             #expect(explanation.score == stored[0] as Int)
             let magnitudes = explanation.contributions.map { abs($0.contribution) }
             #expect(magnitudes == magnitudes.sorted(by: >))
+            // A log1p column shows the value it was computed from, exactly: counts and the
+            // whole numbers of Employees, not expm1's 16.999999999999996.
+            for name in ["count:Demo Requested", "Employees"] {
+                let shown = try #require(explanation.contributions.first { $0.feature == name })
+                if let value = shown.value { #expect(value == value.rounded(), "\(name) = \(value)") }
+            }
         }
         #expect(try store.reader.read { try scorer.explain(leadID: 99_999, in: $0) } == nil)
     }
