@@ -465,9 +465,11 @@ struct LeadRoutesTests {
                 ["type": "track", "event": "Orphan"],
                 ["type": "page", "userId": "u1", "name": "Pricing", "messageId": "m-2"],
             ]]
-            let reply = try await client.call(.post, "/api/v1/events", key: api.writer, json: batch)
+            let reply = try await client.call(.post, "/api/v1/events", key: api.editor, json: batch)
             #expect(reply.status == .ok)
             #expect(reply.data["events_added"] as? Int == 2)
+            #expect(reply.data["leads_created"] as? Int == 1)
+            #expect(reply.data["leads_updated"] as? Int == 0 && reply.data["leads_unchanged"] as? Int == 0)
             #expect(reply.data["rejected"] as? Int == 1)
             #expect((reply.data["rejects"] as? [[String: Any]])?.first?["index"] as? Int == 2)
             let leads = try #require(reply.data["leads"] as? [[String: Any]])
@@ -483,6 +485,15 @@ struct LeadRoutesTests {
             #expect(resent.data["events_added"] as? Int == 0)
             #expect(resent.data["duplicates"] as? Int == 2)
             #expect(resent.data["leads_merged"] as? Int == 0)
+            #expect(resent.data["leads_unchanged"] as? Int == 1, "the identify, already applied")
+            // A pipeline's write-only key learns which leads its events reached, not their scores:
+            // an event naming someone's email would otherwise read that lead's score.
+            let fresh = try await client.call(.post, "/api/v1/events", key: api.writer, json: [
+                "type": "track", "userId": "u2", "event": "Webinar Attended", "messageId": "m-3"])
+            #expect(fresh.data["events_added"] as? Int == 1)
+            let written = try #require(fresh.data["leads"] as? [[String: Any]])
+            #expect(written.count == 1 && written[0]["lead_id"] as? Int != nil)
+            #expect(written.allSatisfy { Set($0.keys) == ["lead_id"] }, "\(written)")
 
 
             let timeline = try await client.call(.get, "/api/v1/leads/\(id)/events?per_page=50", key: api.reader)

@@ -86,12 +86,18 @@ struct IntakeController {
         let touched: [Int64]
         let scored: [LeadScorer.Scored]
         let modelVersion: String?
+        /// A key without the read scope (a pipeline's) learns the ids of the leads its events
+        /// reached, never their scores: otherwise one event naming an email would read that
+        /// lead's score, as a write answered with the lead would (see `LeadJSON.withheld`).
+        let mayReadLeads: Bool
 
         func write(to json: inout JSONWriter) {
             json.beginObject()
             json.key("events_added"); json.value(counts.eventsAdded)
             json.key("duplicates"); json.value(counts.duplicateEvents)
             json.key("leads_created"); json.value(counts.leadsCreated)
+            json.key("leads_updated"); json.value(counts.leadsUpdated)
+            json.key("leads_unchanged"); json.value(counts.leadsUnchanged)
             json.key("leads_merged"); json.value(counts.leadsMerged)
             json.key("rejected"); json.value(rejects.count)
             json.key("rejects")
@@ -103,6 +109,10 @@ struct IntakeController {
                 let lead = byID[id]
                 json.beginObject()
                 json.key("lead_id"); json.value(id)
+                guard mayReadLeads else {
+                    json.endObject()
+                    continue
+                }
                 json.key("score"); json.value(lead?.score)
                 json.key("probability"); json.value(lead?.probability)
                 json.key("previous_score"); json.value(lead?.previousScore)
@@ -128,6 +138,6 @@ struct IntakeController {
         APIMetrics.leadsScored(scored.count)
         return WrittenData(data: EventsResult(
             counts: result.counts, rejects: parsed.rejects, touched: result.touched, scored: scored,
-            modelVersion: outcome.modelVersion))
+            modelVersion: outcome.modelVersion, mayReadLeads: context.mayReadLeads))
     }
 }
