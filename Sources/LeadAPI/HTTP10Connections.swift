@@ -22,9 +22,31 @@ final class HTTP10ConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 }
 
-/// Hummingbird's HTTP/1.1 child channel with ``HTTP10ConnectionHandler`` and
-/// ``MalformedRequestHandler`` placed before the codec that turns NIO's HTTP parts into HTTP
-/// types.
+/// Answers `Expect: 100-continue` with `100 Continue` as soon as the request's head arrives.
+/// curl sends it for bodies over 1 MiB (a full Segment batch is one) and then waits a second for
+/// the interim answer before sending the body; Hummingbird never gives one, so every such request
+/// took a second longer. HTTP/1.0 clients' expectations are ignored, as RFC 9110 says.
+final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var head) = unwrapInboundIn(data), head.version.major == 1, head.version.minor >= 1,
+              head.headers["Expect"].contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "100-continue" })
+        else {
+            context.fireChannelRead(data)
+            return
+        }
+        head.headers.remove(name: "Expect")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+    }
+}
+
+/// Hummingbird's HTTP/1.1 child channel with ``HTTP10ConnectionHandler``,
+/// ``MalformedRequestHandler`` and ``ExpectContinueHandler`` placed before the codec that turns
+/// NIO's HTTP parts into HTTP types.
 struct LeadLensHTTP1Channel: ServerChildChannel {
     let inner: HTTP1Channel
 
@@ -36,6 +58,7 @@ struct LeadLensHTTP1Channel: ServerChildChannel {
             guard let codec = try? pipeline.handler(type: HTTP1ToHTTPServerCodec.self) else { return value }
             try pipeline.addHandler(HTTP10ConnectionHandler(), position: .before(codec))
             try pipeline.addHandler(MalformedRequestHandler(), position: .before(codec))
+            try pipeline.addHandler(ExpectContinueHandler(), position: .before(codec))
             return value
         }
     }

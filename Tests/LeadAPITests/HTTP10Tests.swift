@@ -16,26 +16,35 @@ struct HTTP10Tests {
     /// Sends `request` on a fresh TCP connection, reads the whole response (by its
     /// Content-Length, waiting up to 10 s: the suite runs in parallel), then waits up to
     /// `closeWithin` seconds for the server to close the connection.
-    private static func blockingExchange(port: Int, _ request: String, closeWithin: Int) throws -> (response: String, closed: Bool) {
+    /// A blocking TCP socket connected to the server.
+    private static func connected(port: Int) throws -> Int32 {
         #if canImport(Glibc)
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let descriptor = socket(AF_INET, SOCK_STREAM, 0)
         #endif
         try #require(descriptor >= 0)
-        defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
+        let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        try #require(connected == 0)
-        func waitAtMost(_ seconds: Int) {
-            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
+        if result != 0 { close(descriptor) }
+        try #require(result == 0)
+        return descriptor
+    }
+
+    private static func waitAtMost(_ seconds: Int, on descriptor: Int32) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    private static func blockingExchange(port: Int, _ request: String, closeWithin: Int) throws -> (response: String, closed: Bool) {
+        let descriptor = try connected(port: port)
+        defer { close(descriptor) }
+        func waitAtMost(_ seconds: Int) { Self.waitAtMost(seconds, on: descriptor) }
         let bytes = Array(request.utf8)
         try #require(send(descriptor, bytes, bytes.count, 0) == bytes.count)
         var received: [UInt8] = []
@@ -124,6 +133,54 @@ struct HTTP10Tests {
             // A valid request on the next connection is untouched.
             let fine = try await exchange(port: port, "GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", closeWithin: 1)
             #expect(fine.response.hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
+    /// Sends a request's head with `Expect: 100-continue` and returns what arrives within 3 s,
+    /// as curl waits (for a second) before sending a large body; then sends the body and returns
+    /// the final response.
+    private static func blockingExpectContinue(port: Int, head: String, body: String) throws -> (interim: String, final: String) {
+        let descriptor = try connected(port: port)
+        defer { close(descriptor) }
+        func read(until done: (String) -> Bool) -> String {
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !done(String(decoding: received, as: UTF8.self)) {
+                let count = recv(descriptor, &buffer, buffer.count, 0)
+                if count <= 0 { break }
+                received += buffer[0..<count]
+            }
+            return String(decoding: received, as: UTF8.self)
+        }
+        let headBytes = Array(head.utf8)
+        try #require(send(descriptor, headBytes, headBytes.count, 0) == headBytes.count)
+        waitAtMost(3, on: descriptor)
+        let interim = read { $0.contains("\r\n\r\n") }
+        let bodyBytes = Array(body.utf8)
+        try #require(send(descriptor, bodyBytes, bodyBytes.count, 0) == bodyBytes.count)
+        waitAtMost(10, on: descriptor)
+        let final = read { text in
+            guard let split = text.range(of: "\r\n\r\n") else { return false }
+            return text[split.upperBound...].contains("}")
+        }
+        return (interim, final)
+    }
+
+    @Test("Expect: 100-continue gets its interim answer at once, so a client sends its body without waiting")
+    func expectContinue() async throws {
+        let api = try TestAPI()
+        defer { api.cleanUp() }
+        try await api.app { $0.port = 0 }.test(.live) { client in
+            let port = try #require(client.port)
+            let body = #"{"type":"track","userId":"u1","event":"Demo Requested","messageId":"x-1"}"#
+            let head = "POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(api.writer)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
+            let reply = try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try Self.blockingExpectContinue(port: port, head: head, body: body) }) }.start()
+            }
+            #expect(reply.interim.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(reply.interim.prefix(80))")
+            #expect(reply.final.hasPrefix("HTTP/1.1 200"), "\(reply.final.prefix(200))")
+            #expect(reply.final.contains(#""events_added":1"#))
         }
     }
 
