@@ -175,7 +175,7 @@ struct SegmentMapper {
     private func finish(_ builder: LeadPatchBuilder, event: Ingest.Event?) throws(IngestError) -> Ingest.Record {
         let patch = builder.build()
         guard !patch.identity.isEmpty else {
-            throw builder.noIdentityError(needs: "userId, anonymousId, email or phone")
+            throw builder.noIdentityError(needs: "a userId or anonymousId, or an email or phone under traits, context.traits or (a track's) properties")
         }
         return Ingest.Record(line: line, lead: patch, event: event)
     }

@@ -252,6 +252,14 @@ struct SegmentTests {
         #expect(rejects.first?.line == 7)
     }
 
+    @Test("A message without an identity is told where Segment keeps an email: a top-level one is not read")
+    func noIdentitySaysWhereTheEmailGoes() {
+        let (records, rejects) = records(#"{"type":"track","event":"Demo Requested","email":"ann@example.com"}"#)
+        #expect(records.isEmpty)
+        #expect(rejects.first?.code == .noIdentity)
+        #expect(rejects.first?.reason.contains("under traits, context.traits") == true, "\(rejects.first?.reason ?? "")")
+    }
+
     @Test("Numbers are read as text where pipelines send them: ids, phones, owners; booleans only in custom fields")
     func numbersWhereTheyBelong() throws {
         let (records, rejects) = records(#"{"type":"identify","userId":4521,"traits":{"phone":5550100999,"assignedTo":7,"tags":2024,"status":3,"vip":true}}"#)
