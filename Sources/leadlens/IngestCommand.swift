@@ -54,6 +54,16 @@ struct IngestCommand: ParsableCommand {
 
     func run() throws {
         let logger = store.makeLogger(label: "leadlens.ingest")
+        // A mistyped path must not leave a new, empty store behind: when none of the inputs can
+        // be opened, say so before the store is created. (With one good input the others are
+        // reported as they come, and the good one is ingested.)
+        if !paths.isEmpty, !paths.contains("-") {
+            let problems = paths.map { ($0, Self.unreadableReason($0)) }
+            if problems.allSatisfy({ $0.1 != nil }) {
+                for (path, reason) in problems { Terminal.error("cannot read \(path): \(reason ?? "")") }
+                throw ExitCode(2)
+            }
+        }
         let leadStore = try LeadStore.openForCommand(store, label: "leadlens.ingest", creating: true)
         var options = Ingest.Options(format: format, strict: strict)
         options.batchSize = batchSize
@@ -163,6 +173,16 @@ struct IngestCommand: ParsableCommand {
         if stop.isStopped { throw ExitCode(130) }
         if unreadable { throw ExitCode(2) }
         if anyRejected { throw ExitCode(1) }
+    }
+
+    /// Why `path` cannot be read as an input, or nil when it opens as a file.
+    static func unreadableReason(_ path: String) -> String? {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(descriptor) }
+        var status = stat()
+        if fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR { return "it is a directory" }
+        return nil
     }
 
     /// What the rejects path would overwrite, if it names the store, one of its files, or an

@@ -153,6 +153,12 @@ struct CLITests {
 
     @Test func exitStatusIsTwoForAnUnreadableFile() throws {
         #expect(try ingest([directory.appendingPathComponent("missing.csv").path]) == 2)
+        // A mistyped name leaves no new, empty store behind (nor a directory given as a file).
+        #expect(try ingest([directory.path]) == 2)
+        #expect(!FileManager.default.fileExists(atPath: db))
+        // One good input among bad ones is still ingested, and the run still says 2.
+        #expect(try ingest([directory.appendingPathComponent("missing.csv").path, try file("ok.csv", "id,email\nL1,a@x.io\n")]) == 2)
+        #expect(try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") } == 1)
     }
 
     @Test func unusableArgumentsAreValidationErrors() {
