@@ -86,12 +86,12 @@ def main() -> None:
     with open(out / "leads.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["id", "external_id", "first_name", "last_name", "email", "company", "source", "status", "score",
-                    "probability", "model_version", "assigned_to", "created_at", "last_activity_at"])
+                    "probability", "model_version", "assigned_to", "created_at", "last_activity_at", "updated_at"])
         rows = 0
         for r in db.execute(f"""SELECT id, external_id, first_name, last_name, email, company, source, status, score,
-                                       probability, model_version, assigned_to, created_at, last_activity_at
+                                       probability, model_version, assigned_to, created_at, last_activity_at, updated_at
                                 FROM leads WHERE {where} ORDER BY id""", args):
-            w.writerow(list(r[:12]) + [iso(r[12]), iso(r[13])])
+            w.writerow(list(r[:12]) + [iso(r[12]), iso(r[13]), iso(r[14])])
             rows += 1
     json.dump({"leads": total, "rows": rows, "top": [t[0] for t in top]}, open(out / "index.json", "w"))
 

@@ -685,6 +685,7 @@ final class BatchWriter {
             || (identity.email != nil && matchedBy != .email)
             || (identity.phoneDigits != nil && matchedBy != .phoneDigits)
             || patch.sentAt != nil  // a dated message: whether it is older than the lead's fields decides
+            || patch.exportedUpdatedAt != nil  // an export's row: likewise, by the lead's updated_at
         // A device this record names first: a visitor lead it merges has its traits in place
         // before this record's own apply, in the order their times say.
         var linkedAnonymousID = false
@@ -712,7 +713,7 @@ final class BatchWriter {
         } else if setsFields || setsSource {
             let select = try db.cachedStatement(sql: """
                 SELECT external_id, email, phone, phone_digits, first_name, last_name, company,
-                       source, status, assigned_to, notes, value, created_at, traits_at
+                       source, status, assigned_to, notes, value, created_at, traits_at, updated_at
                 FROM leads WHERE id = ?
                 """)
             guard let row = try Row.fetchOne(select, arguments: [leadID]) else { return false }
@@ -730,6 +731,12 @@ final class BatchWriter {
             // the primary's values, and a re-run of the same file must change nothing. A dated
             // message applies by its time, as any other: a newer identify still moves the lead.
             if throughMerge && patch.sentAt == nil { isOlder = true }
+            // So does a row of an export written before the lead's last change: it holds what the
+            // lead held then, and re-ingesting an old report would undo a status set since. The
+            // export writes whole seconds, the store milliseconds.
+            if let exported = patch.exportedUpdatedAt, let updated = row["updated_at"] as Int64?, updated / 1000 * 1000 > exported {
+                isOlder = true
+            }
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
                 externalID: storedExternalID ?? identity.externalID,

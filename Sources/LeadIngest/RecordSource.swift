@@ -348,6 +348,9 @@ struct CSVHeader {
         case customFieldsObject
         /// LeadLens's export `created_at`: the creation time of a lead the file creates.
         case createdAtIfNew
+        /// LeadLens's export `updated_at`: when the lead last changed before the export was
+        /// written, so a row of an older export cannot undo a change made since.
+        case exportedUpdatedAt
     }
 
     /// A file with both an `id` and an `external_id` column is LeadLens's own (the API's export,
@@ -360,13 +363,16 @@ struct CSVHeader {
     /// Its created_at dates only a lead the file creates (`createdAtIfNew`): written to the
     /// second, it would otherwise move every existing lead's by a fraction.
     static let exportComputed: Set<String> = Set([
-        "id", "score", "probability", "model_version", "scored_at", "updated_at", "last_activity_at",
+        "id", "score", "probability", "model_version", "scored_at", "last_activity_at",
     ].map(FieldName.normalize))
     static let exportCreatedAt = FieldName.normalize("created_at")
+    static let exportUpdatedAt = FieldName.normalize("updated_at")
     static let exportCustomFields = FieldName.normalize("custom_fields")
 
     let labels: [String]
     let roles: [Role]
+    /// The file is LeadLens's own export (see ``exportMarkers``).
+    let isExport: Bool
 
     init(_ labels: [String]) {
         self.labels = labels.map { $0.trimmingWhitespace() }
@@ -386,10 +392,12 @@ struct CSVHeader {
         }
         let normalized = self.labels.map(FieldName.normalize)
         let isExport = Set(normalized).isSuperset(of: Self.exportMarkers)
+        self.isExport = isExport
         roles = self.labels.enumerated().map { index, label in
             if isExport && Self.exportComputed.contains(normalized[index]) { return .skipped }
             if isExport && normalized[index] == Self.exportCustomFields { return .customFieldsObject }
             if isExport && normalized[index] == Self.exportCreatedAt { return .createdAtIfNew }
+            if isExport && normalized[index] == Self.exportUpdatedAt { return .exportedUpdatedAt }
             guard !label.isEmpty else { return .custom(unique("column \(index + 1)", column: index + 1)) }
             if let field = FieldName.knownField(label) {
                 // Tags add up, so every tags column contributes as it is.
@@ -410,7 +418,7 @@ struct CSVHeader {
         guard index < roles.count else { return nil }
         switch roles[index] {
         case .custom(let made): return labels[index].isEmpty ? made : labels[index]
-        case .label, .alternate, .skipped, .customFieldsObject, .createdAtIfNew: return labels[index]
+        case .label, .alternate, .skipped, .customFieldsObject, .createdAtIfNew, .exportedUpdatedAt: return labels[index]
         }
     }
 
@@ -459,11 +467,20 @@ struct CSVHeader {
                     throw IngestError.unreadableTime(line: row.line, field: labels[index])
                 }
                 builder.patch.createdAtIfNew = millis
+            case .exportedUpdatedAt:
+                let text = value.trimmingWhitespace()
+                guard !text.isEmpty else { continue }
+                guard let millis = Timestamp.parse(text) else {
+                    throw IngestError.unreadableTime(line: row.line, field: labels[index])
+                }
+                builder.patch.exportedUpdatedAt = millis
             }
         }
         let patch = builder.build()
         guard !patch.identity.isEmpty else {
-            throw builder.noIdentityError(needs: "an id, email or phone")
+            // An export's `id` is the store's row number, which is no identity: a visitor lead
+            // known only by its device cannot be matched by a row of the file.
+            throw builder.noIdentityError(needs: isExport ? "an external_id, email or phone (an export's id column is the store's row number, no identity)" : "an id, email or phone")
         }
         return Ingest.Record(line: row.line, lead: patch, event: nil)
     }

@@ -69,6 +69,10 @@ extension Ingest {
         /// written to the second, must not move an existing lead's (a re-import would move
         /// every one) but must date the lead it makes in another store.
         public var createdAtIfNew: Int64?
+        /// From a row of LeadLens's own export: the lead's `updated_at` when the export was
+        /// written (to the second). A lead changed since then is only filled in by the row, so
+        /// re-ingesting an old export or report cannot undo a status set since.
+        public var exportedUpdatedAt: Int64?
 
         /// Whether the message says something about the person, not only who they are: an alias
         /// or a bare identify linking a device moves no `traits_at`, or a late-arriving identify

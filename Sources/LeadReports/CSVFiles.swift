@@ -8,7 +8,7 @@ import LeadStore
 enum CSVFiles {
     static let leadsHeader = [
         "id", "external_id", "first_name", "last_name", "email", "company", "source", "status", "score",
-        "probability", "model_version", "assigned_to", "created_at", "last_activity_at",
+        "probability", "model_version", "assigned_to", "created_at", "last_activity_at", "updated_at",
     ]
 
     /// Every lead of the period, in id (arrival) order. Returns the row count.
@@ -25,7 +25,7 @@ enum CSVFiles {
             let (conditions, arguments) = filter.whereClause()
             let statement = try db.makeStatement(sql: """
                 SELECT id, external_id, first_name, last_name, email, company, source, status, score,
-                       probability, model_version, assigned_to, created_at, last_activity_at
+                       probability, model_version, assigned_to, created_at, last_activity_at, updated_at
                 FROM leads \(try LeadStats.scanHint(filter, in: db)) WHERE \(conditions) ORDER BY id
                 """)
             try statement.setArguments(arguments)
@@ -57,6 +57,8 @@ enum CSVFiles {
                 csv.field(utf8: text(11), guardFormula: true)
                 csv.field(timestamp: integer(12))
                 csv.field(timestamp: integer(13))
+                // Ingested back, it keeps an edited row from undoing a change made since.
+                csv.field(timestamp: integer(14))
                 try csv.endRow()
             }
         }

@@ -337,6 +337,41 @@ struct CSVTests {
         #expect(company == "'=SUM(1)")
     }
 
+    @Test("A row of an export written before its lead last changed only fills blanks: an old report cannot undo a newer status")
+    func staleExportRowsOnlyFill() throws {
+        let directory = try TemporaryDirectory()
+        let store = try LeadStore.inMemory()
+        _ = try ingest(store, try directory.write("crm.csv", "id,email,status,company\nX1,ann@example.com,qualified,\nX2,bob@example.com,new,Old Co\n"))
+        let exportedAt = "2026-03-01T10:00:00Z"
+        let exportedMillis = try #require(Timestamp.parse(exportedAt))
+        // As the export saw them: both last changed at the export's second (X2 within it, at .400).
+        try store.writer.write { db in
+            try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE external_id = 'X1'", arguments: [exportedMillis])
+            try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE external_id = 'X2'", arguments: [exportedMillis + 400])
+        }
+        // Since then a rep marked X1 converted.
+        try store.writer.write { db in
+            try db.execute(sql: "UPDATE leads SET status = 'converted', updated_at = ? WHERE external_id = 'X1'", arguments: [exportedMillis + 86_400_000])
+        }
+        let report = try directory.write("leads.csv", """
+            id,external_id,email,status,company,updated_at
+            1,X1,ann@example.com,qualified,Acme,\(exportedAt)
+            2,X2,bob@example.com,contacted,New Co,\(exportedAt)
+
+            """)
+        let summary = try ingest(store, report)
+        #expect(summary.counts.rejected == 0)
+        let rows = try store.reader.read { db in
+            try Row.fetchAll(db, sql: "SELECT status, company FROM leads ORDER BY external_id").map { [$0[0], $0[1]] as [String?] }
+        }
+        // X1's stale status is not written back, its blank company is filled; X2, unchanged since
+        // the export (the export writes whole seconds), takes the edits.
+        #expect(rows == [["converted", "Acme"], ["contacted", "New Co"]])
+        // Without updated_at (an older report), the row applies as before.
+        _ = try ingest(store, try directory.write("plain.csv", "id,external_id,status\n1,X1,lost\n"))
+        #expect(try store.reader.read { try String.fetchOne($0, sql: "SELECT status FROM leads WHERE external_id = 'X1'") } == "lost")
+    }
+
     @Test("A file with id and external_id is LeadLens's own, however its headers are spelled; its created_at dates only new leads")
     func ownExportHeadersNormalized() throws {
         let directory = try TemporaryDirectory()
