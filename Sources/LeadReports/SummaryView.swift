@@ -90,6 +90,10 @@ struct SummaryView {
     var topLeads: [LeadRow]
     var hasTopLeads: Bool
     var topLeadsLede: String
+    /// Under the source table: expected conversions are eventual, so while many of the period's
+    /// leads are still open the converted count cannot have caught up (a week-old cohort shows 0
+    /// converted against dozens expected, which read as a broken model).
+    var sourcesLede: String
     var storeTotalLeads: String
     var storeHasLeads: Bool
     var model: ModelHealth?
@@ -118,10 +122,18 @@ struct SummaryView {
             : snapshot.scoredBy.map { "\($0.version) (\(Format.count($0.leads, "lead")))" }.joined(separator: ", ")
 
         let convertedStatuses = LeadStats.convertedStatuses.sorted().joined(separator: ", ")
+        let closed = stats.byStatus.filter { Reports.closedStatuses.contains($0.key) }.values.reduce(0, +)
+        let stillOpen = max(0, stats.total - closed)
+        sourcesLede = stillOpen == 0
+            ? "Largest first. Expected conversions add up the model's probabilities: compare them with the converted count."
+            : "Largest first. Expected conversions add up the model's probabilities of converting at all, so they run ahead of "
+                + "the converted count while leads are open: \(Format.integer(stillOpen)) of the period's \(Format.count(stats.total, "lead")) "
+                + "\(stillOpen == 1 ? "is" : "are") neither converted nor closed yet."
         cards = [
             Card(key: "store_total", label: "Leads in the store", value: Format.integer(snapshot.storeTotal), note: "all time"),
             Card(key: "total", label: "New in the period", value: Format.integer(stats.total), note: periodLabel),
-            Card(key: "converted", label: "Converted", value: Format.integer(stats.converted), note: "of the new leads"),
+            Card(key: "converted", label: "Converted", value: Format.integer(stats.converted),
+                 note: stillOpen == 0 ? "of the new leads" : "of the new leads; \(Format.integer(stillOpen)) still open"),
             Card(key: "conversion_rate", label: "Conversion rate", value: stats.total > 0 ? Format.percent(stats.conversionRate) : "–",
                  note: "converted ÷ new"),
             Card(key: "average_score", label: "Average score", value: stats.averageScore.map { Format.decimal($0, digits: 1) } ?? "–",

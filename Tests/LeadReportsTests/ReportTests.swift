@@ -226,6 +226,28 @@ struct ReportTests {
         #expect(try !Self.saysOneLeads(html))
     }
 
+    @Test("While the period's leads are open, the report says so beside the converted count it compares with expected conversions")
+    func openLeadsExplainTheGap() throws {
+        let store = try TestStore.make([
+            TestLead(externalID: "A", status: "new", createdAt: TestStore.nowMillis - TestStore.day, probability: 0.9),
+            TestLead(externalID: "B", status: "contacted", createdAt: TestStore.nowMillis - TestStore.day, probability: 0.6),
+            TestLead(externalID: "C", status: "lost", createdAt: TestStore.nowMillis - 2 * TestStore.day, probability: 0.1),
+            TestLead(externalID: "D", status: "converted", createdAt: TestStore.nowMillis - 3 * TestStore.day, probability: 0.7),
+        ], in: directory)
+        let week = try #require(try generator(store, formats: [.html]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
+        let html = HTMLCheck.decodeEntities(try String(contentsOf: file(week, "summary.html"), encoding: .utf8))
+        #expect(html.contains("of the new leads; 2 still open"))
+        #expect(html.contains("2 of the period's 4 leads are neither converted nor closed yet."))
+
+        // All closed: the plain comparison.
+        let closed = try TestStore.make([
+            TestLead(externalID: "E", status: "lost", createdAt: TestStore.nowMillis - TestStore.day, probability: 0.2),
+        ], in: directory.appendingPathComponent("closed", isDirectory: true))
+        let settled = try #require(try generator(closed, formats: [.html]).generate(period: .last(days: 7, now: TestStore.now), now: TestStore.now))
+        let plain = HTMLCheck.decodeEntities(try String(contentsOf: file(settled, "summary.html"), encoding: .utf8))
+        #expect(plain.contains("compare them with the converted count.") && !plain.contains("still open"))
+    }
+
     /// Whether `text` counts one thing in the plural ("1 leads", "1 scored leads").
     static func saysOneLeads(_ text: String) throws -> Bool {
         let pattern = try NSRegularExpression(pattern: #"(?<![0-9.,])1 (scored |held-out |highest-scoring )?leads\b"#)
