@@ -179,7 +179,7 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(store: store, configuration: configuration, logger: logger),
-        server: .leadLensHTTP1(idleTimeout: configuration.idleTimeout),
+        server: .leadLensHTTP1(idleTimeout: configuration.idleTimeout, maxBodyBytes: max(1, configuration.maxBodyBytes)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "LeadLens"),
         logger: logger)
 }

@@ -26,10 +26,21 @@ final class HTTP10ConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 /// curl sends it for bodies over 1 MiB (a full Segment batch is one) and then waits a second for
 /// the interim answer before sending the body; Hummingbird never gives one, so every such request
 /// took a second longer. HTTP/1.0 clients' expectations are ignored, as RFC 9110 says.
+///
+/// A body the server will refuse unread is not invited: one declared over the body limit (413)
+/// or sent with no key at all (401). Those get their final answer first, as the point of the
+/// header is, and the client never uploads them. A key that turns out invalid is only known
+/// later, from the store: that body is sent, then refused.
 final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
+
+    let maxBodyBytes: Int
+
+    init(maxBodyBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(var head) = unwrapInboundIn(data), head.version.major == 1, head.version.minor >= 1,
@@ -39,7 +50,11 @@ final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         head.headers.remove(name: "Expect")
-        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        let declared = head.headers["Content-Length"].first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let presentsKey = !head.headers["Authorization"].isEmpty || !head.headers["X-API-Key"].isEmpty
+        if (declared ?? 0) <= maxBodyBytes && presentsKey {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
         context.fireChannelRead(wrapInboundOut(.head(head)))
     }
 }
@@ -49,6 +64,8 @@ final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandle
 /// NIO's HTTP parts into HTTP types.
 struct LeadLensHTTP1Channel: ServerChildChannel {
     let inner: HTTP1Channel
+    /// The server's body limit: a larger declared body is not invited with 100 Continue.
+    let maxBodyBytes: Int
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
@@ -58,7 +75,7 @@ struct LeadLensHTTP1Channel: ServerChildChannel {
             guard let codec = try? pipeline.handler(type: HTTP1ToHTTPServerCodec.self) else { return value }
             try pipeline.addHandler(HTTP10ConnectionHandler(), position: .before(codec))
             try pipeline.addHandler(MalformedRequestHandler(), position: .before(codec))
-            try pipeline.addHandler(ExpectContinueHandler(), position: .before(codec))
+            try pipeline.addHandler(ExpectContinueHandler(maxBodyBytes: maxBodyBytes), position: .before(codec))
             return value
         }
     }
@@ -71,9 +88,10 @@ struct LeadLensHTTP1Channel: ServerChildChannel {
 extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird serves it, closing HTTP/1.0 connections as that version expects
     /// and connections silent for `idleTimeout`.
-    static func leadLensHTTP1(idleTimeout: Duration) -> HTTPServerBuilder {
+    static func leadLensHTTP1(idleTimeout: Duration, maxBodyBytes: Int) -> HTTPServerBuilder {
         .init { responder in
-            LeadLensHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))))
+            LeadLensHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))),
+                                 maxBodyBytes: maxBodyBytes)
         }
     }
 }

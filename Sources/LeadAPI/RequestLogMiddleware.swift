@@ -45,6 +45,11 @@ struct RequestLogMiddleware: RouterMiddleware {
                 "api_key": .string(attribution.keyName ?? "-"),
             ])
         }
+        // A HEAD's body is swapped for an empty one after the route answers: log it now.
+        if request.method == .head {
+            log()
+            return response
+        }
         // Logged once the body is written, so a streamed export's time is its whole time
         // (Hummingbird's own post-write hook is package-internal).
         let body = response.body

@@ -14,6 +14,9 @@ extension Ingest {
         public var eventsAdded = 0
         public var duplicateEvents = 0
         public var rejected = 0
+        /// Rows of LeadLens's own export older than their lead's last change: they only filled
+        /// the lead's blanks (see `LeadPatch.exportedUpdatedAt`), so an edit in them was not applied.
+        public var staleExportRows = 0
 
         public init() {}
 
@@ -25,6 +28,7 @@ extension Ingest {
             lhs.eventsAdded += rhs.eventsAdded
             lhs.duplicateEvents += rhs.duplicateEvents
             lhs.rejected += rhs.rejected
+            lhs.staleExportRows += rhs.staleExportRows
         }
     }
 }
@@ -69,6 +73,8 @@ final class BatchWriter {
     var touchedInTransaction: Set<Int64> = []
     /// What the last `write` did with each record, in record order.
     private(set) var outcomes: [RecordOutcome] = []
+    /// Whether the last `update` found its record a row of an export older than the lead's last change.
+    private var staleExportRow = false
     /// Anonymous leads the record being applied merged into an identified one: duplicate → primary.
     private var mergedByRecord: [Int64: Int64] = [:]
     /// Leads an earlier write of this file counted as created and this one merged away.
@@ -86,6 +92,8 @@ final class BatchWriter {
         var eventAdded = false
         /// Leads applying the record merged into another (a visitor into its user).
         var merged = 0
+        /// The record is a row of an export older than its lead's last change.
+        var stale = false
     }
 
     /// Bounds the identity caches: past this many entries they are dropped and refilled from the
@@ -230,6 +238,7 @@ final class BatchWriter {
         for outcome in outcomes {
             let lead = outcome.leadID
             counts.leadsMerged += outcome.merged
+            if outcome.stale { counts.staleExportRows += 1 }
             if outcome.changed && !outcome.created {
                 if !created.contains(lead), updated.insert(lead).inserted {
                     counts.leadsUpdated += 1
@@ -286,7 +295,8 @@ final class BatchWriter {
             }
             let hasEvent = records[index].event != nil
             if hasEvent { pendingEvents.append((leadID, index)) }
-            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, hasEvent: hasEvent, merged: merged))
+            writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, hasEvent: hasEvent, merged: merged,
+                                                 stale: !created && writer.staleExportRow))
         }
 
         /// Events this batch resolved to a lead that a later record merged away go to the lead
@@ -700,6 +710,7 @@ final class BatchWriter {
         var otherContacts: [(kind: LeadMutations.OtherContact, value: String, current: String)] = []
         /// The record is an identify (group, alias) no newer than the newest applied to the lead.
         var isOlder = false
+        staleExportRow = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -736,6 +747,7 @@ final class BatchWriter {
             // export writes whole seconds, the store milliseconds.
             if let exported = patch.exportedUpdatedAt, let updated = row["updated_at"] as Int64?, updated / 1000 * 1000 > exported {
                 isOlder = true
+                staleExportRow = true
             }
             let storedExternalID: String? = row["external_id"]
             var stored = Ingest.Identity(
@@ -810,7 +822,8 @@ final class BatchWriter {
         for other in otherContacts {
             if try LeadMutations.keepOthers(other.kind, [other.value], current: other.current, lead: leadID, in: db) { customChanged = true }
         }
-        let tagsChanged = try applyTags(patch.tags, leadID: leadID, db: db)
+        // A stale export row's tags are what the lead had then: one removed since stays removed.
+        let tagsChanged = staleExportRow ? false : try applyTags(patch.tags, leadID: leadID, db: db)
         if (customChanged || tagsChanged || linkedAnonymousID) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
         }

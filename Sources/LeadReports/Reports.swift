@@ -106,7 +106,7 @@ public enum Reports {
 
     /// Statuses that end a lead's pipeline: converted, or one of the default lost statuses. The
     /// others are open, the ones the top-leads table lists.
-    public static let closedStatuses: Set<String> = LeadStats.convertedStatuses.union(["lost", "closed", "disqualified"])
+    public static let closedStatuses: Set<String> = LeadStats.convertedStatuses.union(["lost", "closed", "disqualified", "unqualified"])
 
     /// What a report's files are: the manifest written as index.json.
     public struct Manifest: Codable, Sendable, Equatable {

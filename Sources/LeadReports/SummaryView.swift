@@ -163,7 +163,7 @@ struct SummaryView {
             period.hasLocalDates
                 ? "A lead is in the period when it was created in it; the period's dates are \(period.timeZone.identifier)'s, other times and days UTC."
                 : "A lead is in the period when it was created in it; times and days are UTC.",
-            "Converted means status \(convertedStatuses); open leads are those not converted, lost, closed or disqualified.",
+            "Converted means status \(convertedStatuses); open leads are those not converted, lost, closed, disqualified or unqualified.",
             "Expected conversions add up each lead's predicted probability of converting.",
         ]
     }

@@ -175,14 +175,18 @@ struct IngestCommand: ParsableCommand {
         if anyRejected { throw ExitCode(1) }
     }
 
-    /// Why `path` cannot be read as an input, or nil when it opens as a file.
+    /// Why `path` cannot be read as an input, or nil when it may be. Never opens it: opening and
+    /// closing a named pipe would leave its writer with no reader, and SIGPIPE would kill it
+    /// (ByteReader reads pipes). A pipe or device passes; a missing file, a directory or a
+    /// regular file without read permission does not.
     static func unreadableReason(_ path: String) -> String? {
-        let descriptor = open(path, O_RDONLY)
-        guard descriptor >= 0 else { return String(cString: strerror(errno)) }
-        defer { close(descriptor) }
         var status = stat()
-        if fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR { return "it is a directory" }
-        return nil
+        guard stat(path, &status) == 0 else { return String(cString: strerror(errno)) }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR: return "it is a directory"
+        case S_IFREG: return access(path, R_OK) == 0 ? nil : String(cString: strerror(errno))
+        default: return nil
+        }
     }
 
     /// What the rejects path would overwrite, if it names the store, one of its files, or an
@@ -245,6 +249,10 @@ struct IngestCommand: ParsableCommand {
         let rows = c.leadsCreated + c.leadsUpdated + c.leadsUnchanged + c.eventsAdded + c.duplicateEvents + c.rejected
         if summary.seconds > 0 {
             line += String(format: " (%.2f s, %.0f rows/s)", summary.seconds, Double(rows) / summary.seconds)
+        }
+        if c.staleExportRows > 0 {
+            line += " — \(c.staleExportRows) export row\(c.staleExportRows == 1 ? " was" : "s were") older than \(c.staleExportRows == 1 ? "its lead's" : "their leads'") "
+                + "last change and only filled blanks: export again, then edit"
         }
         // The rejects listed are those read before the stop: the whole file when it is small.
         if summary.abortedStrict { line += " — --strict: stopped at a bad row, nothing from this file committed" }

@@ -139,7 +139,7 @@ struct HTTP10Tests {
     /// Sends a request's head with `Expect: 100-continue` and returns what arrives within 3 s,
     /// as curl waits (for a second) before sending a large body; then sends the body and returns
     /// the final response.
-    private static func blockingExpectContinue(port: Int, head: String, body: String) throws -> (interim: String, final: String) {
+    private static func blockingExpectContinue(port: Int, head: String, body: String?) throws -> (interim: String, final: String) {
         let descriptor = try connected(port: port)
         defer { close(descriptor) }
         func read(until done: (String) -> Bool) -> String {
@@ -156,6 +156,7 @@ struct HTTP10Tests {
         try #require(send(descriptor, headBytes, headBytes.count, 0) == headBytes.count)
         waitAtMost(3, on: descriptor)
         let interim = read { $0.contains("\r\n\r\n") }
+        guard let body else { return (interim, "") }
         let bodyBytes = Array(body.utf8)
         try #require(send(descriptor, bodyBytes, bodyBytes.count, 0) == bodyBytes.count)
         waitAtMost(10, on: descriptor)
@@ -181,6 +182,20 @@ struct HTTP10Tests {
             #expect(reply.interim.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(reply.interim.prefix(80))")
             #expect(reply.final.hasPrefix("HTTP/1.1 200"), "\(reply.final.prefix(200))")
             #expect(reply.final.contains(#""events_added":1"#))
+
+            // A body the server refuses unread is not invited: no key (401), or one declared over
+            // the body limit (413). The final answer comes first, and nothing is uploaded.
+            for (refused, status) in [
+                ("POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n", "401"),
+                ("POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(api.writer)\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: \(APILimits.maxBodyBytes + 1)\r\nExpect: 100-continue\r\n\r\n", "413"),
+            ] {
+                let answer = try await withCheckedThrowingContinuation { continuation in
+                    Thread { continuation.resume(with: Result { try Self.blockingExpectContinue(port: port, head: refused, body: nil) }) }.start()
+                }
+                #expect(answer.interim.hasPrefix("HTTP/1.1 \(status)"), "\(answer.interim.prefix(80))")
+            }
         }
     }
 

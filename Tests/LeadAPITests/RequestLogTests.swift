@@ -68,12 +68,18 @@ struct RequestLogTests {
                                      headers: [.authorization: "Bearer \(api.reader)", Self.requestID: "req-missing"]) { _ in }
             try await client.execute(uri: "/api/v1/leads", method: .get, headers: [Self.requestID: "req-nokey"]) { _ in }
             try await client.execute(uri: "/secret%0Aforged=line", method: .get, headers: [Self.requestID: "req-unrouted"]) { _ in }
+            // An uptime check's HEAD: its body is dropped after the route answers, its line is not.
+            try await client.execute(uri: "/api/v1/leads/stats", method: .head,
+                                     headers: [.authorization: "Bearer \(api.reader)", Self.requestID: "req-head"]) { response in
+                #expect(response.status == .ok)
+            }
         }
         let lines = sink.entries.filter { $0.message == "request" }
         func line(_ id: String) -> [String: String]? {
             lines.first { $0.metadata["hb.request.id"] == id }?.metadata
         }
-        #expect(lines.count == 5)
+        #expect(lines.count == 6)
+        #expect(line("req-head")?["http.method"] == "HEAD" && line("req-head")?["http.route"] == "/api/v1/leads/stats")
         let show = try #require(line("req-show"))
         #expect(show["http.method"] == "GET")
         #expect(show["http.route"] == "/api/v1/leads/{id}")

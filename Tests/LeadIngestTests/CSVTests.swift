@@ -354,13 +354,19 @@ struct CSVTests {
             try db.execute(sql: "UPDATE leads SET status = 'converted', updated_at = ? WHERE external_id = 'X1'", arguments: [exportedMillis + 86_400_000])
         }
         let report = try directory.write("leads.csv", """
-            id,external_id,email,status,company,updated_at
-            1,X1,ann@example.com,qualified,Acme,\(exportedAt)
-            2,X2,bob@example.com,contacted,New Co,\(exportedAt)
+            id,external_id,email,status,company,tags,updated_at
+            1,X1,ann@example.com,qualified,Acme,hot,\(exportedAt)
+            2,X2,bob@example.com,contacted,New Co,warm,\(exportedAt)
 
             """)
         let summary = try ingest(store, report)
         #expect(summary.counts.rejected == 0)
+        #expect(summary.counts.staleExportRows == 1, "the stale row is counted, so the summary can say so")
+        // Its tags are what the lead had then (a rep may have removed one since): not added back.
+        let tags = try store.reader.read { db in
+            try String.fetchAll(db, sql: "SELECT l.external_id || ':' || t.tag FROM lead_tags t JOIN leads l ON l.id = t.lead_id ORDER BY 1")
+        }
+        #expect(tags == ["X2:warm"])
         let rows = try store.reader.read { db in
             try Row.fetchAll(db, sql: "SELECT status, company FROM leads ORDER BY external_id").map { [$0[0], $0[1]] as [String?] }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import GRDB
 @testable import leadlens
 import LeadStore
@@ -149,6 +150,33 @@ struct CLITests {
         #expect(try ingest([try file("more.csv", "id,email\nL2,b@x.io\n"), "--rejects", unwritable]) == 2)
         let count = try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads") }
         #expect(count == 1, "rows were ingested before the rejects file was found unwritable")
+    }
+
+    @Test("checking the inputs never opens a named pipe: its writer would lose its reader and die of SIGPIPE")
+    func inputCheckLeavesPipesAlone() throws {
+        let fifo = directory.appendingPathComponent("events.pipe").path
+        try #require(mkfifo(fifo, 0o600) == 0)
+        // A writer that gets in only while someone holds the pipe open for reading.
+        let readerSeen = Mutex(false)
+        let done = Mutex(false)
+        let writer = Thread {
+            while !done.withLock({ $0 }) {
+                let descriptor = open(fifo, O_WRONLY | O_NONBLOCK)
+                if descriptor >= 0 {
+                    readerSeen.withLock { $0 = true }
+                    close(descriptor)
+                    return
+                }
+                usleep(1_000)
+            }
+        }
+        writer.start()
+        #expect(IngestCommand.unreadableReason(fifo) == nil)
+        usleep(50_000)
+        done.withLock { $0 = true }
+        #expect(!readerSeen.withLock { $0 }, "the check opened the pipe")
+        #expect(IngestCommand.unreadableReason(directory.path) == "it is a directory")
+        #expect(IngestCommand.unreadableReason(directory.appendingPathComponent("none.csv").path) != nil)
     }
 
     @Test func exitStatusIsTwoForAnUnreadableFile() throws {

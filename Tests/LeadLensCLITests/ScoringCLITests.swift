@@ -67,9 +67,11 @@ struct ScoringCLITests {
         #expect(try query { try Int.fetchOne($0, sql: "SELECT count(*) FROM leads WHERE score IS NULL OR model_version <> 'default-v1'") } == 0)
         #expect(try run(ExplainCommand.self, ["L0000007", "--json"]) == 0)
         #expect(try run(ExplainCommand.self, ["nobody@nowhere.io"]) == 1)
-        if leadlensExecutable != nil {
+        do {
             // Scored as of a past date, a lead is explained as of that date unless told otherwise:
-            // the explanation is of the score stored, as GET /leads/{id}'s factors are.
+            // the explanation is of the score stored, as GET /leads/{id}'s factors are. Run
+            // through the built binary, whose stdout is the explanation (swift test builds it).
+            _ = try #require(leadlensExecutable, "the built leadlens executable")
             #expect(try run(ScoreCommand.self, ["L0000011", "--as-of", "2026-06-01"]) == 0)
             let stored = try query { try Row.fetchOne($0, sql: "SELECT probability, scored_at FROM leads WHERE external_id = 'L0000011'") }!
             #expect(stored[1] as Int64 == 1_780_272_000_000)

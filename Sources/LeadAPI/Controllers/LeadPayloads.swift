@@ -175,6 +175,7 @@ struct ImportJSON: JSONWritable, Sendable {
         json.key("leads_updated"); json.value(result.counts.leadsUpdated)
         json.key("leads_unchanged"); json.value(result.counts.leadsUnchanged)
         json.key("leads_merged"); json.value(result.counts.leadsMerged)
+        json.key("stale_rows"); json.value(result.counts.staleExportRows)
         json.key("rejected"); json.value(result.counts.rejected)
         json.key("rejects")
         json.rejects(result.rejects.map { RejectJSON(position: .line($0.index), field: $0.field, reason: $0.reason) })
