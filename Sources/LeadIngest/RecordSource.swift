@@ -413,6 +413,14 @@ struct CSVHeader {
         }
     }
 
+    /// An export's time column: nil when blank, a reject when unreadable.
+    private func exportTime(_ value: String, line: Int, column: Int) throws(IngestError) -> Int64? {
+        let text = value.trimmingWhitespace()
+        guard !text.isEmpty else { return nil }
+        guard let millis = Timestamp.parse(text) else { throw IngestError.unreadableTime(line: line, field: labels[column]) }
+        return millis
+    }
+
     /// A column's name in messages: its header, or the label made for a blank one.
     func label(at index: Int) -> String? {
         guard index < roles.count else { return nil }
@@ -461,19 +469,9 @@ struct CSVHeader {
             case .customFieldsObject:
                 try Self.setCustomFields(value, line: row.line, into: &builder)
             case .createdAtIfNew:
-                let text = value.trimmingWhitespace()
-                guard !text.isEmpty else { continue }
-                guard let millis = Timestamp.parse(text) else {
-                    throw IngestError.unreadableTime(line: row.line, field: labels[index])
-                }
-                builder.patch.createdAtIfNew = millis
+                if let millis = try exportTime(value, line: row.line, column: index) { builder.patch.createdAtIfNew = millis }
             case .exportedUpdatedAt:
-                let text = value.trimmingWhitespace()
-                guard !text.isEmpty else { continue }
-                guard let millis = Timestamp.parse(text) else {
-                    throw IngestError.unreadableTime(line: row.line, field: labels[index])
-                }
-                builder.patch.exportedUpdatedAt = millis
+                if let millis = try exportTime(value, line: row.line, column: index) { builder.patch.exportedUpdatedAt = millis }
             }
         }
         let patch = builder.build()
