@@ -55,8 +55,14 @@ struct ConditionalGetTests {
             let etag = try #require(first.headers[.eTag])
             let same = try await client.call(.get, path, key: api.reader, headers: [.ifNoneMatch: etag])
             #expect(same.status == .notModified && same.body.readableBytes == 0)
+            // Another query's tag is not this one's: a full answer, with its own tag, which then works.
             let page2 = try await client.call(.get, "/api/v1/leads?per_page=5&page=2", key: api.reader, headers: [.ifNoneMatch: etag])
-            #expect(page2.status == .ok && page2.headers[.eTag] != etag)
+            #expect(page2.status == .ok && page2.list.count == 5)
+            let page2Tag = try #require(page2.headers[.eTag])
+            let page2Again = try await client.call(.get, "/api/v1/leads?per_page=5&page=2", key: api.reader, headers: [.ifNoneMatch: page2Tag])
+            #expect(page2Again.status == .notModified)
+            // A 304 keeps the headers a client reads on every answer.
+            #expect(page2Again.header("X-Request-ID") != nil)
 
             let lead = try #require(first.list.first?["id"] as? Int)
             let renamed = try await client.call(.patch, "/api/v1/leads/\(lead)", key: api.editor, json: ["company": "Renamed Ltd"])
