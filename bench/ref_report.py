@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 CONVERTED = {"converted"}
-CLOSED = CONVERTED | {"lost", "closed", "disqualified"}
+CLOSED = CONVERTED | {"lost", "closed", "disqualified", "unqualified"}
 DAY_MS = 86_400_000
 
 
