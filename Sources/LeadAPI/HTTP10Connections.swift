@@ -29,14 +29,18 @@ final class HTTP10ConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 ///
 /// A body the server will refuse unread is not invited: one declared over the body limit (413)
 /// or sent with no key at all (401). Those get their final answer first, as the point of the
-/// header is, and the client never uploads them. A key that turns out invalid is only known
-/// later, from the store: that body is sent, then refused.
-final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// header is, with `Connection: close`: a client that has not sent the body then never does (Go's
+/// sends it after any answer that keeps the connection), and the server does not read it either.
+/// A key that turns out invalid is only known later, from the store: that body is sent, then refused.
+final class ExpectContinueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     let maxBodyBytes: Int
+    /// The current request was not invited: its answer closes the connection.
+    private var closing = false
 
     init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
@@ -51,11 +55,26 @@ final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandle
         }
         head.headers.remove(name: "Expect")
         let declared = head.headers["Content-Length"].first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let presentsKey = !head.headers["Authorization"].isEmpty || !head.headers["X-API-Key"].isEmpty
+        let presentsKey = head.headers["Authorization"].contains { $0.lowercased().hasPrefix("bearer ") }
+            || head.headers["X-API-Key"].contains { !$0.isEmpty }
         if (declared ?? 0) <= maxBodyBytes && presentsKey {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        } else {
+            // Hummingbird closes after answering a request that says so (as for HTTP/1.0).
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+            closing = true
         }
         context.fireChannelRead(wrapInboundOut(.head(head)))
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard closing, case .head(var head) = unwrapOutboundIn(data), head.status.code / 100 != 1 else {
+            context.write(data, promise: promise)
+            return
+        }
+        closing = false
+        head.headers.replaceOrAdd(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(head)), promise: promise)
     }
 }
 

@@ -75,6 +75,9 @@ final class BatchWriter {
     private(set) var outcomes: [RecordOutcome] = []
     /// Whether the last `update` found its record a row of an export older than the lead's last change.
     private var staleExportRow = false
+    /// Whether that stale row held a value it did not apply (one the lead has otherwise since):
+    /// what the count reports. Re-running an applied export is stale but withholds nothing.
+    private var staleRowWithheld = false
     /// Anonymous leads the record being applied merged into an identified one: duplicate → primary.
     private var mergedByRecord: [Int64: Int64] = [:]
     /// Leads an earlier write of this file counted as created and this one merged away.
@@ -296,7 +299,7 @@ final class BatchWriter {
             let hasEvent = records[index].event != nil
             if hasEvent { pendingEvents.append((leadID, index)) }
             writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, hasEvent: hasEvent, merged: merged,
-                                                 stale: !created && writer.staleExportRow))
+                                                 stale: !created && writer.staleRowWithheld))
         }
 
         /// Events this batch resolved to a lead that a later record merged away go to the lead
@@ -711,6 +714,7 @@ final class BatchWriter {
         /// The record is an identify (group, alias) no newer than the newest applied to the lead.
         var isOlder = false
         staleExportRow = false
+        staleRowWithheld = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -766,6 +770,7 @@ final class BatchWriter {
                     continue
                 }
                 if isOlder, let held = row[column] as String? {
+                    if staleExportRow { staleRowWithheld = true }
                     // An older email or phone the lead has another of is kept beside it.
                     if let kind { otherContacts.append((kind, value, current: held)) }
                     continue
@@ -800,7 +805,13 @@ final class BatchWriter {
                 let notes = Self.appending(patch.appendedNotes, to: base)
                 if notes != row["notes"] as String? { set("notes", notes) }
             }
-            if let value = patch.value, row["value"] as Double? != value, !(isOlder && (row["value"] as Double?) != nil) { set("value", value) }
+            if let value = patch.value, row["value"] as Double? != value {
+                if !(isOlder && (row["value"] as Double?) != nil) {
+                    set("value", value)
+                } else if staleExportRow {
+                    staleRowWithheld = true
+                }
+            }
             if let createdAt = patch.createdAt, row["created_at"] as Int64? != createdAt, !isOlder { set("created_at", createdAt) }
             // The newest message applied moves on; alone it is bookkeeping, not a change to the lead.
             let movesAppliedAt = patch.sentAt != nil && !isOlder && patch.carriesTraits
@@ -824,6 +835,12 @@ final class BatchWriter {
         }
         // A stale export row's tags are what the lead had then: one removed since stays removed.
         let tagsChanged = staleExportRow ? false : try applyTags(patch.tags, leadID: leadID, db: db)
+        if staleExportRow && !staleRowWithheld && !patch.tags.isEmpty {
+            // NOCASE, as the tags' own column compares them.
+            let held = try Int.fetchOne(db, sql: "SELECT count(*) FROM lead_tags WHERE lead_id = ? AND tag IN (\(databaseQuestionMarks(count: patch.tags.count)))",
+                                        arguments: StatementArguments([leadID] + patch.tags)) ?? 0
+            if held < Set(patch.tags.map { $0.lowercased() }).count { staleRowWithheld = true }
+        }
         if (customChanged || tagsChanged || linkedAnonymousID) && !rowChanged {
             try db.cachedStatement(sql: "UPDATE leads SET updated_at = ? WHERE id = ?").execute(arguments: [now, leadID])
         }

@@ -104,8 +104,8 @@ public enum Reports {
         case csv
     }
 
-    /// Statuses that end a lead's pipeline: converted, or one of the default lost statuses. The
-    /// others are open, the ones the top-leads table lists.
+    /// Statuses that end a lead's pipeline: converted, lost, closed, disqualified or unqualified.
+    /// The others are open, the ones the top-leads table lists.
     public static let closedStatuses: Set<String> = LeadStats.convertedStatuses.union(["lost", "closed", "disqualified", "unqualified"])
 
     /// What a report's files are: the manifest written as index.json.

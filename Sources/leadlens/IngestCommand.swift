@@ -177,16 +177,13 @@ struct IngestCommand: ParsableCommand {
 
     /// Why `path` cannot be read as an input, or nil when it may be. Never opens it: opening and
     /// closing a named pipe would leave its writer with no reader, and SIGPIPE would kill it
-    /// (ByteReader reads pipes). A pipe or device passes; a missing file, a directory or a
-    /// regular file without read permission does not.
+    /// (ByteReader reads pipes). A missing path, a directory or one without read permission fails.
     static func unreadableReason(_ path: String) -> String? {
         var status = stat()
         guard stat(path, &status) == 0 else { return String(cString: strerror(errno)) }
-        switch status.st_mode & S_IFMT {
-        case S_IFDIR: return "it is a directory"
-        case S_IFREG: return access(path, R_OK) == 0 ? nil : String(cString: strerror(errno))
-        default: return nil
-        }
+        // access() checks the permission without opening, so it is safe for a pipe too.
+        if status.st_mode & S_IFMT == S_IFDIR { return "it is a directory" }
+        return access(path, R_OK) == 0 ? nil : String(cString: strerror(errno))
     }
 
     /// What the rejects path would overwrite, if it names the store, one of its files, or an
@@ -252,7 +249,7 @@ struct IngestCommand: ParsableCommand {
         }
         if c.staleExportRows > 0 {
             line += " — \(c.staleExportRows) export row\(c.staleExportRows == 1 ? " was" : "s were") older than \(c.staleExportRows == 1 ? "its lead's" : "their leads'") "
-                + "last change and only filled blanks: export again, then edit"
+                + "last change and held values they did not apply (only blanks were filled): export again, then edit"
         }
         // The rejects listed are those read before the stop: the whole file when it is small.
         if summary.abortedStrict { line += " — --strict: stopped at a bad row, nothing from this file committed" }

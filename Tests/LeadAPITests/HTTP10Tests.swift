@@ -195,6 +195,8 @@ struct HTTP10Tests {
                     Thread { continuation.resume(with: Result { try Self.blockingExpectContinue(port: port, head: refused, body: nil) }) }.start()
                 }
                 #expect(answer.interim.hasPrefix("HTTP/1.1 \(status)"), "\(answer.interim.prefix(80))")
+                // Said to close, so a client that would send the body after any other answer does not.
+                #expect(answer.interim.lowercased().contains("connection: close"), "\(answer.interim.prefix(300))")
             }
         }
     }

@@ -367,6 +367,10 @@ struct CSVTests {
             try String.fetchAll(db, sql: "SELECT l.external_id || ':' || t.tag FROM lead_tags t JOIN leads l ON l.id = t.lead_id ORDER BY 1")
         }
         #expect(tags == ["X2:warm"])
+        // Running the same command again (after an interrupt, say): every row is older than its
+        // lead now, but none holds anything the lead lacks, so none is reported as withheld.
+        let again = try ingest(store, report)
+        #expect(again.counts.staleExportRows == 1, "X1's status is still withheld; X2's applied row is not counted")
         let rows = try store.reader.read { db in
             try Row.fetchAll(db, sql: "SELECT status, company FROM leads ORDER BY external_id").map { [$0[0], $0[1]] as [String?] }
         }
