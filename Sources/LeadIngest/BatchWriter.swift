@@ -769,7 +769,15 @@ final class BatchWriter {
                    try LeadMutations.keepsMergedIdentity(field == .email ? .email : .phoneDigits, merged, lead: leadID, in: db) {
                     continue
                 }
-                if isOlder, let held = row[column] as String? {
+                // A stale export row's status or owner is the spreadsheet's edit when the store has
+                // not moved that field since the export (the timeline records every move): a
+                // three-way merge, taking theirs only where ours stood still.
+                var editedInSpreadsheet = false
+                if staleExportRow && (field == .status || field == .assignedTo) {
+                    editedInSpreadsheet = try !movedSince(patch.exportedUpdatedAt, leadID: leadID,
+                                                          kind: field == .status ? "status_changed" : "assigned", db: db)
+                }
+                if isOlder, !editedInSpreadsheet, let held = row[column] as String? {
                     if staleExportRow { staleRowWithheld = true }
                     // An older email or phone the lead has another of is kept beside it.
                     if let kind { otherContacts.append((kind, value, current: held)) }
@@ -847,6 +855,13 @@ final class BatchWriter {
         let changed = rowChanged || customChanged || tagsChanged || linkedAnonymousID
         if changed { touchedInTransaction.insert(leadID) }
         return changed
+    }
+
+    /// Whether the lead's timeline records a move of `kind` after the export's second `exported`.
+    private func movedSince(_ exported: Int64?, leadID: Int64, kind: String, db: Database) throws -> Bool {
+        guard let exported else { return true }
+        return try Bool.fetchOne(db, sql: "SELECT 1 FROM lead_timeline WHERE lead_id = ? AND kind = ? AND at >= ? LIMIT 1",
+                                 arguments: [leadID, kind, exported / 1000 * 1000 + 1000]) ?? false
     }
 
     /// Gives `leadID` an anonymous id (an identify or alias naming a device). Returns whether the

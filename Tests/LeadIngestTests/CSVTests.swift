@@ -341,42 +341,56 @@ struct CSVTests {
     func staleExportRowsOnlyFill() throws {
         let directory = try TemporaryDirectory()
         let store = try LeadStore.inMemory()
-        _ = try ingest(store, try directory.write("crm.csv", "id,email,status,company\nX1,ann@example.com,qualified,\nX2,bob@example.com,new,Old Co\n"))
+        _ = try ingest(store, try directory.write("crm.csv", """
+            id,email,status,company
+            X1,ann@example.com,qualified,
+            X2,bob@example.com,new,Old Co
+            X3,cy@example.com,new,Third Co
+
+            """))
         let exportedAt = "2026-03-01T10:00:00Z"
         let exportedMillis = try #require(Timestamp.parse(exportedAt))
-        // As the export saw them: both last changed at the export's second (X2 within it, at .400).
+        let dayLater = exportedMillis + 86_400_000
+        // As the export saw them: all last changed at the export's second (X2 within it, at .400).
         try store.writer.write { db in
-            try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE external_id = 'X1'", arguments: [exportedMillis])
+            try db.execute(sql: "UPDATE leads SET updated_at = ?", arguments: [exportedMillis])
             try db.execute(sql: "UPDATE leads SET updated_at = ? WHERE external_id = 'X2'", arguments: [exportedMillis + 400])
         }
-        // Since then a rep marked X1 converted.
+        // Since then a rep marked X1 converted (the timeline records the move, as PUT /status
+        // does), and someone renamed X3's company.
         try store.writer.write { db in
-            try db.execute(sql: "UPDATE leads SET status = 'converted', updated_at = ? WHERE external_id = 'X1'", arguments: [exportedMillis + 86_400_000])
+            let x1 = try Int64.fetchOne(db, sql: "SELECT id FROM leads WHERE external_id = 'X1'")!
+            try db.execute(sql: "UPDATE leads SET status = 'converted', updated_at = ? WHERE id = ?", arguments: [dayLater, x1])
+            try LeadMutations.recordTimeline(x1, kind: "status_changed", old: "qualified", new: "converted", at: dayLater, in: db)
+            try db.execute(sql: "UPDATE leads SET company = 'Renamed', updated_at = ? WHERE external_id = 'X3'", arguments: [dayLater])
         }
         let report = try directory.write("leads.csv", """
             id,external_id,email,status,company,tags,updated_at
             1,X1,ann@example.com,qualified,Acme,hot,\(exportedAt)
             2,X2,bob@example.com,contacted,New Co,warm,\(exportedAt)
+            3,X3,cy@example.com,qualified,Third Co,,\(exportedAt)
 
             """)
         let summary = try ingest(store, report)
         #expect(summary.counts.rejected == 0)
-        #expect(summary.counts.staleExportRows == 1, "the stale row is counted, so the summary can say so")
-        // Its tags are what the lead had then (a rep may have removed one since): not added back.
+        #expect(summary.counts.staleExportRows == 2, "X1 and X3 held values they did not apply, so the summary can say so")
+        // X1's tags are what it had then (a rep may have removed one since): not added back.
         let tags = try store.reader.read { db in
             try String.fetchAll(db, sql: "SELECT l.external_id || ':' || t.tag FROM lead_tags t JOIN leads l ON l.id = t.lead_id ORDER BY 1")
         }
         #expect(tags == ["X2:warm"])
-        // Running the same command again (after an interrupt, say): every row is older than its
-        // lead now, but none holds anything the lead lacks, so none is reported as withheld.
-        let again = try ingest(store, report)
-        #expect(again.counts.staleExportRows == 1, "X1's status is still withheld; X2's applied row is not counted")
         let rows = try store.reader.read { db in
             try Row.fetchAll(db, sql: "SELECT status, company FROM leads ORDER BY external_id").map { [$0[0], $0[1]] as [String?] }
         }
-        // X1's stale status is not written back, its blank company is filled; X2, unchanged since
-        // the export (the export writes whole seconds), takes the edits.
-        #expect(rows == [["converted", "Acme"], ["contacted", "New Co"]])
+        // X1: its stale status is not written back over the rep's move, its blank company is
+        // filled. X2, unchanged since the export (which writes whole seconds), takes the edits.
+        // X3: the spreadsheet moved its status, the store had not: taken; its company, renamed
+        // in the store since, is kept.
+        #expect(rows == [["converted", "Acme"], ["contacted", "New Co"], ["qualified", "Renamed"]])
+        // Running the same command again (after an interrupt, say): every row is older than its
+        // lead now; only those still holding a value the lead does not take are counted.
+        let again = try ingest(store, report)
+        #expect(again.counts.staleExportRows == 2, "X1's status and X3's company; X2's applied row is not counted")
         // Without updated_at (an older report), the row applies as before.
         _ = try ingest(store, try directory.write("plain.csv", "id,external_id,status\n1,X1,lost\n"))
         #expect(try store.reader.read { try String.fetchOne($0, sql: "SELECT status FROM leads WHERE external_id = 'X1'") } == "lost")
