@@ -5,26 +5,24 @@ enum FormEncoding {
     /// ("100%") is kept as it was sent (with "+" still a space) rather than dropped, so a filter
     /// is never silently lost.
     static func fields(_ encoded: String) -> [(key: String, value: String)] {
-        encoded.split(separator: "&").compactMap { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = decode(parts[0]).text
-            guard !key.isEmpty else { return nil }
-            return (key, parts.count > 1 ? decode(parts[1]).text : "")
-        }
+        pairs(encoded).compactMap { $0.key.text.isEmpty ? nil : ($0.key.text, $0.value.text) }
     }
 
     /// A form body's fields, as ``fields(_:)`` reads them, or the first key whose key or value
     /// is percent-encoded bytes that are not UTF-8: a Latin-1 page sends "Ren%E9", which is
     /// refused as raw Latin-1 would be rather than stored as "Ren%E9".
     static func formFields(_ encoded: String) -> Result<[(key: String, value: String)], NotUTF8> {
-        var fields: [(key: String, value: String)] = []
-        for pair in encoded.split(separator: "&") {
+        let decoded = pairs(encoded)
+        if let bad = decoded.first(where: { !$0.key.isUTF8 || !$0.value.isUTF8 }) { return .failure(NotUTF8(key: bad.key.text)) }
+        return .success(decoded.compactMap { $0.key.text.isEmpty ? nil : ($0.key.text, $0.value.text) })
+    }
+
+    /// Each `key=value` pair, both decoded.
+    private static func pairs(_ encoded: String) -> [(key: (text: String, isUTF8: Bool), value: (text: String, isUTF8: Bool))] {
+        encoded.split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = decode(parts[0]), value = parts.count > 1 ? decode(parts[1]) : (text: "", isUTF8: true)
-            guard key.isUTF8, value.isUTF8 else { return .failure(NotUTF8(key: key.text)) }
-            if !key.text.isEmpty { fields.append((key.text, value.text)) }
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : (text: "", isUTF8: true))
         }
-        return .success(fields)
     }
 
     struct NotUTF8: Error {

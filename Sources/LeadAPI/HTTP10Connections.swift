@@ -55,8 +55,9 @@ final class ExpectContinueHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         head.headers.remove(name: "Expect")
         let declared = head.headers["Content-Length"].first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let presentsKey = head.headers["Authorization"].contains { $0.lowercased().hasPrefix("bearer ") }
-            || head.headers["X-API-Key"].contains { !$0.isEmpty }
+        // As authentication reads the headers (it alone knows whether the key is valid).
+        let presentsKey = AuthMiddleware.presentedKey(authorization: head.headers.first(name: "Authorization"),
+                                                      apiKey: head.headers.first(name: "X-API-Key")) != nil
         if (declared ?? 0) <= maxBodyBytes && presentsKey {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         } else {

@@ -13,11 +13,7 @@ struct TaggedBody: Sendable {
     init(_ bytes: ByteBuffer) {
         self.bytes = bytes
         let digest = bytes.withUnsafeReadableBytes { SHA256.hash(data: $0) }
-        let hex = digest.prefix(12).map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
-        }.joined()
-        etag = "\"" + hex + "\""
+        etag = "\"" + digest.prefix(12).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + "\""
     }
 
     /// 200 with the body, or 304 when the request's `If-None-Match` names this tag. Either way

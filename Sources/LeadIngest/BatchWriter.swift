@@ -73,11 +73,6 @@ final class BatchWriter {
     var touchedInTransaction: Set<Int64> = []
     /// What the last `write` did with each record, in record order.
     private(set) var outcomes: [RecordOutcome] = []
-    /// Whether the last `update` found its record a row of an export older than the lead's last change.
-    private var staleExportRow = false
-    /// Whether that stale row held a value it did not apply (one the lead has otherwise since):
-    /// what the count reports. Re-running an applied export is stale but withholds nothing.
-    private var staleRowWithheld = false
     /// Anonymous leads the record being applied merged into an identified one: duplicate → primary.
     private var mergedByRecord: [Int64: Int64] = [:]
     /// Leads an earlier write of this file counted as created and this one merged away.
@@ -95,7 +90,7 @@ final class BatchWriter {
         var eventAdded = false
         /// Leads applying the record merged into another (a visitor into its user).
         var merged = 0
-        /// The record is a row of an export older than its lead's last change.
+        /// The record is a row of an export older than its lead that held a value it did not apply.
         var stale = false
     }
 
@@ -282,10 +277,11 @@ final class BatchWriter {
         mutating func apply(_ index: Int) throws {
             let patch = records[index].lead
             let leadID: Int64
-            var created = false, changed = false
+            var created = false, changed = false, stale = false
             if let match = try writer.findLive(patch.identity, db: db) {
                 leadID = match.id
-                changed = try writer.update(leadID, with: patch, matchedBy: match.key, throughMerge: match.throughMerge, db: db)
+                let updated = try writer.update(leadID, with: patch, matchedBy: match.key, throughMerge: match.throughMerge, db: db)
+                (changed, stale) = (updated.changed, updated.withheldStaleValues)
             } else {
                 leadID = try writer.create(patch, firstSeen: records[index].event?.occurredAt ?? patch.sentAt, db: db)
                 created = true
@@ -299,7 +295,7 @@ final class BatchWriter {
             let hasEvent = records[index].event != nil
             if hasEvent { pendingEvents.append((leadID, index)) }
             writer.outcomes.append(RecordOutcome(leadID: leadID, created: created, changed: changed, hasEvent: hasEvent, merged: merged,
-                                                 stale: !created && writer.staleRowWithheld))
+                                                 stale: stale))
         }
 
         /// Events this batch resolved to a lead that a later record merged away go to the lead
@@ -686,9 +682,9 @@ final class BatchWriter {
     /// Applies a patch to an existing lead. Non-blank values overwrite (latest wins) and blanks
     /// never do; email and phone are such values, while the external id and anonymous id are only
     /// ever added, never replaced. A record found through a merged-away lead's identity
-    /// (`throughMerge`) only fills blanks. Returns whether anything changed.
+    /// (`throughMerge`) only fills blanks, as does a row of an export older than the lead.
     func update(_ leadID: Int64, with patch: Ingest.LeadPatch, matchedBy: IdentityKey, throughMerge: Bool = false,
-                db: Database) throws -> Bool {
+                db: Database) throws -> UpdateOutcome {
         var patch = patch
         if let source = patch.fields[.source] { patch.fields[.source] = try canonicalSource(source, db: db) }
         let identity = patch.identity
@@ -713,8 +709,11 @@ final class BatchWriter {
         var otherContacts: [(kind: LeadMutations.OtherContact, value: String, current: String)] = []
         /// The record is an identify (group, alias) no newer than the newest applied to the lead.
         var isOlder = false
-        staleExportRow = false
-        staleRowWithheld = false
+        /// The record is a row of an export older than the lead's last change.
+        var staleExportRow = false
+        /// That row held a value it did not apply (one the lead has otherwise since): what the
+        /// count reports. Re-running an applied export is stale but withholds nothing.
+        var staleRowWithheld = false
         if setsSource && !setsFields, let fallback = patch.sourceFallback {
             // An event whose only news is its utm source (a tenth of track events): one UPDATE,
             // no row read.
@@ -731,7 +730,7 @@ final class BatchWriter {
                        source, status, assigned_to, notes, value, created_at, traits_at, updated_at
                 FROM leads WHERE id = ?
                 """)
-            guard let row = try Row.fetchOne(select, arguments: [leadID]) else { return false }
+            guard let row = try Row.fetchOne(select, arguments: [leadID]) else { return UpdateOutcome(changed: false) }
             var assignments: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
             func set(_ column: String, _ value: (any DatabaseValueConvertible)?) {
@@ -854,7 +853,14 @@ final class BatchWriter {
         }
         let changed = rowChanged || customChanged || tagsChanged || linkedAnonymousID
         if changed { touchedInTransaction.insert(leadID) }
-        return changed
+        return UpdateOutcome(changed: changed, withheldStaleValues: staleRowWithheld)
+    }
+
+    struct UpdateOutcome {
+        /// The lead's fields, custom values or tags changed.
+        var changed: Bool
+        /// The record was a row of an export older than the lead and held a value it did not apply.
+        var withheldStaleValues = false
     }
 
     /// Whether the lead's timeline records a move of `kind` after the export's second `exported`.

@@ -62,8 +62,14 @@ struct AuthMiddleware: RouterMiddleware {
     /// The key a request presents; nil when none, or when its two headers present different
     /// ones (a gateway adding its own Bearer token would otherwise silently win).
     static func presentedKey(_ request: Request) -> String? {
+        presentedKey(authorization: request.headers[.authorization],
+                     apiKey: HTTPFields.Element.Name("X-API-Key").flatMap { request.headers[$0] })
+    }
+
+    /// The same from the two headers' values, for code below the router (NIO's HTTP parts).
+    static func presentedKey(authorization: String?, apiKey: String?) -> String? {
         var bearer: String?
-        if let authorization = request.headers[.authorization] {
+        if let authorization {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
                 // Header values arrive with outer whitespace already stripped (swift-http-types).
@@ -71,8 +77,7 @@ struct AuthMiddleware: RouterMiddleware {
                 if !token.isEmpty { bearer = String(token) }
             }
         }
-        var header: String?
-        if let name = HTTPFields.Element.Name("X-API-Key"), let key = request.headers[name], !key.isEmpty { header = key }
+        let header = apiKey?.isEmpty == false ? apiKey : nil
         if let bearer, let header, bearer != header { return nil }
         return bearer ?? header
     }
